@@ -1,0 +1,158 @@
+"""Command line: ``python -m dlip <command> ...``. Thin: parses arguments and calls the library.
+
+Bad input (missing files, annotation JSON of the wrong shape, unknown config keys) ends with a one-line
+``error: ...`` naming the file or key and exit status 2, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import TrainConfig, train_config_from_dict
+
+
+def _add_data(sub) -> None:
+    p = sub.add_parser("data", help="make data sets")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    s = data_sub.add_parser("synth", help="render the Shapes benchmark (COCO-Karpathy / VQAv2 formats)")
+    s.add_argument("--out", required=True, help="output folder (becomes the image root)")
+    s.add_argument("--n", type=int, nargs=3, metavar=("TRAIN", "VAL", "TEST"), default=(20000, 1000, 1000),
+                   help="images per split (default 20000 1000 1000)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--noise", type=float, default=3.0, help="pixel noise sigma (<= 6)")
+    s.add_argument("--workers", type=int, default=2, help="rendering processes")
+
+
+def _add_tokenizer(sub) -> None:
+    p = sub.add_parser("tokenizer", help="train a lowercase WordPiece tokenizer on a data set's training text")
+    p.add_argument("--data", required=True, help="image root holding annotations/ (Shapes layout) or use --config")
+    p.add_argument("--config", help="JSON training config whose 'data' section names the files")
+    p.add_argument("--vocab-size", type=int, default=1000)
+    p.add_argument("--out", required=True, help="tokenizer.json to write")
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="pre-train (ITC, ITM, LM) and fine-tune for VQA; works under torchrun")
+    p.add_argument("--config", help="JSON training config (see training/configs/); flags below override it")
+    p.add_argument("--data", help="image root (data.image_root)")
+    p.add_argument("--preset", help="model size preset from dlip/presets.json")
+    p.add_argument("--out", required=True, help="run folder to create")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--steps", type=int, nargs="+", help="steps per stage, overriding the config")
+    p.add_argument("--batch-size", type=int, help="batch size of every stage")
+    p.add_argument("--limit-images", type=int, help="train on the first N images only")
+    p.add_argument("--threads", type=int, help="torch threads per process")
+
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="score a run on the test split; writes metrics.json and metrics.md into it")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--k", type=int, default=16, help="ITM re-ranks the top-k ITC candidates (default 16)")
+    p.add_argument("--beams", type=int, default=3)
+    p.add_argument("--limit-images", type=int)
+    p.add_argument("--limit-questions", type=int)
+    p.add_argument("--threads", type=int)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m dlip", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_data(sub)
+    _add_tokenizer(sub)
+    _add_train(sub)
+    _add_eval(sub)
+    return parser
+
+
+def load_config_file(path: str | None) -> TrainConfig:
+    if path is None:
+        return TrainConfig()
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"no such config file: {p}")
+    try:
+        raw = json.loads(p.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{p}: invalid JSON ({err})") from None
+    return train_config_from_dict(raw, where=str(p))
+
+
+def train_config_from_args(args) -> TrainConfig:
+    cfg = load_config_file(args.config)
+    if args.data:
+        cfg.data.image_root = args.data
+    if args.preset:
+        cfg.preset = args.preset
+    if args.steps:
+        if len(args.steps) != len(cfg.stages):
+            raise ValueError(f"--steps got {len(args.steps)} values for {len(cfg.stages)} stages "
+                             f"({', '.join(s.name for s in cfg.stages)})")
+        for stage, n in zip(cfg.stages, args.steps):
+            stage.steps = n
+            stage.warmup_steps = min(stage.warmup_steps, max(n // 10, 1))
+    if args.batch_size:
+        for stage in cfg.stages:
+            stage.batch_size = args.batch_size
+    if args.limit_images:
+        cfg.data.limit_images = args.limit_images
+    if args.threads:
+        cfg.threads = args.threads
+    if not cfg.data.image_root:
+        raise ValueError("no data: pass --data IMAGE_ROOT or set data.image_root in --config")
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run_command(args)
+    except (ValueError, FileNotFoundError, KeyError) as err:  # DataError is a ValueError
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+def run_command(args) -> int:
+    if args.command == "data":
+        from .data.shapes import synth
+
+        counts = synth(args.out, n_train=args.n[0], n_val=args.n[1], n_test=args.n[2], seed=args.seed,
+                       noise_sigma=args.noise, workers=args.workers)
+        print(f"wrote {counts} to {args.out}")
+    elif args.command == "tokenizer":
+        from .train.trainer import build_tokenizer
+
+        cfg = load_config_file(args.config)
+        cfg.data.image_root = args.data
+        cfg.data.vocab_size = args.vocab_size
+        tok = build_tokenizer(cfg, None)
+        tok.save(args.out)
+        print(f"wrote {args.out} ({tok.vocab_size} tokens)")
+    elif args.command == "train":
+        from .train.trainer import train
+
+        cfg = train_config_from_args(args)
+        path = train(cfg, args.out, overwrite=args.overwrite)
+        print(f"run folder: {path}")
+    elif args.command == "eval":
+        import torch
+
+        from .eval.evaluate import EvalSettings, evaluate, write_metrics
+        from .runs import load_run
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        loaded = load_run(args.run)
+        settings = EvalSettings(k=args.k, num_beams=args.beams, limit_images=args.limit_images,
+                                limit_questions=args.limit_questions)
+        metrics = evaluate(loaded.model, loaded.tokenizer, loaded.config, settings)
+        json_path, md_path = write_metrics(metrics, loaded.path, label=str(args.run))
+        print(md_path.read_text())
+        print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+

@@ -1,0 +1,193 @@
+"""Typed configuration: model sizes (presets live in ``presets.json``) and training settings.
+
+Every config is a dataclass; ``from_dict`` rejects unknown keys with a ``ValueError`` naming the key, so a typo in a
+config file fails loudly instead of being ignored. The resolved config of a run is written to its folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+PRESETS_PATH = Path(__file__).with_name("presets.json")
+
+T = TypeVar("T")
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
+    """Builds dataclass ``cls`` from ``data``, recursing into nested dataclasses; unknown keys are errors."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected an object, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown key '{unknown[0]}' (known: {', '.join(sorted(fields))})")
+    kwargs = {}
+    for name, value in data.items():
+        ftype = fields[name].type
+        sub = _dataclass_type(ftype)
+        kwargs[name] = from_dict(sub, value, f"{where}.{name}") if sub is not None and value is not None else value
+    try:
+        return cls(**kwargs)
+    except TypeError as err:  # a missing required field
+        raise ValueError(f"{where}: {err}") from None
+
+
+def _dataclass_type(ftype: Any) -> type | None:
+    """Resolves a (possibly string) annotation to a dataclass type defined in this module, else None."""
+    if isinstance(ftype, str):
+        ftype = globals().get(ftype.replace(" | None", ""))
+    return ftype if dataclasses.is_dataclass(ftype) else None
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    return dataclasses.asdict(obj)
+
+
+@dataclass
+class VisionConfig:
+    image_size: int = 64  # input side in pixels (square)
+    patch_size: int = 8  # ViT patch side in pixels; tokens = (image_size / patch_size)^2 + 1 ([CLS])
+    hidden_size: int = 256  # Dv
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 1024  # MLP width
+    layer_norm_eps: float = 1e-5  # HF BLIP vision default
+
+    def __post_init__(self) -> None:
+        if self.image_size % self.patch_size:
+            raise ValueError(f"vision.image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"vision.hidden_size {self.hidden_size} not divisible by num_heads {self.num_heads}")
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+
+@dataclass
+class TextConfig:
+    """A BERT stack, used as the text encoder (bidirectional) or the text decoder (causal)."""
+
+    vocab_size: int = 1000
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 1024
+    max_position_embeddings: int = 64  # longest token sequence, specials included
+    fusion_layers: int = -1  # how many of the LAST layers have cross-attention to the image; -1 = all (BLIP)
+    layer_norm_eps: float = 1e-12  # BERT default
+    pad_token_id: int = 0
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"text.hidden_size {self.hidden_size} not divisible by num_heads {self.num_heads}")
+        if not -1 <= self.fusion_layers <= self.num_layers:
+            raise ValueError(f"fusion_layers {self.fusion_layers} must be -1 or in [0, {self.num_layers}]")
+
+    @property
+    def num_fusion_layers(self) -> int:
+        return self.num_layers if self.fusion_layers == -1 else self.fusion_layers
+
+    def has_cross_attention(self, layer: int) -> bool:
+        return layer >= self.num_layers - self.num_fusion_layers
+
+
+@dataclass
+class ModelConfig:
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    text: TextConfig = field(default_factory=TextConfig)  # text encoder (ITC unimodal, ITM fused)
+    decoder: TextConfig = field(default_factory=TextConfig)  # causal text decoder (captioning / VQA answers)
+    embed_dim: int = 128  # E: shared ITC embedding size
+    temp: float = 0.07  # initial ITC temperature (learnable, clamped to [0.001, 0.5])
+    label_smoothing: float = 0.1  # LM loss label smoothing (BLIP)
+    hidden_act: str = "gelu"  # exact (erf) GELU everywhere, as BLIP
+
+    def with_vocab(self, vocab_size: int, pad_token_id: int) -> "ModelConfig":
+        """Returns a copy whose text stacks use the tokenizer's vocabulary."""
+        text = dataclasses.replace(self.text, vocab_size=vocab_size, pad_token_id=pad_token_id)
+        decoder = dataclasses.replace(self.decoder, vocab_size=vocab_size, pad_token_id=pad_token_id)
+        return dataclasses.replace(self, text=text, decoder=decoder)
+
+
+def load_presets(path: Path = PRESETS_PATH) -> dict[str, dict[str, Any]]:
+    with open(path) as f:
+        return json.load(f)
+
+
+def model_preset(name: str) -> ModelConfig:
+    presets = load_presets()
+    if name not in presets:
+        raise ValueError(f"unknown preset '{name}' (known: {', '.join(sorted(presets))})")
+    return from_dict(ModelConfig, presets[name]["model"], where=f"preset {name}")
+
+
+@dataclass
+class DataConfig:
+    """Annotation files in BLIP's formats (COCO-Karpathy / Flickr30K captions, VQAv2), image paths relative to
+    ``image_root``. ``python -m dlip data synth`` writes the Shapes benchmark in exactly this layout."""
+
+    image_root: str = ""
+    train_captions: str = "annotations/caption_train.json"  # relative paths are under image_root
+    val_captions: str | None = "annotations/caption_val.json"
+    test_captions: str | None = "annotations/caption_test.json"
+    train_vqa: str | None = "annotations/vqa_train.json"
+    test_vqa: str | None = "annotations/vqa_test.json"
+    tokenizer: str | None = None  # a tokenizer.json; None = train one on the training text
+    vocab_size: int = 1000  # for a trained tokenizer
+    max_words: int = 30  # captions/questions are cut to this many words (BLIP's pre_caption)
+    max_text_tokens: int = 35  # token budget of a caption or question, specials included
+    max_answer_tokens: int = 10
+    limit_images: int | None = None  # use only the first N training images (smoke tests)
+
+    def path(self, rel: str) -> Path:
+        p = Path(rel)
+        return p if p.is_absolute() else Path(self.image_root) / p
+
+
+@dataclass
+class StageConfig:
+    """One training stage. Loss weights: itc, itm, lm (captions) and vqa (question answering); 0 skips a term."""
+
+    name: str = "pretrain"
+    steps: int = 1000
+    batch_size: int = 32  # images per step (VQA batches: questions per step)
+    lr: float = 3e-4  # peak learning rate (AdamW, cosine decay after linear warm-up)
+    min_lr: float = 1e-5
+    warmup_steps: int = 100
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0  # max global grad norm; 0 disables
+    weights: dict[str, float] = field(default_factory=lambda: {"itc": 1.0, "itm": 1.0, "lm": 1.0, "vqa": 0.0})
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.weights) - {"itc", "itm", "lm", "vqa"})
+        if unknown:
+            raise ValueError(f"stage {self.name}: unknown loss weight '{unknown[0]}' (known: itc, itm, lm, vqa)")
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "micro"
+    model: ModelConfig | None = None  # resolved from the preset (with the tokenizer's vocabulary) when None
+    data: DataConfig = field(default_factory=DataConfig)
+    stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
+    seed: int = 0
+    log_every: int = 10  # steps between log records
+    checkpoint_every: int = 500  # steps between checkpoints (and one at the end of every stage)
+    num_workers: int = 1  # data-loading processes
+    threads: int = 0  # torch intra-op threads per process; 0 = torch's default
+
+
+def train_config_from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig:
+    """``from_dict`` plus the list of stages (dataclass lists are not resolved generically)."""
+    data = dict(data)
+    stages = data.pop("stages", None)
+    cfg = from_dict(TrainConfig, data, where)
+    if stages is not None:
+        if not isinstance(stages, list) or not stages:
+            raise ValueError(f"{where}.stages: expected a non-empty list of stages")
+        cfg.stages = [from_dict(StageConfig, s, f"{where}.stages[{i}]") for i, s in enumerate(stages)]
+    return cfg

@@ -1,0 +1,75 @@
+"""ViT image encoder (pre-norm), laid out like BLIP's vision model so real checkpoints map onto it one to one."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import VisionConfig
+from .attention import attend, merge_heads
+from .outputs import VisionOutput
+
+
+class VisionAttention(nn.Module):
+    def __init__(self, cfg: VisionConfig):
+        super().__init__()
+        self.num_heads = cfg.num_heads
+        self.qkv = nn.Linear(cfg.hidden_size, 3 * cfg.hidden_size)
+        self.proj = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+
+    def forward(self, x: Tensor, need_weights: bool) -> tuple[Tensor, Tensor | None]:
+        b, n, d = x.shape
+        qkv = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)  # (3, B, nh, N, hd)
+        ctx, probs = attend(qkv[0], qkv[1], qkv[2], None, need_weights)
+        return self.proj(merge_heads(ctx)), probs
+
+
+class VisionBlock(nn.Module):
+    def __init__(self, cfg: VisionConfig):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.attn = VisionAttention(cfg)
+        self.norm2 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.fc1 = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
+        self.fc2 = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
+
+    def forward(self, x: Tensor, need_weights: bool) -> tuple[Tensor, Tensor | None]:
+        h, probs = self.attn(self.norm1(x), need_weights)
+        x = x + h
+        x = x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
+        return x, probs
+
+
+class VisionTransformer(nn.Module):
+    """Image (B, 3, H, W) -> tokens (B, 1 + N, Dv): [CLS] then one token per patch, after a final LayerNorm."""
+
+    def __init__(self, cfg: VisionConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.hidden_size
+        self.patch_embed = nn.Conv2d(3, d, kernel_size=cfg.patch_size, stride=cfg.patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.pos_embed = nn.Parameter(torch.zeros(1, cfg.num_patches + 1, d))
+        self.blocks = nn.ModuleList(VisionBlock(cfg) for _ in range(cfg.num_layers))
+        self.norm = nn.LayerNorm(d, eps=cfg.layer_norm_eps)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+
+    def forward(self, pixel_values: Tensor, output_hidden_states: bool = False,
+                output_attentions: bool = False) -> VisionOutput:
+        x = self.patch_embed(pixel_values)  # (B, Dv, H/p, W/p)
+        x = x.flatten(2).transpose(1, 2)  # (B, N, Dv)
+        cls = self.cls_token.expand(x.shape[0], -1, -1)  # (B, 1, Dv)
+        x = torch.cat([cls, x], dim=1) + self.pos_embed  # (B, 1 + N, Dv)
+        hidden, attns = [], []
+        for block in self.blocks:
+            if output_hidden_states:
+                hidden.append(x)
+            x, probs = block(x, output_attentions)
+            if output_attentions:
+                attns.append(probs)
+        x = self.norm(x)
+        if output_hidden_states:
+            hidden.append(x)  # the last entry is the normalised output, as in BLIP
+        return VisionOutput(last_hidden=x, hidden_states=tuple(hidden) or None, attentions=tuple(attns) or None)

@@ -1,0 +1,110 @@
+"""Data loaders for training: caption batches (ITC/ITM/LM) and VQA batches, tokenised in the collate function.
+
+Images are transformed in the datasets; text is tokenised here, outside ``forward()``, so the model stays exportable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from ..config import DataConfig
+from ..data.datasets import CaptionTrainDataset, VQADataset, collate_vqa_train
+from ..data.tokenizer import TextTokenizer
+from ..data.transforms import ImagePreprocess
+from .distributed import DistInfo, make_sampler
+
+
+@dataclass
+class CaptionBatch:
+    pixel_values: Tensor  # (B, 3, H, W)
+    input_ids: Tensor  # (B, L) starting with [CLS]
+    attention_mask: Tensor  # (B, L)
+    image_ids: Tensor  # (B,) source image of each caption
+
+    def to(self, device: torch.device) -> "CaptionBatch":
+        return CaptionBatch(*(t.to(device) for t in (self.pixel_values, self.input_ids, self.attention_mask,
+                                                     self.image_ids)))
+
+
+@dataclass
+class VQABatch:
+    pixel_values: Tensor  # (B, 3, H, W)
+    question_ids: Tensor  # (B, Lq)
+    question_mask: Tensor
+    answer_ids: Tensor  # (sum n, La): every weighted answer of every question
+    answer_mask: Tensor
+    answer_weights: Tensor  # (sum n,)
+    n_answers: Tensor  # (B,)
+
+    def to(self, device: torch.device) -> "VQABatch":
+        return VQABatch(*(t.to(device) for t in (self.pixel_values, self.question_ids, self.question_mask,
+                                                 self.answer_ids, self.answer_mask, self.answer_weights,
+                                                 self.n_answers)))
+
+
+class CaptionCollate:
+    def __init__(self, tokenizer: TextTokenizer, max_tokens: int):
+        self.tokenizer, self.max_tokens = tokenizer, max_tokens
+
+    def __call__(self, items: list[tuple[Tensor, str, int]]) -> CaptionBatch:
+        images, captions, image_ids = zip(*items)
+        ids, mask = self.tokenizer(list(captions), self.max_tokens)
+        return CaptionBatch(torch.stack(images), ids, mask, torch.tensor(image_ids))
+
+
+class VQACollate:
+    def __init__(self, tokenizer: TextTokenizer, max_question_tokens: int, max_answer_tokens: int):
+        self.tokenizer = tokenizer
+        self.max_q, self.max_a = max_question_tokens, max_answer_tokens
+
+    def __call__(self, items) -> VQABatch:
+        images, questions, answers, weights, n = collate_vqa_train(items)
+        q_ids, q_mask = self.tokenizer(list(questions), self.max_q)
+        a_ids, a_mask = self.tokenizer(list(answers), self.max_a)
+        return VQABatch(images, q_ids, q_mask, a_ids, a_mask, torch.as_tensor(weights, dtype=torch.float32),
+                        torch.as_tensor(n, dtype=torch.long))
+
+
+def caption_dataset(data: DataConfig, preprocess: ImagePreprocess) -> Dataset:
+    ds = CaptionTrainDataset(data.path(data.train_captions), data.image_root, preprocess, max_words=data.max_words)
+    return _limit(ds, data.limit_images, ds.image_index)
+
+
+def vqa_dataset(data: DataConfig, preprocess: ImagePreprocess) -> Dataset:
+    if not data.train_vqa:
+        raise ValueError("a stage has a vqa weight but data.train_vqa is not set")
+    ds = VQADataset(data.path(data.train_vqa), data.image_root, preprocess, split="train", max_words=data.max_words)
+    if data.limit_images is None:
+        return ds
+    keep_images = sorted({it.image for it in ds.items})[: data.limit_images]
+    keep = set(keep_images)
+    return Subset(ds, [i for i, it in enumerate(ds.items) if it.image in keep])
+
+
+def _limit(ds: Dataset, limit: int | None, image_index: list[int]) -> Dataset:
+    if limit is None:
+        return ds
+    return Subset(ds, [i for i, idx in enumerate(image_index) if idx < limit])
+
+
+def infinite_loader(ds: Dataset, collate, batch_size: int, info: DistInfo, seed: int,
+                    num_workers: int) -> Iterator:
+    """Yields batches forever, reshuffling every epoch (with a DistributedSampler under torchrun)."""
+    sampler = make_sampler(ds, info, shuffle=True, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
+                        collate_fn=collate, num_workers=num_workers, generator=generator,
+                        persistent_workers=num_workers > 0)
+    if len(loader) == 0:
+        raise ValueError(f"batch size {batch_size} is larger than the {len(ds)} training samples per process")
+    epoch = 0
+    while True:
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        yield from loader
+        epoch += 1

@@ -1,0 +1,126 @@
+"""One pre-training / VQA step's forward pass: model outputs -> a dict of named losses (BLIP's recipe).
+
+The weighted total is computed in exactly one place, ``total_loss``; a weight of 0 skips computing its term.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from ..losses import itc_loss, itc_targets, itm_loss, lm_loss, sample_hard_negatives
+from ..model.med import BlipMED
+from ..model.outputs import TextOutput, VisionOutput
+
+if TYPE_CHECKING:
+    from ..data.tokenizer import SpecialTokens
+
+
+@dataclass
+class PretrainOutputs:
+    """What the distillation step reuses from the student's forward pass."""
+
+    losses: dict[str, Tensor]
+    vision: VisionOutput
+    text: TextOutput  # unimodal encoder
+    fused: TextOutput | None  # image-grounded encoder on the B positive pairs
+    decoder: TextOutput | None
+    sim_i2t: Tensor
+    itm_logits: Tensor | None  # (3B, 2)
+    neg_text: Tensor | None
+    neg_image: Tensor | None
+
+
+def with_first_token(input_ids: Tensor, token_id: int) -> Tensor:
+    """BLIP swaps [CLS] for [ENC] (image-grounded encoder) or [DEC] (decoder)."""
+    ids = input_ids.clone()
+    ids[:, 0] = token_id
+    return ids
+
+
+def pretrain_forward(model: BlipMED, pixel_values: Tensor, input_ids: Tensor, attention_mask: Tensor,
+                     image_ids: Tensor, special: SpecialTokens, weights: dict[str, float],
+                     output_hidden_states: bool = False, output_attentions: bool = False,
+                     neg_idx: tuple[Tensor, Tensor] | None = None) -> PretrainOutputs:
+    """ITC + ITM (hard negatives) + LM on a batch of B aligned (image, caption) pairs.
+
+    ``image_ids`` (B,) identify the source image of each pair so captions of one image are not negatives.
+    ``neg_idx`` lets a caller (distillation) impose the negatives instead of sampling them.
+    """
+    want = dict(output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+    itc = model.itc(pixel_values, input_ids, attention_mask, **want)
+    image_embeds = itc.vision.last_hidden  # (B, N, Dv)
+    losses: dict[str, Tensor] = {}
+    if weights.get("itc", 0) > 0:
+        targets = itc_targets(image_ids, image_ids)
+        losses["itc_loss"] = itc_loss(itc.sim_i2t, itc.sim_t2i, targets, targets.t())
+
+    fused = itm = neg_text = neg_image = None
+    if weights.get("itm", 0) > 0:
+        enc_ids = with_first_token(input_ids, special.enc)
+        if neg_idx is None:
+            neg_text, neg_image = sample_hard_negatives(itc.sim_i2t, itc.sim_t2i, image_ids)
+        else:
+            neg_text, neg_image = neg_idx
+        # positives, then (image, hard negative text), then (hard negative image, text): 3B pairs
+        ids_all = torch.cat([enc_ids, enc_ids[neg_text], enc_ids], dim=0)  # (3B, L)
+        mask_all = torch.cat([attention_mask, attention_mask[neg_text], attention_mask], dim=0)
+        img_all = torch.cat([image_embeds, image_embeds, image_embeds[neg_image]], dim=0)  # (3B, N, Dv)
+        fused_all = model.fuse(ids_all, mask_all, img_all, **want)
+        itm = model.itm_logits(fused_all.last_hidden)  # (3B, 2)
+        b = input_ids.shape[0]
+        labels = torch.cat([torch.ones(b), torch.zeros(2 * b)]).long().to(itm.device)
+        losses["itm_loss"] = itm_loss(itm, labels)
+        fused = _slice_text(fused_all, b)
+
+    decoder = None
+    if weights.get("lm", 0) > 0:
+        dec_ids = with_first_token(input_ids, special.dec)
+        decoder = model.decode(dec_ids, attention_mask, image_embeds, **want)
+        losses["lm_loss"] = lm_loss(decoder.logits, dec_ids, attention_mask, model.cfg.label_smoothing)
+    return PretrainOutputs(losses, itc.vision, itc.text, fused, decoder, itc.sim_i2t, itm, neg_text, neg_image)
+
+
+def vqa_forward(model: BlipMED, pixel_values: Tensor, question_ids: Tensor, question_mask: Tensor,
+                answer_ids: Tensor, answer_mask: Tensor, answer_weights: Tensor, n_answers: Tensor,
+                special: SpecialTokens, output_hidden_states: bool = False,
+                output_attentions: bool = False) -> tuple[dict[str, Tensor], VisionOutput, TextOutput, TextOutput]:
+    """BLIP VQA fine-tuning: the question is encoded with cross-attention over the image; the decoder generates the
+    answer conditioned on the question states. Each question has ``n_answers[i]`` weighted answers (flattened)."""
+    want = dict(output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+    vision = model.encode_image(pixel_values, **want)
+    question = model.fuse(with_first_token(question_ids, special.enc), question_mask, vision.last_hidden, **want)
+    # repeat each question's states once per answer: (sum n, Lq, Dt)
+    q_states = question.last_hidden.repeat_interleave(n_answers, dim=0)
+    q_mask = question_mask.repeat_interleave(n_answers, dim=0)
+    dec_ids = with_first_token(answer_ids, special.dec)
+    decoder = model.decode(dec_ids, answer_mask, q_states, q_mask, **want)
+    per_token = lm_loss_per_sequence(decoder.logits, dec_ids, answer_mask, model.cfg.label_smoothing)  # (sum n,)
+    loss = (answer_weights * per_token).sum() / pixel_values.shape[0]
+    return {"vqa_loss": loss}, vision, question, decoder
+
+
+def lm_loss_per_sequence(logits: Tensor, input_ids: Tensor, label_mask: Tensor, label_smoothing: float) -> Tensor:
+    """Summed next-token cross-entropy per sequence (B,), as BLIP's VQA loss (reduction='none' then sum)."""
+    targets = input_ids[:, 1:].masked_fill(~label_mask[:, 1:].bool(), -100)  # (B, L-1)
+    ce = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), targets, ignore_index=-100,
+                                           label_smoothing=label_smoothing, reduction="none")  # (B, L-1)
+    return ce.sum(dim=1)
+
+
+def total_loss(losses: dict[str, Tensor], weights: dict[str, float]) -> Tensor:
+    """The one place where named losses are weighted and summed: ``x_loss`` is scaled by ``weights['x']``."""
+    terms = [weights[name.removesuffix("_loss")] * value for name, value in losses.items()]
+    if not terms:
+        raise ValueError("every loss weight is 0: nothing to train")
+    return torch.stack(terms).sum()
+
+
+def _slice_text(out: TextOutput, b: int) -> TextOutput:
+    """Keeps the first b rows (the positive pairs) of every tensor in a TextOutput."""
+    cut = lambda ts: tuple(t[:b] for t in ts) if ts is not None else None  # noqa: E731
+    return TextOutput(out.last_hidden[:b], cut(out.hidden_states), cut(out.self_attentions),
+                      cut(out.cross_attentions), None, out.logits[:b] if out.logits is not None else None)

@@ -1,0 +1,144 @@
+"""The training command: tokenizer, model, then each configured stage (pre-training, VQA fine-tuning), logging,
+checkpoints and the loss plot in the run folder. Runs plain or under ``torchrun`` (DistributedDataParallel)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..config import ModelConfig, StageConfig, TrainConfig, model_preset, to_dict
+from ..data.annotations import load_caption_train, load_vqa
+from ..data.tokenizer import SpecialTokens, TextTokenizer, train_wordpiece
+from ..data.transforms import ImagePreprocess
+from ..model.med import BlipMED
+from . import distributed as dist
+from .batches import CaptionBatch, CaptionCollate, VQABatch, VQACollate, caption_dataset, infinite_loader, vqa_dataset
+from .objectives import pretrain_forward, total_loss, vqa_forward
+from .plot import plot_losses
+from .run import MetricLogger, RunDir, save_checkpoint
+from .schedule import cosine_with_warmup, make_optimizer
+
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def build_tokenizer(cfg: TrainConfig, run: RunDir | None) -> TextTokenizer:
+    """Loads ``data.tokenizer`` or trains a WordPiece vocabulary on the training captions, questions and answers."""
+    if cfg.data.tokenizer:
+        return TextTokenizer.from_file(cfg.data.tokenizer)
+    texts = [p.caption for p in load_caption_train(cfg.data.path(cfg.data.train_captions))]
+    if cfg.data.train_vqa:
+        for item in load_vqa(cfg.data.path(cfg.data.train_vqa)):
+            texts.append(item.question)
+            texts.extend(item.answers)
+    return TextTokenizer(train_wordpiece(texts, vocab_size=cfg.data.vocab_size))
+
+
+def resolve_model_config(cfg: TrainConfig, tokenizer: TextTokenizer) -> ModelConfig:
+    base = cfg.model if cfg.model is not None else model_preset(cfg.preset)
+    return base.with_vocab(tokenizer.vocab_size, tokenizer.special.pad)
+
+
+def preprocess_for(model_cfg: ModelConfig) -> ImagePreprocess:
+    return ImagePreprocess(model_cfg.vision.image_size)
+
+
+def train(cfg: TrainConfig, out: str | Path, overwrite: bool = False, progress: bool = True) -> Path:
+    """Trains a model from scratch as configured; returns the run folder."""
+    info = dist.setup()
+    try:
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed + info.rank)
+        tokenizer = build_tokenizer(cfg, None)
+        cfg = dataclasses.replace(cfg, model=resolve_model_config(cfg, tokenizer))
+        run = RunDir.create(out, to_dict(cfg), overwrite=overwrite) if info.is_main else None
+        dist.barrier()
+        run = run or RunDir.open(out)
+        if info.is_main:
+            tokenizer.save(run.path / TOKENIZER_FILE)
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        model = BlipMED(cfg.model).to(info.device)
+        torch.manual_seed(cfg.seed + info.rank)
+        logger = MetricLogger(run) if info.is_main else None
+        step0 = 0
+        for stage in cfg.stages:
+            step0 = run_stage(model, stage, cfg, tokenizer, info, run, logger, step0, progress and info.is_main)
+        if info.is_main:
+            plot_losses(run.log_jsonl, run.plot_path)
+        return run.path
+    finally:
+        dist.cleanup()
+
+
+def run_stage(model: BlipMED, stage: StageConfig, cfg: TrainConfig, tokenizer: TextTokenizer,
+              info: dist.DistInfo, run: RunDir, logger: MetricLogger | None, step0: int, progress: bool) -> int:
+    """Trains ``stage.steps`` steps; returns the global step count afterwards."""
+    w = stage.weights
+    preprocess = preprocess_for(cfg.model)
+    special = tokenizer.special
+    captions = vqa = None
+    if any(w.get(k, 0) > 0 for k in ("itc", "itm", "lm")):
+        ds = caption_dataset(cfg.data, preprocess)
+        captions = infinite_loader(ds, CaptionCollate(tokenizer, cfg.data.max_text_tokens), stage.batch_size, info,
+                                   cfg.seed + step0, cfg.num_workers)
+    if w.get("vqa", 0) > 0:
+        ds = vqa_dataset(cfg.data, preprocess)
+        vqa = infinite_loader(ds, VQACollate(tokenizer, cfg.data.max_text_tokens, cfg.data.max_answer_tokens),
+                              stage.batch_size, info, cfg.seed + step0 + 1, cfg.num_workers)
+    step_module = TrainStep(model, special, w)
+    ddp_step = dist.wrap_ddp(step_module, info)
+    optimizer = make_optimizer(model, stage.lr, stage.weight_decay)
+    model.train()
+    t0, seen = time.time(), 0
+    bar = tqdm(range(stage.steps), desc=stage.name, disable=not progress, dynamic_ncols=True)
+    for i in bar:
+        lr = cosine_with_warmup(i, stage.steps, stage.warmup_steps, stage.lr, stage.min_lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        cap_batch = next(captions).to(info.device) if captions is not None else None
+        vqa_batch = next(vqa).to(info.device) if vqa is not None else None
+        losses = ddp_step(cap_batch, vqa_batch)
+        seen += sum(b.pixel_values.shape[0] for b in (cap_batch, vqa_batch) if b is not None)
+        loss = total_loss(losses, w)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if stage.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), stage.grad_clip)
+        optimizer.step()
+        step = step0 + i + 1
+        if progress:
+            bar.set_postfix({k.removesuffix("_loss"): f"{v.item():.3f}" for k, v in losses.items()})
+        if logger is not None and (step % cfg.log_every == 0 or i == stage.steps - 1):
+            elapsed = time.time() - t0
+            logger.log(step=step, epoch=0, stage=stage.name, lr=lr, losses={k: v.item() for k, v in losses.items()},
+                       wall_time=elapsed, samples_per_sec=seen * info.world_size / max(elapsed, 1e-9))
+        if info.is_main and (step % cfg.checkpoint_every == 0 or i == stage.steps - 1):
+            save_checkpoint(run, "last", model.state_dict(), optimizer.state_dict(), step,
+                            {"stage": stage.name})
+    return step0 + stage.steps
+
+
+class TrainStep(nn.Module):
+    """One step's forward pass as a module, so DistributedDataParallel wraps it and synchronises gradients."""
+
+    def __init__(self, model: BlipMED, special: SpecialTokens, weights: dict[str, float]):
+        super().__init__()
+        self.model, self.special, self.weights = model, special, weights
+
+    def forward(self, captions: CaptionBatch | None, vqa: VQABatch | None) -> dict[str, torch.Tensor]:
+        losses = {}
+        if captions is not None:
+            out = pretrain_forward(self.model, captions.pixel_values, captions.input_ids, captions.attention_mask,
+                                   captions.image_ids, self.special, self.weights)
+            losses.update(out.losses)
+        if vqa is not None:
+            vqa_losses, *_ = vqa_forward(self.model, vqa.pixel_values, vqa.question_ids, vqa.question_mask,
+                                         vqa.answer_ids, vqa.answer_mask, vqa.answer_weights, vqa.n_answers,
+                                         self.special)
+            losses.update(vqa_losses)
+        return losses

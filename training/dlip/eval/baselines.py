@@ -51,10 +51,9 @@ def random_retrieval_expected(
     n_img = len(img2txt)
     if n_img == 0 or n_txt == 0:
         raise ValueError(f"empty retrieval split: {n_img} images, {n_txt} texts")
-    out = {}
-    for k in RECALL_KS:
-        out[f"txt_r{k}"] = 100.0 * sum(_p_hit_in_top_k(n_txt, len(img2txt[i]), k) for i in range(n_img)) / n_img
-        out[f"img_r{k}"] = 100.0 * min(k, n_img) / n_img
+    out = {f"txt_r{k}": 100.0 * sum(_p_hit_in_top_k(n_txt, len(img2txt[i]), k) for i in range(n_img)) / n_img
+           for k in RECALL_KS}
+    out.update({f"img_r{k}": 100.0 * min(k, n_img) / n_img for k in RECALL_KS})
     return _add_means(out)
 
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from typing import Hashable
+from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 from pycocoevalcap.bleu.bleu import Bleu
@@ -77,7 +76,9 @@ def retrieval_metrics(
     s_i2t = np.asarray(score_i2t)
     s_t2i = np.asarray(score_t2i)
     if s_i2t.ndim != 2 or s_t2i.ndim != 2 or s_t2i.shape != s_i2t.shape[::-1]:
-        raise ValueError(f"score_i2t {s_i2t.shape} and score_t2i {s_t2i.shape} must be (N_img, N_txt) and (N_txt, N_img)")
+        raise ValueError(
+            f"score_i2t {s_i2t.shape} and score_t2i {s_t2i.shape} must be (N_img, N_txt) and (N_txt, N_img)"
+        )
     n_img, n_txt = s_i2t.shape
     for name, s in (("score_i2t", s_i2t), ("score_t2i", s_t2i)):
         if np.isnan(s).any():
@@ -260,7 +261,9 @@ def ptb_like_tokenize(text: str) -> str:
     return " ".join(tokens)
 
 
-def caption_scores(predictions: Mapping[Hashable, str], references: Mapping[Hashable, Sequence[str]]) -> dict[str, float]:
+def caption_scores(
+    predictions: Mapping[Hashable, str], references: Mapping[Hashable, Sequence[str]]
+) -> dict[str, float]:
     """Corpus BLEU-1..4 and CIDEr of ``predictions[id]`` against ``references[id]``, by pycocoevalcap's scorers.
 
     Returns ``bleu_1`` ... ``bleu_4`` and ``cider`` as fractions, exactly as pycocoevalcap returns them (CIDEr ~1.0

@@ -1,0 +1,91 @@
+"""End-to-end smoke tests on CPU: a micro pre-train + VQA run on 16 Shapes images, its folder, and its evaluation."""
+
+import csv
+import json
+import math
+
+import pytest
+
+from dlip.eval.evaluate import EvalSettings, evaluate, write_metrics
+from dlip.runs import load_run
+
+
+def _records(run):
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def test_run_folder_has_config_log_checkpoint_and_plot(micro_run):
+    cfg = json.loads((micro_run / "config.json").read_text())
+    assert cfg["model"]["vision"]["hidden_size"] == 32  # the resolved micro preset
+    assert cfg["model"]["text"]["vocab_size"] > 7  # resolved from the trained tokenizer
+    assert (micro_run / "tokenizer.json").is_file()
+    assert (micro_run / "checkpoints" / "last.pt").is_file()
+    assert (micro_run / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(micro_run / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(_records(micro_run)) == 34  # log_every 1: 30 pre-train + 4 VQA steps
+    assert {"lr", "itc_loss", "itm_loss", "lm_loss"} <= set(rows[0])
+
+
+def test_pretraining_loss_goes_down(micro_run):
+    records = [r for r in _records(micro_run) if r["stage"] == "pretrain"]
+    total = [r["itc_loss"] + r["itm_loss"] + r["lm_loss"] for r in records]
+    assert all(math.isfinite(t) for t in total)
+    first, last = sum(total[:5]) / 5, sum(total[-5:]) / 5
+    assert last < 0.85 * first, (first, last)
+
+
+def test_vqa_stage_trains_vqa_loss(micro_run):
+    vqa = [r for r in _records(micro_run) if r["stage"] == "vqa"]
+    assert len(vqa) == 4 and all(math.isfinite(r["vqa_loss"]) for r in vqa)
+
+
+@pytest.fixture(scope="module")
+def micro_metrics(micro_run):
+    loaded = load_run(micro_run)
+    metrics = evaluate(loaded.model, loaded.tokenizer, loaded.config, EvalSettings(k=4, num_beams=2),
+                       progress=False)
+    write_metrics(metrics, micro_run, "micro")
+    return metrics
+
+
+def test_eval_reports_every_protocol_and_baseline(micro_metrics, micro_run):
+    m = micro_metrics
+    for ranking in ("itc", "itm"):
+        r = m["retrieval"][ranking]
+        assert set(r) >= {"txt_r1", "txt_r5", "txt_r10", "img_r1", "img_r5", "img_r10"}
+        assert all(0 <= r[k] <= 100 for k in ("txt_r1", "img_r1"))
+        assert r["txt_r1"] <= r["txt_r5"] <= r["txt_r10"]
+    assert set(m["caption"]) == {"greedy", "beam2"}
+    assert m["caption"]["greedy"]["cider"] >= 0
+    assert 0 <= m["vqa"]["acc"] <= 100 and "acc_rank" in m["vqa"]
+    b = m["baselines"]
+    assert b["random_retrieval"]["img_r1"] < 50
+    assert b["most_frequent_caption"]["caption"]
+    assert 0 <= b["question_prior"]["acc"] <= 100
+    costs = m["costs"]
+    assert costs["params_total"] == sum(p.numel() for p in load_run(micro_run).model.parameters())
+    assert costs["modules"]["vision"]["gflops"] > 0
+    assert set(m["headline"]) == {"retrieval_tr1", "retrieval_ir1", "caption_bleu4", "caption_cider", "vqa_acc"}
+    written = json.loads((micro_run / "metrics.json").read_text())
+    assert written["headline"] == pytest.approx(m["headline"])
+    assert "| ITC top-4 + ITM re-rank |" in (micro_run / "metrics.md").read_text()
+
+
+def test_itm_rerank_only_touches_top_k(micro_run):
+    """With k = all candidates, ITM re-ranking scores every pair; with k=1 the ITC top-1 stays first."""
+    import torch
+
+    from dlip.eval import inference
+
+    loaded = load_run(micro_run)
+    model, tok = loaded.model, loaded.tokenizer
+    images = torch.randn(3, 3, 32, 32)
+    embeds, feats = inference.encode_images(model, images, progress=False)
+    ids, mask, tfeats = inference.encode_texts(model, tok, ["a red circle", "two blue squares", "a star"], 35,
+                                               progress=False)
+    s = inference.retrieval_scores(model, embeds, feats, ids, mask, tfeats, tok.special.enc, k=1, progress=False)
+    assert ((s["itm_i2t"] > -100).sum(axis=1) == 1).all()
+    assert (s["itm_i2t"].argmax(1) == s["itc_i2t"].argmax(1)).all()
+    s3 = inference.retrieval_scores(model, embeds, feats, ids, mask, tfeats, tok.special.enc, k=3, progress=False)
+    assert (s3["itm_i2t"] > -100).all()

@@ -148,6 +148,15 @@ class DataConfig:
         return p if p.is_absolute() else Path(self.image_root) / p
 
 
+# Loss weights a stage may set. Task terms: ITC/ITM/LM on caption batches, VQA on question batches. DLIP terms:
+# hidden_* (representation), attn_* (self-attention maps), cross_* (cross-attention maps), out_* (teacher outputs).
+CAPTION_TERMS = ("itc", "itm", "lm", "hidden_vision", "hidden_text", "hidden_fusion", "hidden_decoder",
+                 "attn_vision", "attn_text", "attn_fusion", "attn_decoder", "cross_fusion", "cross_decoder",
+                 "out_itc", "out_itm", "out_lm")
+VQA_TERMS = ("vqa", "out_vqa")
+LOSS_TERMS = CAPTION_TERMS + VQA_TERMS
+
+
 @dataclass
 class StageConfig:
     """One training stage. Loss weights: itc, itm, lm (captions) and vqa (question answering); 0 skips a term."""
@@ -162,10 +171,34 @@ class StageConfig:
     grad_clip: float = 1.0  # max global grad norm; 0 disables
     weights: dict[str, float] = field(default_factory=lambda: {"itc": 1.0, "itm": 1.0, "lm": 1.0, "vqa": 0.0})
 
+    trainable: list[str] | None = None  # model parts to update (e.g. ["text_decoder"]); None = all
+
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.weights) - {"itc", "itm", "lm", "vqa"})
+        unknown = sorted(set(self.weights) - set(LOSS_TERMS))
         if unknown:
-            raise ValueError(f"stage {self.name}: unknown loss weight '{unknown[0]}' (known: itc, itm, lm, vqa)")
+            raise ValueError(f"stage {self.name}: unknown loss weight '{unknown[0]}' (known: {', '.join(LOSS_TERMS)})")
+
+
+@dataclass
+class DistillConfig:
+    """DLIP: the teacher and how the student learns from it (term weights live in each stage's ``weights``)."""
+
+    teacher: str = ""  # a run folder of ours or a Hugging Face BLIP checkpoint directory
+    init: str = "random"  # "random" | "teacher" (every k-th teacher layer where widths match) | a run folder
+    layer_map: dict[str, Any] = field(default_factory=lambda: {
+        "vision": "uniform", "text": "uniform", "fusion": "uniform", "decoder": "uniform",
+        "cross_fusion": "last", "cross_decoder": "uniform"})  # per part: "uniform" | "last[-k]" | [[i, j], ...]
+    hidden_kind: str = "mse"  # representation distance: "mse" or "cosine"
+    include_embeddings: bool = False  # also distill the embedding outputs (hidden state 0)
+    temperature: float = 1.0  # ITM / LM logit distillation temperature (ITC uses each model's own)
+
+    def __post_init__(self) -> None:
+        if self.hidden_kind not in ("mse", "cosine"):
+            raise ValueError(f"distill.hidden_kind '{self.hidden_kind}' must be 'mse' or 'cosine'")
+        parts = {"vision", "text", "fusion", "decoder", "cross_fusion", "cross_decoder"}
+        unknown = sorted(set(self.layer_map) - parts)
+        if unknown:
+            raise ValueError(f"distill.layer_map: unknown part '{unknown[0]}' (known: {', '.join(sorted(parts))})")
 
 
 @dataclass
@@ -179,6 +212,7 @@ class TrainConfig:
     checkpoint_every: int = 500  # steps between checkpoints (and one at the end of every stage)
     num_workers: int = 1  # data-loading processes
     threads: int = 0  # torch intra-op threads per process; 0 = torch's default
+    distill: DistillConfig | None = None  # set: train the preset as a DLIP student of distill.teacher
 
 
 def train_config_from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig:

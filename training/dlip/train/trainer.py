@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..config import ModelConfig, StageConfig, TrainConfig, model_preset, to_dict
+from ..config import CAPTION_TERMS, VQA_TERMS, ModelConfig, StageConfig, TrainConfig, model_preset, to_dict
 from ..data.annotations import load_caption_train, load_vqa
 from ..data.tokenizer import SpecialTokens, TextTokenizer, train_wordpiece
 from ..data.transforms import ImagePreprocess
@@ -67,7 +67,9 @@ def train(cfg: TrainConfig, out: str | Path, overwrite: bool = False, progress: 
         logger = MetricLogger(run) if info.is_main else None
         step0 = 0
         for stage in cfg.stages:
-            step0 = run_stage(model, stage, cfg, tokenizer, info, run, logger, step0, progress and info.is_main)
+            step = TrainStep(model, tokenizer.special, stage.weights)
+            step0 = run_stage(step, model, stage, cfg, tokenizer, info, run, logger, step0, progress and info.is_main,
+                              model.state_dict)
         if info.is_main:
             plot_losses(run.log_jsonl, run.plot_path)
         return run.path
@@ -75,25 +77,34 @@ def train(cfg: TrainConfig, out: str | Path, overwrite: bool = False, progress: 
         dist.cleanup()
 
 
-def run_stage(model: BlipMED, stage: StageConfig, cfg: TrainConfig, tokenizer: TextTokenizer,
-              info: dist.DistInfo, run: RunDir, logger: MetricLogger | None, step0: int, progress: bool) -> int:
-    """Trains ``stage.steps`` steps; returns the global step count afterwards."""
+def stage_loaders(stage: StageConfig, cfg: TrainConfig, tokenizer: TextTokenizer, info: dist.DistInfo,
+                  step0: int):
+    """Infinite caption / VQA batch iterators for the tasks a stage trains (None where its weights are 0)."""
     w = stage.weights
     preprocess = preprocess_for(cfg.model)
-    special = tokenizer.special
     captions = vqa = None
-    if any(w.get(k, 0) > 0 for k in ("itc", "itm", "lm")):
+    if any(w.get(k, 0) > 0 for k in CAPTION_TERMS):
         ds = caption_dataset(cfg.data, preprocess)
         captions = infinite_loader(ds, CaptionCollate(tokenizer, cfg.data.max_text_tokens), stage.batch_size, info,
                                    cfg.seed + step0, cfg.num_workers)
-    if w.get("vqa", 0) > 0:
+    if any(w.get(k, 0) > 0 for k in VQA_TERMS):
         ds = vqa_dataset(cfg.data, preprocess)
         vqa = infinite_loader(ds, VQACollate(tokenizer, cfg.data.max_text_tokens, cfg.data.max_answer_tokens),
                               stage.batch_size, info, cfg.seed + step0 + 1, cfg.num_workers)
-    step_module = TrainStep(model, special, w)
+    return captions, vqa
+
+
+def run_stage(step_module: nn.Module, trainable: nn.Module, stage: StageConfig, cfg: TrainConfig,
+              tokenizer: TextTokenizer, info: dist.DistInfo, run: RunDir, logger: MetricLogger | None, step0: int,
+              progress: bool, model_state) -> int:
+    """Trains ``stage.steps`` steps of ``step_module`` (forward(captions, vqa) -> named losses), updating the
+    parameters of ``trainable`` that require grad; checkpoints ``model_state()``. Returns the global step after."""
+    captions, vqa = stage_loaders(stage, cfg, tokenizer, info, step0)
+    set_trainable(trainable, stage.trainable)
     ddp_step = dist.wrap_ddp(step_module, info)
-    optimizer = make_optimizer(model, stage.lr, stage.weight_decay)
-    model.train()
+    optimizer = make_optimizer(trainable, stage.lr, stage.weight_decay)
+    params = [p for p in trainable.parameters() if p.requires_grad]
+    step_module.train()
     t0, seen = time.time(), 0
     bar = tqdm(range(stage.steps), desc=stage.name, disable=not progress, dynamic_ncols=True)
     for i in bar:
@@ -104,23 +115,32 @@ def run_stage(model: BlipMED, stage: StageConfig, cfg: TrainConfig, tokenizer: T
         vqa_batch = next(vqa).to(info.device) if vqa is not None else None
         losses = ddp_step(cap_batch, vqa_batch)
         seen += sum(b.pixel_values.shape[0] for b in (cap_batch, vqa_batch) if b is not None)
-        loss = total_loss(losses, w)
+        loss = total_loss(losses, stage.weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if stage.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), stage.grad_clip)
+            torch.nn.utils.clip_grad_norm_(params, stage.grad_clip)
         optimizer.step()
         step = step0 + i + 1
         if progress:
             bar.set_postfix({k.removesuffix("_loss"): f"{v.item():.3f}" for k, v in losses.items()})
         if logger is not None and (step % cfg.log_every == 0 or i == stage.steps - 1):
             elapsed = time.time() - t0
-            logger.log(step=step, epoch=0, stage=stage.name, lr=lr, losses={k: v.item() for k, v in losses.items()},
+            logger.log(step=step, stage=stage.name, lr=lr, losses={k: v.item() for k, v in losses.items()},
                        wall_time=elapsed, samples_per_sec=seen * info.world_size / max(elapsed, 1e-9))
         if info.is_main and (step % cfg.checkpoint_every == 0 or i == stage.steps - 1):
-            save_checkpoint(run, "last", model.state_dict(), optimizer.state_dict(), step,
-                            {"stage": stage.name})
+            save_checkpoint(run, "last", model_state(), optimizer.state_dict(), step, {"stage": stage.name})
     return step0 + stage.steps
+
+
+def set_trainable(module: nn.Module, parts: list[str] | None) -> None:
+    """Updates only parameters whose dotted name contains one of ``parts`` as a component (all when None)."""
+    names = [name for name, _ in module.named_parameters()]
+    for part in parts or []:
+        if not any(part in name.split(".") for name in names):
+            raise ValueError(f"stage trainable part '{part}' matches no parameter")
+    for name, p in module.named_parameters():
+        p.requires_grad_(parts is None or any(part in name.split(".") for part in parts))
 
 
 class TrainStep(nn.Module):

@@ -1,0 +1,184 @@
+"""Torch datasets over the BLIP annotation formats (no torchvision); images are read lazily, one per item.
+
+Each dataset checks a few of its images at construction (``verify_images``), so a wrong image root fails at once
+with a ``DataError`` naming the missing file instead of minutes into training.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from .annotations import (
+    CaptionImage,
+    CaptionPair,
+    VQAItem,
+    check_images,
+    load_caption_eval,
+    load_caption_train,
+    load_vqa,
+    pre_caption,
+    pre_question,
+)
+from .transforms import ImagePreprocess
+
+
+class CaptionTrainDataset(Dataset):
+    """One item per caption: ``(image (3, S, S), caption, image_index)``.
+
+    ``image_index`` is a dense id 0..num_images-1 per distinct ``image_id`` (in order of first appearance), like
+    BLIP's ``idx``: ITC treats captions that share it as positives of each other.
+    """
+
+    def __init__(
+        self,
+        ann_path: str | os.PathLike,
+        image_root: str | os.PathLike,
+        preprocess: ImagePreprocess,
+        max_words: int = 30,
+        verify_images: int = 8,
+    ):
+        self.pairs: list[CaptionPair] = load_caption_train(ann_path)
+        check_images(self.pairs, image_root, sample=verify_images, source=ann_path)
+        self.image_root = image_root
+        self.preprocess = preprocess
+        self.captions = [pre_caption(p.caption, max_words) for p in self.pairs]
+        dense: dict[str | int, int] = {}
+        self.image_index = [dense.setdefault(p.image_id, len(dense)) for p in self.pairs]
+        self.num_images = len(dense)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, str, int]:
+        image = self.preprocess(os.path.join(self.image_root, self.pairs[index].image))
+        return image, self.captions[index], self.image_index[index]
+
+
+class CaptionEvalDataset(Dataset):
+    """One item per image: ``(image (3, S, S), image_index)``; the texts are attributes, as in BLIP's
+    ``re_eval_dataset``:
+
+    - ``texts``: every reference caption, normalised with ``pre_caption``, image by image;
+    - ``image_paths``: path of each image (joined with the image root);
+    - ``img2txt[i]``: indices into ``texts`` of image i's captions; ``txt2img[t]``: the image of text t;
+    - ``images``: the raw annotations (raw captions, e.g. as captioning references).
+    """
+
+    def __init__(
+        self,
+        ann_path: str | os.PathLike,
+        image_root: str | os.PathLike,
+        preprocess: ImagePreprocess,
+        max_words: int = 30,
+        verify_images: int = 8,
+    ):
+        self.images: list[CaptionImage] = load_caption_eval(ann_path)
+        check_images(self.images, image_root, sample=verify_images, source=ann_path)
+        self.preprocess = preprocess
+        self.image_paths = [os.path.join(image_root, im.image) for im in self.images]
+        self.texts: list[str] = []
+        self.img2txt: dict[int, list[int]] = {}
+        self.txt2img: dict[int, int] = {}
+        for i, im in enumerate(self.images):
+            self.img2txt[i] = []
+            for caption in im.captions:
+                self.img2txt[i].append(len(self.texts))
+                self.txt2img[len(self.texts)] = i
+                self.texts.append(pre_caption(caption, max_words))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        return self.preprocess(self.image_paths[index]), index
+
+
+class VQADataset(Dataset):
+    """VQA questions. ``split="train"``: ``(image, question, answers, weights)`` where answers are the distinct
+    answers in order of first appearance and weights[k] = count(answers[k]) / number of answers (BLIP's weighting; a
+    one-string answer gets weight 1.0, where BLIP gives its Visual Genome answers 0.2).
+    ``split="test"``: ``(image, question, question_id)``; answers may be absent from the file.
+    ``items`` keeps every raw annotation (e.g. all ten answers for ``vqa_acc``)."""
+
+    def __init__(
+        self,
+        ann_path: str | os.PathLike,
+        image_root: str | os.PathLike,
+        preprocess: ImagePreprocess,
+        split: str = "train",
+        max_words: int = 30,
+        verify_images: int = 8,
+    ):
+        if split not in ("train", "test"):
+            raise ValueError(f"VQADataset: split must be 'train' or 'test', got {split!r}")
+        self.split = split
+        self.items: list[VQAItem] = load_vqa(ann_path, require_answers=split == "train")
+        check_images(self.items, image_root, sample=verify_images, source=ann_path)
+        self.image_root = image_root
+        self.preprocess = preprocess
+        self.questions = [pre_question(item.question, max_words) for item in self.items]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, str, list[str], list[float]] | tuple[Tensor, str, int | str]:
+        item = self.items[index]
+        image = self.preprocess(os.path.join(self.image_root, item.image))
+        if self.split == "test":
+            return image, self.questions[index], item.question_id
+        answers, weights = answer_weights(item.answers)
+        return image, self.questions[index], answers, weights
+
+
+def answer_weights(answers: tuple[str, ...] | list[str]) -> tuple[list[str], list[float]]:
+    """Distinct answers (first-appearance order) and their share of all answers, as in BLIP's vqa_dataset."""
+    counts: dict[str, int] = {}
+    for a in answers:
+        counts[a] = counts.get(a, 0) + 1
+    return list(counts), [c / len(answers) for c in counts.values()]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Collate functions (for torch DataLoader)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def collate_caption_train(batch: list[tuple[Tensor, str, int]]) -> tuple[Tensor, list[str], Tensor]:
+    """-> images (B, 3, S, S), captions [B], image_index LongTensor (B,)."""
+    images, captions, index = zip(*batch)
+    return torch.stack(images), list(captions), torch.tensor(index, dtype=torch.long)
+
+
+def collate_caption_eval(batch: list[tuple[Tensor, int]]) -> tuple[Tensor, Tensor]:
+    """-> images (B, 3, S, S), image_index LongTensor (B,)."""
+    images, index = zip(*batch)
+    return torch.stack(images), torch.tensor(index, dtype=torch.long)
+
+
+def collate_vqa_train(
+    batch: list[tuple[Tensor, str, list[str], list[float]]],
+) -> tuple[Tensor, list[str], list[str], Tensor, Tensor]:
+    """Like BLIP's vqa_collate_fn: answers of all questions flattened into one list.
+
+    -> images (B, 3, S, S), questions [B], answers [A] (A = sum of n), weights FloatTensor (A,), n LongTensor (B,)
+    where n[b] answers belong to question b (``torch.repeat_interleave(x, n, dim=0)`` lines question rows up with
+    answer rows).
+    """
+    images, questions, answers, weights, n = [], [], [], [], []
+    for image, question, ans, w in batch:
+        images.append(image)
+        questions.append(question)
+        answers += ans
+        weights += w
+        n.append(len(ans))
+    return torch.stack(images), questions, answers, torch.tensor(weights, dtype=torch.float32), torch.tensor(n)
+
+
+def collate_vqa_test(batch: list[tuple[Tensor, str, int | str]]) -> tuple[Tensor, list[str], list[int | str]]:
+    """-> images (B, 3, S, S), questions [B], question_ids [B] (kept as in the file)."""
+    images, questions, qids = zip(*batch)
+    return torch.stack(images), list(questions), list(qids)

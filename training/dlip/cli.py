@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from .config import TrainConfig, train_config_from_dict
+from .config import TASK_TERMS, DistillConfig, TrainConfig, train_config_from_dict
 
 
 def _add_data(sub) -> None:
@@ -47,6 +47,23 @@ def _add_train(sub) -> None:
     p.add_argument("--threads", type=int, help="torch threads per process")
 
 
+def _add_distill(sub) -> None:
+    p = sub.add_parser("distill", help="DLIP: train a compact student from a teacher (run folder or HF BLIP dir)")
+    p.add_argument("--teacher", required=True, help="teacher run folder or Hugging Face BLIP checkpoint directory")
+    p.add_argument("--config", help="JSON distillation config (see training/configs/shapes_distill.json)")
+    p.add_argument("--data", help="image root (data.image_root)")
+    p.add_argument("--preset", help="student size preset from dlip/presets.json")
+    p.add_argument("--init", help="student initialisation: random | teacher | a run folder")
+    p.add_argument("--no-distill", action="store_true",
+                   help="the control: zero every distillation weight (same student, data and steps)")
+    p.add_argument("--out", required=True, help="run folder to create")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--steps", type=int, nargs="+", help="steps per stage, overriding the config")
+    p.add_argument("--batch-size", type=int, help="batch size of every stage")
+    p.add_argument("--limit-images", type=int, help="train on the first N images only")
+    p.add_argument("--threads", type=int, help="torch threads per process")
+
+
 def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="score a run on the test split; writes metrics.json and metrics.md into it")
     p.add_argument("run", help="run folder")
@@ -63,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(sub)
     _add_tokenizer(sub)
     _add_train(sub)
+    _add_distill(sub)
     _add_eval(sub)
     return parser
 
@@ -105,6 +123,19 @@ def train_config_from_args(args) -> TrainConfig:
     return cfg
 
 
+def distill_config_from_args(args) -> TrainConfig:
+    cfg = train_config_from_args(args)
+    if cfg.distill is None:
+        cfg.distill = DistillConfig()
+    cfg.distill.teacher = args.teacher
+    if args.init:
+        cfg.distill.init = args.init
+    if args.no_distill:
+        for stage in cfg.stages:
+            stage.weights = {k: (v if k in TASK_TERMS else 0.0) for k, v in stage.weights.items()}
+    return cfg
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -128,13 +159,19 @@ def run_command(args) -> int:
         cfg = load_config_file(args.config)
         cfg.data.image_root = args.data
         cfg.data.vocab_size = args.vocab_size
-        tok = build_tokenizer(cfg, None)
+        tok = build_tokenizer(cfg)
         tok.save(args.out)
         print(f"wrote {args.out} ({tok.vocab_size} tokens)")
     elif args.command == "train":
         from .train.trainer import train
 
         cfg = train_config_from_args(args)
+        path = train(cfg, args.out, overwrite=args.overwrite)
+        print(f"run folder: {path}")
+    elif args.command == "distill":
+        from .train.trainer import train
+
+        cfg = distill_config_from_args(args)
         path = train(cfg, args.out, overwrite=args.overwrite)
         print(f"run folder: {path}")
     elif args.command == "eval":

@@ -155,6 +155,7 @@ CAPTION_TERMS = ("itc", "itm", "lm", "hidden_vision", "hidden_text", "hidden_fus
                  "out_itc", "out_itm", "out_lm")
 VQA_TERMS = ("vqa", "out_vqa")
 LOSS_TERMS = CAPTION_TERMS + VQA_TERMS
+TASK_TERMS = ("itc", "itm", "lm", "vqa")
 
 
 @dataclass

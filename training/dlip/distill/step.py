@@ -21,6 +21,16 @@ from .layer_map import resolve_layer_map
 PARTS = {"vision": "visual_encoder", "text": "text_encoder", "fusion": "text_encoder_fused", "decoder": "text_decoder"}
 
 
+def make_projector(student: BlipMED, teacher: BlipMED, weights: dict[str, float]) -> terms.HiddenProjector:
+    """Learnable student -> teacher width maps for every representation term with a weight > 0."""
+    s, t = student.cfg, teacher.cfg
+    widths = {"vision": (s.vision.hidden_size, t.vision.hidden_size),
+              "text": (s.text.hidden_size, t.text.hidden_size),
+              "fusion": (s.text.hidden_size, t.text.hidden_size),
+              "decoder": (s.decoder.hidden_size, t.decoder.hidden_size)}
+    return terms.HiddenProjector({PARTS[p]: widths[p] for p in PARTS if weights.get(f"hidden_{p}", 0) > 0})
+
+
 def teacher_frozen(teacher: BlipMED) -> BlipMED:
     """The teacher never trains: no gradients, eval mode (dropout off), and every call runs under no_grad."""
     teacher.requires_grad_(False)
@@ -31,19 +41,16 @@ class DistillStep(nn.Module):
     """forward(captions, vqa) -> named losses ``x_loss`` for every term x with a weight > 0."""
 
     def __init__(self, student: BlipMED, teacher: BlipMED, special: SpecialTokens, weights: dict[str, float],
-                 settings: DistillConfig, teacher_special: SpecialTokens | None = None):
+                 settings: DistillConfig, teacher_special: SpecialTokens | None = None,
+                 projector: terms.HiddenProjector | None = None):
         super().__init__()
         self.student = student
         self.teacher = [teacher_frozen(teacher)]  # a list hides it from .parameters(), state_dict() and DDP
         self.special, self.teacher_special = special, teacher_special or special
         self.w = {k: v for k, v in weights.items() if v > 0}
         self.settings = settings
+        self.projector = projector if projector is not None else make_projector(student, teacher, self.w)
         s, t = student.cfg, teacher.cfg
-        widths = {"vision": (s.vision.hidden_size, t.vision.hidden_size),
-                  "text": (s.text.hidden_size, t.text.hidden_size),
-                  "fusion": (s.text.hidden_size, t.text.hidden_size),
-                  "decoder": (s.decoder.hidden_size, t.decoder.hidden_size)}
-        self.projector = terms.HiddenProjector({PARTS[p]: widths[p] for p in PARTS if f"hidden_{p}" in self.w})
         counts = {"vision": (s.vision.num_layers, t.vision.num_layers), "text": (s.text.num_layers, t.text.num_layers),
                   "fusion": (s.text.num_layers, t.text.num_layers),
                   "decoder": (s.decoder.num_layers, t.decoder.num_layers),

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..config import CAPTION_TERMS, VQA_TERMS, ModelConfig, StageConfig, TrainConfig, model_preset, to_dict
+from ..config import CAPTION_TERMS, LOSS_TERMS, VQA_TERMS, ModelConfig, StageConfig, TrainConfig, model_preset, to_dict
 from ..data.annotations import load_caption_train, load_vqa
 from ..data.tokenizer import SpecialTokens, TextTokenizer, train_wordpiece
 from ..data.transforms import ImagePreprocess
@@ -26,7 +26,7 @@ from .schedule import cosine_with_warmup, make_optimizer
 TOKENIZER_FILE = "tokenizer.json"
 
 
-def build_tokenizer(cfg: TrainConfig, run: RunDir | None) -> TextTokenizer:
+def build_tokenizer(cfg: TrainConfig) -> TextTokenizer:
     """Loads ``data.tokenizer`` or trains a WordPiece vocabulary on the training captions, questions and answers."""
     if cfg.data.tokenizer:
         return TextTokenizer.from_file(cfg.data.tokenizer)
@@ -48,27 +48,54 @@ def preprocess_for(model_cfg: ModelConfig) -> ImagePreprocess:
 
 
 def train(cfg: TrainConfig, out: str | Path, overwrite: bool = False, progress: bool = True) -> Path:
-    """Trains a model from scratch as configured; returns the run folder."""
+    """Trains a model as configured; returns the run folder. With ``cfg.distill`` set, the model is a DLIP student
+    of ``cfg.distill.teacher`` (whose tokenizer it shares) and the stages' distillation weights apply."""
     info = dist.setup()
     try:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed + info.rank)
-        tokenizer = build_tokenizer(cfg, None)
+        teacher = None
+        if cfg.distill is not None:
+            from ..distill.models import load_teacher
+
+            teacher, tokenizer = load_teacher(cfg.distill.teacher)
+            teacher = teacher.to(info.device)
+        else:
+            tokenizer = build_tokenizer(cfg)
         cfg = dataclasses.replace(cfg, model=resolve_model_config(cfg, tokenizer))
+        if teacher is not None and cfg.model.vision.image_size != teacher.cfg.vision.image_size:
+            raise ValueError(f"student image_size {cfg.model.vision.image_size} differs from the teacher's "
+                             f"{teacher.cfg.vision.image_size}: set model.vision.image_size")
         run = RunDir.create(out, to_dict(cfg), overwrite=overwrite) if info.is_main else None
         dist.barrier()
         run = run or RunDir.open(out)
         if info.is_main:
             tokenizer.save(run.path / TOKENIZER_FILE)
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-        model = BlipMED(cfg.model).to(info.device)
+        model = BlipMED(cfg.model)
+        if teacher is not None:
+            from ..distill.models import init_student
+
+            init_student(model, teacher, cfg.distill.init)
+        model = model.to(info.device)
         torch.manual_seed(cfg.seed + info.rank)
         logger = MetricLogger(run) if info.is_main else None
         step0 = 0
+        if teacher is not None:  # one set of width maps shared by every stage
+            from ..distill.step import make_projector
+
+            union = {k: max(s.weights.get(k, 0) for s in cfg.stages) for k in LOSS_TERMS}
+            projector = make_projector(model, teacher, union).to(info.device)
         for stage in cfg.stages:
-            step = TrainStep(model, tokenizer.special, stage.weights)
-            step0 = run_stage(step, model, stage, cfg, tokenizer, info, run, logger, step0, progress and info.is_main,
+            if teacher is None:
+                step = trainable = TrainStep(model, tokenizer.special, stage.weights)
+            else:
+                from ..distill.step import DistillStep
+
+                step = trainable = DistillStep(model, teacher, tokenizer.special, stage.weights, cfg.distill,
+                                               projector=projector)
+            step0 = run_stage(step, trainable, stage, cfg, tokenizer, info, run, logger, step0, progress and info.is_main,
                               model.state_dict)
         if info.is_main:
             plot_losses(run.log_jsonl, run.plot_path)

@@ -1,0 +1,68 @@
+"""The two models of a distillation: loading the frozen teacher, initialising the student."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from ..data.tokenizer import TextTokenizer
+from ..hf.blip import is_hf_blip_dir, load_hf_blip
+from ..model.med import BlipMED
+from ..runs import load_run
+from ..train.run import load_checkpoint
+from .layer_map import every_kth_teacher_layers
+from .step import teacher_frozen
+
+# student parameter names with a layer index: (prefix, index, rest)
+_LAYERED = re.compile(r"^(visual_encoder\.blocks|text_encoder\.layers|text_decoder\.layers)\.(\d+)\.(.+)$")
+
+
+def load_teacher(path: str | Path) -> tuple[BlipMED, TextTokenizer]:
+    """A run folder of ours or a Hugging Face BLIP checkpoint directory -> (frozen model, its tokenizer)."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"no such teacher: {path}")
+    if is_hf_blip_dir(path):
+        hf = load_hf_blip(path, freeze=True)
+        return hf.model, TextTokenizer.from_pretrained_dir(path)
+    loaded = load_run(path)
+    return teacher_frozen(loaded.model), loaded.tokenizer
+
+
+def init_student(student: BlipMED, teacher: BlipMED, init: str) -> list[str]:
+    """Initialises ``student`` in place; returns the names of the parameters that were copied.
+
+    - ``random``: keep the fresh initialisation;
+    - ``teacher``: DistilBERT-style: student layer i <- teacher layer ``every_kth_teacher_layers`` [i] of the same
+      stack, and embeddings, norms and heads, wherever the shapes match (a narrower student copies nothing there);
+    - any other value: a run folder (or checkpoint file) whose model has the student's shape.
+    """
+    if init == "random":
+        return []
+    if init != "teacher":
+        p = Path(init)
+        ckpt = p / "checkpoints" / "last.pt" if p.is_dir() else p
+        state = load_checkpoint(ckpt)["model"]
+        student.load_state_dict(state)
+        return list(state)
+    s_cfg, t_cfg = student.cfg, teacher.cfg
+    layer_src = {
+        "visual_encoder.blocks": every_kth_teacher_layers(s_cfg.vision.num_layers, t_cfg.vision.num_layers),
+        "text_encoder.layers": every_kth_teacher_layers(s_cfg.text.num_layers, t_cfg.text.num_layers),
+        "text_decoder.layers": every_kth_teacher_layers(s_cfg.decoder.num_layers, t_cfg.decoder.num_layers),
+    }
+    teacher_state = teacher.state_dict()
+    copied = []
+    with torch.no_grad():
+        for name, param in student.state_dict().items():
+            m = _LAYERED.match(name)
+            src = f"{m[1]}.{layer_src[m[1]][int(m[2])]}.{m[3]}" if m else name
+            if src in teacher_state and teacher_state[src].shape == param.shape:
+                param.copy_(teacher_state[src])
+                copied.append(name)
+    if not any(_LAYERED.match(name) for name in copied):
+        raise ValueError("init 'teacher': no student layer parameter matches a teacher parameter's shape "
+                         "(a narrower student cannot start from teacher layers; use init 'random')")
+    return copied

@@ -1,0 +1,128 @@
+"""DLIP distillation wiring: a micro student learns from the micro teacher; zero weights skip their terms; the
+teacher stays frozen; students start from teacher layers."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from dlip.config import DistillConfig, model_preset, train_config_from_dict
+from dlip.distill import step as step_module
+from dlip.distill.models import init_student, load_teacher
+from dlip.distill.step import DistillStep
+from dlip.model.med import BlipMED
+from dlip.runs import load_run
+from dlip.train.batches import CaptionCollate, caption_dataset
+from dlip.train.trainer import preprocess_for, train
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.fixture(scope="module")
+def distill_raw(shapes_dir, micro_run):
+    raw = json.loads((CONFIGS / "micro_distill.json").read_text())
+    raw["data"]["image_root"] = str(shapes_dir)
+    raw["distill"]["teacher"] = str(micro_run)
+    return raw
+
+
+@pytest.fixture(scope="module")
+def student_run(distill_raw, tmp_path_factory):
+    torch.set_num_threads(1)
+    return train(train_config_from_dict(distill_raw), tmp_path_factory.mktemp("distill") / "student", progress=False)
+
+
+def _batch(micro_run):
+    loaded = load_run(micro_run)
+    ds = caption_dataset(loaded.config.data, preprocess_for(loaded.config.model))
+    return CaptionCollate(loaded.tokenizer, 35)([ds[i] for i in range(0, 40, 5)]), loaded
+
+
+def test_micro_distillation_lowers_distillation_losses(student_run):
+    records = [json.loads(line) for line in (student_run / "log.jsonl").read_text().splitlines()]
+    distill = [r for r in records if r["stage"] == "distill"]
+    for term in ("hidden_vision_loss", "hidden_text_loss", "hidden_fusion_loss", "hidden_decoder_loss"):
+        first = sum(r[term] for r in distill[:3]) / 3
+        last = sum(r[term] for r in distill[-3:]) / 3
+        assert last < first, (term, first, last)
+    vqa = [r for r in records if r["stage"] == "vqa"]
+    assert all("out_vqa_loss" in r and "vqa_loss" in r for r in vqa)
+
+
+def test_student_run_loads_as_a_model_and_is_smaller(student_run, micro_run):
+    student, teacher = load_run(student_run), load_run(micro_run)
+    assert student.config.model.vision.hidden_size == 16
+    n_s = sum(p.numel() for p in student.model.parameters())
+    n_t = sum(p.numel() for p in teacher.model.parameters())
+    assert n_s < n_t
+    # the student shares the teacher's tokenizer
+    assert student.tokenizer.vocab_size == teacher.tokenizer.vocab_size
+    assert student.config.distill.teacher == str(micro_run)
+
+
+def test_zero_weight_terms_are_not_computed(micro_run, monkeypatch):
+    batch, loaded = _batch(micro_run)
+    teacher = loaded.model
+    student = BlipMED(model_preset("micro-student-narrow").with_vocab(loaded.tokenizer.vocab_size, 0))
+    calls = {"attn": 0, "hidden": 0, "teacher": 0}
+
+    def count(name, fn):
+        def wrapped(*a, **k):
+            calls[name] += 1
+            return fn(*a, **k)
+        return wrapped
+
+    monkeypatch.setattr(step_module.terms, "attention_distill_loss",
+                        count("attn", step_module.terms.attention_distill_loss))
+    monkeypatch.setattr(step_module.terms, "hidden_distill_loss", count("hidden", step_module.terms.hidden_distill_loss))
+    teacher_encode = teacher.encode_image
+    monkeypatch.setattr(teacher, "encode_image", count("teacher", teacher_encode))
+    seen_kwargs = []
+    student_encode = student.encode_image
+    monkeypatch.setattr(student, "encode_image",
+                        lambda *a, **k: (seen_kwargs.append(a[1:]), student_encode(*a, **k))[1])
+
+    weights = {"itc": 1.0, "itm": 1.0, "lm": 1.0, "hidden_vision": 1.0, "attn_vision": 0.0, "out_itc": 0.0}
+    losses = DistillStep(student, teacher, loaded.tokenizer.special, weights, DistillConfig())(batch, None)
+    assert "hidden_vision_loss" in losses and "attn_vision_loss" not in losses and "out_itc_loss" not in losses
+    assert calls == {"attn": 0, "hidden": 1, "teacher": 1}
+    assert seen_kwargs[-1] == (True, False)  # hidden states requested, attention maps never
+
+    only_tasks = {"itc": 1.0, "itm": 1.0, "lm": 1.0, "hidden_text": 0.0}
+    losses = DistillStep(student, teacher, loaded.tokenizer.special, only_tasks, DistillConfig())(batch, None)
+    assert set(losses) == {"itc_loss", "itm_loss", "lm_loss"}
+    assert calls["teacher"] == 1  # the control never runs the teacher
+
+
+def test_teacher_is_frozen(micro_run):
+    batch, loaded = _batch(micro_run)
+    teacher = loaded.model
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    student = BlipMED(model_preset("micro-student").with_vocab(loaded.tokenizer.vocab_size, 0))
+    weights = {k: 1.0 for k in ("itc", "itm", "lm", "hidden_vision", "hidden_fusion", "attn_text", "cross_fusion",
+                                "out_itc", "out_itm", "out_lm")}
+    step = DistillStep(student, teacher, loaded.tokenizer.special, weights, DistillConfig())
+    step.train()
+    assert not teacher.training and all(not p.requires_grad for p in teacher.parameters())
+    assert all(not name.startswith("teacher") for name, _ in step.named_parameters())
+    losses = step(batch, None)
+    sum(losses.values()).backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+
+
+def test_student_from_teacher_layers(micro_run):
+    teacher, tokenizer = load_teacher(micro_run)
+    student = BlipMED(model_preset("micro-student").with_vocab(tokenizer.vocab_size, 0))
+    copied = init_student(student, teacher, "teacher")
+    # 1 of 2 layers: every_kth keeps the teacher's last layer
+    assert torch.equal(student.visual_encoder.blocks[0].fc1.weight, teacher.visual_encoder.blocks[1].fc1.weight)
+    assert torch.equal(student.text_decoder.layers[0].self_attn.query.weight,
+                       teacher.text_decoder.layers[1].self_attn.query.weight)
+    assert torch.equal(student.text_encoder.word_embed.weight, teacher.text_encoder.word_embed.weight)
+    assert "itm_head.weight" in copied
+    narrow = BlipMED(model_preset("micro-student-narrow").with_vocab(tokenizer.vocab_size, 0))
+    with pytest.raises(ValueError, match="no student layer parameter matches"):
+        init_student(narrow, teacher, "teacher")

@@ -64,6 +64,23 @@ def _add_distill(sub) -> None:
     p.add_argument("--threads", type=int, help="torch threads per process")
 
 
+def _add_ablate(sub) -> None:
+    p = sub.add_parser("ablate", help="short distillations over a grid of DLIP settings, evaluated, in one table")
+    p.add_argument("--teacher", required=True, help="teacher run folder or Hugging Face BLIP checkpoint directory")
+    p.add_argument("--config", required=True, help="base distillation config (e.g. configs/shapes_distill.json)")
+    p.add_argument("--grid", required=True, help="grid rows (e.g. configs/ablation_grid.json)")
+    p.add_argument("--data", help="image root (data.image_root)")
+    p.add_argument("--out", required=True, help="folder for one run per row, ablation.md and ablation.json")
+    p.add_argument("--steps", type=int, nargs="+", help="steps per stage of every row (short runs)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--limit-images", type=int, help="train on the first N images only")
+    p.add_argument("--eval-images", type=int, help="evaluate on the first N test images / questions")
+    p.add_argument("--k", type=int, default=16, help="ITM re-ranks the top-k ITC candidates")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--overwrite", action="store_true", help="rerun rows that already have results")
+    p.set_defaults(preset=None, init=None, no_distill=False)
+
+
 def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="score a run on the test split; writes metrics.json and metrics.md into it")
     p.add_argument("run", help="run folder")
@@ -74,6 +91,13 @@ def _add_eval(sub) -> None:
     p.add_argument("--threads", type=int)
 
 
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="fill the results block of a report from evaluated run folders")
+    p.add_argument("--run", action="append", required=True, metavar="NAME=RUN",
+                   help="a row: its label and its evaluated run folder (repeat; the first row's baselines are shown)")
+    p.add_argument("--out", required=True, help="markdown file whose results block is replaced")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dlip", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tokenizer(sub)
     _add_train(sub)
     _add_distill(sub)
+    _add_ablate(sub)
     _add_eval(sub)
+    _add_report(sub)
     return parser
 
 
@@ -174,6 +200,33 @@ def run_command(args) -> int:
         cfg = distill_config_from_args(args)
         path = train(cfg, args.out, overwrite=args.overwrite)
         print(f"run folder: {path}")
+    elif args.command == "ablate":
+        from .distill.ablate import ablate
+        from .eval.evaluate import EvalSettings
+
+        grid_path = Path(args.grid)
+        if not grid_path.is_file():
+            raise ValueError(f"no such grid file: {grid_path}")
+        try:
+            grid = json.loads(grid_path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{grid_path}: invalid JSON ({err})") from None
+        if not isinstance(grid, list) or not all(isinstance(r, dict) and "name" in r for r in grid):
+            raise ValueError(f"{grid_path}: expected a list of rows, each with a 'name'")
+        settings = EvalSettings(k=args.k, limit_images=args.eval_images, limit_questions=args.eval_images)
+        table = ablate(distill_config_from_args(args), grid, Path(args.out), settings, overwrite=args.overwrite)
+        print(table.read_text())
+    elif args.command == "report":
+        from .eval.report import write_report
+
+        runs = {}
+        for item in args.run:
+            name, sep, path = item.partition("=")
+            if not sep or not name or not path:
+                raise ValueError(f"--run {item!r}: expected NAME=RUN_FOLDER")
+            runs[name] = Path(path)
+        write_report(runs, Path(args.out))
+        print(f"wrote the results block of {args.out}")
     elif args.command == "eval":
         import torch
 

@@ -173,6 +173,7 @@ class StageConfig:
     weights: dict[str, float] = field(default_factory=lambda: {"itc": 1.0, "itm": 1.0, "lm": 1.0, "vqa": 0.0})
 
     trainable: list[str] | None = None  # model parts to update (e.g. ["text_decoder"]); None = all
+    frozen: list[str] | None = None  # model parts to keep fixed (applied after ``trainable``)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.weights) - set(LOSS_TERMS))

@@ -89,3 +89,16 @@ def test_itm_rerank_only_touches_top_k(micro_run):
     assert (s["itm_i2t"].argmax(1) == s["itc_i2t"].argmax(1)).all()
     s3 = inference.retrieval_scores(model, embeds, feats, ids, mask, tfeats, tok.special.enc, k=3, progress=False)
     assert (s3["itm_i2t"] > -100).all()
+
+
+def test_report_block_is_filled_from_metrics(micro_metrics, micro_run, tmp_path):
+    from dlip.eval.report import BEGIN, END, write_report
+
+    out = tmp_path / "REPORT.md"
+    out.write_text(f"# Report\n\nprose stays\n\n{BEGIN}\nold numbers\n{END}\n\nmore prose\n")
+    write_report({"micro": micro_run}, out)
+    text = out.read_text()
+    assert "old numbers" not in text and "prose stays" in text and "more prose" in text
+    h = micro_metrics["headline"]
+    assert f"| micro | " in text and f"{h['vqa_acc']:.1f}" in text
+    assert text.count("| yes |") + text.count("| NO |") == 4  # the four teacher bars

@@ -127,7 +127,7 @@ def run_stage(step_module: nn.Module, trainable: nn.Module, stage: StageConfig, 
     """Trains ``stage.steps`` steps of ``step_module`` (forward(captions, vqa) -> named losses), updating the
     parameters of ``trainable`` that require grad; checkpoints ``model_state()``. Returns the global step after."""
     captions, vqa = stage_loaders(stage, cfg, tokenizer, info, step0)
-    set_trainable(trainable, stage.trainable)
+    set_trainable(trainable, stage.trainable, stage.frozen)
     ddp_step = dist.wrap_ddp(step_module, info)
     optimizer = make_optimizer(trainable, stage.lr, stage.weight_decay)
     params = [p for p in trainable.parameters() if p.requires_grad]
@@ -160,14 +160,17 @@ def run_stage(step_module: nn.Module, trainable: nn.Module, stage: StageConfig, 
     return step0 + stage.steps
 
 
-def set_trainable(module: nn.Module, parts: list[str] | None) -> None:
-    """Updates only parameters whose dotted name contains one of ``parts`` as a component (all when None)."""
+def set_trainable(module: nn.Module, parts: list[str] | None, frozen: list[str] | None = None) -> None:
+    """Updates only parameters whose dotted name contains one of ``parts`` as a component (all when None), minus
+    those containing one of ``frozen``."""
     names = [name for name, _ in module.named_parameters()]
-    for part in parts or []:
+    for part in (parts or []) + (frozen or []):
         if not any(part in name.split(".") for name in names):
-            raise ValueError(f"stage trainable part '{part}' matches no parameter")
+            raise ValueError(f"stage trainable/frozen part '{part}' matches no parameter")
     for name, p in module.named_parameters():
-        p.requires_grad_(parts is None or any(part in name.split(".") for part in parts))
+        components = name.split(".")
+        keep = parts is None or any(part in components for part in parts)
+        p.requires_grad_(keep and not any(part in components for part in frozen or []))
 
 
 class TrainStep(nn.Module):

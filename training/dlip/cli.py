@@ -98,6 +98,39 @@ def _add_report(sub) -> None:
     p.add_argument("--out", required=True, help="markdown file whose results block is replaced")
 
 
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="write an ONNX model bundle (dlip/export/FORMAT.md) from a run folder")
+    p.add_argument("run", nargs="?", help="run folder (omit with --random-init)")
+    p.add_argument("--out", required=True, help="bundle directory to create (e.g. models/NAME)")
+    p.add_argument("--name", help="model label in the manifest (default: the --out folder name)")
+    p.add_argument("--version", default="1", help="model version string in the manifest")
+    p.add_argument("--int8", action="store_true", help="also write dynamic-quantised *.int8.onnx graphs")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    p.add_argument("--random-init", action="store_true", help="random weights (test fixtures) instead of a run")
+    p.add_argument("--preset", default="micro", help="with --random-init: model size preset")
+    p.add_argument("--data", help="with --random-init: train the tokenizer on this image root's training text "
+                                  "(default: a tiny built-in corpus)")
+    p.add_argument("--vocab-size", type=int, default=300, help="with --random-init: tokenizer vocabulary limit")
+    p.add_argument("--seed", type=int, default=0, help="with --random-init: weight initialisation seed")
+
+
+def _add_eval_bundle(sub) -> None:
+    p = sub.add_parser("eval-bundle", help="score a model bundle with onnxruntime on the test split")
+    p.add_argument("bundle", help="bundle directory")
+    p.add_argument("--data", required=True, help="image root holding annotations/ (Shapes layout)")
+    p.add_argument("--config", help="JSON training config whose 'data' section names the annotation files")
+    p.add_argument("--k", type=int, default=16, help="ITM re-ranks the top-k ITC candidates (default 16)")
+    p.add_argument("--beams", type=int, default=3)
+    p.add_argument("--limit-images", type=int)
+    p.add_argument("--limit-questions", type=int)
+    p.add_argument("--int8", action="store_true", help="score the *.int8.onnx graphs")
+    p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    p.add_argument("--out", help="also write the metrics as JSON to this file")
+    p.add_argument("--compare-run", metavar="RUN",
+                   help="instead of scoring: check that greedy captions and VQA answers of the bundle equal those "
+                        "of this run's PyTorch model on the first --limit-images (default 50) test images/questions")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dlip", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -108,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ablate(sub)
     _add_eval(sub)
     _add_report(sub)
+    _add_export(sub)
+    _add_eval_bundle(sub)
     return parser
 
 
@@ -242,6 +277,55 @@ def run_command(args) -> int:
         json_path, md_path = write_metrics(metrics, loaded.path, label=str(args.run))
         print(md_path.read_text())
         print(f"wrote {json_path} and {md_path}")
+    elif args.command == "export":
+        run_export(args)
+    elif args.command == "eval-bundle":
+        return run_eval_bundle(args)
+    return 0
+
+
+def run_export(args) -> None:
+    from .export.export import export_random, export_run
+
+    if args.random_init:
+        if args.run:
+            raise ValueError(f"export: pass either a run folder ({args.run}) or --random-init, not both")
+        out = export_random(args.preset, args.out, data_root=args.data, seed=args.seed, vocab_size=args.vocab_size,
+                            name=args.name, version=args.version, int8=args.int8, overwrite=args.overwrite)
+    else:
+        if not args.run:
+            raise ValueError("export: pass a run folder, or --random-init --preset NAME for random weights")
+        out = export_run(args.run, args.out, name=args.name, version=args.version, int8=args.int8,
+                         overwrite=args.overwrite)
+    total = sum(p.stat().st_size for p in Path(out).iterdir())
+    print(f"wrote bundle {out} ({total / 1e6:.2f} MB)")
+
+
+def run_eval_bundle(args) -> int:
+    from .eval.evaluate import EvalSettings
+    from .export.evaluate_bundle import compare_decoding, evaluate_bundle, headline_table
+    from .export.ort_model import BundleModel
+
+    bundle = BundleModel(args.bundle, int8=args.int8, threads=args.threads)
+    data = load_config_file(args.config).data
+    data.image_root = args.data
+    data.max_text_tokens, data.max_answer_tokens = bundle.max_text_tokens, bundle.max_answer_tokens
+    if args.compare_run:
+        from .runs import load_run
+
+        loaded = load_run(args.compare_run)
+        result = compare_decoding(loaded.model, loaded.tokenizer, bundle, data, limit=args.limit_images or 50)
+        print(json.dumps(result, indent=2))
+        same = (result.get("captions_identical") == result.get("images")
+                and result.get("answers_identical") == result.get("questions"))
+        return 0 if same else 1
+    settings = EvalSettings(k=args.k, num_beams=args.beams, max_caption_tokens=bundle.max_caption_tokens,
+                            limit_images=args.limit_images, limit_questions=args.limit_questions)
+    metrics = evaluate_bundle(bundle, data, settings)
+    print(headline_table(metrics, bundle.manifest["metrics"]))
+    if args.out:
+        Path(args.out).write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        print(f"wrote {args.out}")
     return 0
 
 

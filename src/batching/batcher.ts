@@ -1,0 +1,198 @@
+// Dynamic batching, the way Triton's dynamic batcher and text-embeddings-inference do it: one bounded queue per
+// model and graph; whenever an inference worker is free, the queue whose oldest row has waited longest sends a
+// batch: up to maxBatch rows, at once, or after its oldest row has waited maxDelayMs when the batch is not full.
+// Rows gather while every worker is busy. Rows whose request was aborted (client left, deadline passed) leave the
+// queue before inference; a request that does not fit in its queue is refused whole (429).
+import { ApiError } from "../errors.js";
+
+export interface BatchOptions {
+  maxBatch: number;
+  maxDelayMs: number;
+  maxQueue: number;
+}
+
+export interface BatchEvents {
+  /** a batch is about to run: its size and how long each row waited */
+  onBatch?(key: BatchKey, size: number, waitsS: number[]): void;
+  onRun?(key: BatchKey, seconds: number, ok: boolean): void;
+  onDepth?(key: BatchKey, depth: number): void;
+  /** rows of an aborted request left the queue before inference; reason: the abort reason's code */
+  onDrop?(key: BatchKey, rows: number, reason: string): void;
+}
+
+export interface BatchKey {
+  model: string;
+  graph: string;
+}
+
+/** What runs a batch: `inputs` in order, one output per input, on worker `worker`. */
+export type RunBatch<I, O> = (inputs: I[], worker: number) => Promise<O[]>;
+
+interface Item<I, O> {
+  input: I;
+  enqueuedAt: number; // ms (performance.now)
+  resolve: (o: O) => void;
+  reject: (e: unknown) => void;
+  settled: boolean;
+}
+
+export class Batcher<I, O> {
+  private queue: Item<I, O>[] = [];
+
+  constructor(
+    readonly key: BatchKey,
+    readonly opts: BatchOptions,
+    readonly runBatch: RunBatch<I, O>,
+    private readonly scheduler: Scheduler,
+  ) {
+    scheduler.add(this as Batcher<unknown, unknown>);
+  }
+
+  get depth(): number {
+    return this.queue.length;
+  }
+
+  /** Time the oldest row entered, or Infinity when the queue is empty. */
+  get oldest(): number {
+    return this.queue.length ? this.queue[0].enqueuedAt : Infinity;
+  }
+
+  /** Queues a request's rows (all or none); resolves with their outputs in order. */
+  submit(inputs: I[], signal?: AbortSignal): Promise<O[]> {
+    if (inputs.length === 0) return Promise.resolve([]);
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (this.queue.length + inputs.length > this.opts.maxQueue) {
+      return Promise.reject(new ApiError("queue_full", `the ${this.key.model}/${this.key.graph} queue is full; retry shortly`, 1));
+    }
+    const now = performance.now();
+    const items = inputs.map((input) => {
+      const item = { input, enqueuedAt: now, settled: false } as Item<I, O>;
+      const p = new Promise<O>((resolve, reject) => {
+        item.resolve = (o) => {
+          item.settled = true;
+          resolve(o);
+        };
+        item.reject = (e) => {
+          item.settled = true;
+          reject(e);
+        };
+      });
+      return { item, p };
+    });
+    for (const { item } of items) this.queue.push(item);
+    if (signal) {
+      const onAbort = () => {
+        const mine = new Set(items.map((x) => x.item));
+        const before = this.queue.length;
+        this.queue = this.queue.filter((q) => !mine.has(q));
+        const dropped = before - this.queue.length;
+        if (dropped > 0) this.scheduler.events.onDrop?.(this.key, dropped, (signal.reason as { code?: string })?.code ?? "aborted");
+        for (const { item } of items) if (!item.settled) item.reject(signal.reason);
+        this.reportDepth();
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      void Promise.allSettled(items.map((x) => x.p)).then(() => signal.removeEventListener("abort", onAbort));
+    }
+    this.reportDepth();
+    this.scheduler.poke();
+    return Promise.all(items.map((x) => x.p));
+  }
+
+  /** Whether this queue may send a batch now (a worker being free is the scheduler's business). */
+  ready(now: number): boolean {
+    return this.queue.length >= this.opts.maxBatch || (this.queue.length > 0 && now - this.queue[0].enqueuedAt >= this.opts.maxDelayMs);
+  }
+
+  /** Runs the next batch on `worker`; settles its rows. */
+  async dispatch(worker: number): Promise<void> {
+    const items = this.queue.splice(0, this.opts.maxBatch);
+    this.reportDepth();
+    const now = performance.now();
+    this.scheduler.events.onBatch?.(this.key, items.length, items.map((i) => (now - i.enqueuedAt) / 1000));
+    const t0 = performance.now();
+    let ok = false;
+    try {
+      const outputs = await this.runBatch(
+        items.map((i) => i.input),
+        worker,
+      );
+      if (outputs.length !== items.length) throw new Error(`batch of ${items.length} returned ${outputs.length} outputs`);
+      items.forEach((item, i) => item.resolve(outputs[i]));
+      ok = true;
+    } catch (err) {
+      for (const item of items) item.reject(err);
+    } finally {
+      this.scheduler.events.onRun?.(this.key, (performance.now() - t0) / 1000, ok);
+    }
+  }
+
+  private reportDepth(): void {
+    this.scheduler.events.onDepth?.(this.key, this.queue.length);
+  }
+}
+
+/** Hands free workers to ready queues, oldest row first. One per worker pool. */
+export class Scheduler {
+  private batchers: Batcher<unknown, unknown>[] = [];
+  private busy = new Set<number>();
+  private timer: NodeJS.Timeout | null = null;
+  private running = 0;
+
+  constructor(
+    private readonly workers: number,
+    private readonly usable: (worker: number) => boolean = () => true,
+    readonly events: BatchEvents = {},
+  ) {}
+
+  add(b: Batcher<unknown, unknown>): void {
+    this.batchers.push(b);
+  }
+
+  /** Batches currently running. */
+  get inFlight(): number {
+    return this.running;
+  }
+
+  /** Rows waiting in every queue. */
+  get queued(): number {
+    return this.batchers.reduce((n, b) => n + b.depth, 0);
+  }
+
+  poke(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    for (;;) {
+      const worker = this.freeWorker();
+      if (worker === null) return;
+      const now = performance.now();
+      const waiting = this.batchers.filter((b) => b.depth > 0);
+      if (waiting.length === 0) return;
+      const ready = waiting.filter((b) => b.ready(now));
+      if (ready.length === 0) {
+        const due = Math.min(...waiting.map((b) => b.oldest + b.opts.maxDelayMs));
+        this.timer = setTimeout(() => this.poke(), Math.max(0, due - now));
+        return;
+      }
+      const next = ready.reduce((a, b) => (b.oldest < a.oldest ? b : a));
+      this.busy.add(worker);
+      this.running++;
+      void next.dispatch(worker).finally(() => {
+        this.busy.delete(worker);
+        this.running--;
+        this.poke();
+      });
+    }
+  }
+
+  private freeWorker(): number | null {
+    for (let w = 0; w < this.workers; w++) if (!this.busy.has(w) && this.usable(w)) return w;
+    return null;
+  }
+
+  close(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+}

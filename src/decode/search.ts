@@ -1,0 +1,157 @@
+// Greedy and beam search over a one-step decoder with a key/value cache, mirroring
+// training/dlip/model/generate.py (greedy_decode, beam_decode). Token ids in, token ids out; text lives in the
+// tokenizer, tensors in the stepper (the ONNX decoder graph in a worker, or a fake in tests).
+//
+// Unlike the Python code, every row carries its own beam count, token budget and minimum length, so requests that
+// arrive together decode together; a row stops as soon as it is finished (Python's result for that row alone).
+
+/** One decoder step for the live slots (beams). */
+export interface DecoderStepper {
+  readonly vocab: number;
+  /**
+   * Feeds `tokens[i]` to slot i and returns next-token logits, (R, V) row-major, R = tokens.length.
+   * First call: `from[i]` is the encoder row (request row) slot i reads. Later calls: `from[i]` is the slot of the
+   * previous call whose cache slot i continues (beams reorder, finished rows drop out).
+   */
+  step(tokens: readonly number[], from: readonly number[]): Promise<Float32Array>;
+}
+
+export interface GenRow {
+  numBeams: number; // 1 = greedy
+  maxTokens: number; // generated tokens at most (the final [SEP] included, as Python's loop)
+  minTokens: number; // [SEP] is forbidden before this many tokens
+}
+
+export interface GenResult {
+  ids: number[]; // generated ids, without [DEC] and without the final [SEP]
+  logprob: number; // greedy: sum of log p of the emitted tokens ([SEP] included); beam: the hypothesis score
+}
+
+interface Slot {
+  row: number;
+  seq: number[];
+  score: number; // sum of log p so far (beam)
+}
+
+export async function generate(stepper: DecoderStepper, rows: readonly GenRow[], bos: number, eos: number, lengthPenalty = 1): Promise<GenResult[]> {
+  for (const r of rows) {
+    if (!(r.numBeams >= 1 && r.maxTokens >= 1 && r.minTokens >= 0)) throw new Error(`generate: bad row ${JSON.stringify(r)}`);
+  }
+  const V = stepper.vocab;
+  const results: (GenResult | null)[] = rows.map(() => null);
+  const finished: [number, number[]][][] = rows.map(() => []); // beam rows: (normalised score, hyp)
+  let slots: Slot[] = rows.map((_, row) => ({ row, seq: [], score: 0 })); // one slot per row at first
+  let tokens = rows.map(() => bos);
+  let from = rows.map((_, i) => i);
+
+  for (let t = 0; slots.length > 0; t++) {
+    const logits = await stepper.step(tokens, from);
+    if (logits.length !== slots.length * V) throw new Error(`generate: stepper returned ${logits.length} logits for ${slots.length} x ${V}`);
+    const next: Slot[] = [];
+    const nextTokens: number[] = [];
+    const nextFrom: number[] = [];
+    // slots of one row are contiguous: walk row groups
+    for (let a = 0; a < slots.length; ) {
+      let b = a;
+      while (b < slots.length && slots[b].row === slots[a].row) b++;
+      const row = slots[a].row;
+      const spec = rows[row];
+      const last = t === spec.maxTokens - 1;
+      if (spec.numBeams === 1) {
+        const lp = logSoftmaxRow(logits, a, V);
+        if (t < spec.minTokens) lp[eos] = -Infinity;
+        const tok = argmax(lp);
+        const s = slots[a];
+        const score = s.score + lp[tok];
+        if (tok === eos) results[row] = { ids: s.seq, logprob: score };
+        else if (last) results[row] = { ids: [...s.seq, tok], logprob: score };
+        else {
+          next.push({ row, seq: [...s.seq, tok], score });
+          nextTokens.push(tok);
+          nextFrom.push(a);
+        }
+      } else {
+        const k = spec.numBeams;
+        const cand = topCandidates(logits, a, b, V, slots, t < spec.minTokens ? eos : -1, 2 * k);
+        const live: Slot[] = [];
+        for (const [s, slot, tok] of cand) {
+          if (s === -Infinity) break;
+          const parent = slots[slot];
+          if (tok === eos || last) {
+            const hyp = tok === eos ? parent.seq : [...parent.seq, tok];
+            finished[row].push([s / Math.max(hyp.length + 1, 1) ** lengthPenalty, hyp]);
+            continue;
+          }
+          live.push({ row, seq: [...parent.seq, tok], score: s });
+          nextTokens.push(tok);
+          nextFrom.push(slot);
+          if (live.length === k) break;
+        }
+        if (last || live.length === 0 || rowDone(finished[row], live, k, lengthPenalty, t + 2)) {
+          nextTokens.length -= live.length;
+          nextFrom.length -= live.length;
+          results[row] = bestHypothesis(finished[row]);
+        } else next.push(...live);
+      }
+      a = b;
+    }
+    slots = next;
+    tokens = nextTokens;
+    from = nextFrom;
+  }
+  return results.map((r) => r ?? { ids: [], logprob: -Infinity });
+}
+
+/** Python's _all_done for one row: k finished hypotheses, none beaten by what the live beams may still score. */
+function rowDone(hyps: [number, number[]][], live: Slot[], k: number, lengthPenalty: number, nextLen: number): boolean {
+  if (hyps.length < k) return false;
+  const worstKept = hyps.map((h) => h[0]).sort((x, y) => y - x)[k - 1];
+  const bestLive = Math.max(...live.map((s) => s.score));
+  return !(bestLive !== -Infinity && bestLive / nextLen ** lengthPenalty > worstKept);
+}
+
+function bestHypothesis(hyps: [number, number[]][]): GenResult {
+  if (hyps.length === 0) return { ids: [], logprob: -Infinity };
+  let best = hyps[0];
+  for (const h of hyps) if (h[0] > best[0]) best = h; // first of equals, as Python's max
+  return { ids: best[1], logprob: best[0] };
+}
+
+/** The `n` best (score + log p) candidates over slots [a, b) of a row, best first; ties by (slot, token) order. */
+function topCandidates(logits: Float32Array, a: number, b: number, V: number, slots: Slot[], banned: number, n: number): [number, number, number][] {
+  const top: [number, number, number][] = []; // (score, slot index, token), sorted best first
+  for (let s = a; s < b; s++) {
+    const lp = logSoftmaxRow(logits, s, V);
+    if (banned >= 0) lp[banned] = -Infinity;
+    const base = slots[s].score;
+    for (let v = 0; v < V; v++) {
+      const score = base + lp[v];
+      if (top.length === n && !(score > top[n - 1][0])) continue;
+      let i = top.length === n ? n - 1 : top.length;
+      if (top.length < n) top.push([score, s, v]);
+      while (i > 0 && score > top[i - 1][0]) {
+        top[i] = top[i - 1];
+        i--;
+      }
+      top[i] = [score, s, v];
+    }
+  }
+  return top;
+}
+
+export function logSoftmaxRow(logits: Float32Array, row: number, V: number): Float64Array {
+  const out = new Float64Array(V);
+  let max = -Infinity;
+  for (let v = 0; v < V; v++) max = Math.max(max, logits[row * V + v]);
+  let sum = 0;
+  for (let v = 0; v < V; v++) sum += Math.exp(logits[row * V + v] - max);
+  const lse = max + Math.log(sum);
+  for (let v = 0; v < V; v++) out[v] = logits[row * V + v] - lse;
+  return out;
+}
+
+function argmax(x: Float64Array): number {
+  let best = 0;
+  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
+  return best;
+}

@@ -1,0 +1,92 @@
+// The error taxonomy: every failure a client can cause maps to one of these, and one handler (app.ts) turns them
+// into {"error": {"code", "message"}} with the right status. 4xx messages say exactly what was wrong; 5xx are masked.
+
+export type ErrorCode =
+  | "invalid_json"
+  | "invalid_field"
+  | "invalid_image"
+  | "unknown_model"
+  | "not_found"
+  | "body_too_large"
+  | "file_too_large"
+  | "image_too_large"
+  | "unsupported_media_type"
+  | "unsupported_image_format"
+  | "queue_full"
+  | "not_ready"
+  | "draining"
+  | "deadline_exceeded"
+  | "client_gone"
+  | "internal";
+
+const STATUS: Record<ErrorCode, number> = {
+  invalid_json: 400,
+  invalid_field: 400,
+  invalid_image: 400,
+  unknown_model: 404,
+  not_found: 404,
+  body_too_large: 413,
+  file_too_large: 413,
+  image_too_large: 413,
+  unsupported_media_type: 415,
+  unsupported_image_format: 415,
+  queue_full: 429,
+  not_ready: 503,
+  draining: 503,
+  deadline_exceeded: 504,
+  client_gone: 499, // never sent (the client left); logged and counted
+  internal: 500,
+};
+
+export class ApiError extends Error {
+  readonly status: number;
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly retryAfterS?: number,
+  ) {
+    super(message);
+    this.status = STATUS[code];
+  }
+}
+
+export const invalidField = (message: string) => new ApiError("invalid_field", message);
+export const invalidImage = (message: string) => new ApiError("invalid_image", message);
+
+/** Maps errors thrown by Fastify and its plugins (by their code) onto the taxonomy; unknown errors become 500. */
+export function toApiError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  const e = err as { code?: string; statusCode?: number; message?: string; validation?: unknown; validationContext?: string };
+  const msg = e?.message ?? String(err);
+  if (e?.validation) return new ApiError("invalid_field", msg);
+  switch (e?.code) {
+    case "FST_ERR_CTP_INVALID_JSON_BODY":
+    case "FST_ERR_CTP_EMPTY_JSON_BODY":
+      return new ApiError("invalid_json", `invalid JSON body: ${msg}`);
+    case "FST_ERR_CTP_BODY_TOO_LARGE":
+      return new ApiError("body_too_large", "request body is larger than the body limit (BODY_LIMIT_BYTES)");
+    case "FST_REQ_FILE_TOO_LARGE":
+      return new ApiError("file_too_large", "an uploaded file is larger than the per-file limit (FILE_LIMIT_BYTES)");
+    case "FST_FILES_LIMIT":
+    case "FST_PARTS_LIMIT":
+    case "FST_FIELDS_LIMIT":
+      return new ApiError("body_too_large", `too many multipart parts: ${msg}`);
+    case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+    case "FST_INVALID_MULTIPART_CONTENT_TYPE":
+      return new ApiError("unsupported_media_type", "unsupported content type: send application/json or multipart/form-data");
+    case "FST_PROTO_VIOLATION":
+      return new ApiError("invalid_field", `multipart field name is not allowed: ${msg}`);
+  }
+  if (e instanceof SyntaxError) return new ApiError("invalid_json", `invalid JSON body: ${msg}`);
+  const status = e?.statusCode;
+  if (typeof status === "number" && status >= 400 && status < 500) {
+    // any other client error Fastify or busboy raises (bad content-length, malformed multipart...)
+    if (status === 413) return new ApiError("body_too_large", msg);
+    if (status === 415) return new ApiError("unsupported_media_type", msg);
+    return new ApiError("invalid_field", msg);
+  }
+  if (/Unexpected end of form|Malformed part header|Multipart: Boundary not found|Part terminated early/i.test(msg)) {
+    return new ApiError("invalid_field", `malformed multipart body: ${msg}`);
+  }
+  return new ApiError("internal", "internal error");
+}

@@ -1,0 +1,116 @@
+// The inference worker threads: spawned and initialised at boot, one job at a time each (the scheduler in
+// batching/ decides which), replaced when one dies. `alive()` is what /healthz reports.
+import { EventEmitter } from "node:events";
+import { Worker } from "node:worker_threads";
+import type { InitMessage, InitReply, JobMessage, JobReply } from "./protocol.js";
+
+// Under tsx (tests, development) this module is a .ts file and so is its worker; built, both are .js.
+const WORKER_URL = new URL(import.meta.url.endsWith(".ts") ? "./worker.ts" : "./worker.js", import.meta.url);
+
+type Job = Omit<JobMessage, "id"> & { id?: never };
+type Pending = { resolve: (r: JobReply) => void; reject: (e: Error) => void };
+
+interface Slot {
+  worker: Worker;
+  alive: boolean; // initialised and not exited
+  pending: Map<number, Pending>;
+}
+
+export class WorkerPool extends EventEmitter {
+  private slots: Slot[] = [];
+  private nextId = 1;
+  private closing = false;
+  provider: "cpu" | "cuda" = "cpu";
+
+  constructor(
+    private readonly size: number,
+    private readonly init: Omit<InitMessage, "type">,
+    private readonly log: { warn: (o: object, m: string) => void; error: (o: object, m: string) => void },
+  ) {
+    super();
+  }
+
+  get count(): number {
+    return this.size;
+  }
+
+  /** Starts every worker and waits for their sessions (rejects with the first init error: bad bundle, no CUDA). */
+  async start(): Promise<void> {
+    const inits = Array.from({ length: this.size }, (_, i) => this.spawn(i, i === 0));
+    try {
+      await Promise.all(inits);
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+  }
+
+  private spawn(index: number, reportWarning: boolean): Promise<void> {
+    const worker = new Worker(WORKER_URL);
+    const slot: Slot = { worker, alive: false, pending: new Map() };
+    this.slots[index] = slot;
+    return new Promise<void>((resolve, reject) => {
+      let ready = false;
+      worker.on("message", (msg: InitReply | JobReply) => {
+        if (msg.type === "ready") {
+          ready = true;
+          slot.alive = true;
+          this.provider = msg.provider;
+          if (msg.warning && reportWarning) this.log.warn({ device: this.init.device }, msg.warning);
+          resolve();
+          this.emit("idle", index);
+          return;
+        }
+        if (msg.type === "init_error") {
+          reject(new Error(msg.message));
+          return;
+        }
+        const p = slot.pending.get(msg.id);
+        if (!p) return;
+        slot.pending.delete(msg.id);
+        if (msg.type === "error") p.reject(new Error(msg.message));
+        else p.resolve(msg);
+      });
+      worker.on("error", (err) => {
+        this.log.error({ err, worker: index }, "inference worker failed");
+        if (!ready) reject(err);
+      });
+      worker.on("exit", (code) => {
+        slot.alive = false;
+        for (const p of slot.pending.values()) p.reject(new Error(`inference worker ${index} exited (code ${code})`));
+        slot.pending.clear();
+        if (!this.closing && ready) {
+          // a crashed worker is replaced; /healthz reports unhealthy until the new one is ready
+          this.log.error({ worker: index, code }, "inference worker exited; starting a new one");
+          this.spawn(index, false).catch((err) => this.log.error({ err, worker: index }, "could not restart inference worker"));
+        } else if (!ready) reject(new Error(`inference worker ${index} exited during start (code ${code})`));
+      });
+      worker.postMessage({ type: "init", ...this.init } satisfies InitMessage);
+    });
+  }
+
+  /** Every worker is running (none exited or restarting). */
+  alive(): boolean {
+    return this.slots.length === this.size && this.slots.every((s) => s.alive);
+  }
+
+  usable(index: number): boolean {
+    return this.slots[index]?.alive === true;
+  }
+
+  /** Runs one job on worker `index`; the caller (the scheduler) makes sure it is idle. */
+  run(index: number, job: Job, transfer: ArrayBuffer[] = []): Promise<JobReply> {
+    const slot = this.slots[index];
+    if (!slot?.alive) return Promise.reject(new Error(`inference worker ${index} is not running`));
+    const id = this.nextId++;
+    return new Promise<JobReply>((resolve, reject) => {
+      slot.pending.set(id, { resolve, reject });
+      slot.worker.postMessage({ ...job, id } as JobMessage, transfer);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    await Promise.all(this.slots.filter(Boolean).map((s) => s.worker.terminate()));
+  }
+}

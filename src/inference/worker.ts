@@ -1,0 +1,143 @@
+// An inference worker thread: owns one onnxruntime session per model and graph, runs graphs and whole decodes
+// (the cache stays here between steps). onnxruntime-node's run() blocks this thread, not the HTTP thread.
+import { existsSync, readdirSync } from "node:fs";
+import { createRequire } from "node:module";
+import path from "node:path";
+import { parentPort } from "node:worker_threads";
+import * as ort from "onnxruntime-node";
+import { generate } from "../decode/search.js";
+import type { InitMessage, InitReply, JobMessage, JobReply, WireTensor, WorkerModel } from "./protocol.js";
+import { OnnxStepper } from "./stepper.js";
+
+const port = parentPort!;
+const sessions = new Map<string, Map<string, ort.InferenceSession>>(); // model -> graph -> session
+const models = new Map<string, WorkerModel>();
+
+/** Whether onnxruntime-node has the CUDA provider library (its install script downloads it; skipped by default). */
+function cudaProviderInstalled(): boolean {
+  const binRoot = path.join(path.dirname(createRequire(import.meta.url).resolve("onnxruntime-node")), "..", "bin");
+  if (!existsSync(binRoot)) return false;
+  return readdirSync(binRoot).some((napi) => existsSync(path.join(binRoot, napi, process.platform, process.arch, "libonnxruntime_providers_cuda.so")));
+}
+
+async function createSession(file: string, provider: "cpu" | "cuda", threads: number): Promise<ort.InferenceSession> {
+  return ort.InferenceSession.create(file, {
+    executionProviders: [provider],
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: "all",
+    logSeverityLevel: 3,
+  });
+}
+
+async function init(msg: InitMessage): Promise<InitReply> {
+  let provider: "cpu" | "cuda" = "cpu";
+  let warning: string | null = null;
+  if (msg.device !== "cpu") {
+    let why: string | null = null;
+    if (!cudaProviderInstalled()) {
+      why = "onnxruntime-node's CUDA provider is not installed (npm install --onnxruntime-node-install=cuda12)";
+    } else {
+      try {
+        await createSession(msg.models[0].graphs.vision.file, "cuda", msg.threads);
+        provider = "cuda";
+      } catch (err) {
+        why = `the CUDA provider failed to load (${String((err as Error).message).split("\n")[0]})`;
+      }
+    }
+    if (why !== null && msg.device === "cuda") return { type: "init_error", message: `DEVICE=cuda but ${why}` };
+    if (why !== null) warning = `DEVICE=auto: ${why}; using the CPU provider`;
+  }
+  for (const m of msg.models) {
+    const graphs = new Map<string, ort.InferenceSession>();
+    for (const [graph, spec] of Object.entries(m.graphs)) {
+      let s: ort.InferenceSession;
+      try {
+        s = await createSession(spec.file, provider, msg.threads);
+      } catch (err) {
+        return { type: "init_error", message: `${spec.file}: onnxruntime cannot load it (${String((err as Error).message).split("\n")[0]})` };
+      }
+      const problem = checkNames(s, spec.inputs, spec.outputs);
+      if (problem) return { type: "init_error", message: `${spec.file}: ${problem}` };
+      graphs.set(graph, s);
+    }
+    sessions.set(m.name, graphs);
+    models.set(m.name, m);
+    if (msg.warmup) await warmup(m);
+  }
+  return { type: "ready", provider, warning };
+}
+
+/** The graph's real inputs/outputs must be the manifest's, names and element types. */
+function checkNames(s: ort.InferenceSession, inputs: { name: string; dtype: string }[], outputs: { name: string; dtype: string }[]): string | null {
+  const same = (a: readonly string[], b: readonly string[]) => a.length === b.length && [...a].sort().every((x, i) => x === [...b].sort()[i]);
+  if (!same(s.inputNames, inputs.map((i) => i.name))) return `inputs are [${s.inputNames.join(", ")}], the manifest says [${inputs.map((i) => i.name).join(", ")}]`;
+  if (!same(s.outputNames, outputs.map((o) => o.name))) return `outputs are [${s.outputNames.join(", ")}], the manifest says [${outputs.map((o) => o.name).join(", ")}]`;
+  const meta = [...(s.inputMetadata ?? []), ...(s.outputMetadata ?? [])] as { name: string; isTensor: boolean; type?: string }[];
+  for (const want of [...inputs, ...outputs]) {
+    const got = meta.find((x) => x.name === want.name);
+    if (got?.isTensor && got.type && got.type !== want.dtype) return `'${want.name}' is ${got.type}, the manifest says ${want.dtype}`;
+  }
+  return null;
+}
+
+/** One tiny run of every graph: first runs allocate and optimise, so they should not land on a user request. */
+async function warmup(m: WorkerModel): Promise<void> {
+  const g = sessions.get(m.name)!;
+  const S = m.imageSize;
+  const vis = await g.get("vision")!.run({ pixel_values: new ort.Tensor("float32", new Float32Array(3 * S * S), [1, 3, S, S]) });
+  const embeds = vis.image_embeds;
+  const ids = (first: number) => new ort.Tensor("int64", BigInt64Array.from([BigInt(first), BigInt(m.special.sep)]), [1, 2]);
+  const mask = () => new ort.Tensor("int64", BigInt64Array.from([1n, 1n]), [1, 2]);
+  await g.get("text")!.run({ input_ids: ids(m.special.cls), attention_mask: mask() });
+  await g.get("itm")!.run({ image_embeds: embeds, input_ids: ids(m.special.enc), attention_mask: mask() });
+  await g.get("vqa_encoder")!.run({ image_embeds: embeds, input_ids: ids(m.special.enc), attention_mask: mask() });
+  const [, N, D] = embeds.dims;
+  const stepper = new OnnxStepper(g.get("decoder")!, ort.Tensor, m.decoder, embeds.data as Float32Array, new BigInt64Array(N).fill(1n), N, D);
+  await generate(stepper, [{ numBeams: 1, maxTokens: 2, minTokens: 0 }], m.special.dec, m.special.sep);
+}
+
+function toOrt(t: WireTensor): ort.Tensor {
+  return new ort.Tensor(t.type, t.data, t.dims);
+}
+
+function toWire(t: ort.Tensor): WireTensor {
+  if (t.type !== "float32" && t.type !== "int64") throw new Error(`unexpected output type ${t.type}`);
+  return { type: t.type, dims: [...t.dims], data: t.data as Float32Array | BigInt64Array };
+}
+
+async function handle(msg: JobMessage): Promise<JobReply> {
+  if (msg.type === "block") {
+    const end = Date.now() + msg.ms;
+    while (Date.now() < end); // a synchronous stall, exactly what a long run() does to this thread
+    return { type: "done", id: msg.id };
+  }
+  const graphs = sessions.get(msg.model);
+  if (!graphs) throw new Error(`worker: model ${msg.model} not loaded`);
+  if (msg.type === "run") {
+    const s = graphs.get(msg.graph);
+    if (!s) throw new Error(`worker: graph ${msg.graph} not loaded`);
+    const feeds = Object.fromEntries(Object.entries(msg.feeds).map(([k, v]) => [k, toOrt(v)]));
+    const out = await s.run(feeds);
+    return { type: "result", id: msg.id, outputs: Object.fromEntries(Object.entries(out).map(([k, v]) => [k, toWire(v)])) };
+  }
+  const m = models.get(msg.model)!;
+  const [, M, D] = msg.encoderHidden.dims;
+  const stepper = new OnnxStepper(graphs.get("decoder")!, ort.Tensor, m.decoder, msg.encoderHidden.data as Float32Array, msg.encoderMask.data as BigInt64Array, M, D);
+  const results = await generate(stepper, msg.rows, msg.bos, msg.eos);
+  return { type: "generated", id: msg.id, results, steps: stepper.steps };
+}
+
+port.on("message", (msg: InitMessage | JobMessage) => {
+  if (msg.type === "init") {
+    init(msg).then(
+      (reply) => port.postMessage(reply),
+      (err) => port.postMessage({ type: "init_error", message: String((err as Error)?.message ?? err) } satisfies InitReply),
+    );
+    return;
+  }
+  handle(msg).then(
+    (reply) => port.postMessage(reply),
+    (err) => port.postMessage({ type: "error", id: msg.id, message: String((err as Error)?.message ?? err) } satisfies JobReply),
+  );
+});

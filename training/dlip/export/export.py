@@ -1,0 +1,279 @@
+"""Writing a model bundle (FORMAT.md): each graph through ``torch.onnx.export`` (TorchScript exporter, opset 17,
+dynamic axes from the contract), checked with ``onnx.checker``, optionally dynamic-quantised to int8 (MatMul/Gemm
+weights), then the tokenizer and ``manifest.json``, and finally the whole bundle validated as the server will.
+
+Entry points: ``export_run`` (a trained run folder) and ``export_random`` (random weights, for test fixtures).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+from tqdm import tqdm
+
+from ..config import DataConfig, TrainConfig, model_preset
+from ..data.tokenizer import TextTokenizer, train_wordpiece
+from ..data.transforms import ImagePreprocess
+from ..eval.flops import count_params
+from ..model.med import BlipMED
+from .contract import (DECODER, FORMAT_VERSION, GRAPHS, ITM, MANIFEST_FILE, OPSET, TASKS, TEXT, TOKENIZER_FILE,
+                       VISION, VQA_ENCODER, ModelDims, graph_file, graph_specs)
+from .manifest import onnx_io, sha256_file, validate_bundle, write_manifest
+from .wrappers import WRAPPERS
+
+MAX_CAPTION_TOKENS = 20  # EvalSettings' default (BLIP's caption length limit) when the run has no metrics.json
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+# --------------------------------------------------------------------------------------------------- graphs
+def example_inputs(graph: str, dims: ModelDims, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Inputs to trace ``graph`` with. Batch 2 and lengths > 1 so that no dynamic axis is traced at size 1 (where
+    the tracer may specialise); the decoder gets a non-empty cache (P=3) and two new tokens."""
+    g = torch.Generator().manual_seed(seed)
+    b, n, v = 2, dims.image_tokens, dims.vocab_size
+
+    def ids(length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.randint(7, v, (b, length), generator=g)
+        mask = torch.ones(b, length, dtype=torch.long)
+        mask[1, -1] = 0  # one padded position
+        return x, mask
+
+    embeds = torch.randn(b, n, dims.vision_width, generator=g)
+    if graph == VISION:
+        return (torch.randn(b, 3, dims.image_size, dims.image_size, generator=g),)
+    if graph == TEXT:
+        return ids(5)
+    if graph in (ITM, VQA_ENCODER):
+        return (embeds, *ids(5))
+    assert graph == DECODER, graph
+    p, t = 3, 2
+    past = [torch.randn(b, dims.decoder_heads, p, dims.decoder_head_dim, generator=g)
+            for _ in range(2 * dims.decoder_layers)]
+    return (torch.randint(7, v, (b, t), generator=g), torch.ones(b, p + t, dtype=torch.long), embeds,
+            torch.ones(b, n, dtype=torch.long), *past)
+
+
+def export_graph(model: BlipMED, graph: str, path: str | Path, dims: ModelDims | None = None) -> Path:
+    """Exports one graph of ``model`` to ``path`` and checks it (onnx.checker, inputs/outputs vs the contract)."""
+    dims = dims or ModelDims.from_config(model.cfg)
+    spec = graph_specs(dims)[graph]
+    wrapper = WRAPPERS[graph](model).eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TracerWarnings about shape asserts and python ints: checked by parity tests
+        torch.onnx.export(wrapper, example_inputs(graph, dims), str(path), input_names=spec.input_names,
+                          output_names=spec.output_names, dynamic_axes=spec.dynamic_axes(), opset_version=OPSET,
+                          do_constant_folding=True, dynamo=False)
+    stamp_io_shapes(path, graph, dims)
+    check_graph_file(path, graph, dims)
+    return Path(path)
+
+
+def stamp_io_shapes(path: str | Path, graph: str, dims: ModelDims) -> None:
+    """Writes the contract's shapes onto the graph's inputs and outputs. The TorchScript exporter leaves fixed output
+    sizes it could not infer as generated names (``LayerNormalizationimage_embeds_dim_1``); the sizes are known,
+    and the parity tests check that the graph really produces them."""
+    model = onnx.load(str(path))
+    spec = graph_specs(dims)[graph]
+    for values, specs in ((model.graph.input, spec.inputs), (model.graph.output, spec.outputs)):
+        by_name = {v.name: v for v in values}
+        for t in specs:
+            dims_proto = by_name[t.name].type.tensor_type.shape.dim
+            assert len(dims_proto) == len(t.shape), (path, t.name, len(dims_proto), t.shape)
+            for d, want in zip(dims_proto, t.shape):
+                if isinstance(want, str):
+                    d.dim_param = want
+                else:
+                    d.dim_value = want
+    onnx.save(model, str(path))
+
+
+def quantize_graph(src: str | Path, dst: str | Path, graph: str, dims: ModelDims) -> Path:
+    """Dynamic int8 quantisation of MatMul/Gemm weights (activations stay float32 at the graph boundary)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # quantize_dynamic logs a pre-processing hint per graph on the root logger
+    try:
+        quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+    check_graph_file(dst, graph, dims)
+    return Path(dst)
+
+
+def check_graph_file(path: str | Path, graph: str, dims: ModelDims) -> None:
+    """onnx.checker plus exact inputs/outputs (names, dtypes, shapes) against the contract."""
+    onnx.checker.check_model(str(path))
+    spec = graph_specs(dims)[graph]
+    inputs, outputs = onnx_io(path)
+    if inputs != [t.to_json() for t in spec.inputs] or outputs != [t.to_json() for t in spec.outputs]:
+        raise ValueError(f"{path}: exported inputs/outputs differ from the contract of '{graph}': {inputs} -> {outputs}")
+
+
+# --------------------------------------------------------------------------------------------------- bundle
+def write_bundle(model: BlipMED, tokenizer: TextTokenizer, out: str | Path, *, name: str | None = None,
+                 version: str = "1", source: dict[str, Any], metrics: dict[str, Any], max_text_tokens: int,
+                 max_answer_tokens: int, max_caption_tokens: int = MAX_CAPTION_TOKENS, int8: bool = False,
+                 overwrite: bool = False, progress: bool = True) -> Path:
+    """Writes every file of a bundle into ``out`` and validates the result; returns ``out``."""
+    out = Path(out)
+    name = name or out.name
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"bundle name {name!r}: use 1-64 letters, digits, '.', '_', '-' (a label, not a path)")
+    _check_target(out, overwrite)
+    tmp = out.parent / f".{out.name}.partial"  # written aside, then moved: a failed export leaves no half bundle
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        _write_files(model.eval(), tokenizer, tmp, name=name, version=version, source=source, metrics=metrics,
+                     max_text_tokens=max_text_tokens, max_answer_tokens=max_answer_tokens,
+                     max_caption_tokens=max_caption_tokens, int8=int8, progress=progress)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _write_files(model: BlipMED, tokenizer: TextTokenizer, out: Path, *, name: str, version: str,
+                 source: dict[str, Any], metrics: dict[str, Any], max_text_tokens: int, max_answer_tokens: int,
+                 max_caption_tokens: int, int8: bool, progress: bool) -> None:
+    dims = ModelDims.from_config(model.cfg)
+    if tokenizer.vocab_size != dims.vocab_size:
+        raise ValueError(f"tokenizer has {tokenizer.vocab_size} tokens but the model's vocabulary is {dims.vocab_size}")
+    tokenizer.save(out / TOKENIZER_FILE)
+    specs = graph_specs(dims)
+    graphs: dict[str, Any] = {}
+    for graph in tqdm(GRAPHS, desc="export graphs", disable=not progress, leave=False):
+        export_graph(model, graph, out / graph_file(graph), dims)
+        graphs[graph] = {"file": graph_file(graph), "sha256": None,
+                         "inputs": [t.to_json() for t in specs[graph].inputs],
+                         "outputs": [t.to_json() for t in specs[graph].outputs]}
+        if int8:
+            quantize_graph(out / graph_file(graph), out / graph_file(graph, int8=True), graph, dims)
+            graphs[graph]["int8"] = {"file": graph_file(graph, int8=True), "sha256": None}
+    sp = tokenizer.special
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "version": version,
+        "source": source,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "preprocessing": preprocessing_section(ImagePreprocess(dims.image_size)),
+        "tokenizer": {"file": TOKENIZER_FILE, "lowercase": True,
+                      "special_tokens": {"pad": sp.pad, "unk": sp.unk, "cls": sp.cls, "sep": sp.sep, "mask": sp.mask,
+                                         "enc": sp.enc, "dec": sp.dec},
+                      "max_text_tokens": max_text_tokens, "max_answer_tokens": max_answer_tokens,
+                      "max_caption_tokens": max_caption_tokens},
+        "model": dims.manifest_model(),
+        "graphs": graphs,
+        "files": {},
+        "params": param_counts(model),
+        "metrics": metrics,
+        "tasks": list(TASKS),
+    }
+    write_manifest(out, manifest)
+    validate_bundle(out)
+
+
+def preprocessing_section(pre: ImagePreprocess) -> dict[str, Any]:
+    """The manifest's ``preprocessing``: ``ImagePreprocess.to_dict`` with ``size`` spelled ``image_size``, plus the
+    tensor layout and scaling the server must reproduce."""
+    d = pre.to_dict()
+    return {"image_size": d.pop("size"), **d, "layout": "NCHW", "scale": "1/255"}
+
+
+def param_counts(model: BlipMED) -> dict[str, int]:
+    heads = count_params(model.vision_proj) + count_params(model.text_proj) + count_params(model.itm_head) + 1
+    return {"total": count_params(model), "vision": count_params(model.visual_encoder),
+            "text_encoder": count_params(model.text_encoder), "text_decoder": count_params(model.text_decoder),
+            "heads": heads}  # + 1: the ITC temperature
+
+
+def _check_target(out: Path, overwrite: bool) -> None:
+    """An existing ``out`` may be replaced only with ``overwrite`` and only when it is a bundle (or empty)."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not overwrite:
+            raise ValueError(f"{out} exists and is not empty (pass --overwrite to replace a bundle)")
+        if not (out / MANIFEST_FILE).is_file():
+            raise ValueError(f"{out}: refusing to overwrite a folder that is not a model bundle (no {MANIFEST_FILE})")
+
+
+# --------------------------------------------------------------------------------------------------- sources
+def run_metrics(run: Path) -> dict[str, Any]:
+    """The manifest's ``metrics`` from ``RUN/metrics.json``: its headline numbers plus the full summary under
+    ``summary``; ``{}`` when the run was not evaluated or was evaluated before its last checkpoint was written."""
+    path, ckpt = run / "metrics.json", run / "checkpoints" / "last.pt"
+    if not path.is_file():
+        return {}
+    if ckpt.is_file() and path.stat().st_mtime < ckpt.stat().st_mtime:
+        warnings.warn(f"{path} is older than {ckpt}: not copied into the manifest (rerun `python -m dlip eval`)")
+        return {}
+    try:
+        full = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: invalid JSON ({err})") from None
+    return {**full.get("headline", {}), "summary": full}
+
+
+def export_run(run: str | Path, out: str | Path, name: str | None = None, version: str = "1", int8: bool = False,
+               overwrite: bool = False, progress: bool = True) -> Path:
+    """Exports a trained run folder (``python -m dlip export RUN --out DIR``)."""
+    from ..runs import CHECKPOINT, load_run
+
+    loaded = load_run(run)
+    metrics = run_metrics(loaded.path)
+    settings = metrics.get("summary", {}).get("settings", {})
+    data = loaded.config.data
+    source = {"run": str(loaded.path.resolve()), "checkpoint_sha256": sha256_file(loaded.path / CHECKPOINT),
+              "random_init": False, "preset": loaded.config.preset}
+    return write_bundle(loaded.model, loaded.tokenizer, out, name=name, version=version, source=source,
+                        metrics=metrics, max_text_tokens=data.max_text_tokens, max_answer_tokens=data.max_answer_tokens,
+                        max_caption_tokens=settings.get("max_caption_tokens", MAX_CAPTION_TOKENS), int8=int8,
+                        overwrite=overwrite, progress=progress)
+
+
+def export_random(preset: str, out: str | Path, data_root: str | Path | None = None, seed: int = 0,
+                  vocab_size: int = 300, name: str | None = None, version: str = "1", int8: bool = False,
+                  overwrite: bool = False, progress: bool = True) -> Path:
+    """Exports a randomly initialised ``preset`` (test fixtures). The tokenizer is trained on the training text of
+    ``data_root`` (Shapes layout) or, without it, on a tiny built-in corpus of Shapes-like sentences."""
+    if data_root is not None:
+        from ..train.trainer import build_tokenizer
+
+        tokenizer = build_tokenizer(TrainConfig(data=DataConfig(image_root=str(data_root), vocab_size=vocab_size)))
+    else:
+        tokenizer = TextTokenizer(train_wordpiece(builtin_corpus(), vocab_size=vocab_size))
+    torch.manual_seed(seed)
+    model = BlipMED(model_preset(preset).with_vocab(tokenizer.vocab_size, tokenizer.special.pad)).eval()
+    data = DataConfig()
+    source = {"run": None, "checkpoint_sha256": None, "random_init": True, "preset": preset, "seed": seed}
+    return write_bundle(model, tokenizer, out, name=name or f"{preset}-random", version=version, source=source,
+                        metrics={}, max_text_tokens=data.max_text_tokens, max_answer_tokens=data.max_answer_tokens,
+                        int8=int8, overwrite=overwrite, progress=progress)
+
+
+def builtin_corpus() -> list[str]:
+    """A few hundred Shapes-like captions, questions and answers: enough for a small WordPiece vocabulary."""
+    colors = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black")
+    shapes = ("circle", "square", "triangle", "star", "cross", "diamond")
+    texts = []
+    for i, c in enumerate(colors):
+        for j, s in enumerate(shapes):
+            other_c, other_s = colors[(i + j + 1) % len(colors)], shapes[(i + 2 * j + 1) % len(shapes)]
+            texts += [f"a {c} {s}", f"a small {c} {s} left of a large {other_c} {other_s}",
+                      f"two {c} {s}s above one {other_c} {other_s}", f"what color is the {s}?", c,
+                      f"how many {s}s are there?", f"is there a {c} {other_s} right of the {s}?", "yes", "no",
+                      str(1 + (i + j) % 4)]
+    return texts

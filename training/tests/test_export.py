@@ -1,0 +1,289 @@
+"""ONNX model bundles: PyTorch vs onnxruntime parity (fresh random inputs each run), decoding identity, bundle
+evaluation vs the PyTorch evaluation, bundle validation, int8 variants and the CLI.
+
+The parity of greedy decoding is checked on the fixture's 8 test images; for the issue's 50 images run
+``python -m dlip eval-bundle BUNDLE --data IMAGE_ROOT --compare-run RUN --limit-images 50`` (exit status 0 when every
+caption and answer is identical).
+"""
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from dlip.config import DataConfig
+from dlip.eval.evaluate import EvalSettings, evaluate, write_metrics
+from dlip.export.contract import GRAPHS, MANIFEST_FILE, graph_specs
+from dlip.export.evaluate_bundle import compare_decoding, evaluate_bundle
+from dlip.export.export import export_run
+from dlip.export.manifest import sha256_file, validate_bundle
+from dlip.export.ort_model import BundleModel
+from dlip.model.generate import beam_decode, greedy_decode
+from dlip.runs import load_run
+
+TOL = 1e-4
+SETTINGS = EvalSettings(k=4, num_beams=3)
+
+
+@pytest.fixture(scope="module")
+def exported(micro_run, tmp_path_factory):
+    """A copy of the micro run (so its metrics.json is ours), evaluated in PyTorch, then exported with int8."""
+    torch.set_num_threads(1)
+    run = tmp_path_factory.mktemp("export") / "run"
+    shutil.copytree(micro_run, run)
+    loaded = load_run(run)
+    metrics = evaluate(loaded.model, loaded.tokenizer, loaded.config, SETTINGS, progress=False)
+    write_metrics(metrics, run, "micro")
+    bundle = export_run(run, run.parent / "bundle", int8=True, progress=False)
+    return {"run": run, "bundle": bundle, "metrics": metrics, "loaded": loaded}
+
+
+@pytest.fixture(scope="module")
+def ort_model(exported):
+    return BundleModel(exported["bundle"])
+
+
+@pytest.fixture(scope="module")
+def random_bundle(tmp_path_factory):
+    """A random-init micro bundle written through the CLI, as make-fixtures.sh does."""
+    from dlip.cli import main
+
+    out = tmp_path_factory.mktemp("fixture") / "micro"
+    assert main(["export", "--random-init", "--preset", "micro", "--seed", "0", "--out", str(out)]) == 0
+    return out
+
+
+def _rng():
+    return np.random.default_rng()  # fresh inputs every run
+
+
+def _text(rng, b, length, first, vocab):
+    ids = rng.integers(7, vocab, (b, length))
+    ids[:, 0] = first
+    mask = np.ones((b, length), dtype=np.int64)
+    for i in range(b):
+        mask[i, rng.integers(2, length + 1):] = 0  # random right padding, at least 2 real tokens
+    return ids, mask
+
+
+def _close(a, b):
+    b = b.detach().numpy() if isinstance(b, torch.Tensor) else b
+    assert a.shape == b.shape, (a.shape, b.shape)
+    assert np.abs(a - b).max() <= TOL, np.abs(a - b).max()
+
+
+# ------------------------------------------------------------------------------------------------ parity
+@pytest.mark.parametrize("b", [1, 3])
+@torch.no_grad()
+def test_encoder_graphs_match_pytorch(exported, ort_model, b):
+    model, rng, sp = exported["loaded"].model, _rng(), ort_model.special
+    v, s = ort_model.dims.vocab_size, ort_model.dims.image_size
+    pixels = rng.standard_normal((b, 3, s, s)).astype(np.float32)
+    embeds, feats = ort_model.encode_images(pixels)
+    t_embeds = model.encode_image(torch.from_numpy(pixels)).last_hidden
+    _close(embeds, t_embeds)
+    _close(feats, model.image_feature(t_embeds))
+
+    ids, mask = _text(rng, b, int(rng.integers(3, 12)), sp.cls, v)
+    (text_feat,) = ort_model.run("text", ids, mask)
+    _close(text_feat, model.text_feature(model.encode_text(torch.from_numpy(ids), torch.from_numpy(mask)).last_hidden))
+
+    enc_ids = ort_model.with_first_token(ids, sp.enc)
+    fused = model.fuse(torch.from_numpy(enc_ids), torch.from_numpy(mask), t_embeds).last_hidden
+    _close(ort_model.itm_logits(embeds, enc_ids, mask), model.itm_logits(fused))
+    _close(ort_model.question_states(embeds, enc_ids, mask), fused)
+
+
+@pytest.mark.parametrize("b", [1, 3])
+@torch.no_grad()
+def test_cached_decoder_steps_match_uncached_forward(exported, ort_model, b):
+    """Steps of 1-3 new tokens over a growing cache (the first with P=0) vs one uncached PyTorch forward, for image
+    tokens (captions) and padded question states (VQA)."""
+    model, rng, sp = exported["loaded"].model, _rng(), ort_model.special
+    d = ort_model.dims
+    length = 7
+    ids = rng.integers(7, d.vocab_size, (b, length))
+    ids[:, 0] = sp.dec
+    q_ids, q_mask = _text(rng, b, 6, sp.enc, d.vocab_size)
+    image = rng.standard_normal((b, d.image_tokens, d.vision_width)).astype(np.float32)
+    states = ort_model.question_states(image, q_ids, q_mask)
+    for enc, enc_mask in ((image, np.ones(image.shape[:2], dtype=np.int64)), (states, q_mask)):
+        full = model.decode(torch.from_numpy(ids), torch.ones(b, length, dtype=torch.long), torch.from_numpy(enc),
+                            torch.from_numpy(enc_mask)).logits
+        past, start = ort_model.empty_past(b), 0
+        for end in (1, 3, 4, 7):
+            logits, past = ort_model.decoder_step(ids[:, start:end], np.ones((b, end), dtype=np.int64), enc,
+                                                  enc_mask, past)
+            _close(logits, full[:, start:end])
+            assert all(p.shape == (b, d.decoder_heads, end, d.decoder_head_dim) for p in past)
+            start = end
+
+
+def test_greedy_captions_and_answers_identical_to_pytorch(exported, ort_model, shapes_dir):
+    loaded = exported["loaded"]
+    result = compare_decoding(loaded.model, loaded.tokenizer, ort_model, loaded.config.data, limit=50,
+                              progress=False)
+    assert result["images"] == 8 and result["questions"] > 8  # every test image of the fixture
+    assert result["captions_identical"] == result["images"], result["mismatches"]
+    assert result["answers_identical"] == result["questions"], result["mismatches"]
+
+
+@torch.no_grad()
+def test_random_init_bundle_decodes_like_pytorch(random_bundle):
+    """Random weights give varied tokens: greedy and beam search over random images, ids compared exactly."""
+    bundle = BundleModel(random_bundle)
+    model = _random_micro_model(bundle, seed=0)
+    rng, sp = _rng(), bundle.special
+    pixels = rng.standard_normal((3, 3, 32, 32)).astype(np.float32)
+    embeds, _ = bundle.encode_images(pixels)
+    t_embeds = model.encode_image(torch.from_numpy(pixels)).last_hidden
+    _close(embeds, t_embeds)
+    assert bundle.greedy_decode(embeds, None, 12, min_tokens=1) == greedy_decode(model, t_embeds, sp.dec, sp.sep, 12,
+                                                                                 min_tokens=1)
+    assert bundle.beam_decode(embeds, None, 12, num_beams=3, min_tokens=1) == beam_decode(
+        model, t_embeds, sp.dec, sp.sep, 12, num_beams=3, min_tokens=1)
+
+
+def _random_micro_model(bundle, seed):
+    """The weights ``export_random("micro", seed=seed)`` exported: same seed, same construction."""
+    from dlip.config import model_preset
+    from dlip.model.med import BlipMED
+
+    torch.manual_seed(seed)
+    return BlipMED(model_preset("micro").with_vocab(bundle.tokenizer.vocab_size, bundle.special.pad)).eval()
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+def test_bundle_evaluation_matches_pytorch_headline(exported, ort_model, shapes_dir):
+    data = DataConfig(image_root=str(shapes_dir))
+    got = evaluate_bundle(ort_model, data, SETTINGS, progress=False)
+    ref = exported["metrics"]
+    manifest_metrics = ort_model.manifest["metrics"]
+    assert {k: manifest_metrics[k] for k in ref["headline"]} == ref["headline"]  # copied from metrics.json
+    assert manifest_metrics["summary"]["settings"]["k"] == SETTINGS.k
+    n = len(ref["caption"]["greedy"]["examples"])  # 8 images: one flipped rank moves R@1 by 100 / 8
+    for key in ("retrieval_tr1", "retrieval_ir1"):
+        assert abs(got["headline"][key] - manifest_metrics[key]) <= 100 / n / 2, key
+    for key in ("caption_bleu4", "caption_cider", "vqa_acc"):  # identical decoding: identical scores
+        assert got["headline"][key] == manifest_metrics[key], key
+    for name in ("greedy", "beam3"):
+        assert got["caption"][name]["examples"] == ref["caption"][name]["examples"]
+    assert got["vqa"]["acc_rank"] == ref["vqa"]["acc_rank"]
+
+
+def test_manifest_fields(exported, ort_model):
+    m, run = ort_model.manifest, exported["run"]
+    assert m["format_version"] == 1 and m["name"] == "bundle" and m["tasks"] == ["retrieval", "captioning", "vqa"]
+    assert m["source"]["checkpoint_sha256"] == sha256_file(run / "checkpoints" / "last.pt")
+    assert m["source"]["random_init"] is False
+    bundle_files = {p.name for p in exported["bundle"].iterdir()} - {MANIFEST_FILE}
+    assert set(m["files"]) == bundle_files and len(bundle_files) == 1 + 2 * len(GRAPHS)
+    assert m["preprocessing"]["image_size"] == 32 and m["preprocessing"]["scale"] == "1/255"
+    assert m["tokenizer"]["special_tokens"]["enc"] == 5 and m["tokenizer"]["max_caption_tokens"] == 20
+    model = exported["loaded"].model
+    assert m["params"]["total"] == sum(p.numel() for p in model.parameters())
+    assert sum(v for k, v in m["params"].items() if k != "total") == m["params"]["total"]
+    decoder = m["graphs"]["decoder"]
+    assert [t["name"] for t in decoder["inputs"]][4:] == ["past_key_0", "past_value_0", "past_key_1", "past_value_1"]
+    assert decoder["outputs"][1] == {"name": "present_key_0", "dtype": "float32", "shape": ["B", 2, "P+T", 16]}
+
+
+def test_random_init_fixture_is_small_and_has_no_metrics(random_bundle):
+    m = validate_bundle(random_bundle)
+    assert m["metrics"] == {} and m["source"]["random_init"] is True and m["source"]["run"] is None
+    assert sum(p.stat().st_size for p in random_bundle.iterdir()) < 1_000_000
+
+
+# ------------------------------------------------------------------------------------------------ rejection
+@pytest.fixture
+def bundle_copy(exported, tmp_path):
+    dst = tmp_path / "b"
+    shutil.copytree(exported["bundle"], dst)
+    return dst
+
+
+def _rewrite_manifest(path, edit):
+    m = json.loads((path / MANIFEST_FILE).read_text())
+    edit(m)
+    (path / MANIFEST_FILE).write_text(json.dumps(m))
+
+
+def test_rejects_missing_file(bundle_copy):
+    (bundle_copy / "decoder.onnx").unlink()
+    with pytest.raises(ValueError, match=r"decoder\.onnx: missing file"):
+        validate_bundle(bundle_copy)
+    with pytest.raises(ValueError, match=r"decoder\.onnx"):
+        BundleModel(bundle_copy)
+
+
+def test_rejects_checksum_mismatch(bundle_copy):
+    with open(bundle_copy / "tokenizer.json", "a") as f:
+        f.write(" ")
+    with pytest.raises(ValueError, match=r"tokenizer\.json: sha256 mismatch"):
+        validate_bundle(bundle_copy)
+
+
+def test_rejects_graph_whose_inputs_differ_from_manifest(bundle_copy):
+    """itm.onnx replaced by the text graph, checksums updated so only the graph check can catch it."""
+    shutil.copy(bundle_copy / "text.onnx", bundle_copy / "itm.onnx")
+    digest = sha256_file(bundle_copy / "itm.onnx")
+
+    def edit(m):
+        m["files"]["itm.onnx"] = m["graphs"]["itm"]["sha256"] = digest
+    _rewrite_manifest(bundle_copy, edit)
+    with pytest.raises(ValueError, match=r"itm\.onnx: graph inputs .* do not match the manifest"):
+        validate_bundle(bundle_copy)
+
+
+def test_rejects_manifest_that_differs_from_contract_or_is_missing(bundle_copy):
+    _rewrite_manifest(bundle_copy, lambda m: m["graphs"]["text"]["inputs"][0].update(name="ids"))
+    with pytest.raises(ValueError, match=r"manifest\.json: graphs\.text\.inputs differ from the contract"):
+        validate_bundle(bundle_copy)
+    (bundle_copy / MANIFEST_FILE).unlink()
+    with pytest.raises(ValueError, match=r"manifest\.json: missing file"):
+        validate_bundle(bundle_copy)
+
+
+# ------------------------------------------------------------------------------------------------ int8 and CLI
+def test_int8_variant_is_quantised_and_runs(exported, ort_model):
+    m = ort_model.manifest
+    for graph in GRAPHS:
+        entry = m["graphs"][graph]
+        model = onnx.load(str(exported["bundle"] / entry["int8"]["file"]))
+        assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeLinear") for n in model.graph.node), graph
+    int8 = BundleModel(exported["bundle"], int8=True)
+    rng = _rng()
+    pixels = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
+    embeds, feats = int8.encode_images(pixels)
+    ref_embeds, ref_feats = ort_model.encode_images(pixels)
+    assert embeds.shape == ref_embeds.shape and np.isfinite(embeds).all()
+    assert (feats * ref_feats).sum(axis=1).min() > 0.9  # cosine to the float32 feature
+    captions = int8.caption(embeds, num_beams=2)
+    assert len(captions) == 2 and all(isinstance(c, str) for c in captions)
+    assert len(int8.answer(embeds, ["what color is the circle?", "how many shapes are there?"])) == 2
+
+
+def test_graph_specs_name_every_dynamic_axis():
+    from dlip.export.contract import ModelDims
+
+    dims = ModelDims(32, 17, 32, 32, 32, 2, 2, 16, 100)
+    axes = graph_specs(dims)["decoder"].dynamic_axes()
+    assert axes["attention_mask"] == {0: "B", 1: "P+T"} and axes["past_value_1"] == {0: "B", 2: "P"}
+    assert axes["logits"] == {0: "B", 1: "T"} and axes["encoder_hidden"] == {0: "B", 1: "M"}
+
+
+def test_cli_eval_bundle_and_errors(exported, shapes_dir, capsys):
+    from dlip.cli import main
+
+    assert main(["eval-bundle", str(exported["bundle"]), "--data", str(shapes_dir), "--k", "4",
+                 "--limit-images", "4", "--limit-questions", "4"]) == 0
+    assert "| retrieval_tr1 |" in capsys.readouterr().out
+    assert main(["eval-bundle", str(exported["bundle"]), "--data", str(shapes_dir),
+                 "--compare-run", str(exported["run"]), "--limit-images", "3"]) == 0
+    assert main(["export", "--out", str(exported["run"].parent / "x")]) == 2
+    assert main(["export", str(exported["run"]), "--out", str(exported["bundle"])]) == 2  # exists: no overwrite
+    err = capsys.readouterr().err
+    assert "pass a run folder" in err and "exists and is not empty" in err

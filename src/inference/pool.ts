@@ -4,10 +4,18 @@ import { EventEmitter } from "node:events";
 import { Worker } from "node:worker_threads";
 import type { InitMessage, InitReply, JobMessage, JobReply } from "./protocol.js";
 
-// Under tsx (tests, development) this module is a .ts file and so is its worker; built, both are .js.
-const WORKER_URL = new URL(import.meta.url.endsWith(".ts") ? "./worker.ts" : "./worker.js", import.meta.url);
+// Built, the worker is worker.js beside this file. Under tsx (tests, development) it is worker.ts, and a worker
+// thread does not inherit tsx's loader: a one-line bootstrap registers it in the thread, then imports the worker.
+function workerUrl(): URL {
+  if (!import.meta.url.endsWith(".ts")) return new URL("./worker.js", import.meta.url);
+  const api = import.meta.resolve("tsx/esm/api");
+  const entry = new URL("./worker.ts", import.meta.url).href;
+  const src = `import { register } from ${JSON.stringify(api)}; register(); await import(${JSON.stringify(entry)});`;
+  return new URL(`data:text/javascript,${encodeURIComponent(src)}`);
+}
+const WORKER_URL = workerUrl();
 
-type Job = Omit<JobMessage, "id"> & { id?: never };
+type Job = JobMessage extends infer M ? (M extends JobMessage ? Omit<M, "id"> : never) : never;
 type Pending = { resolve: (r: JobReply) => void; reject: (e: Error) => void };
 
 interface Slot {

@@ -45,6 +45,7 @@ export class ModelRegistry {
 export class Lifecycle {
   ready = false;
   draining = false;
+  inflight = 0; // HTTP requests being served (drain waits for 0)
 }
 
 declare module "fastify" {

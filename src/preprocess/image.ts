@@ -1,7 +1,7 @@
 // Image bytes -> normalised Float32 NCHW pixels, mirroring training/dlip/data/transforms.py (ImagePreprocess):
 // EXIF orientation applied, alpha composited over white, gray replicated to RGB, resized to (S, S) ignoring the
 // aspect ratio with the manifest's filter, scaled to [0, 1], normalised per channel with mean/std.
-import sharp from "sharp";
+import sharp, { type Metadata } from "sharp";
 import { ApiError } from "../errors.js";
 import type { Preprocessing } from "../bundle/manifest.js";
 
@@ -74,7 +74,7 @@ export async function decodeToRgb(bytes: Uint8Array, spec: ImageSpec, label = "i
   if (sniffed === null) throw new ApiError("invalid_image", `${label} is not an image in a supported format (${formats})`);
   if ("unsupported" in sniffed) throw new ApiError("unsupported_image_format", `${label} is ${sniffed.unsupported}, which is not supported (${formats})`);
   const input = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let meta: sharp.Metadata;
+  let meta: Metadata;
   try {
     meta = await sharp(input, { limitInputPixels: false, pages: 1 }).metadata();
   } catch (err) {

@@ -45,6 +45,7 @@ def _add_train(sub) -> None:
     p.add_argument("--batch-size", type=int, help="batch size of every stage")
     p.add_argument("--limit-images", type=int, help="train on the first N images only")
     p.add_argument("--threads", type=int, help="torch threads per process")
+    p.add_argument("--init-from", help="start from this run folder's weights and tokenizer (fine-tuning)")
 
 
 def _add_distill(sub) -> None:
@@ -179,6 +180,8 @@ def train_config_from_args(args) -> TrainConfig:
         cfg.data.limit_images = args.limit_images
     if args.threads:
         cfg.threads = args.threads
+    if getattr(args, "init_from", None):
+        cfg.init_from = args.init_from
     if not cfg.data.image_root:
         raise ValueError("no data: pass --data IMAGE_ROOT or set data.image_root in --config")
     return cfg

@@ -215,6 +215,7 @@ class TrainConfig:
     num_workers: int = 1  # data-loading processes
     threads: int = 0  # torch intra-op threads per process; 0 = torch's default
     distill: DistillConfig | None = None  # set: train the preset as a DLIP student of distill.teacher
+    init_from: str | None = None  # a run folder: start from its weights, model config and tokenizer (fine-tuning)
 
 
 def train_config_from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig:

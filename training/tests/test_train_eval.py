@@ -102,3 +102,22 @@ def test_report_block_is_filled_from_metrics(micro_metrics, micro_run, tmp_path)
     h = micro_metrics["headline"]
     assert f"| micro | " in text and f"{h['vqa_acc']:.1f}" in text
     assert text.count("| yes |") + text.count("| NO |") == 4  # the four teacher bars
+
+
+def test_init_from_continues_a_run(micro_run, tmp_path):
+    import torch
+
+    from dlip.config import StageConfig
+    from dlip.train.trainer import train
+
+    start = load_run(micro_run)
+    cfg = start.config
+    cfg.init_from = str(micro_run)
+    cfg.stages = [StageConfig(name="vqa-more", steps=1, batch_size=4, lr=1e-12, min_lr=1e-12, warmup_steps=1,
+                              weights={"itc": 0, "itm": 0, "lm": 0, "vqa": 1})]
+    run = train(cfg, tmp_path / "more", progress=False)
+    after = load_run(run)
+    assert after.tokenizer.vocab_size == start.tokenizer.vocab_size
+    for (name, a), b in zip(start.model.state_dict().items(), after.model.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-8), name  # lr 1e-12: the starting run's weights
+    assert json.loads((run / "config.json").read_text())["init_from"] == str(micro_run)

@@ -89,6 +89,7 @@ class VQAItem:
     image: str  # image path relative to the image root
     question: str  # raw question text
     answers: tuple[str, ...] | None  # annotators' answers, repeats kept (VQAv2 has 10); None if the file has none
+    question_type: str | None = None  # e.g. VQAv2's "question_type" or Shapes' "color"; None if absent
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -141,6 +142,7 @@ def load_vqa(path: str | os.PathLike, require_answers: bool = True) -> list[VQAI
                 image=_image_path(entry, where),
                 question=_get(entry, "question", str, "a string", where),
                 answers=answers,
+                question_type=entry["question_type"] if isinstance(entry.get("question_type"), str) else None,
             )
         )
     return items

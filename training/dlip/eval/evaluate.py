@@ -107,7 +107,7 @@ def evaluate_vqa(model: BlipMED, tokenizer: TextTokenizer, cfg: TrainConfig, set
     per_question = image_embeds[[where[it.image] for it in test]]  # (Q, N, Dv)
     questions = [pre_question(it.question, data.max_words) for it in test]
     gts = [list(it.answers) for it in test]
-    types = [getattr(it, "question_type", None) or " ".join(q.split()[:3]) for it, q in zip(test, questions)]
+    types = [it.question_type or " ".join(q.split()[:3]) for it, q in zip(test, questions)]  # else VQAv2-style
     generated = inference.answer_questions(model, tokenizer, per_question, questions, data.max_text_tokens,
                                            data.max_answer_tokens, batch_size=settings.batch_size, progress=progress)
     out = {"acc": vqa_accuracy_mean(generated, gts), "by_type": vqa_accuracy_by_type(generated, gts, types),

@@ -55,8 +55,16 @@ def train(cfg: TrainConfig, out: str | Path, overwrite: bool = False, progress: 
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed + info.rank)
-        teacher = None
-        if cfg.distill is not None:
+        teacher = start = None
+        if cfg.init_from is not None:
+            if cfg.distill is not None:
+                raise ValueError("init_from and distill cannot be combined: use distill.init for a student")
+            from ..runs import load_run
+
+            start = load_run(cfg.init_from)
+            tokenizer = start.tokenizer
+            cfg = dataclasses.replace(cfg, model=start.config.model)
+        elif cfg.distill is not None:
             from ..distill.models import load_teacher
 
             teacher, tokenizer = load_teacher(cfg.distill.teacher)
@@ -74,6 +82,8 @@ def train(cfg: TrainConfig, out: str | Path, overwrite: bool = False, progress: 
             tokenizer.save(run.path / TOKENIZER_FILE)
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         model = BlipMED(cfg.model)
+        if start is not None:
+            model.load_state_dict(start.model.state_dict())
         if teacher is not None:
             from ..distill.models import init_student
 

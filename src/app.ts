@@ -1,0 +1,96 @@
+// The application as a testable plugin: plugins (metrics, sessions, batching), routes per task, one error handler.
+// `buildApp(config)` gives a ready-to-listen Fastify instance; server.ts alone listens and handles signals.
+import { randomUUID } from "node:crypto";
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from "fastify";
+import fp from "fastify-plugin";
+import multipart from "@fastify/multipart";
+import swagger from "@fastify/swagger";
+import swaggerUi from "@fastify/swagger-ui";
+import type { Config } from "./config.js";
+import { ApiError, toApiError } from "./errors.js";
+import batching from "./plugins/batching.js";
+import metrics from "./plugins/metrics.js";
+import sessions from "./plugins/sessions.js";
+import captions from "./routes/captions.js";
+import embeddings from "./routes/embeddings.js";
+import health from "./routes/health.js";
+import models from "./routes/models.js";
+import rank from "./routes/rank.js";
+import { requestSignal } from "./routes/input.js";
+import { ErrorBody } from "./routes/schemas.js";
+import vqa from "./routes/vqa.js";
+
+const REQUEST_ID = /^[\w.:-]{1,64}$/;
+
+export const app = fp<{ config: Config }>(
+  async (app, { config }) => {
+    app.removeContentTypeParser(["text/plain"]); // JSON and multipart only: anything else is 415
+    app.addSchema(ErrorBody);
+    await app.register(multipart, {
+      limits: { fileSize: config.fileLimitBytes, files: 300, fields: 300, parts: 600, fieldSize: 64 * 1024, headerPairs: 64 },
+      throwFileSizeLimit: true,
+    });
+    await app.register(swagger, {
+      openapi: {
+        info: { title: "DLIP serve", version: "1", description: "Captioning, VQA, embeddings and retrieval with distilled BLIP-style models" },
+      },
+    });
+    await app.register(swaggerUi, { routePrefix: "/docs" });
+
+    await app.register(metrics);
+    await app.register(sessions, { config });
+    await app.register(batching, { config });
+
+    app.decorateRequest("deadline", null as unknown as AbortSignal);
+    app.addHook("onRequest", async (req, reply) => {
+      reply.header("x-request-id", req.id);
+      app.lifecycle.inflight++;
+      reply.raw.once("close", () => app.lifecycle.inflight--);
+      if (!req.url.startsWith("/v1/")) return;
+      if (app.lifecycle.draining) throw new ApiError("draining", "the server is shutting down; retry on another instance", 5);
+      if (!app.lifecycle.ready) throw new ApiError("not_ready", "models are not loaded and warmed up yet", 1);
+      req.deadline = requestSignal(req, reply, config.requestTimeoutMs);
+    });
+
+    app.setErrorHandler(async (err, req, reply) => {
+      const e = toApiError(err);
+      if (e.status >= 500 && e.code === "internal") req.log.error({ err }, "request failed");
+      else req.log.info({ code: e.code, status: e.status, msg: e.message }, "request refused");
+      if (e.status === 429 || e.status === 503 || e.status === 504) app.metrics.rejected.labels(e.code).inc();
+      if (e.code === "client_gone") app.metrics.rejected.labels(e.code).inc();
+      if (e.retryAfterS !== undefined) reply.header("retry-after", String(e.retryAfterS));
+      return reply.status(e.status === 499 ? 400 : e.status).send({ error: { code: e.code, message: e.message } });
+    });
+    app.setNotFoundHandler(async (req, reply) =>
+      reply.status(404).send({ error: { code: "not_found", message: `no route ${req.method} ${req.url.split("?")[0].slice(0, 200)}` } }),
+    );
+
+    await app.register(captions, { config });
+    await app.register(vqa, { config });
+    await app.register(embeddings, { config });
+    await app.register(rank, { config });
+    await app.register(models);
+    await app.register(health);
+  },
+  { name: "dlip-app" },
+);
+
+/** A configured Fastify instance with the app registered and loaded (sessions up, warmed), not listening. */
+export async function buildApp(config: Config, opts: { logger?: FastifyServerOptions["logger"] } = {}): Promise<FastifyInstance> {
+  const fastify = Fastify({
+    logger: opts.logger ?? { level: config.logLevel },
+    bodyLimit: config.bodyLimitBytes,
+    requestIdHeader: false, // genReqId reads x-request-id itself, keeping only well-formed ids
+    logController: new LogController({ requestIdLogLabel: "request_id" }),
+    genReqId: (req) => {
+      const given = req.headers["x-request-id"];
+      return typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+    return503OnClosing: true,
+    forceCloseConnections: "idle",
+  });
+  await fastify.register(app, { config });
+  await fastify.ready();
+  return fastify;
+}

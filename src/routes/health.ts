@@ -1,0 +1,27 @@
+// Probes and metrics: GET /healthz (the process and every inference worker are alive), GET /readyz (models loaded
+// and warmed up, not draining), GET /metrics (Prometheus text format). All answered on the main thread, which
+// never runs inference, so they stay fast while batches run.
+import type { FastifyInstance } from "fastify";
+import Type from "typebox";
+import { ApiError } from "../errors.js";
+import { ErrorBody } from "./schemas.js";
+
+const Status = Type.Object({ status: Type.String() });
+
+export default async function health(app: FastifyInstance) {
+  app.get("/healthz", { schema: { summary: "Liveness", tags: ["probes"], response: { 200: Status, 503: ErrorBody } } }, async () => {
+    if (!app.pool.alive()) throw new ApiError("not_ready", "an inference worker is down (restarting)", 1);
+    return { status: "ok" };
+  });
+
+  app.get("/readyz", { schema: { summary: "Readiness", tags: ["probes"], response: { 200: Status, 503: ErrorBody } } }, async () => {
+    if (app.lifecycle.draining) throw new ApiError("draining", "the server is shutting down", 5);
+    if (!app.lifecycle.ready || !app.pool.alive()) throw new ApiError("not_ready", "models are not loaded and warmed up yet", 1);
+    return { status: "ready" };
+  });
+
+  app.get("/metrics", { schema: { summary: "Prometheus metrics", tags: ["probes"], hide: false } }, async (_req, reply) => {
+    reply.type(app.metrics.registry.contentType);
+    return app.metrics.registry.metrics();
+  });
+}

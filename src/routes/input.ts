@@ -1,0 +1,135 @@
+// Request input shared by the task routes: JSON bodies (validated by the route schema) or multipart/form-data
+// (read here into the same shape), images as bytes (base64 / data URIs / uploads; never fetched from URLs),
+// the request's deadline and client-gone signal, and timing of preprocessing.
+import type { FastifyReply, FastifyRequest } from "fastify";
+import { ApiError, invalidField, invalidImage } from "../errors.js";
+import type { Config } from "../config.js";
+
+export interface FormInput {
+  fields: Map<string, string[]>;
+  files: Map<string, Buffer[]>;
+}
+
+/** Reads a multipart body: only the named fields and file parts are allowed; each file within FILE_LIMIT_BYTES. */
+export async function readMultipart(req: FastifyRequest, cfg: Config, allow: { fields: string[]; files: string[] }): Promise<FormInput> {
+  const fields = new Map<string, string[]>();
+  const files = new Map<string, Buffer[]>();
+  let total = 0;
+  const over = () => new ApiError("body_too_large", `multipart body is larger than the body limit of ${cfg.bodyLimitBytes} bytes (BODY_LIMIT_BYTES)`);
+  for await (const part of req.parts({ limits: { fileSize: cfg.fileLimitBytes } })) {
+    if (part.type === "file") {
+      if (!allow.files.includes(part.fieldname)) {
+        part.file.resume(); // drain it, so the parser can go on to the next part
+        throw invalidField(`unexpected file part '${part.fieldname.slice(0, 64)}' (file parts: ${allow.files.join(", ")})`);
+      }
+      const data = await part.toBuffer(); // throws FST_REQ_FILE_TOO_LARGE past fileSize (-> 413)
+      total += data.length;
+      if (total > cfg.bodyLimitBytes) throw over();
+      files.set(part.fieldname, [...(files.get(part.fieldname) ?? []), data]);
+    } else {
+      if (!allow.fields.includes(part.fieldname)) {
+        throw invalidField(`unexpected field '${part.fieldname.slice(0, 64)}' (fields: ${allow.fields.join(", ") || "none"})`);
+      }
+      const value = String(part.value);
+      total += value.length;
+      if (total > cfg.bodyLimitBytes) throw over();
+      fields.set(part.fieldname, [...(fields.get(part.fieldname) ?? []), value]);
+    }
+  }
+  return { fields, files };
+}
+
+/** Typed access to form fields, with the same rules as the JSON schemas. */
+export class Form {
+  constructor(private readonly input: FormInput) {}
+
+  one(name: string): string | undefined {
+    const v = this.input.fields.get(name);
+    if (v && v.length > 1) throw invalidField(`field '${name}' is given ${v.length} times; give it once`);
+    return v?.[0];
+  }
+
+  all(name: string): string[] {
+    return this.input.fields.get(name) ?? [];
+  }
+
+  files(name: string): Buffer[] {
+    return this.input.files.get(name) ?? [];
+  }
+
+  int(name: string, min: number, max: number): number | undefined {
+    const raw = this.one(name);
+    if (raw === undefined) return undefined;
+    if (!/^\s*-?\d+\s*$/.test(raw)) throw invalidField(`field '${name}' must be an integer, got '${raw.slice(0, 32)}'`);
+    const n = Number(raw);
+    if (n < min || n > max) throw invalidField(`field '${name}' must be between ${min} and ${max}, got ${n}`);
+    return n;
+  }
+
+  choice<T extends string>(name: string, choices: readonly T[]): T | undefined {
+    const raw = this.one(name);
+    if (raw === undefined) return undefined;
+    if (!choices.includes(raw as T)) throw invalidField(`field '${name}' must be one of ${choices.join(", ")}, got '${raw.slice(0, 32)}'`);
+    return raw as T;
+  }
+}
+
+const DATA_URI = /^data:([\w.+-]+\/[\w.+-]+)?(;[\w.+-]+=[\w.+-]+)*;base64,/i;
+const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
+
+/** A JSON image string (base64, or a data URI with base64 payload) -> bytes. URLs are refused: nothing is fetched. */
+export function decodeImageString(s: string, label: string, fileLimitBytes: number): Buffer {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(s.slice(0, 16))) {
+    throw invalidImage(`${label} is a URL; this server does not fetch images: send the bytes (base64 or multipart)`);
+  }
+  let payload = s;
+  if (s.startsWith("data:")) {
+    const m = DATA_URI.exec(s.slice(0, 256));
+    if (!m) throw invalidImage(`${label} is a data URI without ';base64,'`);
+    payload = s.slice(m[0].length);
+  }
+  payload = payload.replace(/\s+/g, "");
+  if (payload.length === 0) throw invalidImage(`${label} is empty`);
+  if (!BASE64.test(payload) || payload.length % 4 === 1) throw invalidImage(`${label} is not valid base64`);
+  if (Math.floor((payload.length * 3) / 4) > fileLimitBytes + 3) {
+    throw new ApiError("file_too_large", `${label} is larger than the per-file limit of ${fileLimitBytes} bytes (FILE_LIMIT_BYTES)`);
+  }
+  const bytes = Buffer.from(payload, payload.includes("-") || payload.includes("_") ? "base64url" : "base64");
+  if (bytes.length > fileLimitBytes) throw new ApiError("file_too_large", `${label} is larger than the per-file limit of ${fileLimitBytes} bytes (FILE_LIMIT_BYTES)`);
+  return bytes;
+}
+
+/**
+ * The request's abort signal: aborted with 504 deadline_exceeded after REQUEST_TIMEOUT_MS, or with client_gone
+ * when the client disconnects before the answer. Queued rows of an aborted request are dropped by the batcher.
+ */
+export function requestSignal(req: FastifyRequest, reply: FastifyReply, timeoutMs: number): AbortSignal {
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(new ApiError("deadline_exceeded", `the request did not finish within ${timeoutMs} ms (REQUEST_TIMEOUT_MS)`)), timeoutMs);
+  timer.unref();
+  reply.raw.once("close", () => {
+    clearTimeout(timer);
+    if (!reply.raw.writableFinished) ctl.abort(new ApiError("client_gone", "the client disconnected"));
+  });
+  req.log.debug({ timeoutMs }, "deadline set");
+  return ctl.signal;
+}
+
+/** Resolves with `p`, or rejects as soon as `signal` aborts (the batch may still finish; its result is ignored). */
+export function guard<T>(signal: AbortSignal, p: Promise<T>): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(e);
+      },
+    );
+  });
+}

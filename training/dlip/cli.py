@@ -34,35 +34,34 @@ def _add_tokenizer(sub) -> None:
     p.add_argument("--out", required=True, help="tokenizer.json to write")
 
 
-def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="pre-train (ITC, ITM, LM) and fine-tune for VQA; works under torchrun")
-    p.add_argument("--config", help="JSON training config (see training/configs/); flags below override it")
+def _add_run_args(p, config_help: str, preset_help: str) -> None:
+    """Flags shared by the commands that train a run folder (train, distill)."""
+    p.add_argument("--config", help=config_help)
     p.add_argument("--data", help="image root (data.image_root)")
-    p.add_argument("--preset", help="model size preset from dlip/presets.json")
+    p.add_argument("--preset", help=preset_help)
     p.add_argument("--out", required=True, help="run folder to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--steps", type=int, nargs="+", help="steps per stage, overriding the config")
     p.add_argument("--batch-size", type=int, help="batch size of every stage")
     p.add_argument("--limit-images", type=int, help="train on the first N images only")
     p.add_argument("--threads", type=int, help="torch threads per process")
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="pre-train (ITC, ITM, LM) and fine-tune for VQA; works under torchrun")
+    _add_run_args(p, "JSON training config (see training/configs/); flags below override it",
+                  "model size preset from dlip/presets.json")
     p.add_argument("--init-from", help="start from this run folder's weights and tokenizer (fine-tuning)")
 
 
 def _add_distill(sub) -> None:
     p = sub.add_parser("distill", help="DLIP: train a compact student from a teacher (run folder or HF BLIP dir)")
     p.add_argument("--teacher", required=True, help="teacher run folder or Hugging Face BLIP checkpoint directory")
-    p.add_argument("--config", help="JSON distillation config (see training/configs/shapes_distill.json)")
-    p.add_argument("--data", help="image root (data.image_root)")
-    p.add_argument("--preset", help="student size preset from dlip/presets.json")
+    _add_run_args(p, "JSON distillation config (see training/configs/shapes_distill.json)",
+                  "student size preset from dlip/presets.json")
     p.add_argument("--init", help="student initialisation: random | teacher | a run folder")
     p.add_argument("--no-distill", action="store_true",
                    help="the control: zero every distillation weight (same student, data and steps)")
-    p.add_argument("--out", required=True, help="run folder to create")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-    p.add_argument("--steps", type=int, nargs="+", help="steps per stage, overriding the config")
-    p.add_argument("--batch-size", type=int, help="batch size of every stage")
-    p.add_argument("--limit-images", type=int, help="train on the first N images only")
-    p.add_argument("--threads", type=int, help="torch threads per process")
 
 
 def _add_ablate(sub) -> None:

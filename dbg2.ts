@@ -1,0 +1,10 @@
+import sharp from "sharp";
+import { readFileSync } from "node:fs";
+const b = readFileSync("test/parity/images/rgb.tiff");
+console.log(await sharp(b).metadata());
+const { data, info } = await sharp(b).raw().toBuffer({ resolveWithObject: true });
+console.log(info, Array.from(data.slice(0, 12)));
+const r = await sharp(b).resize(32, 32, { fit: "fill", kernel: "cubic" }).raw().toBuffer();
+console.log(Array.from(r.slice(0, 12)));
+const r2 = await sharp(b).toColourspace("srgb").resize(32, 32, { fit: "fill", kernel: "cubic", fastShrinkOnLoad: false }).removeAlpha().raw().toBuffer();
+console.log(Array.from(r2.slice(0, 12)));

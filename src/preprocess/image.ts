@@ -4,6 +4,7 @@
 import sharp, { type Metadata } from "sharp";
 import { ApiError } from "../errors.js";
 import type { Preprocessing } from "../bundle/manifest.js";
+import { pilResize } from "./resample.js";
 
 export const SUPPORTED_FORMATS = ["jpeg", "png", "webp", "gif", "tiff", "avif"] as const;
 export type ImageFormat = (typeof SUPPORTED_FORMATS)[number];
@@ -22,6 +23,8 @@ export function imageSpec(p: Preprocessing, maxPixels: number): ImageSpec {
 
 // PIL's BICUBIC is the a = -0.5 Catmull-Rom cubic, as libvips' "cubic"; both widen the kernel when downscaling.
 const KERNEL = { bicubic: "cubic", bilinear: "linear" } as const;
+// Images up to this many times S * S pixels are resized with the Pillow port (exact parity, a few ms of CPU)
+const EXACT_RESIZE_MAX_FACTOR = 16;
 
 sharp.cache(false); // inputs are one-off request bodies; caching them only holds memory
 sharp.concurrency(1); // libvips threads per image: requests already run in parallel
@@ -89,17 +92,20 @@ export async function decodeToRgb(bytes: Uint8Array, spec: ImageSpec, label = "i
     throw new ApiError("image_too_large", `${label} is ${w}x${h} = ${w * h} pixels, over the limit of ${spec.maxPixels} (MAX_IMAGE_PIXELS)`);
   }
   try {
-    const { data, info } = await sharp(input, { limitInputPixels: spec.maxPixels, failOn: "error", autoOrient: true, pages: 1 })
+    // Small images (and so every image that gets enlarged, in practice) are resized here with Pillow's exact
+    // algorithm; larger ones by libvips, which matches Pillow closely when shrinking (and keeps big decodes off
+    // the main thread).
+    const exact = w * h <= EXACT_RESIZE_MAX_FACTOR * spec.size * spec.size;
+    let pipeline = sharp(input, { limitInputPixels: spec.maxPixels, failOn: "error", autoOrient: true, pages: 1 })
       .flatten({ background: { r: 255, g: 255, b: 255 } }) // alpha composited over white; a no-op without alpha
-      .toColourspace("srgb") // gray (and 16-bit, CMYK) -> 8-bit sRGB, 3 bands
-      .resize(spec.size, spec.size, { fit: "fill", kernel: KERNEL[spec.resample], fastShrinkOnLoad: false })
-      .removeAlpha()
-      .raw({ depth: "uchar" })
-      .toBuffer({ resolveWithObject: true });
-    if (info.channels !== 3 || info.width !== spec.size || info.height !== spec.size) {
-      throw new Error(`unexpected decode result ${info.width}x${info.height}x${info.channels}`);
-    }
-    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      .toColourspace("srgb"); // gray (and 16-bit, CMYK) -> 8-bit sRGB, 3 bands
+    if (!exact) pipeline = pipeline.resize(spec.size, spec.size, { fit: "fill", kernel: KERNEL[spec.resample], fastShrinkOnLoad: false });
+    const { data, info } = await pipeline.removeAlpha().raw({ depth: "uchar" }).toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3) throw new Error(`unexpected decode result with ${info.channels} channels`);
+    const rgb = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    if (!exact) return rgb;
+    if (info.width === spec.size && info.height === spec.size) return rgb;
+    return pilResize(rgb, info.width, info.height, 3, spec.size, spec.size, spec.resample);
   } catch (err) {
     if (/pixel limit/i.test(String(err))) {
       throw new ApiError("image_too_large", `${label} exceeds the decoded pixel limit of ${spec.maxPixels} (MAX_IMAGE_PIXELS)`);

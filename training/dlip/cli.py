@@ -131,6 +131,15 @@ def _add_eval_bundle(sub) -> None:
                         "of this run's PyTorch model on the first --limit-images (default 50) test images/questions")
 
 
+def _add_latency(sub) -> None:
+    p = sub.add_parser("latency", help="ONNX Runtime CPU latency of bundles: image encode, caption, VQA")
+    p.add_argument("bundle", nargs="+", metavar="NAME=DIR", help="bundles to compare, side by side in one run")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    p.add_argument("--out", help="also write the markdown table here")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dlip", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -143,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(sub)
     _add_export(sub)
     _add_eval_bundle(sub)
+    _add_latency(sub)
     return parser
 
 
@@ -253,6 +263,18 @@ def run_command(args) -> int:
         settings = EvalSettings(k=args.k, limit_images=args.eval_images, limit_questions=args.eval_images)
         table = ablate(distill_config_from_args(args), grid, Path(args.out), settings, overwrite=args.overwrite)
         print(table.read_text())
+    elif args.command == "latency":
+        from .eval.latency import bundle_latency, latency_table
+
+        results = {}
+        for item in args.bundle:
+            name, sep, path = item.partition("=")
+            name, path = (name, path) if sep else (Path(item).name, item)
+            results[name] = bundle_latency(path, tuple(args.batch_sizes), args.repeats, args.threads)
+        table = latency_table(results)
+        print(table)
+        if args.out:
+            Path(args.out).write_text(table)
     elif args.command == "report":
         from .eval.report import write_report
 

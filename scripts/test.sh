@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs every test: the Python training tests (pytest), then the server tests once the server exists.
+# Runs every test: the Python training tests (pytest), then the server tests (node --test, on test/fixtures/micro).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/setup-venv.sh"
 cd "$root/training"
 .venv/bin/python -m pytest -q "$@"
+cd "$root"
+npm run --silent test:server

@@ -27,12 +27,23 @@ export const app = fp<{ config: Config }>(
     app.removeContentTypeParser(["text/plain"]); // JSON and multipart only: anything else is 415
     app.addSchema(ErrorBody);
     await app.register(multipart, {
-      limits: { fileSize: config.fileLimitBytes, files: 300, fields: 300, parts: 600, fieldSize: 64 * 1024, headerPairs: 64 },
+      limits: {
+        fileSize: config.fileLimitBytes,
+        files: 300,
+        fields: 300,
+        parts: 600,
+        fieldSize: 64 * 1024,
+        headerPairs: 64,
+      },
       throwFileSizeLimit: true,
     });
     await app.register(swagger, {
       openapi: {
-        info: { title: "DLIP serve", version: "1", description: "Captioning, VQA, embeddings and retrieval with distilled BLIP-style models" },
+        info: {
+          title: "DLIP serve",
+          version: "1",
+          description: "Captioning, VQA, embeddings and retrieval with distilled BLIP-style models",
+        },
       },
     });
     await app.register(swaggerUi, { routePrefix: "/docs" });
@@ -44,11 +55,13 @@ export const app = fp<{ config: Config }>(
     app.decorateRequest("deadline", null as unknown as AbortSignal);
     app.addHook("onRequest", async (req, reply) => {
       reply.header("x-request-id", req.id);
+      if (!req.url.startsWith("/v1/")) return;
+      if (app.lifecycle.draining)
+        throw new ApiError("draining", "the server is shutting down; retry on another instance", 5);
+      if (!app.lifecycle.ready) throw new ApiError("not_ready", "models are not loaded and warmed up yet", 1);
+      // admitted: a drain waits for it
       app.lifecycle.inflight++;
       reply.raw.once("close", () => app.lifecycle.inflight--);
-      if (!req.url.startsWith("/v1/")) return;
-      if (app.lifecycle.draining) throw new ApiError("draining", "the server is shutting down; retry on another instance", 5);
-      if (!app.lifecycle.ready) throw new ApiError("not_ready", "models are not loaded and warmed up yet", 1);
       req.deadline = requestSignal(req, reply, config.requestTimeoutMs);
     });
 
@@ -62,7 +75,9 @@ export const app = fp<{ config: Config }>(
       return reply.status(e.status === 499 ? 400 : e.status).send({ error: { code: e.code, message: e.message } });
     });
     app.setNotFoundHandler(async (req, reply) =>
-      reply.status(404).send({ error: { code: "not_found", message: `no route ${req.method} ${req.url.split("?")[0].slice(0, 200)}` } }),
+      reply.status(404).send({
+        error: { code: "not_found", message: `no route ${req.method} ${req.url.split("?")[0].slice(0, 200)}` },
+      }),
     );
 
     await app.register(captions, { config });
@@ -75,8 +90,40 @@ export const app = fp<{ config: Config }>(
   { name: "dlip-app" },
 );
 
+interface AjvError {
+  keyword: string;
+  instancePath: string;
+  message?: string;
+  params: Record<string, unknown>;
+}
+
+/** Schema errors as one sentence naming the field: "body.images[2] must be string". */
+export function schemaErrorFormatter(errors: AjvError[], dataVar: string): Error {
+  const where = (path: string) =>
+    dataVar +
+    path
+      .split("/")
+      .slice(1)
+      .map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`))
+      .join("");
+  const anyOf = errors.find((e) => e.keyword === "anyOf");
+  const e = anyOf ?? errors[0];
+  let msg: string;
+  if (e.keyword === "additionalProperties")
+    msg = `${where(e.instancePath)} has an unknown field '${String(e.params.additionalProperty).slice(0, 64)}'`;
+  else if (e.keyword === "required")
+    msg = `${where(e.instancePath)} is missing the field '${String(e.params.missingProperty)}'`;
+  else if (anyOf && e.instancePath.endsWith("/query"))
+    msg = `${where(e.instancePath)} must be {"text": string} or {"image": base64 string}`;
+  else msg = `${where(e.instancePath)} ${e.message ?? "is invalid"}`;
+  return Object.assign(new Error(msg), { validation: errors });
+}
+
 /** A configured Fastify instance with the app registered and loaded (sessions up, warmed), not listening. */
-export async function buildApp(config: Config, opts: { logger?: FastifyServerOptions["logger"] } = {}): Promise<FastifyInstance> {
+export async function buildApp(
+  config: Config,
+  opts: { logger?: FastifyServerOptions["logger"] } = {},
+): Promise<FastifyInstance> {
   const fastify = Fastify({
     logger: opts.logger ?? { level: config.logLevel },
     bodyLimit: config.bodyLimitBytes,
@@ -87,6 +134,7 @@ export async function buildApp(config: Config, opts: { logger?: FastifyServerOpt
       return typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
     },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+    schemaErrorFormatter,
     return503OnClosing: true,
     forceCloseConnections: "idle",
   });

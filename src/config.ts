@@ -43,18 +43,88 @@ export const SETTINGS: readonly Setting[] = [
   { key: "host", env: "HOST", flag: "host", kind: "string", help: "interface to bind" },
   { key: "modelsDir", env: "MODELS_DIR", flag: "models-dir", kind: "string", help: "directory of model bundles" },
   { key: "defaultModel", env: "DEFAULT_MODEL", flag: "default-model", kind: "string", help: "default model name" },
-  { key: "device", env: "DEVICE", flag: "device", kind: "enum", choices: ["auto", "cpu", "cuda"], help: "auto|cpu|cuda" },
+  {
+    key: "device",
+    env: "DEVICE",
+    flag: "device",
+    kind: "enum",
+    choices: ["auto", "cpu", "cuda"],
+    help: "auto|cpu|cuda",
+  },
   { key: "workers", env: "WORKERS", flag: "workers", kind: "int", min: 1, help: "inference worker threads" },
-  { key: "threadsPerWorker", env: "THREADS_PER_WORKER", flag: "threads-per-worker", kind: "int", min: 1, help: "onnxruntime threads per worker" },
-  { key: "maxBatchSize", env: "MAX_BATCH_SIZE", flag: "max-batch-size", kind: "int", min: 1, help: "rows per inference run" },
-  { key: "maxBatchDelayMs", env: "MAX_BATCH_DELAY_MS", flag: "max-batch-delay-ms", kind: "int", min: 0, help: "batch gathering delay (ms)" },
-  { key: "maxQueue", env: "MAX_QUEUE", flag: "max-queue", kind: "int", min: 1, help: "queued rows per model and graph" },
-  { key: "requestTimeoutMs", env: "REQUEST_TIMEOUT_MS", flag: "request-timeout-ms", kind: "int", min: 1, help: "request deadline (ms)" },
-  { key: "bodyLimitBytes", env: "BODY_LIMIT_BYTES", flag: "body-limit-bytes", kind: "int", min: 1024, help: "request body limit (bytes)" },
-  { key: "fileLimitBytes", env: "FILE_LIMIT_BYTES", flag: "file-limit-bytes", kind: "int", min: 1, help: "per-image limit (bytes)" },
-  { key: "maxImagePixels", env: "MAX_IMAGE_PIXELS", flag: "max-image-pixels", kind: "int", min: 1, help: "decoded pixels per image" },
+  {
+    key: "threadsPerWorker",
+    env: "THREADS_PER_WORKER",
+    flag: "threads-per-worker",
+    kind: "int",
+    min: 1,
+    help: "onnxruntime threads per worker",
+  },
+  {
+    key: "maxBatchSize",
+    env: "MAX_BATCH_SIZE",
+    flag: "max-batch-size",
+    kind: "int",
+    min: 1,
+    help: "rows per inference run",
+  },
+  {
+    key: "maxBatchDelayMs",
+    env: "MAX_BATCH_DELAY_MS",
+    flag: "max-batch-delay-ms",
+    kind: "int",
+    min: 0,
+    help: "batch gathering delay (ms)",
+  },
+  {
+    key: "maxQueue",
+    env: "MAX_QUEUE",
+    flag: "max-queue",
+    kind: "int",
+    min: 1,
+    help: "queued rows per model and graph",
+  },
+  {
+    key: "requestTimeoutMs",
+    env: "REQUEST_TIMEOUT_MS",
+    flag: "request-timeout-ms",
+    kind: "int",
+    min: 1,
+    help: "request deadline (ms)",
+  },
+  {
+    key: "bodyLimitBytes",
+    env: "BODY_LIMIT_BYTES",
+    flag: "body-limit-bytes",
+    kind: "int",
+    min: 1024,
+    help: "request body limit (bytes)",
+  },
+  {
+    key: "fileLimitBytes",
+    env: "FILE_LIMIT_BYTES",
+    flag: "file-limit-bytes",
+    kind: "int",
+    min: 1,
+    help: "per-image limit (bytes)",
+  },
+  {
+    key: "maxImagePixels",
+    env: "MAX_IMAGE_PIXELS",
+    flag: "max-image-pixels",
+    kind: "int",
+    min: 1,
+    help: "decoded pixels per image",
+  },
   { key: "drainMs", env: "DRAIN_MS", flag: "drain-ms", kind: "int", min: 0, help: "shutdown drain time (ms)" },
-  { key: "logLevel", env: "LOG_LEVEL", flag: "log-level", kind: "enum", choices: ["fatal", "error", "warn", "info", "debug", "trace", "silent"], help: "log level" },
+  {
+    key: "logLevel",
+    env: "LOG_LEVEL",
+    flag: "log-level",
+    kind: "enum",
+    choices: ["fatal", "error", "warn", "info", "debug", "trace", "silent"],
+    help: "log level",
+  },
 ];
 
 export function defaultConfig(cpus: number = os.availableParallelism()): Config {
@@ -79,11 +149,20 @@ export function defaultConfig(cpus: number = os.availableParallelism()): Config 
 }
 
 /** Resolves the configuration: defaults < environment < flags. Throws ConfigError naming the bad variable/flag. */
-export function loadConfig(env: Record<string, string | undefined>, argv: readonly string[], overrides: Partial<Config> = {}): Config {
+export function loadConfig(
+  env: Record<string, string | undefined>,
+  argv: readonly string[],
+  overrides: Partial<Config> = {},
+): Config {
   const options = Object.fromEntries(SETTINGS.map((s) => [s.flag, { type: "string" as const }]));
   let values: Record<string, string | boolean | undefined>;
   try {
-    ({ values } = parseArgs({ args: [...argv], options: { ...options, help: { type: "boolean" } }, strict: true, allowPositionals: false }));
+    ({ values } = parseArgs({
+      args: [...argv],
+      options: { ...options, help: { type: "boolean" } },
+      strict: true,
+      allowPositionals: false,
+    }));
   } catch (err) {
     throw new ConfigError((err as Error).message.split("\n")[0]);
   }
@@ -103,7 +182,9 @@ export function loadConfig(env: Record<string, string | undefined>, argv: readon
   const out = { ...(cfg as unknown as Config), ...overrides };
   if (out.port > 65535) throw new ConfigError(`PORT must be <= 65535, got ${out.port}`);
   if (out.fileLimitBytes > out.bodyLimitBytes) {
-    throw new ConfigError(`FILE_LIMIT_BYTES (${out.fileLimitBytes}) must not exceed BODY_LIMIT_BYTES (${out.bodyLimitBytes})`);
+    throw new ConfigError(
+      `FILE_LIMIT_BYTES (${out.fileLimitBytes}) must not exceed BODY_LIMIT_BYTES (${out.bodyLimitBytes})`,
+    );
   }
   return out;
 }
@@ -112,7 +193,8 @@ function parseValue(s: Setting, raw: string, source: string): unknown {
   if (s.kind === "int") {
     if (!/^\d+$/.test(raw)) throw new ConfigError(`${source} must be a non-negative integer, got '${raw}'`);
     const n = Number(raw);
-    if (!Number.isSafeInteger(n) || n < (s.min ?? 0)) throw new ConfigError(`${source} must be an integer >= ${s.min ?? 0}, got '${raw}'`);
+    if (!Number.isSafeInteger(n) || n < (s.min ?? 0))
+      throw new ConfigError(`${source} must be an integer >= ${s.min ?? 0}, got '${raw}'`);
     return n;
   }
   if (s.kind === "enum" && !s.choices!.includes(raw)) {
@@ -123,6 +205,10 @@ function parseValue(s: Setting, raw: string, source: string): unknown {
 
 export function usage(): string {
   const d = defaultConfig() as unknown as Record<string, unknown>;
-  const rows = SETTINGS.map((s) => `  --${s.flag.padEnd(20)} ${s.env.padEnd(20)} ${s.help} (default: ${d[s.key] ?? "see README"})`);
-  return ["usage: node dist/server.js [flags]   (each flag also reads the environment variable shown)", ...rows].join("\n");
+  const rows = SETTINGS.map(
+    (s) => `  --${s.flag.padEnd(20)} ${s.env.padEnd(20)} ${s.help} (default: ${d[s.key] ?? "see README"})`,
+  );
+  return ["usage: node dist/server.js [flags]   (each flag also reads the environment variable shown)", ...rows].join(
+    "\n",
+  );
 }

@@ -56,7 +56,13 @@ export const invalidImage = (message: string) => new ApiError("invalid_image", m
 /** Maps errors thrown by Fastify and its plugins (by their code) onto the taxonomy; unknown errors become 500. */
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
-  const e = err as { code?: string; statusCode?: number; message?: string; validation?: unknown; validationContext?: string };
+  const e = err as {
+    code?: string;
+    statusCode?: number;
+    message?: string;
+    validation?: unknown;
+    validationContext?: string;
+  };
   const msg = e?.message ?? String(err);
   if (e?.validation) return new ApiError("invalid_field", msg);
   switch (e?.code) {
@@ -73,7 +79,10 @@ export function toApiError(err: unknown): ApiError {
       return new ApiError("body_too_large", `too many multipart parts: ${msg}`);
     case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
     case "FST_INVALID_MULTIPART_CONTENT_TYPE":
-      return new ApiError("unsupported_media_type", "unsupported content type: send application/json or multipart/form-data");
+      return new ApiError(
+        "unsupported_media_type",
+        "unsupported content type: send application/json or multipart/form-data",
+      );
     case "FST_PROTO_VIOLATION":
       return new ApiError("invalid_field", `multipart field name is not allowed: ${msg}`);
   }

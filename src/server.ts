@@ -1,8 +1,10 @@
 // Entry point: validates the configuration, builds the app, listens, and on SIGTERM/SIGINT drains: readiness turns
-// 503, no new work is admitted, in-flight requests get DRAIN_MS to finish, then the process exits 0.
-import { ConfigError, loadConfig } from "./config.js";
-import { BundleError, findBundleDirs, noBundleMessage } from "./bundle/manifest.js";
+// 503 and new /v1 requests are refused (503, Retry-After) while admitted ones finish, for at most DRAIN_MS; then the
+// listener and the inference workers close and the process exits 0.
+import type { FastifyInstance } from "fastify";
 import { buildApp } from "./app.js";
+import { BundleError, findBundleDirs, noBundleMessage } from "./bundle/manifest.js";
+import { ConfigError, loadConfig, usage, type Config } from "./config.js";
 
 function fail(message: string, code: number): never {
   process.stderr.write(`error: ${message}\n`);
@@ -10,7 +12,11 @@ function fail(message: string, code: number): never {
 }
 
 async function main(): Promise<void> {
-  let config;
+  if (process.argv.includes("--help")) {
+    process.stdout.write(`${usage()}\n`);
+    process.exit(0);
+  }
+  let config: Config;
   try {
     config = loadConfig(process.env, process.argv.slice(2));
   } catch (err) {
@@ -19,7 +25,7 @@ async function main(): Promise<void> {
   }
   if (findBundleDirs(config.modelsDir).length === 0) fail(noBundleMessage(config.modelsDir), 1);
 
-  let app;
+  let app: FastifyInstance;
   try {
     app = await buildApp(config);
   } catch (err) {
@@ -31,28 +37,18 @@ async function main(): Promise<void> {
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    app.log.info({ signal, drainMs: config.drainMs }, "draining");
-    app.lifecycle.draining = true; // readyz 503; /v1 requests refused with 503
-    const drained = await drain(app, config.drainMs);
-    if (!drained) app.log.warn({ inflight: app.lifecycle.inflight }, "drain time over; closing with requests still running");
+    app.lifecycle.draining = true;
+    app.log.info({ signal, inflight: app.lifecycle.inflight, drainMs: config.drainMs }, "draining");
+    const end = Date.now() + config.drainMs;
+    while (app.lifecycle.inflight > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    if (app.lifecycle.inflight > 0)
+      app.log.warn({ inflight: app.lifecycle.inflight }, "drain time over; closing with requests unanswered");
     await app.close();
     app.log.info("stopped");
     process.exit(0);
   };
   process.once("SIGTERM", () => void stop("SIGTERM"));
   process.once("SIGINT", () => void stop("SIGINT"));
-}
-
-/** Stops accepting connections, then waits until no request is in flight (true) or `ms` passed (false). */
-async function drain(app: Awaited<ReturnType<typeof buildApp>>, ms: number): Promise<boolean> {
-  app.server.close(); // no new connections; open ones finish their requests
-  app.server.closeIdleConnections();
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (app.lifecycle.inflight === 0) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return app.lifecycle.inflight === 0;
 }
 
 main().catch((err) => fail(String((err as Error)?.stack ?? err), 1));

@@ -62,7 +62,9 @@ export class Batcher<I, O> {
     if (inputs.length === 0) return Promise.resolve([]);
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.queue.length + inputs.length > this.opts.maxQueue) {
-      return Promise.reject(new ApiError("queue_full", `the ${this.key.model}/${this.key.graph} queue is full; retry shortly`, 1));
+      return Promise.reject(
+        new ApiError("queue_full", `the ${this.key.model}/${this.key.graph} queue is full; retry shortly`, 1),
+      );
     }
     const now = performance.now();
     const items = inputs.map((input) => {
@@ -86,7 +88,8 @@ export class Batcher<I, O> {
         const before = this.queue.length;
         this.queue = this.queue.filter((q) => !mine.has(q));
         const dropped = before - this.queue.length;
-        if (dropped > 0) this.scheduler.events.onDrop?.(this.key, dropped, (signal.reason as { code?: string })?.code ?? "aborted");
+        if (dropped > 0)
+          this.scheduler.events.onDrop?.(this.key, dropped, (signal.reason as { code?: string })?.code ?? "aborted");
         for (const { item } of items) if (!item.settled) item.reject(signal.reason);
         this.reportDepth();
       };
@@ -100,7 +103,10 @@ export class Batcher<I, O> {
 
   /** Whether this queue may send a batch now (a worker being free is the scheduler's business). */
   ready(now: number): boolean {
-    return this.queue.length >= this.opts.maxBatch || (this.queue.length > 0 && now - this.queue[0].enqueuedAt >= this.opts.maxDelayMs);
+    return (
+      this.queue.length >= this.opts.maxBatch ||
+      (this.queue.length > 0 && now - this.queue[0].enqueuedAt >= this.opts.maxDelayMs)
+    );
   }
 
   /** Runs the next batch on `worker`; settles its rows. */
@@ -108,7 +114,11 @@ export class Batcher<I, O> {
     const items = this.queue.splice(0, this.opts.maxBatch);
     this.reportDepth();
     const now = performance.now();
-    this.scheduler.events.onBatch?.(this.key, items.length, items.map((i) => (now - i.enqueuedAt) / 1000));
+    this.scheduler.events.onBatch?.(
+      this.key,
+      items.length,
+      items.map((i) => (now - i.enqueuedAt) / 1000),
+    );
     const t0 = performance.now();
     let ok = false;
     try {
@@ -116,7 +126,8 @@ export class Batcher<I, O> {
         items.map((i) => i.input),
         worker,
       );
-      if (outputs.length !== items.length) throw new Error(`batch of ${items.length} returned ${outputs.length} outputs`);
+      if (outputs.length !== items.length)
+        throw new Error(`batch of ${items.length} returned ${outputs.length} outputs`);
       items.forEach((item, i) => item.resolve(outputs[i]));
       ok = true;
     } catch (err) {

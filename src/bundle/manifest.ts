@@ -3,6 +3,7 @@
 import { createHash } from "node:crypto";
 import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
+import { contractProblem } from "./contract.js";
 
 export const GRAPHS = ["vision", "text", "itm", "vqa_encoder", "decoder"] as const;
 export type GraphName = (typeof GRAPHS)[number];
@@ -108,8 +109,10 @@ export function readManifest(dir: string): Manifest {
     throw fail(`name must be a short label of letters, digits, '.', '_' or '-', got ${JSON.stringify(m.name)}`);
   }
   const p = m.preprocessing;
-  if (!p || !Number.isInteger(p.image_size) || p.image_size <= 0) throw fail("preprocessing.image_size must be a positive integer");
-  if (!isTriple(p.mean) || !isTriple(p.std) || p.std.some((s) => s <= 0)) throw fail("preprocessing.mean/std must be 3 numbers (std > 0)");
+  if (!p || !Number.isInteger(p.image_size) || p.image_size <= 0)
+    throw fail("preprocessing.image_size must be a positive integer");
+  if (!isTriple(p.mean) || !isTriple(p.std) || p.std.some((s) => s <= 0))
+    throw fail("preprocessing.mean/std must be 3 numbers (std > 0)");
   const fixed: [keyof Preprocessing, string[]][] = [
     ["resample", ["bicubic", "bilinear"]],
     ["alpha", ["composite_white"]],
@@ -120,7 +123,8 @@ export function readManifest(dir: string): Manifest {
   ];
   for (const [key, allowed] of fixed) {
     const v = p[key] ?? allowed[0];
-    if (!allowed.includes(v as string)) throw fail(`preprocessing.${key}=${JSON.stringify(v)} is not supported (${allowed.join(", ")})`);
+    if (!allowed.includes(v as string))
+      throw fail(`preprocessing.${key}=${JSON.stringify(v)} is not supported (${allowed.join(", ")})`);
   }
   const t = m.tokenizer;
   if (!t || typeof t.file !== "string") throw fail("tokenizer.file is missing");
@@ -131,7 +135,16 @@ export function readManifest(dir: string): Manifest {
     if (!Number.isInteger(t[k]) || t[k] < 2) throw fail(`tokenizer.${k} must be an integer >= 2`);
   }
   const mod = m.model;
-  for (const k of ["embed_dim", "image_tokens", "vision_width", "text_width", "decoder_layers", "decoder_heads", "decoder_head_dim", "vocab_size"] as const) {
+  for (const k of [
+    "embed_dim",
+    "image_tokens",
+    "vision_width",
+    "text_width",
+    "decoder_layers",
+    "decoder_heads",
+    "decoder_head_dim",
+    "vocab_size",
+  ] as const) {
     if (!Number.isInteger(mod?.[k]) || mod[k] <= 0) throw fail(`model.${k} must be a positive integer`);
   }
   for (const g of GRAPHS) {
@@ -143,9 +156,12 @@ export function readManifest(dir: string): Manifest {
   if (!m.files || typeof m.files !== "object") throw fail("files must map file names to sha256");
   for (const name of Object.keys(m.files)) {
     // names come from the bundle author, still: keep them inside the bundle directory
-    if (name.includes("/") || name.includes("\\") || name === ".." || name === ".") throw fail(`files: '${name}' is not a plain file name`);
+    if (name.includes("/") || name.includes("\\") || name === ".." || name === ".")
+      throw fail(`files: '${name}' is not a plain file name`);
   }
   if (!Array.isArray(m.tasks)) throw fail("tasks must be a list");
+  const problem = contractProblem(m);
+  if (problem) throw fail(problem);
   m.metrics = m.metrics && typeof m.metrics === "object" ? m.metrics : {};
   m.version = String(m.version ?? "");
   return m;
@@ -155,7 +171,8 @@ export function readManifest(dir: string): Manifest {
 export async function verifyChecksums(dir: string, m: Manifest): Promise<void> {
   const needed = new Set<string>([m.tokenizer.file, ...GRAPHS.map((g) => m.graphs[g].file)]);
   for (const f of needed) {
-    if (!(f in m.files)) throw new BundleError(`${path.join(dir, "manifest.json")}: '${f}' is used but not listed in files`);
+    if (!(f in m.files))
+      throw new BundleError(`${path.join(dir, "manifest.json")}: '${f}' is used but not listed in files`);
   }
   for (const [name, want] of Object.entries(m.files)) {
     const file = path.join(dir, name);
@@ -165,7 +182,10 @@ export async function verifyChecksums(dir: string, m: Manifest): Promise<void> {
   }
   for (const g of GRAPHS) {
     const spec = m.graphs[g];
-    if (m.files[spec.file] !== spec.sha256) throw new BundleError(`${path.join(dir, "manifest.json")}: graphs.${g}.sha256 differs from files['${spec.file}']`);
+    if (m.files[spec.file] !== spec.sha256)
+      throw new BundleError(
+        `${path.join(dir, "manifest.json")}: graphs.${g}.sha256 differs from files['${spec.file}']`,
+      );
   }
 }
 
@@ -187,7 +207,8 @@ export async function loadBundles(modelsDir: string): Promise<Bundle[]> {
   const names = new Map<string, string>();
   for (const dir of dirs) {
     const manifest = readManifest(dir);
-    if (names.has(manifest.name)) throw new BundleError(`two bundles are named '${manifest.name}': ${names.get(manifest.name)} and ${dir}`);
+    if (names.has(manifest.name))
+      throw new BundleError(`two bundles are named '${manifest.name}': ${names.get(manifest.name)} and ${dir}`);
     names.set(manifest.name, dir);
     await verifyChecksums(dir, manifest);
     bundles.push({ dir, manifest });
@@ -206,7 +227,8 @@ export function noBundleMessage(modelsDir: string): string {
 /** The default model: DEFAULT_MODEL when set (must exist), else a bundle named "default", else the first by name. */
 export function pickDefault(names: string[], wanted: string | null): string {
   if (wanted !== null) {
-    if (!names.includes(wanted)) throw new BundleError(`DEFAULT_MODEL '${wanted}' is not among the bundles found (${names.join(", ")})`);
+    if (!names.includes(wanted))
+      throw new BundleError(`DEFAULT_MODEL '${wanted}' is not among the bundles found (${names.join(", ")})`);
     return wanted;
   }
   return names.includes("default") ? "default" : [...names].sort()[0];

@@ -33,9 +33,16 @@ interface Slot {
   score: number; // sum of log p so far (beam)
 }
 
-export async function generate(stepper: DecoderStepper, rows: readonly GenRow[], bos: number, eos: number, lengthPenalty = 1): Promise<GenResult[]> {
+export async function generate(
+  stepper: DecoderStepper,
+  rows: readonly GenRow[],
+  bos: number,
+  eos: number,
+  lengthPenalty = 1,
+): Promise<GenResult[]> {
   for (const r of rows) {
-    if (!(r.numBeams >= 1 && r.maxTokens >= 1 && r.minTokens >= 0)) throw new Error(`generate: bad row ${JSON.stringify(r)}`);
+    if (!(r.numBeams >= 1 && r.maxTokens >= 1 && r.minTokens >= 0))
+      throw new Error(`generate: bad row ${JSON.stringify(r)}`);
   }
   const V = stepper.vocab;
   const results: (GenResult | null)[] = rows.map(() => null);
@@ -46,12 +53,13 @@ export async function generate(stepper: DecoderStepper, rows: readonly GenRow[],
 
   for (let t = 0; slots.length > 0; t++) {
     const logits = await stepper.step(tokens, from);
-    if (logits.length !== slots.length * V) throw new Error(`generate: stepper returned ${logits.length} logits for ${slots.length} x ${V}`);
+    if (logits.length !== slots.length * V)
+      throw new Error(`generate: stepper returned ${logits.length} logits for ${slots.length} x ${V}`);
     const next: Slot[] = [];
     const nextTokens: number[] = [];
     const nextFrom: number[] = [];
     // slots of one row are contiguous: walk row groups
-    for (let a = 0; a < slots.length; ) {
+    for (let a = 0; a < slots.length;) {
       let b = a;
       while (b < slots.length && slots[b].row === slots[a].row) b++;
       const row = slots[a].row;
@@ -118,7 +126,15 @@ function bestHypothesis(hyps: [number, number[]][]): GenResult {
 }
 
 /** The `n` best (score + log p) candidates over slots [a, b) of a row, best first; ties by (slot, token) order. */
-function topCandidates(logits: Float32Array, a: number, b: number, V: number, slots: Slot[], banned: number, n: number): [number, number, number][] {
+function topCandidates(
+  logits: Float32Array,
+  a: number,
+  b: number,
+  V: number,
+  slots: Slot[],
+  banned: number,
+  n: number,
+): [number, number, number][] {
   const top: [number, number, number][] = []; // (score, slot index, token), sorted best first
   for (let s = a; s < b; s++) {
     const lp = logSoftmaxRow(logits, s, V);

@@ -62,7 +62,13 @@ export function splitRows(t: WireTensor, B: number): Float32Array[] {
 export function fusedFeeds(rows: FusedRow[], pad: number, N: number, Dv: number): Feeds {
   const embeds = new Float32Array(rows.length * N * Dv); // (B, N, Dv)
   rows.forEach((r, i) => embeds.set(r.embeds, i * N * Dv));
-  return { image_embeds: { type: "float32", dims: [rows.length, N, Dv], data: embeds }, ...textFeeds(rows.map((r) => r.ids), pad) };
+  return {
+    image_embeds: { type: "float32", dims: [rows.length, N, Dv], data: embeds },
+    ...textFeeds(
+      rows.map((r) => r.ids),
+      pad,
+    ),
+  };
 }
 
 export function splitStates(out: Feeds, rows: FusedRow[]): StatesRow[] {
@@ -83,5 +89,8 @@ export function generationFeeds(rows: GenInput[], D: number): { hidden: WireTens
     hidden.set(r.hidden.subarray(0, r.length * D), i * M * D);
     mask.fill(1n, i * M, i * M + r.length);
   });
-  return { hidden: { type: "float32", dims: [rows.length, M, D], data: hidden }, mask: { type: "int64", dims: [rows.length, M], data: mask } };
+  return {
+    hidden: { type: "float32", dims: [rows.length, M, D], data: hidden },
+    mask: { type: "int64", dims: [rows.length, M], data: mask },
+  };
 }

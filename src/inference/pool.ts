@@ -90,7 +90,9 @@ export class WorkerPool extends EventEmitter {
         if (!this.closing && ready) {
           // a crashed worker is replaced; /healthz reports unhealthy until the new one is ready
           this.log.error({ worker: index, code }, "inference worker exited; starting a new one");
-          this.spawn(index, false).catch((err) => this.log.error({ err, worker: index }, "could not restart inference worker"));
+          this.spawn(index, false).catch((err) =>
+            this.log.error({ err, worker: index }, "could not restart inference worker"),
+          );
         } else if (!ready) reject(new Error(`inference worker ${index} exited during start (code ${code})`));
       });
       worker.postMessage({ type: "init", ...this.init } satisfies InitMessage);

@@ -30,7 +30,8 @@ export interface InitMessage {
   warmup: boolean;
 }
 
-export type InitReply = { type: "ready"; provider: "cpu" | "cuda"; warning: string | null } | { type: "init_error"; message: string };
+export type InitReply =
+  { type: "ready"; provider: "cpu" | "cuda"; warning: string | null } | { type: "init_error"; message: string };
 
 export type JobMessage =
   | { type: "run"; id: number; model: string; graph: string; feeds: Record<string, WireTensor> }

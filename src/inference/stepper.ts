@@ -13,7 +13,11 @@ export interface DecoderShape {
 }
 
 /** Rows `index` of a row-major tensor whose rows hold `rowSize` values. */
-export function gatherRows<T extends Float32Array | BigInt64Array>(data: T, rowSize: number, index: readonly number[]): T {
+export function gatherRows<T extends Float32Array | BigInt64Array>(
+  data: T,
+  rowSize: number,
+  index: readonly number[],
+): T {
   const out = new (data.constructor as new (n: number) => T)(index.length * rowSize);
   index.forEach((r, i) => out.set(data.subarray(r * rowSize, (r + 1) * rowSize) as never, i * rowSize));
   return out;
@@ -50,7 +54,11 @@ export class OnnxStepper implements DecoderStepper {
     this.past = this.past.map((t) => gatherRows(t, heads * P * headDim, from));
     const T = this.Tensor;
     const feeds: Record<string, OrtTensor> = {
-      input_ids: new T("int64", BigInt64Array.from(tokens, (x) => BigInt(x)), [R, 1]),
+      input_ids: new T(
+        "int64",
+        BigInt64Array.from(tokens, (x) => BigInt(x)),
+        [R, 1],
+      ),
       attention_mask: new T("int64", new BigInt64Array(R * (P + 1)).fill(1n), [R, P + 1]), // past and new: all real
       encoder_hidden: new T("float32", this.hidden, [R, this.M, this.D]),
       encoder_mask: new T("int64", this.mask, [R, this.M]),
@@ -67,7 +75,8 @@ export class OnnxStepper implements DecoderStepper {
     this.pastLen = P + 1;
     this.steps++;
     const logits = out.logits.data as Float32Array; // (R, 1, V)
-    if (logits.length !== R * vocab) throw new Error(`decoder: logits have ${logits.length} values, expected ${R} x ${vocab}`);
+    if (logits.length !== R * vocab)
+      throw new Error(`decoder: logits have ${logits.length} values, expected ${R} x ${vocab}`);
     return logits;
   }
 }

@@ -17,7 +17,9 @@ const models = new Map<string, WorkerModel>();
 function cudaProviderInstalled(): boolean {
   const binRoot = path.join(path.dirname(createRequire(import.meta.url).resolve("onnxruntime-node")), "..", "bin");
   if (!existsSync(binRoot)) return false;
-  return readdirSync(binRoot).some((napi) => existsSync(path.join(binRoot, napi, process.platform, process.arch, "libonnxruntime_providers_cuda.so")));
+  return readdirSync(binRoot).some((napi) =>
+    existsSync(path.join(binRoot, napi, process.platform, process.arch, "libonnxruntime_providers_cuda.so")),
+  );
 }
 
 async function createSession(file: string, provider: "cpu" | "cuda", threads: number): Promise<ort.InferenceSession> {
@@ -55,7 +57,10 @@ async function init(msg: InitMessage): Promise<InitReply> {
       try {
         s = await createSession(spec.file, provider, msg.threads);
       } catch (err) {
-        return { type: "init_error", message: `${spec.file}: onnxruntime cannot load it (${String((err as Error).message).split("\n")[0]})` };
+        return {
+          type: "init_error",
+          message: `${spec.file}: onnxruntime cannot load it (${String((err as Error).message).split("\n")[0]})`,
+        };
       }
       const problem = checkNames(s, spec.inputs, spec.outputs);
       if (problem) return { type: "init_error", message: `${spec.file}: ${problem}` };
@@ -69,14 +74,36 @@ async function init(msg: InitMessage): Promise<InitReply> {
 }
 
 /** The graph's real inputs/outputs must be the manifest's, names and element types. */
-function checkNames(s: ort.InferenceSession, inputs: { name: string; dtype: string }[], outputs: { name: string; dtype: string }[]): string | null {
-  const same = (a: readonly string[], b: readonly string[]) => a.length === b.length && [...a].sort().every((x, i) => x === [...b].sort()[i]);
-  if (!same(s.inputNames, inputs.map((i) => i.name))) return `inputs are [${s.inputNames.join(", ")}], the manifest says [${inputs.map((i) => i.name).join(", ")}]`;
-  if (!same(s.outputNames, outputs.map((o) => o.name))) return `outputs are [${s.outputNames.join(", ")}], the manifest says [${outputs.map((o) => o.name).join(", ")}]`;
-  const meta = [...(s.inputMetadata ?? []), ...(s.outputMetadata ?? [])] as { name: string; isTensor: boolean; type?: string }[];
+function checkNames(
+  s: ort.InferenceSession,
+  inputs: { name: string; dtype: string }[],
+  outputs: { name: string; dtype: string }[],
+): string | null {
+  const same = (a: readonly string[], b: readonly string[]) =>
+    a.length === b.length && [...a].sort().every((x, i) => x === [...b].sort()[i]);
+  if (
+    !same(
+      s.inputNames,
+      inputs.map((i) => i.name),
+    )
+  )
+    return `inputs are [${s.inputNames.join(", ")}], the manifest says [${inputs.map((i) => i.name).join(", ")}]`;
+  if (
+    !same(
+      s.outputNames,
+      outputs.map((o) => o.name),
+    )
+  )
+    return `outputs are [${s.outputNames.join(", ")}], the manifest says [${outputs.map((o) => o.name).join(", ")}]`;
+  const meta = [...(s.inputMetadata ?? []), ...(s.outputMetadata ?? [])] as {
+    name: string;
+    isTensor: boolean;
+    type?: string;
+  }[];
   for (const want of [...inputs, ...outputs]) {
     const got = meta.find((x) => x.name === want.name);
-    if (got?.isTensor && got.type && got.type !== want.dtype) return `'${want.name}' is ${got.type}, the manifest says ${want.dtype}`;
+    if (got?.isTensor && got.type && got.type !== want.dtype)
+      return `'${want.name}' is ${got.type}, the manifest says ${want.dtype}`;
   }
   return null;
 }
@@ -85,15 +112,26 @@ function checkNames(s: ort.InferenceSession, inputs: { name: string; dtype: stri
 async function warmup(m: WorkerModel): Promise<void> {
   const g = sessions.get(m.name)!;
   const S = m.imageSize;
-  const vis = await g.get("vision")!.run({ pixel_values: new ort.Tensor("float32", new Float32Array(3 * S * S), [1, 3, S, S]) });
+  const vis = await g
+    .get("vision")!
+    .run({ pixel_values: new ort.Tensor("float32", new Float32Array(3 * S * S), [1, 3, S, S]) });
   const embeds = vis.image_embeds;
-  const ids = (first: number) => new ort.Tensor("int64", BigInt64Array.from([BigInt(first), BigInt(m.special.sep)]), [1, 2]);
+  const ids = (first: number) =>
+    new ort.Tensor("int64", BigInt64Array.from([BigInt(first), BigInt(m.special.sep)]), [1, 2]);
   const mask = () => new ort.Tensor("int64", BigInt64Array.from([1n, 1n]), [1, 2]);
   await g.get("text")!.run({ input_ids: ids(m.special.cls), attention_mask: mask() });
   await g.get("itm")!.run({ image_embeds: embeds, input_ids: ids(m.special.enc), attention_mask: mask() });
   await g.get("vqa_encoder")!.run({ image_embeds: embeds, input_ids: ids(m.special.enc), attention_mask: mask() });
   const [, N, D] = embeds.dims;
-  const stepper = new OnnxStepper(g.get("decoder")!, ort.Tensor, m.decoder, embeds.data as Float32Array, new BigInt64Array(N).fill(1n), N, D);
+  const stepper = new OnnxStepper(
+    g.get("decoder")!,
+    ort.Tensor,
+    m.decoder,
+    embeds.data as Float32Array,
+    new BigInt64Array(N).fill(1n),
+    N,
+    D,
+  );
   await generate(stepper, [{ numBeams: 1, maxTokens: 2, minTokens: 0 }], m.special.dec, m.special.sep);
 }
 
@@ -119,11 +157,23 @@ async function handle(msg: JobMessage): Promise<JobReply> {
     if (!s) throw new Error(`worker: graph ${msg.graph} not loaded`);
     const feeds = Object.fromEntries(Object.entries(msg.feeds).map(([k, v]) => [k, toOrt(v)]));
     const out = await s.run(feeds);
-    return { type: "result", id: msg.id, outputs: Object.fromEntries(Object.entries(out).map(([k, v]) => [k, toWire(v)])) };
+    return {
+      type: "result",
+      id: msg.id,
+      outputs: Object.fromEntries(Object.entries(out).map(([k, v]) => [k, toWire(v)])),
+    };
   }
   const m = models.get(msg.model)!;
   const [, M, D] = msg.encoderHidden.dims;
-  const stepper = new OnnxStepper(graphs.get("decoder")!, ort.Tensor, m.decoder, msg.encoderHidden.data as Float32Array, msg.encoderMask.data as BigInt64Array, M, D);
+  const stepper = new OnnxStepper(
+    graphs.get("decoder")!,
+    ort.Tensor,
+    m.decoder,
+    msg.encoderHidden.data as Float32Array,
+    msg.encoderMask.data as BigInt64Array,
+    M,
+    D,
+  );
   const results = await generate(stepper, msg.rows, msg.bos, msg.eos);
   return { type: "generated", id: msg.id, results, steps: stepper.steps };
 }
@@ -132,12 +182,18 @@ port.on("message", (msg: InitMessage | JobMessage) => {
   if (msg.type === "init") {
     init(msg).then(
       (reply) => port.postMessage(reply),
-      (err) => port.postMessage({ type: "init_error", message: String((err as Error)?.message ?? err) } satisfies InitReply),
+      (err) =>
+        port.postMessage({ type: "init_error", message: String((err as Error)?.message ?? err) } satisfies InitReply),
     );
     return;
   }
   handle(msg).then(
     (reply) => port.postMessage(reply),
-    (err) => port.postMessage({ type: "error", id: msg.id, message: String((err as Error)?.message ?? err) } satisfies JobReply),
+    (err) =>
+      port.postMessage({
+        type: "error",
+        id: msg.id,
+        message: String((err as Error)?.message ?? err),
+      } satisfies JobReply),
   );
 });

@@ -48,23 +48,56 @@ export class Inference {
         return (reply as Extract<JobReply, { type: "result" }>).outputs;
       };
       this.queues.set(m.name, {
-        vision: new Batcher(key("vision"), opts, async (px, w) => splitVision(await run(w, "vision", visionFeeds(px, m.image.size)), px.length), scheduler),
-        text: new Batcher(key("text"), opts, async (ids, w) => splitRows((await run(w, "text", textFeeds(ids, pad))).text_feat, ids.length), scheduler),
-        itm: new Batcher(key("itm"), opts, async (rows, w) => {
-          const logits = (await run(w, "itm", fusedFeeds(rows, pad, N, Dv))).itm_logits; // (B, 2)
-          return rows.map((_, i) => (logits.data as Float32Array)[i * 2 + 1]); // the match logit
-        }, scheduler),
-        vqa_encoder: new Batcher(key("vqa_encoder"), opts, async (rows, w) => splitStates(await run(w, "vqa_encoder", fusedFeeds(rows, pad, N, Dv)), rows), scheduler),
-        decoder: new Batcher(key("decoder"), opts, async (rows, w) => {
-          const { hidden, mask } = generationFeeds(rows, rows[0].hidden.length / rows[0].length); // D: Dv (captions) = Dt (VQA)
-          const sp = m.manifest.tokenizer.special_tokens;
-          const reply = await this.pool.run(
-            w,
-            { type: "generate", model: m.name, encoderHidden: hidden, encoderMask: mask, rows: rows.map((r) => r.row), bos: sp.dec, eos: sp.sep },
-            [hidden.data.buffer as ArrayBuffer, mask.data.buffer as ArrayBuffer],
-          );
-          return (reply as Extract<JobReply, { type: "generated" }>).results;
-        }, scheduler),
+        vision: new Batcher(
+          key("vision"),
+          opts,
+          async (px, w) => splitVision(await run(w, "vision", visionFeeds(px, m.image.size)), px.length),
+          scheduler,
+        ),
+        text: new Batcher(
+          key("text"),
+          opts,
+          async (ids, w) => splitRows((await run(w, "text", textFeeds(ids, pad))).text_feat, ids.length),
+          scheduler,
+        ),
+        itm: new Batcher(
+          key("itm"),
+          opts,
+          async (rows, w) => {
+            const logits = (await run(w, "itm", fusedFeeds(rows, pad, N, Dv))).itm_logits; // (B, 2)
+            return rows.map((_, i) => (logits.data as Float32Array)[i * 2 + 1]); // the match logit
+          },
+          scheduler,
+        ),
+        vqa_encoder: new Batcher(
+          key("vqa_encoder"),
+          opts,
+          async (rows, w) => splitStates(await run(w, "vqa_encoder", fusedFeeds(rows, pad, N, Dv)), rows),
+          scheduler,
+        ),
+        decoder: new Batcher(
+          key("decoder"),
+          opts,
+          async (rows, w) => {
+            const { hidden, mask } = generationFeeds(rows, rows[0].hidden.length / rows[0].length); // D: Dv (captions) = Dt (VQA)
+            const sp = m.manifest.tokenizer.special_tokens;
+            const reply = await this.pool.run(
+              w,
+              {
+                type: "generate",
+                model: m.name,
+                encoderHidden: hidden,
+                encoderMask: mask,
+                rows: rows.map((r) => r.row),
+                bos: sp.dec,
+                eos: sp.sep,
+              },
+              [hidden.data.buffer as ArrayBuffer, mask.data.buffer as ArrayBuffer],
+            );
+            return (reply as Extract<JobReply, { type: "generated" }>).results;
+          },
+          scheduler,
+        ),
       });
     }
   }

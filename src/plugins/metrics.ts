@@ -9,6 +9,10 @@ const BATCH = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 export function createMetrics() {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, prefix: PREFIX });
+  // prom-client names these gauges *_total, which `promtool check metrics` rejects (only counters end in _total);
+  // the same counts stay available in dlip_nodejs_active_handles / _requests / _resources (by type)
+  for (const kind of ["handles", "requests", "resources"])
+    registry.removeSingleMetric(`${PREFIX}nodejs_active_${kind}_total`);
   const reg = { registers: [registry] };
   return {
     registry,
@@ -53,8 +57,16 @@ export function createMetrics() {
       labelNames: ["model", "graph"] as const,
       ...reg,
     }),
-    inflightRequests: new client.Gauge({ name: `${PREFIX}inflight_requests`, help: "HTTP requests being served", ...reg }),
-    inflightBatches: new client.Gauge({ name: `${PREFIX}inflight_batches`, help: "Inference runs in progress", ...reg }),
+    inflightRequests: new client.Gauge({
+      name: `${PREFIX}inflight_requests`,
+      help: "HTTP requests being served",
+      ...reg,
+    }),
+    inflightBatches: new client.Gauge({
+      name: `${PREFIX}inflight_batches`,
+      help: "Inference runs in progress",
+      ...reg,
+    }),
     rejected: new client.Counter({
       name: `${PREFIX}rejected_requests_total`,
       help: "Requests refused or dropped, by reason",

@@ -32,7 +32,11 @@ export class ModelRegistry {
   get(name?: string | null): ServedModel {
     const key = name ?? this.defaultName;
     const m = this.byName.get(key);
-    if (!m) throw new ApiError("unknown_model", `model '${String(key).slice(0, 100)}' is not served (served: ${[...this.byName.keys()].join(", ")})`);
+    if (!m)
+      throw new ApiError(
+        "unknown_model",
+        `model '${String(key).slice(0, 100)}' is not served (served: ${[...this.byName.keys()].join(", ")})`,
+      );
     return m;
   }
 
@@ -45,7 +49,7 @@ export class ModelRegistry {
 export class Lifecycle {
   ready = false;
   draining = false;
-  inflight = 0; // HTTP requests being served (drain waits for 0)
+  inflight = 0; // admitted /v1 requests not yet answered (a drain waits for 0)
 }
 
 declare module "fastify" {
@@ -70,7 +74,13 @@ export default fp<SessionsOptions>(
       tokenizer: TextTokenizer.fromFile(path.join(dir, manifest.tokenizer.file), manifest.tokenizer.special_tokens),
       image: imageSpec(manifest.preprocessing, config.maxImagePixels),
     }));
-    const registry = new ModelRegistry(served, pickDefault(served.map((m) => m.name), config.defaultModel));
+    const registry = new ModelRegistry(
+      served,
+      pickDefault(
+        served.map((m) => m.name),
+        config.defaultModel,
+      ),
+    );
     const lifecycle = new Lifecycle();
     const pool = new WorkerPool(
       config.workers,
@@ -79,7 +89,15 @@ export default fp<SessionsOptions>(
     );
     await pool.start(); // sessions created, checked against the manifest, warmed up (fails loudly)
     lifecycle.ready = true;
-    app.log.info({ models: served.map((m) => m.name), default: registry.defaultName, provider: pool.provider, workers: config.workers }, "models loaded");
+    app.log.info(
+      {
+        models: served.map((m) => m.name),
+        default: registry.defaultName,
+        provider: pool.provider,
+        workers: config.workers,
+      },
+      "models loaded",
+    );
     for (const m of served) app.metrics.modelInfo.labels(m.name, m.manifest.version, pool.provider).set(1);
     app.decorate("models", registry);
     app.decorate("pool", pool);

@@ -24,7 +24,11 @@ export function topK(sims: readonly number[], k: number): number[] {
 }
 
 /** Results for the candidates `top` (ITC order), re-ranked by itm + itc when `itm` (aligned with `top`) is given. */
-export function rankResults(sims: readonly number[], top: readonly number[], itm: readonly number[] | null): RankResult[] {
+export function rankResults(
+  sims: readonly number[],
+  top: readonly number[],
+  itm: readonly number[] | null,
+): RankResult[] {
   const results = top.map((index, j) => ({
     index,
     itc_score: sims[index],

@@ -24,7 +24,7 @@ export function imageSpec(p: Preprocessing, maxPixels: number): ImageSpec {
 // PIL's BICUBIC is the a = -0.5 Catmull-Rom cubic, as libvips' "cubic"; both widen the kernel when downscaling.
 const KERNEL = { bicubic: "cubic", bilinear: "linear" } as const;
 // Images up to this many times S * S pixels are resized with the Pillow port (exact parity, a few ms of CPU)
-const EXACT_RESIZE_MAX_FACTOR = 16;
+const EXACT_RESIZE_MAX_FACTOR = 4;
 
 sharp.cache(false); // inputs are one-off request bodies; caching them only holds memory
 sharp.concurrency(1); // libvips threads per image: requests already run in parallel
@@ -36,7 +36,10 @@ export function sniffFormat(b: Uint8Array): { format: ImageFormat } | { unsuppor
   if (b.length >= 8 && ascii(1, 4) === "PNG" && b[0] === 0x89) return { format: "png" };
   if (b.length >= 6 && (ascii(0, 6) === "GIF87a" || ascii(0, 6) === "GIF89a")) return { format: "gif" };
   if (b.length >= 12 && ascii(0, 4) === "RIFF" && ascii(8, 12) === "WEBP") return { format: "webp" };
-  if (b.length >= 4 && ((ascii(0, 2) === "II" && b[2] === 42 && b[3] === 0) || (ascii(0, 2) === "MM" && b[2] === 0 && b[3] === 42))) {
+  if (
+    b.length >= 4 &&
+    ((ascii(0, 2) === "II" && b[2] === 42 && b[3] === 0) || (ascii(0, 2) === "MM" && b[2] === 0 && b[3] === 42))
+  ) {
     return { format: "tiff" };
   }
   if (b.length >= 12 && ascii(4, 8) === "ftyp") {
@@ -44,7 +47,8 @@ export function sniffFormat(b: Uint8Array): { format: ImageFormat } | { unsuppor
     const brands = [ascii(8, 12)];
     for (let i = 16; i + 4 <= size; i += 4) brands.push(ascii(i, i + 4));
     if (brands.includes("avif") || brands.includes("avis")) return { format: "avif" };
-    if (brands.some((x) => ["heic", "heix", "hevc", "heim", "heis", "mif1", "msf1"].includes(x))) return { unsupported: "HEIC" };
+    if (brands.some((x) => ["heic", "heix", "hevc", "heim", "heis", "mif1", "msf1"].includes(x)))
+      return { unsupported: "HEIC" };
     return null;
   }
   if (b.length >= 2 && ascii(0, 2) === "BM") return { unsupported: "BMP" };
@@ -54,7 +58,10 @@ export function sniffFormat(b: Uint8Array): { format: ImageFormat } | { unsuppor
   if (b.length >= 2 && b[0] === 0xff && b[1] === 0x0a) return { unsupported: "JPEG XL" };
   if (b.length >= 12 && ascii(4, 8) === "jP  ") return { unsupported: "JPEG 2000" };
   if (b.length >= 12 && ascii(4, 8) === "JXL ") return { unsupported: "JPEG XL" };
-  const head = ascii(0, Math.min(b.length, 256)).replace(/^\uFEFF/, "").trimStart().toLowerCase();
+  const head = ascii(0, Math.min(b.length, 256))
+    .replace(/^\uFEFF/, "")
+    .trimStart()
+    .toLowerCase();
   if (head.startsWith("<svg") || (head.startsWith("<?xml") && head.includes("<svg"))) return { unsupported: "SVG" };
   return null;
 }
@@ -74,8 +81,13 @@ export async function decodeToRgb(bytes: Uint8Array, spec: ImageSpec, label = "i
   if (bytes.length === 0) throw new ApiError("invalid_image", `${label} is empty (0 bytes)`);
   const sniffed = sniffFormat(bytes);
   const formats = SUPPORTED_FORMATS.join(", ");
-  if (sniffed === null) throw new ApiError("invalid_image", `${label} is not an image in a supported format (${formats})`);
-  if ("unsupported" in sniffed) throw new ApiError("unsupported_image_format", `${label} is ${sniffed.unsupported}, which is not supported (${formats})`);
+  if (sniffed === null)
+    throw new ApiError("invalid_image", `${label} is not an image in a supported format (${formats})`);
+  if ("unsupported" in sniffed)
+    throw new ApiError(
+      "unsupported_image_format",
+      `${label} is ${sniffed.unsupported}, which is not supported (${formats})`,
+    );
   const input = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let meta: Metadata;
   try {
@@ -83,35 +95,72 @@ export async function decodeToRgb(bytes: Uint8Array, spec: ImageSpec, label = "i
   } catch (err) {
     throw new ApiError("invalid_image", `${label} is not a readable ${sniffed.format} image (${conciseError(err)})`);
   }
-  const allowed = meta.format === "heif" ? meta.compression === "av1" : (SUPPORTED_FORMATS as readonly string[]).includes(meta.format ?? "");
-  if (!allowed) throw new ApiError("unsupported_image_format", `${label} is ${meta.format ?? "unknown"}${meta.compression ? ` (${meta.compression})` : ""}, which is not supported (${formats})`);
+  const allowed =
+    meta.format === "heif"
+      ? meta.compression === "av1"
+      : (SUPPORTED_FORMATS as readonly string[]).includes(meta.format ?? "");
+  if (!allowed)
+    throw new ApiError(
+      "unsupported_image_format",
+      `${label} is ${meta.format ?? "unknown"}${meta.compression ? ` (${meta.compression})` : ""}, which is not supported (${formats})`,
+    );
   const w = meta.width ?? 0;
   const h = meta.pageHeight ?? meta.height ?? 0;
   if (w <= 0 || h <= 0) throw new ApiError("invalid_image", `${label} has no pixels (${w}x${h})`);
   if (w * h > spec.maxPixels) {
-    throw new ApiError("image_too_large", `${label} is ${w}x${h} = ${w * h} pixels, over the limit of ${spec.maxPixels} (MAX_IMAGE_PIXELS)`);
+    throw new ApiError(
+      "image_too_large",
+      `${label} is ${w}x${h} = ${w * h} pixels, over the limit of ${spec.maxPixels} (MAX_IMAGE_PIXELS)`,
+    );
   }
   try {
     // Small images (and so every image that gets enlarged, in practice) are resized here with Pillow's exact
     // algorithm; larger ones by libvips, which matches Pillow closely when shrinking (and keeps big decodes off
     // the main thread).
     const exact = w * h <= EXACT_RESIZE_MAX_FACTOR * spec.size * spec.size;
-    let pipeline = sharp(input, { limitInputPixels: spec.maxPixels, failOn: "error", autoOrient: true, pages: 1 })
-      .flatten({ background: { r: 255, g: 255, b: 255 } }) // alpha composited over white; a no-op without alpha
-      .toColourspace("srgb"); // gray (and 16-bit, CMYK) -> 8-bit sRGB, 3 bands
-    if (!exact) pipeline = pipeline.resize(spec.size, spec.size, { fit: "fill", kernel: KERNEL[spec.resample], fastShrinkOnLoad: false });
-    const { data, info } = await pipeline.removeAlpha().raw({ depth: "uchar" }).toBuffer({ resolveWithObject: true });
-    if (info.channels !== 3) throw new Error(`unexpected decode result with ${info.channels} channels`);
-    const rgb = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-    if (!exact) return rgb;
-    if (info.width === spec.size && info.height === spec.size) return rgb;
+    let pipeline = sharp(input, {
+      limitInputPixels: spec.maxPixels,
+      failOn: "error",
+      autoOrient: true,
+      pages: 1,
+    }).toColourspace("srgb"); // gray, 16-bit, CMYK -> 8-bit sRGB
+    if (!exact) {
+      pipeline = pipeline
+        .flatten({ background: { r: 255, g: 255, b: 255 } }) // alpha composited over white; a no-op without alpha
+        .resize(spec.size, spec.size, { fit: "fill", kernel: KERNEL[spec.resample], fastShrinkOnLoad: false })
+        .removeAlpha();
+    }
+    const { data, info } = await pipeline.raw({ depth: "uchar" }).toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3 && info.channels !== 4)
+      throw new Error(`unexpected decode result with ${info.channels} channels`);
+    let rgb: Uint8Array = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    if (info.channels === 4) rgb = compositeOverWhite(rgb);
+    if (!exact || (info.width === spec.size && info.height === spec.size)) return rgb;
     return pilResize(rgb, info.width, info.height, 3, spec.size, spec.size, spec.resample);
   } catch (err) {
     if (/pixel limit/i.test(String(err))) {
-      throw new ApiError("image_too_large", `${label} exceeds the decoded pixel limit of ${spec.maxPixels} (MAX_IMAGE_PIXELS)`);
+      throw new ApiError(
+        "image_too_large",
+        `${label} exceeds the decoded pixel limit of ${spec.maxPixels} (MAX_IMAGE_PIXELS)`,
+      );
     }
     throw new ApiError("invalid_image", `${label} could not be decoded as ${meta.format} (${conciseError(err)})`);
   }
+}
+
+/** RGBA over opaque white -> RGB, with Pillow's integer arithmetic (Image.alpha_composite, then convert("RGB")). */
+export function compositeOverWhite(rgba: Uint8Array): Uint8Array {
+  const n = rgba.length / 4;
+  const out = new Uint8Array(n * 3);
+  for (let i = 0; i < n; i++) {
+    const a = rgba[i * 4 + 3];
+    for (let c = 0; c < 3; c++) {
+      // Pillow: coef1 = a * 128, coef2 = (255 - a) * 128 (dst = white); SHIFTFORDIV255 rounding
+      const x = rgba[i * 4 + c] * a * 128 + 255 * (255 - a) * 128 + (0x80 << 7);
+      out[i * 3 + c] = a === 0 ? 255 : (((x >> 8) + x) >> 8) >> 7;
+    }
+  }
+  return out;
 }
 
 /** Steps 4-5: HWC uint8 -> CHW float32, (x / 255 - mean[c]) / std[c]. */
@@ -129,5 +178,7 @@ export function normalise(rgb: Uint8Array, spec: Pick<ImageSpec, "size" | "mean"
 }
 
 function conciseError(err: unknown): string {
-  return String((err as Error)?.message ?? err).split("\n")[0].slice(0, 200);
+  return String((err as Error)?.message ?? err)
+    .split("\n")[0]
+    .slice(0, 200);
 }

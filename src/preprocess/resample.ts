@@ -73,7 +73,15 @@ function clip8(ss: number): number {
 }
 
 /** Resizes interleaved 8-bit pixels (channels c) from (w, h) to (outW, outH) exactly as Pillow. */
-export function pilResize(src: Uint8Array, w: number, h: number, c: number, outW: number, outH: number, filterName: "bicubic" | "bilinear"): Uint8Array {
+export function pilResize(
+  src: Uint8Array,
+  w: number,
+  h: number,
+  c: number,
+  outW: number,
+  outH: number,
+  filterName: "bicubic" | "bilinear",
+): Uint8Array {
   const filter = FILTERS[filterName];
   let img = src;
   let iw = w;

@@ -18,7 +18,8 @@ export class TextTokenizer {
   ) {
     this.tok = new Tokenizer(json, {});
     for (const [role, id] of Object.entries(special)) {
-      if (this.tok.id_to_token(id) === undefined) throw new Error(`tokenizer: special token ${role} id ${id} is not in the vocabulary`);
+      if (this.tok.id_to_token(id) === undefined)
+        throw new Error(`tokenizer: special token ${role} id ${id} is not in the vocabulary`);
     }
   }
 
@@ -47,7 +48,10 @@ export class TextTokenizer {
 }
 
 /** Right-pads rows to the longest -> row-major BigInt64 ids and mask, (B, L). */
-export function padRows(rows: readonly (readonly number[])[], pad: number): { ids: BigInt64Array; mask: BigInt64Array; length: number } {
+export function padRows(
+  rows: readonly (readonly number[])[],
+  pad: number,
+): { ids: BigInt64Array; mask: BigInt64Array; length: number } {
   const length = Math.max(1, ...rows.map((r) => r.length));
   const ids = new BigInt64Array(rows.length * length).fill(BigInt(pad));
   const mask = new BigInt64Array(rows.length * length);

@@ -8,7 +8,12 @@ import { preprocessImage } from "../preprocess/image.js";
 import { decodeImageString, Form, readMultipart } from "./input.js";
 
 /** The JSON body (already validated by the route schema), or the multipart form converted by `fromForm`. */
-export async function readInput<T>(req: FastifyRequest, cfg: Config, allow: { fields: string[]; files: string[] }, fromForm: (f: Form) => T): Promise<T> {
+export async function readInput<T>(
+  req: FastifyRequest,
+  cfg: Config,
+  allow: { fields: string[]; files: string[] },
+  fromForm: (f: Form) => T,
+): Promise<T> {
   if (req.isMultipart()) return fromForm(new Form(await readMultipart(req, cfg, allow)));
   if (req.body === undefined || req.body === null) throw new ApiError("invalid_json", "the request has no body");
   return req.body as T;
@@ -19,7 +24,13 @@ export function imageBytes(images: (string | Buffer)[], label: (i: number) => st
   return images.map((im, i) => (typeof im === "string" ? decodeImageString(im, label(i), cfg.fileLimitBytes) : im));
 }
 
-export async function prepareImages(app: FastifyInstance, req: FastifyRequest, model: ServedModel, bytes: Buffer[], label: (i: number) => string): Promise<Float32Array[]> {
+export async function prepareImages(
+  app: FastifyInstance,
+  req: FastifyRequest,
+  model: ServedModel,
+  bytes: Buffer[],
+  label: (i: number) => string,
+): Promise<Float32Array[]> {
   const t0 = performance.now();
   const pixels = await Promise.all(bytes.map((b, i) => preprocessImage(b, model.image, label(i))));
   app.metrics.preprocessDuration.labels(model.name, "image").observe((performance.now() - t0) / 1000);
@@ -28,9 +39,17 @@ export async function prepareImages(app: FastifyInstance, req: FastifyRequest, m
 }
 
 /** Token rows for texts: [CLS] text [SEP] (or `first` in place of [CLS]), truncated to `maxTokens`. */
-export function prepareTexts(app: FastifyInstance, model: ServedModel, texts: string[], maxTokens: number, first?: number): number[][] {
+export function prepareTexts(
+  app: FastifyInstance,
+  model: ServedModel,
+  texts: string[],
+  maxTokens: number,
+  first?: number,
+): number[][] {
   const t0 = performance.now();
-  const rows = texts.map((t) => (first === undefined ? model.tokenizer.encode(t, maxTokens) : model.tokenizer.encodeWithFirst(t, maxTokens, first)));
+  const rows = texts.map((t) =>
+    first === undefined ? model.tokenizer.encode(t, maxTokens) : model.tokenizer.encodeWithFirst(t, maxTokens, first),
+  );
   app.metrics.preprocessDuration.labels(model.name, "text").observe((performance.now() - t0) / 1000);
   return rows;
 }

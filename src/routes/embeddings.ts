@@ -5,7 +5,15 @@ import type { Config } from "../config.js";
 import { invalidField } from "../errors.js";
 import { guard } from "./input.js";
 import { imageBytes, l2normalise, prepareImages, prepareTexts, readInput } from "./common.js";
-import { ImageString, MAX_IMAGES, MAX_TEXT_CHARS, MAX_TEXTS, ModelField, multipartNote, TASK_ERRORS } from "./schemas.js";
+import {
+  ImageString,
+  MAX_IMAGES,
+  MAX_TEXT_CHARS,
+  MAX_TEXTS,
+  ModelField,
+  multipartNote,
+  TASK_ERRORS,
+} from "./schemas.js";
 
 const Body = Type.Object(
   {
@@ -46,9 +54,11 @@ export default async function embeddings(app: FastifyInstance, { config }: { con
       }));
       const texts = input.texts ?? [];
       const images = input.images ?? [];
-      if (texts.length === 0 && images.length === 0) throw invalidField("nothing to embed: send 'texts' and/or 'images'");
+      if (texts.length === 0 && images.length === 0)
+        throw invalidField("nothing to embed: send 'texts' and/or 'images'");
       if (texts.length > MAX_TEXTS) throw invalidField(`at most ${MAX_TEXTS} texts per request, got ${texts.length}`);
-      if (images.length > MAX_IMAGES) throw invalidField(`at most ${MAX_IMAGES} images per request, got ${images.length}`);
+      if (images.length > MAX_IMAGES)
+        throw invalidField(`at most ${MAX_IMAGES} images per request, got ${images.length}`);
       const long = texts.findIndex((t) => t.length > MAX_TEXT_CHARS);
       if (long >= 0) throw invalidField(`texts[${long}] is longer than ${MAX_TEXT_CHARS} characters`);
       const model = app.models.get(input.model);

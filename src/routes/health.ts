@@ -9,19 +9,32 @@ import { ErrorBody } from "./schemas.js";
 const Status = Type.Object({ status: Type.String() });
 
 export default async function health(app: FastifyInstance) {
-  app.get("/healthz", { schema: { summary: "Liveness", tags: ["probes"], response: { 200: Status, 503: ErrorBody } } }, async () => {
-    if (!app.pool.alive()) throw new ApiError("not_ready", "an inference worker is down (restarting)", 1);
-    return { status: "ok" };
-  });
+  app.get(
+    "/healthz",
+    { schema: { summary: "Liveness", tags: ["probes"], response: { 200: Status, 503: ErrorBody } } },
+    async () => {
+      if (!app.pool.alive()) throw new ApiError("not_ready", "an inference worker is down (restarting)", 1);
+      return { status: "ok" };
+    },
+  );
 
-  app.get("/readyz", { schema: { summary: "Readiness", tags: ["probes"], response: { 200: Status, 503: ErrorBody } } }, async () => {
-    if (app.lifecycle.draining) throw new ApiError("draining", "the server is shutting down", 5);
-    if (!app.lifecycle.ready || !app.pool.alive()) throw new ApiError("not_ready", "models are not loaded and warmed up yet", 1);
-    return { status: "ready" };
-  });
+  app.get(
+    "/readyz",
+    { schema: { summary: "Readiness", tags: ["probes"], response: { 200: Status, 503: ErrorBody } } },
+    async () => {
+      if (app.lifecycle.draining) throw new ApiError("draining", "the server is shutting down", 5);
+      if (!app.lifecycle.ready || !app.pool.alive())
+        throw new ApiError("not_ready", "models are not loaded and warmed up yet", 1);
+      return { status: "ready" };
+    },
+  );
 
-  app.get("/metrics", { schema: { summary: "Prometheus metrics", tags: ["probes"], hide: false } }, async (_req, reply) => {
-    reply.type(app.metrics.registry.contentType);
-    return app.metrics.registry.metrics();
-  });
+  app.get(
+    "/metrics",
+    { schema: { summary: "Prometheus metrics", tags: ["probes"], hide: false } },
+    async (_req, reply) => {
+      reply.type(app.metrics.registry.contentType);
+      return app.metrics.registry.metrics();
+    },
+  );
 }

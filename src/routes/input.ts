@@ -11,32 +11,54 @@ export interface FormInput {
 }
 
 /** Reads a multipart body: only the named fields and file parts are allowed; each file within FILE_LIMIT_BYTES. */
-export async function readMultipart(req: FastifyRequest, cfg: Config, allow: { fields: string[]; files: string[] }): Promise<FormInput> {
+export async function readMultipart(
+  req: FastifyRequest,
+  cfg: Config,
+  allow: { fields: string[]; files: string[] },
+): Promise<FormInput> {
   const fields = new Map<string, string[]>();
   const files = new Map<string, Buffer[]>();
   let total = 0;
-  const over = () => new ApiError("body_too_large", `multipart body is larger than the body limit of ${cfg.bodyLimitBytes} bytes (BODY_LIMIT_BYTES)`);
-  for await (const part of req.parts({ limits: { fileSize: cfg.fileLimitBytes } })) {
-    if (part.type === "file") {
-      if (!allow.files.includes(part.fieldname)) {
-        part.file.resume(); // drain it, so the parser can go on to the next part
-        throw invalidField(`unexpected file part '${part.fieldname.slice(0, 64)}' (file parts: ${allow.files.join(", ")})`);
-      }
-      const data = await part.toBuffer(); // throws FST_REQ_FILE_TOO_LARGE past fileSize (-> 413)
-      total += data.length;
-      if (total > cfg.bodyLimitBytes) throw over();
-      files.set(part.fieldname, [...(files.get(part.fieldname) ?? []), data]);
-    } else {
-      if (!allow.fields.includes(part.fieldname)) {
-        throw invalidField(`unexpected field '${part.fieldname.slice(0, 64)}' (fields: ${allow.fields.join(", ") || "none"})`);
-      }
-      const value = String(part.value);
-      total += value.length;
-      if (total > cfg.bodyLimitBytes) throw over();
-      fields.set(part.fieldname, [...(fields.get(part.fieldname) ?? []), value]);
-    }
+  const over = () =>
+    new ApiError(
+      "body_too_large",
+      `multipart body is larger than the body limit of ${cfg.bodyLimitBytes} bytes (BODY_LIMIT_BYTES)`,
+    );
+  try {
+    await readParts();
+  } catch (err) {
+    // limits (FST_* codes) and our own refusals keep their status; anything else the parser throws is the body's fault
+    if (err instanceof ApiError || String((err as { code?: string })?.code ?? "").startsWith("FST_")) throw err;
+    throw invalidField(`malformed multipart body: ${String((err as Error)?.message ?? err).slice(0, 200)}`);
   }
   return { fields, files };
+
+  async function readParts(): Promise<void> {
+    for await (const part of req.parts({ limits: { fileSize: cfg.fileLimitBytes } })) {
+      if (part.type === "file") {
+        if (!allow.files.includes(part.fieldname)) {
+          part.file.resume(); // drain it, so the parser can go on to the next part
+          throw invalidField(
+            `unexpected file part '${part.fieldname.slice(0, 64)}' (file parts: ${allow.files.join(", ")})`,
+          );
+        }
+        const data = await part.toBuffer(); // throws FST_REQ_FILE_TOO_LARGE past fileSize (-> 413)
+        total += data.length;
+        if (total > cfg.bodyLimitBytes) throw over();
+        files.set(part.fieldname, [...(files.get(part.fieldname) ?? []), data]);
+      } else {
+        if (!allow.fields.includes(part.fieldname)) {
+          throw invalidField(
+            `unexpected field '${part.fieldname.slice(0, 64)}' (fields: ${allow.fields.join(", ") || "none"})`,
+          );
+        }
+        const value = String(part.value);
+        total += value.length;
+        if (total > cfg.bodyLimitBytes) throw over();
+        fields.set(part.fieldname, [...(fields.get(part.fieldname) ?? []), value]);
+      }
+    }
+  }
 }
 
 /** Typed access to form fields, with the same rules as the JSON schemas. */
@@ -69,7 +91,8 @@ export class Form {
   choice<T extends string>(name: string, choices: readonly T[]): T | undefined {
     const raw = this.one(name);
     if (raw === undefined) return undefined;
-    if (!choices.includes(raw as T)) throw invalidField(`field '${name}' must be one of ${choices.join(", ")}, got '${raw.slice(0, 32)}'`);
+    if (!choices.includes(raw as T))
+      throw invalidField(`field '${name}' must be one of ${choices.join(", ")}, got '${raw.slice(0, 32)}'`);
     return raw as T;
   }
 }
@@ -92,10 +115,17 @@ export function decodeImageString(s: string, label: string, fileLimitBytes: numb
   if (payload.length === 0) throw invalidImage(`${label} is empty`);
   if (!BASE64.test(payload) || payload.length % 4 === 1) throw invalidImage(`${label} is not valid base64`);
   if (Math.floor((payload.length * 3) / 4) > fileLimitBytes + 3) {
-    throw new ApiError("file_too_large", `${label} is larger than the per-file limit of ${fileLimitBytes} bytes (FILE_LIMIT_BYTES)`);
+    throw new ApiError(
+      "file_too_large",
+      `${label} is larger than the per-file limit of ${fileLimitBytes} bytes (FILE_LIMIT_BYTES)`,
+    );
   }
   const bytes = Buffer.from(payload, payload.includes("-") || payload.includes("_") ? "base64url" : "base64");
-  if (bytes.length > fileLimitBytes) throw new ApiError("file_too_large", `${label} is larger than the per-file limit of ${fileLimitBytes} bytes (FILE_LIMIT_BYTES)`);
+  if (bytes.length > fileLimitBytes)
+    throw new ApiError(
+      "file_too_large",
+      `${label} is larger than the per-file limit of ${fileLimitBytes} bytes (FILE_LIMIT_BYTES)`,
+    );
   return bytes;
 }
 
@@ -105,7 +135,13 @@ export function decodeImageString(s: string, label: string, fileLimitBytes: numb
  */
 export function requestSignal(req: FastifyRequest, reply: FastifyReply, timeoutMs: number): AbortSignal {
   const ctl = new AbortController();
-  const timer = setTimeout(() => ctl.abort(new ApiError("deadline_exceeded", `the request did not finish within ${timeoutMs} ms (REQUEST_TIMEOUT_MS)`)), timeoutMs);
+  const timer = setTimeout(
+    () =>
+      ctl.abort(
+        new ApiError("deadline_exceeded", `the request did not finish within ${timeoutMs} ms (REQUEST_TIMEOUT_MS)`),
+      ),
+    timeoutMs,
+  );
   timer.unref();
   reply.raw.once("close", () => {
     clearTimeout(timer);

@@ -12,22 +12,28 @@ const Reply = Type.Object({
       provider: Type.String({ description: "onnxruntime execution provider in use: cpu or cuda" }),
       image_size: Type.Integer(),
       embed_dim: Type.Integer(),
-      metrics: Type.Record(Type.String(), Type.Unknown(), { description: "the manifest's metrics (retrieval_tr1, caption_cider, vqa_acc, ...)" }),
+      metrics: Type.Record(Type.String(), Type.Unknown(), {
+        description: "the manifest's metrics (retrieval_tr1, caption_cider, vqa_acc, ...)",
+      }),
     }),
   ),
 });
 
 export default async function models(app: FastifyInstance) {
-  app.get("/v1/models", { schema: { summary: "Served models", tags: ["models"], response: { 200: Reply } } }, async () => ({
-    default: app.models.defaultName,
-    models: app.models.list().map((m) => ({
-      name: m.name,
-      version: m.manifest.version,
-      tasks: m.manifest.tasks,
-      provider: app.pool.provider,
-      image_size: m.manifest.preprocessing.image_size,
-      embed_dim: m.manifest.model.embed_dim,
-      metrics: m.manifest.metrics,
-    })),
-  }));
+  app.get(
+    "/v1/models",
+    { schema: { summary: "Served models", tags: ["models"], response: { 200: Reply } } },
+    async () => ({
+      default: app.models.defaultName,
+      models: app.models.list().map((m) => ({
+        name: m.name,
+        version: m.manifest.version,
+        tasks: m.manifest.tasks,
+        provider: app.pool.provider,
+        image_size: m.manifest.preprocessing.image_size,
+        embed_dim: m.manifest.model.embed_dim,
+        metrics: m.manifest.metrics,
+      })),
+    }),
+  );
 }

@@ -23,7 +23,9 @@ export const TASK_ERRORS = {
   504: ErrorBody,
 };
 
-export const ModelField = Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: "model name (default: the server's default model)" }));
+export const ModelField = Type.Optional(
+  Type.String({ minLength: 1, maxLength: 128, description: "model name (default: the server's default model)" }),
+);
 
 export const ImageString = Type.String({
   minLength: 1,

@@ -43,17 +43,31 @@ export default async function vqa(app: FastifyInstance, { config }: { config: Co
         if (files.length > 1) throw invalidField(`send one 'image' file part, got ${files.length}`);
         return { image: files[0], question: f.one("question") ?? "", model: f.one("model") };
       });
-      if (input.image === undefined) throw invalidField("no image: send 'image' (JSON) or an 'image' file part (multipart)");
+      if (input.image === undefined)
+        throw invalidField("no image: send 'image' (JSON) or an 'image' file part (multipart)");
       if (input.question.trim() === "") throw invalidField("'question' must be a non-empty string");
-      if (input.question.length > MAX_TEXT_CHARS) throw invalidField(`'question' is longer than ${MAX_TEXT_CHARS} characters`);
+      if (input.question.length > MAX_TEXT_CHARS)
+        throw invalidField(`'question' is longer than ${MAX_TEXT_CHARS} characters`);
       const model = app.models.get(input.model);
       const tk = model.manifest.tokenizer;
-      const [pixels] = await prepareImages(app, req, model, imageBytes([input.image], () => "image", config), () => "image");
+      const [pixels] = await prepareImages(
+        app,
+        req,
+        model,
+        imageBytes([input.image], () => "image", config),
+        () => "image",
+      );
       const [ids] = prepareTexts(app, model, [input.question], tk.max_text_tokens, tk.special_tokens.enc);
       const [image] = await guard(req.deadline, app.inference.images(model, [pixels], req.deadline));
-      const [q] = await guard(req.deadline, app.inference.questions(model, [{ embeds: image.embeds, ids }], req.deadline));
+      const [q] = await guard(
+        req.deadline,
+        app.inference.questions(model, [{ embeds: image.embeds, ids }], req.deadline),
+      );
       const row = { numBeams: 1, maxTokens: tk.max_answer_tokens, minTokens: 0 }; // greedy, as the Python evaluation
-      const [answer] = await guard(req.deadline, app.inference.generate(model, [{ hidden: q.states, length: q.length, row }], req.deadline));
+      const [answer] = await guard(
+        req.deadline,
+        app.inference.generate(model, [{ hidden: q.states, length: q.length, row }], req.deadline),
+      );
       app.metrics.generatedTokens.labels(model.name, "vqa").inc(answer.ids.length);
       return { model: model.name, answer: model.tokenizer.decode(answer.ids), score: Math.exp(answer.logprob) };
     },

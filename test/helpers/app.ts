@@ -10,10 +10,52 @@ export const FIXTURES = path.join(ROOT, "test/fixtures");
 export const MICRO = path.join(FIXTURES, "micro");
 
 export function testConfig(overrides: Partial<Config> = {}): Config {
-  return { ...defaultConfig(), modelsDir: FIXTURES, workers: 1, threadsPerWorker: 1, logLevel: "silent", device: "cpu", ...overrides };
+  return {
+    ...defaultConfig(),
+    modelsDir: FIXTURES,
+    workers: 1,
+    threadsPerWorker: 1,
+    logLevel: "silent",
+    device: "cpu",
+    ...overrides,
+  };
 }
 
 export async function testApp(overrides: Partial<Config> = {}): Promise<FastifyInstance> {
   const cfg = testConfig(overrides);
   return buildApp(cfg, { logger: cfg.logLevel === "silent" ? false : { level: cfg.logLevel } });
+}
+
+/** Keeps an inference worker busy for `ms` through the app's own scheduler, as a long batch would. */
+export async function blockWorker(app: FastifyInstance, ms: number): Promise<void> {
+  const { Batcher } = await import("../../src/batching/batcher.js");
+  const b = new Batcher(
+    { model: "test", graph: "block" },
+    { maxBatch: 1, maxDelayMs: 0, maxQueue: 1 },
+    async (xs: number[], w: number) => {
+      await app.pool.run(w, { type: "block", ms });
+      return xs;
+    },
+    app.inference.scheduler,
+  );
+  await b.submit([0]);
+}
+
+/** The value of one sample of the app's metrics, by name and labels ({} matches the first sample). */
+export async function metricValue(
+  app: FastifyInstance,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number> {
+  const all = await app.metrics.registry.getMetricsAsJSON();
+  for (const m of all) {
+    for (const v of (
+      m as unknown as { values: { metricName?: string; labels: Record<string, string | number>; value: number }[] }
+    ).values) {
+      const metricName = v.metricName ?? m.name;
+      if (metricName !== name) continue;
+      if (Object.entries(labels).every(([k, val]) => String(v.labels[k]) === val)) return v.value;
+    }
+  }
+  return 0;
 }

@@ -27,7 +27,8 @@ export function loadParity(): Parity {
   const p = JSON.parse(readFileSync(path.join(PARITY_DIR, "expected.json"), "utf8")) as Parity;
   const manifest = JSON.parse(readFileSync(path.join(ROOT, "test/fixtures/micro/manifest.json"), "utf8"));
   for (const [f, sha] of Object.entries(p.bundle_files)) {
-    if (manifest.files[f] !== sha) throw new Error(`test/parity is stale: ${f} changed in the micro bundle; run scripts/make-parity-fixtures.sh`);
+    if (manifest.files[f] !== sha)
+      throw new Error(`test/parity is stale: ${f} changed in the micro bundle; run scripts/make-parity-fixtures.sh`);
   }
   return p;
 }
@@ -37,7 +38,9 @@ export function imageBytes(img: ParityImage): Buffer {
 }
 
 export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let ab = 0, aa = 0, bb = 0;
+  let ab = 0,
+    aa = 0,
+    bb = 0;
   for (let i = 0; i < a.length; i++) {
     ab += a[i] * b[i];
     aa += a[i] * a[i];

@@ -34,12 +34,22 @@ test("truncation keeps [SEP] last; [ENC] replaces [CLS]", () => {
 });
 
 test("padRows right-pads with [PAD] and masks the padding", () => {
-  const { ids, mask, length } = padRows([[2, 9, 3], [2, 3]], 0);
+  const { ids, mask, length } = padRows(
+    [
+      [2, 9, 3],
+      [2, 3],
+    ],
+    0,
+  );
   assert.equal(length, 3);
   assert.deepEqual([...ids], [2n, 9n, 3n, 2n, 3n, 0n]);
   assert.deepEqual([...mask], [1n, 1n, 1n, 1n, 1n, 0n]);
 });
 
 test("a special token id missing from the vocabulary is refused", () => {
-  assert.throws(() => TextTokenizer.fromFile(path.join(MICRO, "tokenizer.json"), { ...manifest.tokenizer.special_tokens, dec: 99999 }), /dec id 99999/);
+  assert.throws(
+    () =>
+      TextTokenizer.fromFile(path.join(MICRO, "tokenizer.json"), { ...manifest.tokenizer.special_tokens, dec: 99999 }),
+    /dec id 99999/,
+  );
 });

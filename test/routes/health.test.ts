@@ -1,0 +1,118 @@
+// Probes, metrics, docs; the main thread stays responsive while inference runs; batching is real.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, before, test } from "node:test";
+import type { FastifyInstance } from "fastify";
+import request from "supertest";
+import { blockWorker, metricValue, testApp } from "../helpers/app.js";
+import { solid } from "../helpers/images.js";
+
+let app: FastifyInstance;
+before(async () => {
+  app = await testApp();
+});
+after(() => app.close());
+
+test("GET /healthz and /readyz", async () => {
+  assert.deepEqual((await request(app.server).get("/healthz").expect(200)).body, { status: "ok" });
+  assert.deepEqual((await request(app.server).get("/readyz").expect(200)).body, { status: "ready" });
+});
+
+test("/healthz answers within 100 ms while a long batch runs on the inference worker", async () => {
+  const long = blockWorker(app, 1500); // the worker thread is stalled, as by a long onnxruntime run()
+  await new Promise((r) => setTimeout(r, 50));
+  const times: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const t0 = performance.now();
+    await request(app.server).get("/healthz").expect(200);
+    await request(app.server).get("/metrics").expect(200);
+    times.push(performance.now() - t0);
+  }
+  assert.ok(app.inference.scheduler.inFlight >= 1, "the long batch was still running");
+  assert.ok(Math.max(...times) < 100, `healthz + metrics took ${times.map((t) => t.toFixed(1)).join(", ")} ms`);
+  await long;
+});
+
+test("batching is real: N concurrent requests take fewer than N inference runs", async () => {
+  const img = (await solid(24, 24)).toString("base64");
+  const N = 16;
+  const runsBefore = await metricValue(app, "dlip_batch_size_rows_count", { graph: "vision" });
+  const rowsBefore = await metricValue(app, "dlip_batch_size_rows_sum", { graph: "vision" });
+  const res = await Promise.all(
+    Array.from({ length: N }, () =>
+      request(app.server)
+        .post("/v1/captions")
+        .send({ images: [img], num_beams: 2 }),
+    ),
+  );
+  assert.ok(res.every((r) => r.status === 200));
+  const runs = (await metricValue(app, "dlip_batch_size_rows_count", { graph: "vision" })) - runsBefore;
+  const rows = (await metricValue(app, "dlip_batch_size_rows_sum", { graph: "vision" })) - rowsBefore;
+  assert.equal(rows, N, "every image ran once");
+  assert.ok(runs < N, `${N} requests took ${runs} vision runs`);
+  const decoderRuns = await metricValue(app, "dlip_batch_size_rows_count", { graph: "decoder" });
+  assert.ok(decoderRuns < N + 2, `captions decoded together too (${decoderRuns} decoder runs so far)`);
+});
+
+test("GET /metrics: Prometheus text, one prefix, the documented families", async () => {
+  const res = await request(app.server).get("/metrics").expect(200);
+  assert.match(res.headers["content-type"], /^text\/plain; version=0\.0\.4/);
+  const names = new Set(
+    res.text
+      .split("\n")
+      .filter((l) => l.startsWith("# TYPE"))
+      .map((l) => l.split(" ")[2]),
+  );
+  for (const n of names) assert.ok(n.startsWith("dlip_"), `${n} has the prefix`);
+  for (const n of [
+    "dlip_http_request_duration_seconds",
+    "dlip_queue_wait_seconds",
+    "dlip_inference_duration_seconds",
+    "dlip_preprocess_duration_seconds",
+    "dlip_batch_size_rows",
+    "dlip_queue_depth_rows",
+    "dlip_inflight_requests",
+    "dlip_rejected_requests_total",
+    "dlip_generated_tokens_total",
+    "dlip_model_info",
+    "dlip_process_cpu_seconds_total",
+  ]) {
+    assert.ok(names.has(n), `${n} is exported`);
+  }
+  assert.match(res.text, /dlip_model_info\{model="micro",version="1",provider="cpu"\} 1/);
+  assert.match(
+    res.text,
+    /dlip_http_request_duration_seconds_bucket\{le="0.001",route="\/v1\/captions",status_class="2xx"\}/,
+  );
+});
+
+test("the metrics pass `promtool check metrics` (where Prometheus' promtool is installed)", async (t) => {
+  try {
+    execFileSync("promtool", ["--version"], { stdio: "ignore" });
+  } catch {
+    t.skip("promtool not installed (apt-get install prometheus)");
+    return;
+  }
+  const text = (await request(app.server).get("/metrics").expect(200)).text;
+  const file = path.join(mkdtempSync(path.join(os.tmpdir(), "metrics-")), "m.txt");
+  writeFileSync(file, text);
+  const out = execFileSync("sh", ["-c", `promtool check metrics < ${file} 2>&1; echo "exit=$?"`]).toString();
+  assert.match(out, /exit=0/, out);
+});
+
+test("GET /docs serves Swagger UI and the OpenAPI document lists every route with its statuses", async () => {
+  const ui = await request(app.server).get("/docs/").redirects(1);
+  assert.equal(ui.status, 200);
+  const spec = (await request(app.server).get("/docs/json").expect(200)).body;
+  assert.match(spec.openapi, /^3\./);
+  for (const p of ["/v1/captions", "/v1/vqa", "/v1/embeddings", "/v1/rank"]) {
+    const op = spec.paths[p].post;
+    assert.ok(op.requestBody.content["application/json"], `${p} documents its JSON body`);
+    for (const status of ["200", "400", "404", "413", "415", "429", "503", "504"])
+      assert.ok(op.responses[status], `${p} documents ${status}`);
+  }
+  for (const p of ["/v1/models", "/healthz", "/readyz", "/metrics"]) assert.ok(spec.paths[p].get, p);
+});

@@ -1,0 +1,42 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { ConfigError, defaultConfig, loadConfig, SETTINGS } from "../../src/config.js";
+
+test("defaults, then environment, then flags", () => {
+  const d = loadConfig({}, []);
+  assert.equal(d.port, 8080);
+  assert.equal(d.host, "0.0.0.0");
+  assert.equal(d.modelsDir, "models");
+  assert.equal(d.device, "auto");
+  const e = loadConfig({ PORT: "9000", DEVICE: "cpu", MAX_BATCH_SIZE: "8" }, []);
+  assert.deepEqual([e.port, e.device, e.maxBatchSize], [9000, "cpu", 8]);
+  const f = loadConfig({ PORT: "9000" }, ["--port", "9100", "--max-batch-delay-ms=5", "--models-dir", "/m"]);
+  assert.deepEqual([f.port, f.maxBatchDelayMs, f.modelsDir], [9100, 5, "/m"]);
+});
+
+test("bad values and unknown flags are refused naming the variable or flag", () => {
+  assert.throws(
+    () => loadConfig({ PORT: "eighty" }, []),
+    (e: unknown) => e instanceof ConfigError && /PORT/.test((e as Error).message),
+  );
+  assert.throws(() => loadConfig({}, ["--workers", "0"]), /--workers must be an integer >= 1/);
+  assert.throws(() => loadConfig({ DEVICE: "tpu" }, []), /DEVICE must be one of auto, cpu, cuda/);
+  assert.throws(() => loadConfig({}, ["--nope", "1"]), ConfigError);
+  assert.throws(() => loadConfig({ PORT: "70000" }, []), /65535/);
+  assert.throws(() => loadConfig({ FILE_LIMIT_BYTES: "5000000", BODY_LIMIT_BYTES: "4000000" }, []), /FILE_LIMIT_BYTES/);
+});
+
+test("threads per worker default to the cores shared among workers", () => {
+  const c = loadConfig({ WORKERS: "2" }, []);
+  assert.ok(c.threadsPerWorker >= 1);
+  assert.equal(loadConfig({ THREADS_PER_WORKER: "3" }, []).threadsPerWorker, 3);
+});
+
+test("every setting has an env name, a flag and a default", () => {
+  const d = defaultConfig() as unknown as Record<string, unknown>;
+  for (const s of SETTINGS) {
+    assert.ok(s.key in d, s.key);
+    assert.match(s.env, /^[A-Z_]+$/);
+    assert.match(s.flag, /^[a-z-]+$/);
+  }
+});

@@ -1,0 +1,166 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { generate, logSoftmaxRow, type DecoderStepper, type GenRow } from "../../src/decode/search.js";
+
+const V = 7;
+const BOS = 5;
+const EOS = 3;
+
+/** Deterministic pseudo-random logits from (encoder row, tokens so far): a stand-in for the decoder graph. */
+function logitsFor(row: number, history: readonly number[], seed: number): Float32Array {
+  let h = 2166136261 ^ seed ^ (row * 7919);
+  const out = new Float32Array(V);
+  for (const t of history) h = Math.imul(h ^ t, 16777619);
+  for (let v = 0; v < V; v++) {
+    h = Math.imul(h ^ (v + 101), 16777619);
+    out[v] = ((h >>> 8) % 1000) / 250 - 2 + (v === EOS ? history.length / 4 - 1 : 0); // [SEP] grows likelier
+  }
+  return out;
+}
+
+/** A fake stepper that tracks each slot's history through `from`, as the real one tracks its cache. */
+class FakeStepper implements DecoderStepper {
+  readonly vocab = V;
+  calls: number[] = []; // slots per step
+  private slots: { row: number; hist: number[] }[] = [];
+  private first = true;
+  constructor(private readonly seed: number) {}
+  async step(tokens: readonly number[], from: readonly number[]): Promise<Float32Array> {
+    this.slots = tokens.map((tok, i) => {
+      const prev = this.first ? { row: from[i], hist: [] as number[] } : this.slots[from[i]];
+      return { row: prev.row, hist: [...prev.hist, tok] };
+    });
+    this.first = false;
+    this.calls.push(tokens.length);
+    const out = new Float32Array(tokens.length * V);
+    this.slots.forEach((s, i) => out.set(logitsFor(s.row, s.hist, this.seed), i * V));
+    return out;
+  }
+}
+
+// ---- references: straight ports of training/dlip/model/generate.py for one row ----------------------------
+
+function refGreedy(row: number, seed: number, max: number, min: number): number[] {
+  const hist = [BOS];
+  const out: number[] = [];
+  for (let t = 0; t < max; t++) {
+    const l = logitsFor(row, hist, seed);
+    if (t < min) l[EOS] = -Infinity;
+    let nxt = 0;
+    for (let v = 1; v < V; v++) if (l[v] > l[nxt]) nxt = v;
+    out.push(nxt);
+    if (nxt === EOS) break;
+    hist.push(nxt);
+  }
+  return out.includes(EOS) ? out.slice(0, out.indexOf(EOS)) : out;
+}
+
+function refBeam(row: number, seed: number, max: number, k: number, min: number, lp = 1): number[] {
+  // k slots from the start, beams 1.. at -inf, as the Python code (B = 1)
+  let seqs: number[][] = Array.from({ length: k }, () => []);
+  let scores = Array.from({ length: k }, (_, i) => (i === 0 ? 0 : -Infinity));
+  const finished: [number, number[]][] = [];
+  for (let t = 0; t < max; t++) {
+    const cand: [number, number][] = [];
+    for (let b = 0; b < k; b++) {
+      const lpRow = logSoftmaxRow(logitsFor(row, [BOS, ...seqs[b]], seed), 0, V);
+      if (t < min) lpRow[EOS] = -Infinity;
+      for (let v = 0; v < V; v++) cand.push([scores[b] + lpRow[v], b * V + v]);
+    }
+    cand.sort((x, y) => y[0] - x[0] || x[1] - y[1]);
+    const top = cand.slice(0, 2 * k);
+    const newScores = Array(k).fill(-Infinity);
+    const src = Array(k).fill(0);
+    const tok = Array(k).fill(EOS);
+    let filled = 0;
+    for (const [s, j] of top) {
+      const beam = Math.floor(j / V);
+      const token = j % V;
+      if (s === -Infinity) break;
+      if (token === EOS || t === max - 1) {
+        const hyp = token === EOS ? seqs[beam] : [...seqs[beam], token];
+        finished.push([s / Math.max(hyp.length + 1, 1) ** lp, hyp]);
+        continue;
+      }
+      newScores[filled] = s;
+      src[filled] = beam;
+      tok[filled] = token;
+      filled++;
+      if (filled === k) break;
+    }
+    const done = (() => {
+      if (finished.length < k) return false;
+      const worst = finished.map((f) => f[0]).sort((a, b) => b - a)[k - 1];
+      const best = Math.max(...newScores);
+      return !(best !== -Infinity && best / (t + 2) ** lp > worst);
+    })();
+    if (t === max - 1 || done) break;
+    seqs = src.map((b, i) => [...seqs[b], tok[i]]);
+    scores = newScores;
+  }
+  if (!finished.length) return [];
+  let best = finished[0];
+  for (const f of finished) if (f[0] > best[0]) best = f;
+  return best[1];
+}
+
+test("greedy equals the reference, per row, min_tokens honoured", async () => {
+  for (const seed of [1, 2, 3, 4, 5]) {
+    const rows: GenRow[] = [0, 1, 2, 3].map((r) => ({ numBeams: 1, maxTokens: 4 + r * 3, minTokens: r % 2 }));
+    const res = await generate(new FakeStepper(seed), rows, BOS, EOS);
+    rows.forEach((r, i) =>
+      assert.deepEqual(res[i].ids, refGreedy(i, seed, r.maxTokens, r.minTokens), `seed ${seed} row ${i}`),
+    );
+    for (const [i, r] of res.entries()) {
+      assert.ok(r.ids.length <= rows[i].maxTokens);
+      assert.ok(Number.isFinite(r.logprob) && r.logprob <= 0);
+      if (rows[i].minTokens) assert.ok(r.ids.length >= 1);
+    }
+  }
+});
+
+test("beam search equals the reference (Python's algorithm) for each row alone", async () => {
+  for (const seed of [11, 12, 13, 14, 15, 16]) {
+    for (const k of [2, 3, 4]) {
+      const res = await generate(new FakeStepper(seed), [{ numBeams: k, maxTokens: 9, minTokens: 1 }], BOS, EOS);
+      assert.deepEqual(res[0].ids, refBeam(0, seed, 9, k, 1), `seed ${seed} k ${k}`);
+    }
+  }
+});
+
+test("rows with different beams and budgets decode together, each as if alone", async () => {
+  const rows: GenRow[] = [
+    { numBeams: 3, maxTokens: 8, minTokens: 1 },
+    { numBeams: 1, maxTokens: 5, minTokens: 0 },
+    { numBeams: 2, maxTokens: 12, minTokens: 2 },
+    { numBeams: 1, maxTokens: 1, minTokens: 1 },
+  ];
+  const stepper = new FakeStepper(21);
+  const res = await generate(stepper, rows, BOS, EOS);
+  assert.deepEqual(res[0].ids, refBeam(0, 21, 8, 3, 1));
+  assert.deepEqual(res[1].ids, refGreedy(1, 21, 5, 0));
+  assert.deepEqual(res[2].ids, refBeam(2, 21, 12, 2, 2));
+  assert.deepEqual(res[3].ids, refGreedy(3, 21, 1, 1));
+  assert.equal(stepper.calls[0], 4, "first step: one slot per row");
+  assert.ok(stepper.calls.length <= 12, "stops once every row is done");
+  assert.ok(stepper.calls.at(-1)! <= 3, "finished rows drop out of the batch");
+});
+
+test("max_tokens = 1 yields exactly one token when [SEP] is forbidden", async () => {
+  const res = await generate(
+    new FakeStepper(3),
+    [
+      { numBeams: 1, maxTokens: 1, minTokens: 1 },
+      { numBeams: 3, maxTokens: 1, minTokens: 1 },
+    ],
+    BOS,
+    EOS,
+  );
+  assert.equal(res[0].ids.length, 1);
+  assert.equal(res[1].ids.length, 1);
+  assert.notEqual(res[0].ids[0], EOS);
+});
+
+test("bad rows are refused", async () => {
+  await assert.rejects(generate(new FakeStepper(1), [{ numBeams: 0, maxTokens: 3, minTokens: 0 }], BOS, EOS));
+});

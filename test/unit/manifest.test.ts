@@ -1,0 +1,86 @@
+import assert from "node:assert/strict";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, test } from "node:test";
+import {
+  BundleError,
+  findBundleDirs,
+  loadBundles,
+  noBundleMessage,
+  pickDefault,
+  readManifest,
+} from "../../src/bundle/manifest.js";
+import { MICRO } from "../helpers/app.js";
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), "dlip-bundle-"));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+function copy(name: string, edit?: (dir: string) => void): string {
+  const root = path.join(tmp, name);
+  cpSync(MICRO, path.join(root, "micro"), { recursive: true });
+  edit?.(path.join(root, "micro"));
+  return root;
+}
+
+function editManifest(dir: string, f: (m: Record<string, any>) => void) {
+  const file = path.join(dir, "manifest.json");
+  const m = JSON.parse(readFileSync(file, "utf8"));
+  f(m);
+  writeFileSync(file, JSON.stringify(m));
+}
+
+test("the micro fixture loads", async () => {
+  const [b] = await loadBundles(copy("ok"));
+  assert.equal(b.manifest.name, "micro");
+  assert.equal(b.manifest.preprocessing.image_size, 32);
+});
+
+test("no bundle: an empty or missing directory says how to make one", async () => {
+  assert.deepEqual(findBundleDirs(path.join(tmp, "nowhere")), []);
+  await assert.rejects(
+    loadBundles(path.join(tmp, "nowhere")),
+    (e: unknown) => e instanceof BundleError && /has no model bundle/.test((e as Error).message),
+  );
+  assert.match(noBundleMessage("models"), /dlip export/);
+});
+
+test("a changed file, a missing file and a bad manifest are refused, naming the file", async () => {
+  await assert.rejects(
+    loadBundles(copy("sha", (d) => writeFileSync(path.join(d, "tokenizer.json"), "{}"))),
+    /tokenizer\.json: sha256/,
+  );
+  await assert.rejects(loadBundles(copy("gone", (d) => rmSync(path.join(d, "itm.onnx")))), /itm\.onnx: missing/);
+  await assert.rejects(
+    loadBundles(copy("ver", (d) => editManifest(d, (m) => (m.format_version = 2)))),
+    /manifest\.json: format_version/,
+  );
+  await assert.rejects(
+    loadBundles(copy("name", (d) => editManifest(d, (m) => (m.name = "../../etc")))),
+    /name must be a short label/,
+  );
+  await assert.rejects(
+    loadBundles(copy("path", (d) => editManifest(d, (m) => (m.files["../x"] = "00")))),
+    /not a plain file name/,
+  );
+  await assert.rejects(
+    loadBundles(copy("pre", (d) => editManifest(d, (m) => (m.preprocessing.resample = "lanczos")))),
+    /preprocessing\.resample/,
+  );
+  await assert.rejects(
+    loadBundles(copy("contract", (d) => editManifest(d, (m) => (m.graphs.text.outputs[0].name = "features")))),
+    /graphs\.text\.outputs are \[features .*the contract says \[text_feat/,
+  );
+  await assert.rejects(
+    loadBundles(copy("dims", (d) => editManifest(d, (m) => (m.model.decoder_layers = 3)))),
+    /graphs\.decoder\.inputs/,
+  );
+});
+
+test("default model: DEFAULT_MODEL, else 'default', else the first by name", () => {
+  assert.equal(pickDefault(["b", "a"], null), "a");
+  assert.equal(pickDefault(["b", "default"], null), "default");
+  assert.equal(pickDefault(["b", "a"], "b"), "b");
+  assert.throws(() => pickDefault(["a"], "zzz"), /DEFAULT_MODEL 'zzz'/);
+  assert.equal(readManifest(MICRO).tokenizer.max_caption_tokens, 20);
+});

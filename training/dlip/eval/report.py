@@ -27,12 +27,15 @@ def machine() -> str:
 
 
 def train_wall_seconds(run: Path) -> float:
-    """Sum over stages of each stage's last logged wall time (the logger restarts its clock per stage)."""
+    """Sum over stages of each stage's last logged wall time (the logger restarts its clock per stage), plus the
+    training time of the run it started from (``init_from``), so a fine-tuned model reports its whole cost."""
     last: dict[str, float] = {}
     for line in (run / "log.jsonl").read_text().splitlines():
         r = json.loads(line)
         last[r["stage"]] = r["wall_time_s"]
-    return sum(last.values())
+    config = json.loads((run / "config.json").read_text())
+    parent = config.get("init_from")
+    return sum(last.values()) + (train_wall_seconds(Path(parent)) if parent else 0.0)
 
 
 def load_metrics(run: Path) -> dict:

@@ -98,6 +98,19 @@ def _add_report(sub) -> None:
     p.add_argument("--out", required=True, help="markdown file whose results block is replaced")
 
 
+def _add_distill_report(sub) -> None:
+    p = sub.add_parser("distill-report", help="the distillation table: teacher, DLIP student and control, with "
+                                              "ONNX Runtime CPU latency of their bundles measured in the same run")
+    p.add_argument("--teacher", required=True, metavar="NAME=RUN=BUNDLE", help="label, evaluated run, its bundle")
+    p.add_argument("--student", required=True, metavar="NAME=RUN=BUNDLE")
+    p.add_argument("--control", required=True, metavar="NAME=RUN=BUNDLE",
+                   help="the same student trained the same steps without any distillation term")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    p.add_argument("--out", required=True, help="markdown file whose distillation block is replaced")
+
+
 def _add_export(sub) -> None:
     p = sub.add_parser("export", help="write an ONNX model bundle (dlip/export/FORMAT.md) from a run folder")
     p.add_argument("run", nargs="?", help="run folder (omit with --random-init)")
@@ -150,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ablate(sub)
     _add_eval(sub)
     _add_report(sub)
+    _add_distill_report(sub)
     _add_export(sub)
     _add_eval_bundle(sub)
     _add_latency(sub)
@@ -286,6 +300,22 @@ def run_command(args) -> int:
             runs[name] = Path(path)
         write_report(runs, Path(args.out))
         print(f"wrote the results block of {args.out}")
+    elif args.command == "distill-report":
+        from .eval.latency import bundle_latency
+        from .eval.report import distill_markdown, write_block
+
+        runs, latency = {}, {}
+        for item in (args.teacher, args.student, args.control):
+            parts = item.split("=")
+            if len(parts) != 3 or not all(parts):
+                raise ValueError(f"{item!r}: expected NAME=RUN_FOLDER=BUNDLE_DIR")
+            name, run, bundle = parts
+            runs[name] = Path(run)
+            latency[name] = bundle_latency(bundle, tuple(args.batch_sizes), args.repeats, args.threads)
+        table = distill_markdown(runs, latency)
+        write_block(Path(args.out), "distill", table)
+        print(table)
+        print(f"wrote the distill block of {args.out}")
     elif args.command == "eval":
         import torch
 

@@ -56,8 +56,13 @@ class VisionConfig:
     num_heads: int = 4
     intermediate_size: int = 1024  # MLP width
     layer_norm_eps: float = 1e-5  # HF BLIP vision default
+    # initial position embeddings (learned either way): "normal" (BLIP: truncated normal, std 0.02) or "sincos"
+    # (2D sine-cosine of the patch's row and column, as MAE; the model knows where each patch is from step 0)
+    pos_embed_init: str = "normal"
 
     def __post_init__(self) -> None:
+        if self.pos_embed_init not in ("normal", "sincos"):
+            raise ValueError(f"vision.pos_embed_init must be 'normal' or 'sincos', not {self.pos_embed_init!r}")
         if self.image_size % self.patch_size:
             raise ValueError(f"vision.image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
         if self.hidden_size % self.num_heads:

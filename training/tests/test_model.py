@@ -112,3 +112,18 @@ def test_rank_answers_prefers_likelier_candidate(model):
     # the first token of the greedy answer is the argmax, so its candidate scores higher on that token
     logits = model.decode(torch.tensor([[6]]), torch.ones(1, 1, dtype=torch.long), states, q_mask).logits[0, -1]
     assert logits[best] >= logits[other]
+
+
+def test_sincos_position_init_encodes_row_and_column():
+    from dlip.config import VisionConfig
+    from dlip.model.vit import VisionTransformer, sincos_2d
+
+    table = sincos_2d(4, 32)  # (16, 32): patch r * 4 + c
+    assert table.shape == (16, 32)
+    assert torch.equal(table[1, :16], table[0, :16]) and not torch.equal(table[1, 16:], table[0, 16:])  # same row
+    assert torch.equal(table[4, 16:], table[0, 16:]) and not torch.equal(table[4, :16], table[0, :16])  # same column
+    vit = VisionTransformer(VisionConfig(image_size=32, patch_size=8, hidden_size=32, num_heads=2,
+                                         pos_embed_init="sincos"))
+    assert torch.equal(vit.pos_embed[0, 1:].detach(), table) and vit.pos_embed.requires_grad
+    with pytest.raises(ValueError, match="pos_embed_init"):
+        VisionConfig(pos_embed_init="learned")

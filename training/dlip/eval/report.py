@@ -86,8 +86,79 @@ def results_markdown(runs: dict[str, Path]) -> str:
 
 def write_report(runs: dict[str, Path], out: Path) -> None:
     """Replaces the block between the results markers of ``out`` (creating the file if needed)."""
-    block = f"{BEGIN}\n{results_markdown(runs)}\n{END}"
-    text = out.read_text() if out.is_file() else f"# Results\n\n{BEGIN}\n{END}\n"
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"{out}: no '{BEGIN}' ... '{END}' block to fill")
-    out.write_text(re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S))
+    write_block(out, "results", results_markdown(runs))
+
+
+def write_block(out: Path, name: str, markdown: str) -> None:
+    """Replaces the text between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` in ``out`` (creating the file with
+    just that block if it does not exist)."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    block = f"{begin}\n{markdown}\n{end}"
+    text = out.read_text() if out.is_file() else f"# Results\n\n{begin}\n{end}\n"
+    if begin not in text or end not in text:
+        raise ValueError(f"{out}: no '{begin}' ... '{end}' block to fill")
+    out.write_text(re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S))
+
+
+FOUR = (("TR@1", "retrieval_tr1"), ("IR@1", "retrieval_ir1"), ("CIDEr", "caption_cider"), ("VQA acc", "vqa_acc"))
+KEEP_TARGET, PARAMS_TARGET, SPEED_TARGET = 97.0, 20.0, 4.0  # the distillation issue's targets
+
+
+def percent_of_teacher(head: dict, teacher_head: dict) -> dict[str, float]:
+    """Each of the four headline metrics as a percentage of the teacher's, and their mean."""
+    pct = {label: 100 * head[key] / teacher_head[key] if teacher_head[key] else float("nan") for label, key in FOUR}
+    pct["mean"] = sum(pct.values()) / len(FOUR)
+    return pct
+
+
+def distill_markdown(rows: dict[str, Path], latency: dict[str, dict[str, dict[int, float]]]) -> str:
+    """The distillation table: teacher (first row), DLIP student (second), no-distillation control (third), cost,
+    ONNX Runtime CPU latency of each model's bundle (measured in this same call), quality, % of the teacher; then the
+    blind baselines and the issue's targets for the student."""
+    names = list(rows)
+    if len(names) != 3:
+        raise ValueError("the distillation table needs exactly three runs: teacher, DLIP student, control")
+    metrics = {n: load_metrics(rows[n]) for n in names}
+    teacher, student, control = names
+    th = metrics[teacher]["headline"]
+    batches = sorted({b for r in latency.values() for t in r.values() for b in t})
+    tasks = (("image encode", "image_encode"), ("caption (greedy)", "caption_greedy"), ("VQA", "vqa"))
+    lat_head = [f"{label} b{b} (ms)" for label, _ in tasks for b in batches]
+    lines = ["| model | params | GFLOPs / image | " + " | ".join(lat_head) +
+             " | TR@1 | IR@1 | BLEU-4 | CIDEr | VQA acc | % of teacher (mean of four) |",
+             "|---|" + "---|" * (len(lat_head) + 8)]
+    for n in names:
+        m = metrics[n]
+        h, c = m["headline"], m["costs"]
+        lat = [f"{1000 * latency[n][key][b]:.1f}" for _, key in tasks for b in batches]
+        lines.append(f"| {n} | {c['params_total'] / 1e6:.2f}M | {c['image_caption_gflops']:.3f} | " + " | ".join(lat) +
+                     f" | {h['retrieval_tr1']:.1f} | {h['retrieval_ir1']:.1f} | {h['caption_bleu4']:.1f} | "
+                     f"{h['caption_cider']:.1f} | {h['vqa_acc']:.1f} | {percent_of_teacher(h, th)['mean']:.1f} |")
+    b = metrics[teacher]["baselines"]
+    rr, mf, qp = b["random_retrieval"], b["most_frequent_caption"], b["question_prior"]
+    pad = " |" * len(lat_head)
+    lines += [f"| random retrieval (baseline) | | |{pad} {rr['txt_r1']:.2f} | {rr['img_r1']:.2f} | | | | |",
+              f"| most frequent caption (baseline) | | |{pad} | | {mf['bleu_4']:.1f} | {mf['cider']:.1f} | | |",
+              f"| question-only answer prior (baseline) | | |{pad} | | | | {qp['acc']:.1f} | |"]
+
+    sh, ch = metrics[student]["headline"], metrics[control]["headline"]
+    sp, cp = percent_of_teacher(sh, th), percent_of_teacher(ch, th)
+    met = lambda ok: "met" if ok else "NOT met"  # noqa: E731
+    params_pct = 100 * metrics[student]["costs"]["params_total"] / metrics[teacher]["costs"]["params_total"]
+    b1 = batches[0]
+    speed = {key: latency[teacher][key][b1] / latency[student][key][b1] for key in ("caption_greedy", "vqa")}
+    targets = ["| target for the DLIP student | needed | measured | |", "|---|---|---|---|"]
+    for label, _ in FOUR:
+        targets.append(f"| {label}, % of the teacher | >= {KEEP_TARGET:.0f} | {sp[label]:.1f} "
+                       f"(control: {cp[label]:.1f}) | {met(sp[label] >= KEEP_TARGET)} |")
+    targets.append(f"| parameters, % of the teacher | <= {PARAMS_TARGET:.0f} | {params_pct:.1f} | "
+                   f"{met(params_pct <= PARAMS_TARGET)} |")
+    for key, label in (("caption_greedy", "encode + greedy caption"), ("vqa", "encode + VQA answer")):
+        targets.append(f"| speed-up per image, {label}, batch {b1} (ONNX Runtime CPU) | >= {SPEED_TARGET:.0f}x | "
+                       f"{speed[key]:.2f}x | {met(speed[key] >= SPEED_TARGET)} |")
+    targets.append(f"| mean of the four metrics, % of the teacher: student vs control | student > control | "
+                   f"{sp['mean']:.1f} vs {cp['mean']:.1f} | {met(sp['mean'] > cp['mean'])} |")
+    note = (f"Latency: median milliseconds per call of each model's ONNX bundle on ONNX Runtime, CPU, measured side by "
+            f"side in this run (captions decode the bundle's maximum length, so every model does the same work). "
+            f"Machine: {machine()}.")
+    return "\n".join(lines + ["", note, ""] + targets)

@@ -53,7 +53,11 @@ class VisionTransformer(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, cfg.num_patches + 1, d))
         self.blocks = nn.ModuleList(VisionBlock(cfg) for _ in range(cfg.num_layers))
         self.norm = nn.LayerNorm(d, eps=cfg.layer_norm_eps)
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        if cfg.pos_embed_init == "sincos":
+            with torch.no_grad():
+                self.pos_embed[0, 1:] = sincos_2d(cfg.image_size // cfg.patch_size, d)  # [CLS] keeps 0
+        else:
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
 
     def forward(self, pixel_values: Tensor, output_hidden_states: bool = False,
@@ -73,3 +77,18 @@ class VisionTransformer(nn.Module):
         if output_hidden_states:
             hidden.append(x)  # the last entry is the normalised output, as in BLIP
         return VisionOutput(last_hidden=x, hidden_states=tuple(hidden) or None, attentions=tuple(attns) or None)
+
+
+def sincos_2d(grid: int, dim: int) -> Tensor:
+    """MAE's 2D sine-cosine position table (grid * grid, dim): half the channels encode the row, half the column."""
+    if dim % 4:
+        raise ValueError(f"sincos position embeddings need a width divisible by 4, got {dim}")
+    freqs = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))  # (dim/4,)
+    pos = torch.arange(grid, dtype=torch.float64)
+    rows, cols = torch.meshgrid(pos, pos, indexing="ij")  # (grid, grid)
+
+    def encode(p: Tensor) -> Tensor:
+        angles = p.reshape(-1, 1) * freqs  # (grid*grid, dim/4)
+        return torch.cat([angles.sin(), angles.cos()], dim=1)  # (grid*grid, dim/2)
+
+    return torch.cat([encode(rows), encode(cols)], dim=1).float()  # (grid*grid, dim)

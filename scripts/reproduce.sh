@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates everything end to end on this machine: the Shapes data, the teacher, the DLIP student and its
-# no-distillation control, their evaluations, the default bundle in models/, and the training report's tables.
-# Long: about 1.5 hours for the teacher alone on 2 CPU cores. Data and runs go to data/ and runs/ (ignored by git).
+# no-distillation control, their evaluations, their ONNX bundles, the training report's tables, the ablation study
+# and the default bundle in models/. Long: about 1.5 hours for the teacher alone on 2 CPU cores; steps whose output
+# exists are skipped, so an interrupted run resumes. Data and runs go to data/ and runs/ (ignored by git).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/setup-venv.sh"
@@ -9,12 +10,27 @@ cd "$root/training"
 py=.venv/bin/python
 data="$root/data/shapes"
 runs="$root/runs"
+bundles="$runs/bundles"
 [ -f "$data/annotations/caption_test.json" ] || $py -m dlip data synth --out "$data"
+# the teacher (training report, part 1)
 [ -f "$runs/teacher/checkpoints/last.pt" ] || $py -m dlip train --config configs/shapes_teacher.json --data "$data" --out "$runs/teacher"
-[ -f "$runs/teacher-vqa/checkpoints/last.pt" ] || $py -m dlip train --config configs/shapes_teacher_vqa_more.json --data "$data" --init-from "$runs/teacher" --out "$runs/teacher-vqa"
-[ -f "$runs/teacher-vqa/metrics.json" ] || $py -m dlip eval "$runs/teacher-vqa"
-[ -f "$runs/student/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$runs/teacher-vqa" --config configs/shapes_distill.json --data "$data" --out "$runs/student"
-[ -f "$runs/control/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$runs/teacher-vqa" --config configs/shapes_distill.json --data "$data" --out "$runs/control" --no-distill
+[ -f "$runs/teacher/metrics.json" ] || $py -m dlip eval "$runs/teacher"
+$py -m dlip report --run teacher="$runs/teacher" --out REPORT.md
+# the DLIP student and the control: same student, same steps, no distillation term
+[ -f "$runs/student/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$runs/teacher" --config configs/shapes_distill.json --data "$data" --out "$runs/student"
+[ -f "$runs/control/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$runs/teacher" --config configs/shapes_distill.json --data "$data" --out "$runs/control" --no-distill
 for r in student control; do [ -f "$runs/$r/metrics.json" ] || $py -m dlip eval "$runs/$r"; done
-$py -m dlip report --run teacher="$runs/teacher-vqa" --run "DLIP student=$runs/student" --run "no-distillation control=$runs/control" --out REPORT.md
-$py -m dlip export "$runs/student" --out "$root/models/dlip-student" --name dlip-student --overwrite
+# bundles (the teacher's and the control's only for the latency columns), then the distillation table
+for r in teacher student control; do
+  [ -f "$bundles/$r/manifest.json" ] || $py -m dlip export "$runs/$r" --out "$bundles/$r" --name "dlip-$r" --overwrite
+done
+$py -m dlip distill-report --teacher "teacher=$runs/teacher=$bundles/teacher" \
+  --student "DLIP student=$runs/student=$bundles/student" \
+  --control "no-distillation control=$runs/control=$bundles/control" --out REPORT.md
+# the ablation study: short distillations over configs/ablation_grid.json
+$py -m dlip ablate --teacher "$runs/teacher" --config configs/shapes_distill.json --grid configs/ablation_grid.json \
+  --data "$data" --out "$runs/ablation" --steps 150 --eval-images 200
+# the default model users get: the DLIP student, with int8 graphs; checked against PyTorch and scored as a bundle
+$py -m dlip export "$runs/student" --out "$root/models/dlip-student" --name dlip-student --int8 --overwrite
+$py -m dlip eval-bundle "$root/models/dlip-student" --data "$data" --compare-run "$runs/student"
+$py -m dlip eval-bundle "$root/models/dlip-student" --data "$data" --out "$runs/student/bundle_metrics.json"

@@ -78,6 +78,7 @@ def _add_ablate(sub) -> None:
     p.add_argument("--k", type=int, default=16, help="ITM re-ranks the top-k ITC candidates")
     p.add_argument("--threads", type=int)
     p.add_argument("--overwrite", action="store_true", help="rerun rows that already have results")
+    p.add_argument("--report", help="also fill the ablation block of this markdown file (e.g. REPORT.md)")
     p.set_defaults(preset=None, init=None, no_distill=False)
 
 
@@ -277,6 +278,15 @@ def run_command(args) -> int:
         settings = EvalSettings(k=args.k, limit_images=args.eval_images, limit_questions=args.eval_images)
         table = ablate(distill_config_from_args(args), grid, Path(args.out), settings, overwrite=args.overwrite)
         print(table.read_text())
+        if args.report:
+            from .eval.report import machine, write_block
+
+            steps = " + ".join(str(s.steps) for s in distill_config_from_args(args).stages)
+            note = (f"Each row: {steps} distillation steps from the same teacher, evaluated on the first "
+                    f"{args.eval_images or 'all'} test images and questions (ITC top-{args.k} + ITM). "
+                    f"Machine: {machine()}.")
+            write_block(Path(args.report), "ablation", table.read_text().rstrip() + "\n\n" + note)
+            print(f"wrote the ablation block of {args.report}")
     elif args.command == "latency":
         from .eval.latency import bundle_latency, latency_table
 

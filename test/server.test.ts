@@ -95,15 +95,26 @@ test("bad configuration: exits 2 naming the variable", async () => {
 });
 
 test("DEVICE=cuda without the CUDA provider refuses to start; DEVICE=auto falls back to CPU with a warning", async () => {
+  // this machine has no CUDA provider library (npm ci skips it: .npmrc); unit/cuda.test.ts covers the other causes
   const p = start([], { MODELS_DIR: FIXTURES, DEVICE: "cuda" });
   assert.equal(await p.exit, 1);
-  assert.match(p.stderr, /^error: could not start: DEVICE=cuda but .*CUDA provider/);
+  const lines = p.stderr.trim().split("\n");
+  assert.equal(lines.length, 1, p.stderr);
+  assert.match(
+    lines[0],
+    /^error: could not start: DEVICE=cuda but onnxruntime-node's CUDA provider library \(libonnxruntime_providers_cuda\.so\) is not installed: .*--onnxruntime-node-install=cuda12/,
+  );
   const q = start([], { MODELS_DIR: FIXTURES, DEVICE: "auto" });
   const port = await listening(q);
   const warning = q.stdout.map((l) => JSON.parse(l)).find((l) => l.level === 40);
-  assert.match(warning.msg, /DEVICE=auto: .*using the CPU provider/);
+  assert.match(
+    warning.msg,
+    /^DEVICE=auto: onnxruntime-node's CUDA provider library .* is not installed.*; using the CPU provider$/,
+  );
   const models = JSON.parse((await call(port, "GET", "/v1/models")).body);
   assert.equal(models.models[0].provider, "cpu");
+  const metrics = (await call(port, "GET", "/metrics")).body;
+  assert.match(metrics, /^dlip_model_info\{model="micro",version="[^"]+",provider="cpu"\} 1$/m, "the provider in use");
   q.child.kill("SIGTERM");
   assert.equal(await q.exit, 0);
 });

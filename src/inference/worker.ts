@@ -1,26 +1,15 @@
 // An inference worker thread: owns one onnxruntime session per model and graph, runs graphs and whole decodes
 // (the cache stays here between steps). onnxruntime-node's run() blocks this thread, not the HTTP thread.
-import { existsSync, readdirSync } from "node:fs";
-import { createRequire } from "node:module";
-import path from "node:path";
 import { parentPort } from "node:worker_threads";
 import * as ort from "onnxruntime-node";
 import { generate } from "../decode/search.js";
+import { CUDNN_SONAME, explainCudaFailure, findCudaProvider, loadable, missingLinkedLibraries } from "./cuda.js";
 import type { InitMessage, InitReply, JobMessage, JobReply, WireTensor, WorkerModel } from "./protocol.js";
 import { OnnxStepper } from "./stepper.js";
 
 const port = parentPort!;
 const sessions = new Map<string, Map<string, ort.InferenceSession>>(); // model -> graph -> session
 const models = new Map<string, WorkerModel>();
-
-/** Whether onnxruntime-node has the CUDA provider library (its install script downloads it; skipped by default). */
-function cudaProviderInstalled(): boolean {
-  const binRoot = path.join(path.dirname(createRequire(import.meta.url).resolve("onnxruntime-node")), "..", "bin");
-  if (!existsSync(binRoot)) return false;
-  return readdirSync(binRoot).some((napi) =>
-    existsSync(path.join(binRoot, napi, process.platform, process.arch, "libonnxruntime_providers_cuda.so")),
-  );
-}
 
 async function createSession(file: string, provider: "cpu" | "cuda", threads: number): Promise<ort.InferenceSession> {
   return ort.InferenceSession.create(file, {
@@ -32,23 +21,41 @@ async function createSession(file: string, provider: "cpu" | "cuda", threads: nu
   });
 }
 
+/**
+ * Whether CUDA works here: the first model's vision graph is created on the CUDA provider and run once (its patch
+ * convolution needs cuDNN). Null when it does; otherwise what is missing, in words (see cuda.ts).
+ */
+async function cudaProblem(m: WorkerModel, threads: number): Promise<string | null> {
+  const providerPath = findCudaProvider();
+  if (providerPath === null)
+    return explainCudaFailure({ providerPath, missingLibraries: [], cudnnLoadable: null, error: null });
+  try {
+    const s = await createSession(m.graphs.vision.file, "cuda", threads);
+    const S = m.imageSize;
+    await s.run({ pixel_values: new ort.Tensor("float32", new Float32Array(3 * S * S), [1, 3, S, S]) });
+    await s.release();
+    return null;
+  } catch (err) {
+    const missingLibraries = missingLinkedLibraries(providerPath);
+    return explainCudaFailure({
+      providerPath,
+      missingLibraries,
+      // cuDNN is opened at run time, not linked: look for it once the linked libraries are all there
+      cudnnLoadable: missingLibraries.length === 0 ? loadable(CUDNN_SONAME) : null,
+      error: String((err as Error)?.message ?? err),
+    });
+  }
+}
+
 async function init(msg: InitMessage): Promise<InitReply> {
   let provider: "cpu" | "cuda" = "cpu";
   let warning: string | null = null;
   if (msg.device !== "cpu") {
-    let why: string | null = null;
-    if (!cudaProviderInstalled()) {
-      why = "onnxruntime-node's CUDA provider is not installed (npm install --onnxruntime-node-install=cuda12)";
-    } else {
-      try {
-        await createSession(msg.models[0].graphs.vision.file, "cuda", msg.threads);
-        provider = "cuda";
-      } catch (err) {
-        why = `the CUDA provider failed to load (${String((err as Error).message).split("\n")[0]})`;
-      }
-    }
-    if (why !== null && msg.device === "cuda") return { type: "init_error", message: `DEVICE=cuda but ${why}` };
-    if (why !== null) warning = `DEVICE=auto: ${why}; using the CPU provider`;
+    const why = await cudaProblem(msg.models[0], msg.threads);
+    if (why === null) provider = "cuda";
+    else if (msg.device === "cuda")
+      return { type: "init_error", message: `DEVICE=cuda but ${why} (DEVICE=auto would fall back to the CPU)` };
+    else warning = `DEVICE=auto: ${why}; using the CPU provider`;
   }
   for (const m of msg.models) {
     const graphs = new Map<string, ort.InferenceSession>();

@@ -5,7 +5,7 @@
 // (this machine's 2 cores) differ from the image's environment; tini is used where it is installed
 // (apt-get install tini), else the command after its `--` runs directly.
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { chmodSync, cpSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -61,6 +61,16 @@ after(() => {
   rmSync(path.dirname(app), { recursive: true, force: true });
 });
 
+/** Whether uid:gid can run node and read the app (a checkout under a private home folder would not let it). */
+function canRunAs(uid: number, gid: number): boolean {
+  const files = [path.join(app, "dist/server.js"), path.join(app, "node_modules/fastify/package.json")];
+  const check =
+    "for (const f of process.argv.slice(1)) require('node:fs').accessSync(f, require('node:fs').constants.R_OK)";
+  const r = spawnSync(process.execPath, ["-e", check, ...files], { uid, gid, stdio: "ignore" });
+  if (r.status !== 0) console.log(`# ${uid}:${gid} cannot read the checkout; the server runs as this test's user`);
+  return r.status === 0;
+}
+
 interface Started {
   port: number;
   logs: () => Record<string, unknown>[];
@@ -76,7 +86,7 @@ async function startLikeTheImage(target: string): Promise<Started> {
   const argv = existsSync(init) ? spec.argv : rest.slice(rest.indexOf("--") + 1);
   const cwd = path.join(app, path.relative("/app", spec.workdir));
   const [uid, gid] = (spec.user ?? "").split(":").map(Number);
-  const asRoot = process.getuid?.() === 0;
+  const asUser = process.getuid?.() === 0 && canRunAs(uid, gid);
   const child = spawn(argv[0], argv.slice(1), {
     cwd,
     env: {
@@ -87,7 +97,7 @@ async function startLikeTheImage(target: string): Promise<Started> {
       THREADS_PER_WORKER: "1",
     },
     stdio: ["ignore", "pipe", "pipe"],
-    ...(asRoot ? { uid, gid } : {}), // the image's USER
+    ...(asUser ? { uid, gid } : {}), // the image's USER
   });
   let out = "";
   let err = "";

@@ -24,7 +24,7 @@ const KUBERNETES_VERSIONS = ["1.30.0", "1.37.0"];
 const CLOSE_MARGIN_S = 5;
 
 const rendered: Record<string, Resource[]> = Object.fromEntries(
-  [...Object.keys(OVERLAYS).map((o) => `overlays/${o}`), "monitoring"].map((d) => [
+  ["base", ...Object.keys(OVERLAYS).map((o) => `overlays/${o}`), "monitoring"].map((d) => [
     d,
     renderKustomization(path.join(K8S, d)),
   ]),
@@ -50,7 +50,7 @@ after(async () => {
   await app?.close();
 });
 
-test("every rendered overlay passes kubernetes-validate --strict; the ServiceMonitor is the only CRD", () => {
+test("base, overlays and monitoring, rendered, pass kubernetes-validate --strict; ServiceMonitor is the only CRD", () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), "dlip-k8s-"));
   try {
     const files = Object.entries(rendered).map(([name, resources]) => {

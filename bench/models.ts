@@ -1,0 +1,205 @@
+// Part 1, models: onnxruntime-node latency and throughput of each graph of the student and the teacher bundle (fp32
+// and, where the bundle has them, int8) at each batch size; end to end per image (encode + caption, encode + VQA);
+// parameters from the manifests and FLOPs per graph. The student/teacher speed ratio is the headline.
+import { statSync, readdirSync } from "node:fs";
+import path from "node:path";
+import * as ort from "onnxruntime-node";
+import { GRAPHS, type GraphName } from "../src/bundle/manifest.js";
+import type { Feeds } from "../src/inference/graphs.js";
+import { graphGflops } from "./flops.js";
+import type { BenchOptions } from "./options.js";
+import { captionRows, DECODER_PAST, hasInt8, RawModel, take, type ModelInputs, type Variant } from "./raw.js";
+import type { Stamp } from "./stamp.js";
+import { measure, round } from "./timing.js";
+import type { Workload } from "./workload.js";
+
+export interface GraphPoint {
+  batch: number;
+  latency_ms: number; // median per run
+  throughput_rows_s: number; // rows (images, texts, pairs, decoder rows) per second, from the median run time
+  runs: number;
+}
+
+export interface E2EPoint {
+  batch: number;
+  ms_per_batch: number; // median
+  ms_per_image: number;
+  images_per_s: number;
+  tokens: number; // decoded per image (fixed: the manifest's maximum, so both models do the same decoding work)
+}
+
+export interface VariantResult {
+  graphs: Record<GraphName, GraphPoint[]>;
+  e2e: { caption: E2EPoint[]; vqa: E2EPoint[] };
+}
+
+export interface BundleResult {
+  role: "student" | "teacher";
+  dir: string;
+  name: string;
+  version: string;
+  random_init: boolean;
+  size_mb: { fp32: number; int8: number | null };
+  params: Record<string, number> | null; // from the manifest
+  gflops: Record<GraphName, number>; // one run at batch 1 (decoder: one token after DECODER_PAST positions)
+  manifest_costs: unknown; // the evaluation's cost table (metrics.summary.costs), when the manifest has one
+  variants: Partial<Record<Variant, VariantResult>>;
+}
+
+export interface ModelsResult {
+  part: "models";
+  stamp: Stamp;
+  settings: {
+    threads: number;
+    batch_sizes: number[];
+    decoder_past: number;
+    images: number;
+    min_runs: number;
+    min_seconds: number;
+  };
+  bundles: { student: BundleResult; teacher: BundleResult | null };
+  teacher_note: string | null; // why the teacher is missing, and how to get it
+  ratios: Record<string, number>; // teacher ms / student ms per image, same batch and variant
+}
+
+function bundleSizeMb(dir: string, int8: boolean): number {
+  const files = readdirSync(dir).filter((f) => f.endsWith(".onnx") && f.includes(".int8.") === int8);
+  return round(files.reduce((n, f) => n + statSync(path.join(dir, f)).size, 0) / 1e6);
+}
+
+const ortFeeds = (f: Feeds) =>
+  Object.fromEntries(Object.entries(f).map(([k, t]) => [k, new ort.Tensor(t.type, t.data, t.dims)]));
+
+async function timeVariant(
+  model: RawModel,
+  inputs: ModelInputs,
+  opts: BenchOptions,
+  log: (s: string) => void,
+): Promise<VariantResult> {
+  const timing = { minRuns: opts.minRuns, minSeconds: opts.minSeconds };
+  const graphs = {} as Record<GraphName, GraphPoint[]>;
+  const label = `${path.basename(model.dir)} ${model.variant}`;
+  for (const g of GRAPHS) {
+    graphs[g] = [];
+    for (const B of opts.batchSizes) {
+      const feeds = ortFeeds(model.graphFeeds(g, inputs, B)); // built once: the timing is the graph's alone
+      const t = await measure(() => model.run(g, feeds), timing);
+      graphs[g].push({
+        batch: B,
+        latency_ms: t.median_ms,
+        throughput_rows_s: round((1000 * B) / t.median_ms),
+        runs: t.runs,
+      });
+      log(`models: ${label} ${g} b${B}: ${t.median_ms} ms`);
+    }
+  }
+  const N = model.manifest.model.image_tokens;
+  const tk = model.manifest.tokenizer;
+  const e2e: VariantResult["e2e"] = { caption: [], vqa: [] };
+  for (const B of [...new Set([1, Math.max(...opts.batchSizes)])]) {
+    const pixels = take(inputs.pixels, B);
+    const questions = take(inputs.questionIds, B);
+    // fixed lengths ([SEP] forbidden until the cap): equal decoding work for every model, trained or random
+    const capRow = { numBeams: 1, maxTokens: tk.max_caption_tokens, minTokens: tk.max_caption_tokens };
+    const ansRow = { numBeams: 1, maxTokens: tk.max_answer_tokens, minTokens: tk.max_answer_tokens };
+    const caption = async () => model.generate(captionRows(await model.encodeImages(pixels), N, capRow));
+    const vqa = async () => {
+      const states = await model.questionStates(await model.encodeImages(pixels), questions);
+      return model.generate(states.map((s) => ({ hidden: s.states, length: s.length, row: ansRow })));
+    };
+    for (const [task, fn, tokens] of [
+      ["caption", caption, capRow.maxTokens],
+      ["vqa", vqa, ansRow.maxTokens],
+    ] as const) {
+      const t = await measure(fn, timing);
+      e2e[task].push({
+        batch: B,
+        ms_per_batch: t.median_ms,
+        ms_per_image: round(t.median_ms / B),
+        images_per_s: round((1000 * B) / t.median_ms),
+        tokens,
+      });
+      log(`models: ${label} ${task} end to end b${B}: ${round(t.median_ms / B)} ms per image`);
+    }
+  }
+  return { graphs, e2e };
+}
+
+async function benchBundle(
+  role: "student" | "teacher",
+  dir: string,
+  w: Workload,
+  opts: BenchOptions,
+  log: (s: string) => void,
+): Promise<BundleResult> {
+  const fp32 = await RawModel.load(dir, "fp32", opts.threads);
+  const m = fp32.manifest;
+  const inputs = await fp32.prepare(w);
+  const gflops = {} as Record<GraphName, number>;
+  for (const g of GRAPHS)
+    gflops[g] = round(await graphGflops(path.join(dir, m.graphs[g].file), ortFeeds(fp32.graphFeeds(g, inputs, 1))));
+  const variants: BundleResult["variants"] = { fp32: await timeVariant(fp32, inputs, opts, log) };
+  await fp32.release();
+  if (hasInt8(m)) {
+    const int8 = await RawModel.load(dir, "int8", opts.threads);
+    variants.int8 = await timeVariant(int8, inputs, opts, log);
+    await int8.release();
+  } else log(`models: ${path.basename(dir)} has no int8 graphs (export with --int8 to compare them)`);
+  const summary = (m.metrics as { summary?: { costs?: unknown } }).summary;
+  return {
+    role,
+    dir,
+    name: m.name,
+    version: m.version,
+    random_init: (m.source as { random_init?: boolean } | undefined)?.random_init === true,
+    size_mb: { fp32: bundleSizeMb(dir, false), int8: hasInt8(m) ? bundleSizeMb(dir, true) : null },
+    params: m.params ?? null,
+    gflops,
+    manifest_costs: summary?.costs ?? null,
+    variants,
+  };
+}
+
+/** Teacher ms per image / student ms per image, for each task, variant and end-to-end batch size. */
+export function speedRatios(s: BundleResult, t: BundleResult | null): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (!t) return out;
+  for (const v of ["fp32", "int8"] as const) {
+    const sv = s.variants[v];
+    const tv = t.variants[v];
+    if (!sv || !tv) continue;
+    for (const task of ["caption", "vqa"] as const) {
+      for (const p of sv.e2e[task]) {
+        const q = tv.e2e[task].find((x) => x.batch === p.batch);
+        if (q) out[`${task}_${v}_b${p.batch}`] = round(q.ms_per_image / p.ms_per_image);
+      }
+    }
+  }
+  return out;
+}
+
+export async function runModels(
+  opts: BenchOptions,
+  w: Workload,
+  teacher: { dir: string | null; note: string | null },
+  stamp: Stamp,
+  log: (s: string) => void,
+): Promise<ModelsResult> {
+  const student = await benchBundle("student", opts.student, w, opts, log);
+  const teacherResult = teacher.dir ? await benchBundle("teacher", teacher.dir, w, opts, log) : null;
+  return {
+    part: "models",
+    stamp,
+    settings: {
+      threads: opts.threads,
+      batch_sizes: opts.batchSizes,
+      decoder_past: DECODER_PAST,
+      images: w.images.length,
+      min_runs: opts.minRuns,
+      min_seconds: opts.minSeconds,
+    },
+    bundles: { student, teacher: teacherResult },
+    teacher_note: teacher.note,
+    ratios: speedRatios(student, teacherResult),
+  };
+}

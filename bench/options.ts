@@ -1,0 +1,171 @@
+// Benchmark options: command-line flags over defaults (full run, or --quick for a smoke test on the micro fixture),
+// validated once; unknown flags are refused. Paths are relative to the repository root (npm runs scripts there).
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+
+export const PARTS = ["models", "server"] as const;
+export type Part = (typeof PARTS)[number];
+export const ENDPOINTS = ["embed_image", "embed_text", "caption", "vqa", "rank"] as const;
+export type Endpoint = (typeof ENDPOINTS)[number];
+
+export interface BenchOptions {
+  parts: Part[]; // which parts run (each writes its own JSON; the report is rebuilt from every JSON present)
+  out: string; // results directory
+  student: string; // the student bundle: the default model the server is benchmarked with
+  teacher: string | null; // the teacher bundle; null or a missing path: teacher rows are skipped, and the report says so
+  exportTeacher: string | null; // run folder to export the teacher bundle from when it is missing (only when asked)
+  images: string; // Shapes image root (python -m dlip data synth writes it when it lacks images)
+  imageCount: number; // the first N Shapes test images are the request images
+  quick: boolean;
+  batchSizes: number[]; // raw onnxruntime batch sizes (models part)
+  minRuns: number; // raw timings: at least this many runs ...
+  minSeconds: number; // ... and at least this long (s), after one warm-up run
+  concurrency: number[]; // HTTP connections per load point
+  durationS: number; // seconds per load point
+  warmupS: number; // unmeasured load before each point (s)
+  endpoints: Endpoint[];
+  batchingConcurrency: number; // connections of the batching off/on comparison
+  memoryRequests: number; // requests of the resident-memory stability run
+  threads: number; // onnxruntime intra-op threads: the server's default THREADS_PER_WORKER, used for raw runs too
+  port: number; // where the benchmarked server listens (127.0.0.1)
+  plots: boolean;
+  cpuProfile: boolean; // also run the default server under node --cpu-prof and summarise where its time goes
+}
+
+const FULL = {
+  student: "models/dlip-student",
+  teacher: "runs/bundles/teacher",
+  imageCount: 64,
+  batchSizes: [1, 8, 32],
+  minRuns: 5,
+  minSeconds: 0.5,
+  concurrency: [1, 4, 16, 64],
+  durationS: 8,
+  warmupS: 1,
+  batchingConcurrency: 16,
+  memoryRequests: 20_000,
+};
+
+// --quick: the micro test bundle, short points; for CI (well under a minute), never for numbers
+const QUICK: typeof FULL = {
+  student: "test/fixtures/micro",
+  teacher: "",
+  imageCount: 8,
+  batchSizes: [1, 8],
+  minRuns: 2,
+  minSeconds: 0.02,
+  concurrency: [1, 4],
+  durationS: 1,
+  warmupS: 0.2,
+  batchingConcurrency: 4,
+  memoryRequests: 300,
+};
+
+export class OptionsError extends Error {}
+
+export const USAGE = `usage: npm run bench -- [flags]      (npm run bench:models / bench:server run one part)
+
+  --quick                  smoke test: micro fixture bundle, short points (CI)
+  --parts LIST             models,server (default: both)
+  --out DIR                results directory (default: bench/results)
+  --student DIR            student bundle, the default model (default: ${FULL.student})
+  --teacher DIR            teacher bundle (default: ${FULL.teacher}; --quick: none); missing: teacher rows skipped
+  --export-teacher RUN     when the teacher bundle is missing, export it from this run folder first
+  --images DIR             Shapes image root (default: data/bench-shapes, generated when missing)
+  --image-count N          request images: the first N Shapes test images (default: ${FULL.imageCount})
+  --batch-sizes LIST       raw onnxruntime batch sizes (default: ${FULL.batchSizes.join(",")})
+  --concurrency LIST       HTTP connections per load point (default: ${FULL.concurrency.join(",")})
+  --duration S             seconds per load point (default: ${FULL.durationS})
+  --endpoints LIST         ${ENDPOINTS.join(",")} (default: all)
+  --memory-requests N      requests of the memory stability run (default: ${FULL.memoryRequests})
+  --threads N              onnxruntime threads (default: cores, the server's default)
+  --port N                 port of the benchmarked server (default: 18080)
+  --no-plots               skip the PNG plots
+  --cpu-profile            also profile the default server (node --cpu-prof) under load`;
+
+function list<T extends string>(raw: string, allowed: readonly T[], flag: string): T[] {
+  const xs = raw.split(",").map((s) => s.trim());
+  for (const x of xs)
+    if (!allowed.includes(x as T)) throw new OptionsError(`--${flag}: unknown '${x}' (${allowed.join(", ")})`);
+  return xs as T[];
+}
+
+function ints(raw: string, flag: string, min = 1): number[] {
+  const xs = raw.split(",").map((s) => s.trim());
+  if (xs.some((x) => !/^\d+$/.test(x) || Number(x) < min))
+    throw new OptionsError(`--${flag} must be integers >= ${min} separated by commas, got '${raw}'`);
+  return xs.map(Number);
+}
+
+function num(raw: string, flag: string, min: number): number {
+  const x = Number(raw);
+  if (!Number.isFinite(x) || x < min) throw new OptionsError(`--${flag} must be a number >= ${min}, got '${raw}'`);
+  return x;
+}
+
+export function parseOptions(argv: readonly string[], root: string): BenchOptions {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: false,
+      options: {
+        quick: { type: "boolean" },
+        parts: { type: "string" },
+        out: { type: "string" },
+        student: { type: "string" },
+        teacher: { type: "string" },
+        "export-teacher": { type: "string" },
+        images: { type: "string" },
+        "image-count": { type: "string" },
+        "batch-sizes": { type: "string" },
+        concurrency: { type: "string" },
+        duration: { type: "string" },
+        endpoints: { type: "string" },
+        "memory-requests": { type: "string" },
+        threads: { type: "string" },
+        port: { type: "string" },
+        "no-plots": { type: "boolean" },
+        "cpu-profile": { type: "boolean" },
+        help: { type: "boolean" },
+      },
+    }));
+  } catch (err) {
+    throw new OptionsError((err as Error).message.split("\n")[0]);
+  }
+  if (values.help) throw new OptionsError(USAGE);
+  const quick = values.quick === true;
+  const d = quick ? QUICK : FULL;
+  const str = (k: string) => (typeof values[k] === "string" ? (values[k] as string) : undefined);
+  const abs = (p: string) => path.resolve(root, p);
+  const teacher = str("teacher") ?? d.teacher;
+  const concurrency = str("concurrency") ? ints(str("concurrency")!, "concurrency") : d.concurrency;
+  const opts: BenchOptions = {
+    parts: str("parts") ? list(str("parts")!, PARTS, "parts") : [...PARTS],
+    out: abs(str("out") ?? "bench/results"),
+    student: abs(str("student") ?? d.student),
+    teacher: teacher === "" ? null : abs(teacher),
+    exportTeacher: str("export-teacher") ? abs(str("export-teacher")!) : null,
+    images: abs(str("images") ?? "data/bench-shapes"),
+    imageCount: str("image-count") ? ints(str("image-count")!, "image-count")[0] : d.imageCount,
+    quick,
+    batchSizes: str("batch-sizes") ? ints(str("batch-sizes")!, "batch-sizes") : d.batchSizes,
+    minRuns: d.minRuns,
+    minSeconds: d.minSeconds,
+    concurrency,
+    durationS: str("duration") ? num(str("duration")!, "duration", 0.5) : d.durationS,
+    warmupS: d.warmupS,
+    endpoints: str("endpoints") ? list(str("endpoints")!, ENDPOINTS, "endpoints") : [...ENDPOINTS],
+    batchingConcurrency: d.batchingConcurrency,
+    memoryRequests: str("memory-requests") ? ints(str("memory-requests")!, "memory-requests")[0] : d.memoryRequests,
+    threads: str("threads") ? ints(str("threads")!, "threads")[0] : Math.max(1, os.availableParallelism()),
+    port: str("port") ? ints(str("port")!, "port")[0] : 18080,
+    plots: values["no-plots"] !== true,
+    cpuProfile: values["cpu-profile"] === true,
+  };
+  if (opts.port > 65535) throw new OptionsError(`--port must be <= 65535, got ${opts.port}`);
+  if (opts.batchSizes.some((b) => b > 256)) throw new OptionsError("--batch-sizes must be <= 256");
+  return opts;
+}

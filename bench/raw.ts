@@ -1,0 +1,264 @@
+// A bundle's graphs run directly on onnxruntime-node in this process: no HTTP, no worker thread, no queue. The
+// server's own code builds the feeds (inference/graphs.ts), preprocesses images and decodes (decode/search.ts with
+// the key/value-cache stepper), so the only difference from the server is everything around the graphs.
+import path from "node:path";
+import * as ort from "onnxruntime-node";
+import { GRAPHS, readManifest, type GraphName, type Manifest } from "../src/bundle/manifest.js";
+import { generate, type DecoderStepper, type GenResult, type GenRow } from "../src/decode/search.js";
+import {
+  fusedFeeds,
+  generationFeeds,
+  splitStates,
+  splitVision,
+  textFeeds,
+  visionFeeds,
+  type Feeds,
+  type GenInput,
+  type ImageRow,
+  type StatesRow,
+} from "../src/inference/graphs.js";
+import type { WireTensor } from "../src/inference/protocol.js";
+import { gatherRows, OnnxStepper, type DecoderShape } from "../src/inference/stepper.js";
+import { imageSpec, preprocessImage } from "../src/preprocess/image.js";
+import { TextTokenizer } from "../src/preprocess/text.js";
+import type { Workload } from "./workload.js";
+
+export type Variant = "fp32" | "int8";
+
+// Decoder graph timings feed one new token after this many cached positions (about half a Shapes caption)
+export const DECODER_PAST = 10;
+
+export function sessionOptions(threads: number): ort.InferenceSession.SessionOptions {
+  // the worker's options (src/inference/worker.ts)
+  return {
+    executionProviders: ["cpu"],
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: "all",
+    logSeverityLevel: 3,
+  };
+}
+
+export function hasInt8(m: Manifest): boolean {
+  return GRAPHS.every((g) => m.graphs[g].int8 !== undefined);
+}
+
+const toOrt = (t: WireTensor) => new ort.Tensor(t.type, t.data, t.dims);
+
+/** Inputs derived from the workload once per model: pixels, token rows, image tokens. */
+export interface ModelInputs {
+  pixels: Float32Array[]; // (3 * S * S) per image
+  captionIds: number[][]; // [CLS] caption [SEP]
+  pairIds: number[][]; // [ENC] caption [SEP] (ITM)
+  questionIds: number[][]; // [ENC] question [SEP] (VQA)
+  images: ImageRow[]; // vision outputs of the pixels
+}
+
+/** Rows 0..B-1 of xs, cycling when B exceeds its length. */
+export function take<T>(xs: readonly T[], B: number): T[] {
+  return Array.from({ length: B }, (_, i) => xs[i % xs.length]);
+}
+
+export class RawModel {
+  private constructor(
+    readonly dir: string,
+    readonly variant: Variant,
+    readonly manifest: Manifest,
+    readonly tokenizer: TextTokenizer,
+    readonly sessions: Record<GraphName, ort.InferenceSession>,
+  ) {}
+
+  static async load(dir: string, variant: Variant, threads: number): Promise<RawModel> {
+    const manifest = readManifest(dir);
+    if (variant === "int8" && !hasInt8(manifest)) throw new Error(`${dir}: the bundle has no int8 graphs`);
+    const sessions = {} as Record<GraphName, ort.InferenceSession>;
+    for (const g of GRAPHS) {
+      const spec = manifest.graphs[g];
+      const file = variant === "int8" ? spec.int8!.file : spec.file;
+      sessions[g] = await ort.InferenceSession.create(path.join(dir, file), sessionOptions(threads));
+    }
+    const tk = manifest.tokenizer;
+    return new RawModel(
+      dir,
+      variant,
+      manifest,
+      TextTokenizer.fromFile(path.join(dir, tk.file), tk.special_tokens),
+      sessions,
+    );
+  }
+
+  get special() {
+    return this.manifest.tokenizer.special_tokens;
+  }
+
+  get decoderShape(): DecoderShape {
+    const m = this.manifest.model;
+    return { layers: m.decoder_layers, heads: m.decoder_heads, headDim: m.decoder_head_dim, vocab: m.vocab_size };
+  }
+
+  async release(): Promise<void> {
+    for (const s of Object.values(this.sessions)) await s.release();
+  }
+
+  async run(
+    graph: GraphName,
+    feeds: Feeds | Record<string, ort.Tensor>,
+  ): Promise<ort.InferenceSession.OnnxValueMapType> {
+    const ortFeeds = Object.fromEntries(
+      Object.entries(feeds).map(([k, v]) => [k, v instanceof ort.Tensor ? v : toOrt(v as WireTensor)]),
+    );
+    return this.sessions[graph].run(ortFeeds);
+  }
+
+  async prepare(w: Workload): Promise<ModelInputs> {
+    const spec = imageSpec(this.manifest.preprocessing, 40_000_000);
+    const pixels = await Promise.all(w.images.map((b, i) => preprocessImage(b, spec, w.files[i])));
+    const tk = this.manifest.tokenizer;
+    const enc = this.special.enc;
+    return {
+      pixels,
+      captionIds: w.captions.map((c) => this.tokenizer.encode(c, tk.max_text_tokens)),
+      pairIds: w.captions.map((c) => this.tokenizer.encodeWithFirst(c, tk.max_text_tokens, enc)),
+      questionIds: w.questions.map((q) => this.tokenizer.encodeWithFirst(q, tk.max_text_tokens, enc)),
+      images: await this.encodeImages(pixels),
+    };
+  }
+
+  async encodeImages(pixels: Float32Array[]): Promise<ImageRow[]> {
+    const size = this.manifest.preprocessing.image_size;
+    const out = await this.run("vision", visionFeeds(pixels, size));
+    return splitVision(out as unknown as Feeds, pixels.length);
+  }
+
+  async questionStates(images: ImageRow[], ids: number[][]): Promise<StatesRow[]> {
+    const { image_tokens: N, vision_width: Dv } = this.manifest.model;
+    const rows = images.map((im, i) => ({ embeds: im.embeds, ids: ids[i] }));
+    const out = await this.run("vqa_encoder", fusedFeeds(rows, this.special.pad, N, Dv));
+    return splitStates(out as unknown as Feeds, rows);
+  }
+
+  /** Greedy or beam decoding of `rows` as the server's worker does it, with or without the key/value cache. */
+  async generate(rows: GenInput[], cached = true): Promise<{ results: GenResult[]; steps: number }> {
+    const D = rows[0].hidden.length / rows[0].length;
+    const { hidden, mask } = generationFeeds(rows, D);
+    const M = hidden.dims[1];
+    const stepper = cached
+      ? new OnnxStepper(
+          this.sessions.decoder,
+          ort.Tensor,
+          this.decoderShape,
+          hidden.data as Float32Array,
+          mask.data as BigInt64Array,
+          M,
+          D,
+        )
+      : new UncachedStepper(
+          this.sessions.decoder,
+          this.decoderShape,
+          hidden.data as Float32Array,
+          mask.data as BigInt64Array,
+          M,
+          D,
+        );
+    const results = await generate(
+      stepper,
+      rows.map((r) => r.row),
+      this.special.dec,
+      this.special.sep,
+    );
+    return { results, steps: stepper.steps };
+  }
+
+  /** Feeds of one graph at batch B, from the prepared inputs (decoder: one token after DECODER_PAST positions). */
+  graphFeeds(graph: GraphName, inputs: ModelInputs, B: number): Feeds {
+    const { image_tokens: N, vision_width: Dv, decoder_heads: H, decoder_head_dim: Dh } = this.manifest.model;
+    const pad = this.special.pad;
+    const images = take(inputs.images, B);
+    if (graph === "vision") return visionFeeds(take(inputs.pixels, B), this.manifest.preprocessing.image_size);
+    if (graph === "text") return textFeeds(take(inputs.captionIds, B), pad);
+    if (graph === "itm" || graph === "vqa_encoder") {
+      const ids = take(graph === "itm" ? inputs.pairIds : inputs.questionIds, B);
+      return fusedFeeds(
+        images.map((im, i) => ({ embeds: im.embeds, ids: ids[i] })),
+        pad,
+        N,
+        Dv,
+      );
+    }
+    const P = DECODER_PAST;
+    const { hidden, mask } = generationFeeds(
+      images.map((im) => ({ hidden: im.embeds, length: N, row: { numBeams: 1, maxTokens: 1, minTokens: 0 } })),
+      Dv,
+    );
+    const feeds: Feeds = {
+      input_ids: { type: "int64", dims: [B, 1], data: new BigInt64Array(B).fill(BigInt(this.special.dec)) },
+      attention_mask: { type: "int64", dims: [B, P + 1], data: new BigInt64Array(B * (P + 1)).fill(1n) },
+      encoder_hidden: hidden,
+      encoder_mask: mask,
+    };
+    for (let i = 0; i < this.manifest.model.decoder_layers; i++) {
+      for (const kind of ["key", "value"])
+        feeds[`past_${kind}_${i}`] = {
+          type: "float32",
+          dims: [B, H, P, Dh],
+          data: new Float32Array(B * H * P * Dh).fill(0.01),
+        };
+    }
+    return feeds;
+  }
+}
+
+/**
+ * Decoding without the key/value cache: every step feeds the whole prefix ([DEC] and the tokens so far) with an
+ * empty cache (P = 0) and keeps the last position's logits. Same tokens as the cached stepper, more work per step.
+ */
+export class UncachedStepper implements DecoderStepper {
+  readonly vocab: number;
+  steps = 0;
+  private seqs: number[][] = []; // tokens fed so far per slot, [DEC] first
+  private hidden: Float32Array;
+  private mask: BigInt64Array;
+
+  constructor(
+    private readonly session: ort.InferenceSession,
+    private readonly shape: DecoderShape,
+    encoderHidden: Float32Array,
+    encoderMask: BigInt64Array,
+    private readonly M: number,
+    private readonly D: number,
+  ) {
+    this.vocab = shape.vocab;
+    this.hidden = encoderHidden;
+    this.mask = encoderMask;
+  }
+
+  async step(tokens: readonly number[], from: readonly number[]): Promise<Float32Array> {
+    const R = tokens.length;
+    const { layers, heads, headDim, vocab } = this.shape;
+    this.hidden = gatherRows(this.hidden, this.M * this.D, from);
+    this.mask = gatherRows(this.mask, this.M, from);
+    this.seqs = this.steps === 0 ? tokens.map((t) => [t]) : from.map((f, i) => [...this.seqs[f], tokens[i]]);
+    const T = this.seqs[0].length; // every live slot has fed the same number of tokens
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor("int64", BigInt64Array.from(this.seqs.flat(), BigInt), [R, T]),
+      attention_mask: new ort.Tensor("int64", new BigInt64Array(R * T).fill(1n), [R, T]),
+      encoder_hidden: new ort.Tensor("float32", this.hidden, [R, this.M, this.D]),
+      encoder_mask: new ort.Tensor("int64", this.mask, [R, this.M]),
+    };
+    for (let i = 0; i < layers; i++) {
+      feeds[`past_key_${i}`] = new ort.Tensor("float32", new Float32Array(0), [R, heads, 0, headDim]);
+      feeds[`past_value_${i}`] = new ort.Tensor("float32", new Float32Array(0), [R, heads, 0, headDim]);
+    }
+    const out = await this.session.run(feeds);
+    this.steps++;
+    const all = out.logits.data as Float32Array; // (R, T, V): keep position T - 1 of each row
+    const logits = new Float32Array(R * vocab);
+    for (let r = 0; r < R; r++) logits.set(all.subarray((r * T + T - 1) * vocab, (r * T + T) * vocab), r * vocab);
+    return logits;
+  }
+}
+
+/** Generation rows for images: captions as the server decodes them (greedy, at least one token). */
+export function captionRows(images: ImageRow[], N: number, row: GenRow): GenInput[] {
+  return images.map((im) => ({ hidden: im.embeds, length: N, row }));
+}

@@ -1,0 +1,362 @@
+// The markdown report (results.md) from the parts' JSON files: stamps and commands first, then the targets, then
+// one table per measurement, then the plots.
+import { GRAPHS } from "../src/bundle/manifest.js";
+import type { BundleResult, ModelsResult } from "./models.js";
+import type { Point, ServerResult } from "./serving.js";
+import type { Stamp } from "./stamp.js";
+import { checkTargets } from "./targets.js";
+
+export const PLOTS = {
+  "server_throughput.png": "Throughput vs concurrency (dashed: the raw onnxruntime ceiling)",
+  "server_latency.png": "Latency percentiles vs throughput",
+  "student_vs_teacher.png": "Student vs teacher",
+  "models_graphs.png": "Graph latency by batch size",
+  "memory.png": "Resident memory over the stability run",
+} as const;
+
+const f = (v: number | null | undefined, digits = 2) =>
+  v === null || v === undefined || !Number.isFinite(v) ? "-" : v >= 100 ? v.toFixed(0) : v.toFixed(digits);
+const row = (cells: (string | number)[]) => `| ${cells.join(" | ")} |`;
+const head = (cells: string[]) => [row(cells), row(cells.map(() => "---"))];
+
+function stampLines(part: string, s: Stamp): string[] {
+  const m = s.machine;
+  return [
+    row([
+      part,
+      `\`${s.command}\``,
+      `${m.cpu_model}, ${m.cores} cores, ${m.memory_gib} GiB, load ${m.load_average_1m} at start`,
+      Object.entries(s.versions)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(", "),
+      `${s.git.commit?.slice(0, 10) ?? "?"}${s.git.dirty ? " (modified)" : ""}`,
+      s.time,
+    ]),
+  ];
+}
+
+function bundleRows(b: BundleResult): string[] {
+  const p = b.params ?? {};
+  const g = b.gflops;
+  return [
+    row([
+      `${b.role} (${b.name}${b.random_init ? ", random weights" : ""})`,
+      f(p.total / 1e6, 2),
+      f(p.vision / 1e6, 2),
+      f(p.text_encoder / 1e6, 2),
+      f(p.text_decoder / 1e6, 2),
+      f(b.size_mb.fp32, 1),
+      f(b.size_mb.int8, 1),
+      ...GRAPHS.map((k) => f(g[k], 4)),
+    ]),
+  ];
+}
+
+function modelsSection(m: ModelsResult): string[] {
+  const out = ["## Models: raw onnxruntime-node", ""];
+  out.push(
+    `${m.settings.threads} intra-op threads; median of at least ${m.settings.min_runs} runs and ${m.settings.min_seconds} s ` +
+      `after a warm-up run; inputs from ${m.settings.images} Shapes test images. End to end decodes a fixed number of ` +
+      `tokens per image (the manifest's maximum; [SEP] forbidden before it) so that both models do the same work. ` +
+      `Decoder rows: one new token after ${m.settings.decoder_past} cached positions.`,
+    "",
+  );
+  if (m.teacher_note) out.push(`**Teacher not measured:** ${m.teacher_note}`, "");
+  const bundles = [m.bundles.student, m.bundles.teacher].filter((b): b is BundleResult => b !== null);
+  out.push(
+    "### End to end per image",
+    "",
+    ...head(["bundle", "variant", "task", "batch", "ms per image", "images/s", "teacher / student"]),
+  );
+  for (const b of bundles)
+    for (const [v, r] of Object.entries(b.variants))
+      for (const task of ["caption", "vqa"] as const)
+        for (const p of r!.e2e[task])
+          out.push(
+            row([
+              b.role,
+              v,
+              task,
+              p.batch,
+              f(p.ms_per_image),
+              f(p.images_per_s, 1),
+              b.role === "student"
+                ? f(m.ratios[`${task}_${v}_b${p.batch}`]) + (m.ratios[`${task}_${v}_b${p.batch}`] ? "x" : "")
+                : "",
+            ]),
+          );
+  out.push("", "### Size and cost", "");
+  out.push(
+    ...head([
+      "bundle",
+      "params (M)",
+      "vision",
+      "text encoder",
+      "decoder",
+      "fp32 MB",
+      "int8 MB",
+      ...GRAPHS.map((g) => `GFLOPs ${g}`),
+    ]),
+  );
+  for (const b of bundles) out.push(...bundleRows(b));
+  out.push(
+    "",
+    "GFLOPs: one run at batch 1 (2 x multiply-adds of MatMul, Gemm and Conv, from onnxruntime's profile of the unoptimised graph).",
+    "",
+  );
+  out.push("### Graphs: median latency (ms) and throughput (rows/s)", "");
+  out.push(...head(["bundle", "variant", "graph", ...m.settings.batch_sizes.map((b) => `batch ${b}`)]));
+  for (const b of bundles)
+    for (const [v, r] of Object.entries(b.variants))
+      for (const g of GRAPHS)
+        out.push(
+          row([b.role, v, g, ...r!.graphs[g].map((p) => `${f(p.latency_ms, 3)} ms, ${f(p.throughput_rows_s, 0)}/s`)]),
+        );
+  out.push("");
+  return out;
+}
+
+function pointRow(name: string, p: Point): string {
+  const bd = p.breakdown;
+  const batches = Object.entries(bd.graphs)
+    .map(([g, x]) => `${g} ${f(x!.mean_batch_rows, 1)}`)
+    .join(", ");
+  return row([
+    name,
+    p.connections ?? "-",
+    f(p.throughput_rps, 1),
+    f(p.latency_ms.p50),
+    f(p.latency_ms.p95),
+    f(p.latency_ms.p99),
+    p.failed,
+    batches,
+    f(bd.worker_busy_share),
+    f(bd.server_cpu_cores),
+  ]);
+}
+
+function serverSection(s: ServerResult): string[] {
+  const out = ["## Server", ""];
+  out.push(
+    `Started as users start it: \`${s.server.command}\` (${s.server.workers} worker, ${s.server.threads_per_worker} threads). ` +
+      `Ready ${f(s.boot.ready_s)} s after process start; ${f(s.boot.rss_ready_mb, 0)} MiB resident when ready. ` +
+      `Load: autocannon, ${s.settings.duration_s} s per point after ${s.settings.warmup_s} s of warm-up, JSON bodies with base64 Shapes PNGs (${s.settings.images} images).`,
+    "",
+  );
+  if (s.teacher_note) out.push(`**Teacher not measured:** ${s.teacher_note}`, "");
+  out.push("### Throughput and latency by concurrency", "");
+  out.push(
+    ...head([
+      "endpoint",
+      "connections",
+      "req/s",
+      "p50 ms",
+      "p95 ms",
+      "p99 ms",
+      "failed",
+      "mean batch rows",
+      "worker busy",
+      "server CPU cores",
+    ]),
+  );
+  for (const [e, r] of Object.entries(s.endpoints)) for (const p of r!.points) out.push(pointRow(e, p));
+  out.push(
+    "",
+    "Requests: " +
+      Object.entries(s.endpoints)
+        .map(([e, r]) => `${e} = ${r!.request}`)
+        .join("; ") +
+      ".",
+    "",
+  );
+  out.push("### Ceiling: the same graphs on raw onnxruntime-node, at the batch sizes the server formed", "");
+  out.push(...head(["task", "batch sizes", "ms per request by graph", "raw req/s", "server req/s", "server / raw"]));
+  for (const [t, c] of Object.entries(s.ceiling))
+    out.push(
+      row([
+        t,
+        JSON.stringify(c!.batches),
+        Object.entries(c!.ms_per_request)
+          .map(([g, v]) => `${g} ${f(v, 3)}`)
+          .join(", "),
+        f(c!.throughput_rps, 1),
+        f(c!.server_rps, 1),
+        `${(100 * c!.ratio).toFixed(0)}%`,
+      ]),
+    );
+  out.push("", "### Where the time goes at saturation (from the server's /metrics)", "");
+  out.push(
+    ...head([
+      "endpoint",
+      "connections",
+      "server ms/request",
+      "preprocess ms/request",
+      "per graph: rows/batch, queue wait ms/row, inference ms/batch, busy share",
+      "tokens/request",
+    ]),
+  );
+  for (const [e, r] of Object.entries(s.endpoints)) {
+    const p = r!.points.find((x) => x.connections === r!.saturation.concurrency)!;
+    const bd = p.breakdown;
+    const graphs = Object.entries(bd.graphs)
+      .map(
+        ([g, x]) =>
+          `${g}: ${f(x!.mean_batch_rows, 1)}, ${f(x!.queue_wait_ms)}, ${f(x!.inference_ms)}, ${f(x!.busy_share)}`,
+      )
+      .join("; ");
+    out.push(row([e, p.connections ?? "-", f(bd.server_ms), f(bd.preprocess_ms), graphs, f(bd.tokens_per_request, 1)]));
+  }
+  out.push("");
+  if (s.batching) {
+    out.push(`### Dynamic batching vs batching off (image embeddings, ${s.batching.concurrency} connections)`, "");
+    out.push(
+      ...head([
+        "server",
+        "connections",
+        "req/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "failed",
+        "mean batch rows",
+        "worker busy",
+        "server CPU cores",
+      ]),
+    );
+    out.push(
+      pointRow("MAX_BATCH_SIZE=1", s.batching.off),
+      pointRow("default (32)", s.batching.on),
+      "",
+      `On / off: **${f(s.batching.ratio)}x**.`,
+      "",
+    );
+  }
+  out.push("### Latency at half the saturation throughput (open loop, Poisson arrivals)", "");
+  out.push(...head(["endpoint", "offered req/s", "answered req/s", "p50 ms", "p95 ms", "p99 ms", "p99 / p50"]));
+  for (const [e, h] of Object.entries(s.half_load))
+    out.push(
+      row([
+        e,
+        f(h!.rate_rps, 1),
+        f(h!.result.throughput_rps, 1),
+        f(h!.result.latency_ms.p50),
+        f(h!.result.latency_ms.p95),
+        f(h!.result.latency_ms.p99),
+        f(h!.p99_over_p50),
+      ]),
+    );
+  out.push(
+    "",
+    "### Caption decoding with the key/value cache vs without (raw onnxruntime, the server's decoding code)",
+    "",
+  );
+  out.push(
+    ...head([
+      "batch",
+      "caption length",
+      "tokens per run",
+      "cached tokens/s",
+      "uncached tokens/s",
+      "cached / uncached",
+      "same captions",
+    ]),
+  );
+  for (const k of s.kv_cache)
+    out.push(
+      row([
+        k.batch,
+        k.length === "max" ? "fixed at the cap" : "until [SEP]",
+        k.tokens,
+        f(k.cached_tokens_per_s, 0),
+        f(k.uncached_tokens_per_s, 0),
+        `${f(k.ratio)}x`,
+        k.same_tokens ? "yes" : "no",
+      ]),
+    );
+  out.push("");
+  if (s.teacher) {
+    out.push(
+      "### Student vs teacher in one server",
+      "",
+      `\`${s.teacher.command}\`, ready in ${f(s.teacher.ready_s)} s.`,
+      "",
+    );
+    out.push(
+      ...head([
+        "task",
+        "model",
+        "connections",
+        "req/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "failed",
+        "mean batch rows",
+        "worker busy",
+        "server CPU cores",
+      ]),
+    );
+    for (const [task, t] of Object.entries(s.teacher.tasks)) {
+      for (const model of ["student", "teacher"] as const)
+        for (const p of t[model]) out.push(pointRow(`${task} | ${model}`, p));
+    }
+    out.push("");
+    for (const [task, t] of Object.entries(s.teacher.tasks))
+      out.push(
+        `- ${task}: student ${f(t.throughput_ratio)}x the teacher's throughput; teacher p50 / student p50 at 1 connection ${f(t.latency_ratio_c1)}x.`,
+      );
+    out.push("");
+  }
+  const m = s.memory;
+  out.push(
+    "### Resident memory",
+    "",
+    `${m.requests} requests (every endpoint in turn, ${m.connections} connections, ${m.failed} failed): ` +
+      `${f(m.rss_mb.ready, 0)} MiB when ready, ${f(m.rss_mb.before, 0)} MiB before the run, ${f(m.rss_mb.after, 0)} MiB after ` +
+      `(max ${f(m.rss_mb.max, 0)}); growth ${(100 * m.growth).toFixed(1)}% (max ${(100 * m.max_growth).toFixed(1)}%).`,
+    "",
+  );
+  out.push(
+    "Server start to ready: " + s.boot.ready_s_all.map((r) => `${r.server} ${f(r.ready_s)} s`).join(", ") + ".",
+    "",
+  );
+  if (s.cpu_profile) {
+    out.push("### CPU profile of the server at saturation (node --cpu-prof; self time)", "");
+    for (const t of s.cpu_profile) {
+      out.push(
+        `${t.file}: ${t.seconds} s, idle ${(100 * t.idle_share).toFixed(0)}%, GC ${(100 * t.gc_share).toFixed(0)}%`,
+        "",
+      );
+      out.push(
+        ...head(["function", "where", "self"]),
+        ...t.top.map((x) => row([`\`${x.function}\``, x.where, `${(100 * x.self_share).toFixed(1)}%`])),
+        "",
+      );
+    }
+  }
+  return out;
+}
+
+export function renderReport(models: ModelsResult | null, server: ServerResult | null, plots: string[]): string {
+  const out = ["# DLIP serve benchmarks", ""];
+  out.push(
+    "Each part's JSON (`models.json`, `server.json`) holds every number below; rerun a part with its command.",
+    "",
+  );
+  out.push(...head(["part", "command", "machine", "versions", "commit", "time"]));
+  if (models) out.push(...stampLines("models", models.stamp));
+  if (server) out.push(...stampLines("server", server.stamp));
+  out.push("", "## Targets", "", ...head(["target", "goal", "measured", "met", "from"]));
+  for (const t of checkTargets(models, server))
+    out.push(
+      row([t.target, t.goal, t.measured, t.met === null ? "not measured" : t.met ? "yes" : "**no**", `\`${t.where}\``]),
+    );
+  out.push("");
+  if (models) out.push(...modelsSection(models));
+  if (server) out.push(...serverSection(server));
+  if (plots.length) {
+    out.push("## Plots", "");
+    for (const p of plots) out.push(`![${PLOTS[p as keyof typeof PLOTS] ?? p}](${p})`, "");
+  }
+  return out.join("\n");
+}

@@ -1,0 +1,442 @@
+// Part 2, server: the server started as users start it, loaded over HTTP by autocannon at each concurrency on each
+// endpoint; in the same run the raw onnxruntime ceiling at the batch sizes the server formed, batching off vs on,
+// latency at half the saturation throughput, the key/value cache vs none, resident memory over many requests, and
+// the student against the teacher in one server.
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { GRAPHS, readManifest, type GraphName } from "../src/bundle/manifest.js";
+import {
+  cacheComparison,
+  ceiling,
+  ceilingGraphs,
+  type CachePoint,
+  type CeilingResult,
+  type CeilingTask,
+} from "./ceiling.js";
+import { summariseDir, type ThreadProfile } from "./cpuprofile.js";
+import { closedLoop, openLoop, type LoadResult, type RequestSpec } from "./load.js";
+import type { BenchOptions, Endpoint } from "./options.js";
+import { counterDelta, histogramDelta, type Sample } from "./prom.js";
+import { RawModel } from "./raw.js";
+import { ensureBuilt, modelsDir, ServerProcess, type ServerSpec } from "./server-process.js";
+import type { Stamp } from "./stamp.js";
+import { round, sleep } from "./timing.js";
+import type { Workload } from "./workload.js";
+
+const ROUTE: Record<Endpoint, string> = {
+  embed_image: "/v1/embeddings",
+  embed_text: "/v1/embeddings",
+  caption: "/v1/captions",
+  vqa: "/v1/vqa",
+  rank: "/v1/rank",
+};
+
+export const REQUEST_SHAPE: Record<Endpoint, string> = {
+  embed_image: "one image",
+  embed_text: "one caption",
+  caption: "one image, greedy",
+  vqa: "one image and its question",
+  rank: "an image query against 8 captions, top 4 re-ranked by ITM",
+};
+
+/** JSON bodies of one endpoint's requests, cycling through the workload (model: null = the server's default). */
+export function requestSpec(e: Endpoint, w: Workload, model: string | null): RequestSpec {
+  const b64 = w.images.map((b) => b.toString("base64"));
+  const m = model === null ? {} : { model };
+  const bodies = b64.map((img, i) => {
+    if (e === "embed_image" || e === "caption") return { images: [img], ...m };
+    if (e === "embed_text") return { texts: [w.captions[i]], ...m };
+    if (e === "vqa") return { image: img, question: w.questions[i], ...m };
+    const candidates = Array.from({ length: 8 }, (_, k) => w.captions[(i + k) % w.captions.length]);
+    return { query: { image: img }, candidates, top_k: 4, ...m };
+  });
+  return { path: ROUTE[e], bodies: bodies.map((b) => JSON.stringify(b)) };
+}
+
+export interface GraphBreakdown {
+  batches: number;
+  mean_batch_rows: number;
+  queue_wait_ms: number; // mean per row
+  inference_ms: number; // mean per batch (a whole decode for the decoder)
+  busy_share: number; // inference time / wall time
+}
+
+/** What the server did during one point, from its /metrics: the profile that explains a throughput. */
+export interface Breakdown {
+  server_ms: number; // mean time inside the server per request (arrival to reply)
+  preprocess_ms: number; // mean image decoding + tokenising per request
+  graphs: Partial<Record<GraphName, GraphBreakdown>>;
+  worker_busy_share: number; // all inference time / (wall time x workers): 1 = the workers never wait
+  server_cpu_cores: number; // process CPU seconds per second (all threads)
+  tokens_per_request: number | null; // generated tokens (captions, answers)
+}
+
+export interface Point extends LoadResult {
+  breakdown: Breakdown;
+}
+
+function breakdown(
+  before: Sample[],
+  after: Sample[],
+  seconds: number,
+  model: string,
+  e: Endpoint,
+  workers: number,
+): Breakdown {
+  const http = histogramDelta(before, after, "dlip_http_request_duration_seconds", { route: ROUTE[e] });
+  const pre = histogramDelta(before, after, "dlip_preprocess_duration_seconds", { model });
+  const graphs: Breakdown["graphs"] = {};
+  let busy = 0;
+  for (const g of GRAPHS) {
+    const where = { model, graph: g };
+    const size = histogramDelta(before, after, "dlip_batch_size_rows", where);
+    if (size.count === 0) continue;
+    const inf = histogramDelta(before, after, "dlip_inference_duration_seconds", where);
+    busy += inf.sum;
+    graphs[g] = {
+      batches: size.count,
+      mean_batch_rows: round(size.mean),
+      queue_wait_ms: round(1000 * histogramDelta(before, after, "dlip_queue_wait_seconds", where).mean),
+      inference_ms: round(1000 * inf.mean),
+      busy_share: round(inf.sum / seconds),
+    };
+  }
+  const tokens = counterDelta(before, after, "dlip_generated_tokens_total", { model });
+  return {
+    server_ms: round(1000 * http.mean),
+    preprocess_ms: round(http.count ? (1000 * pre.sum) / http.count : NaN),
+    graphs,
+    worker_busy_share: round(busy / seconds / workers),
+    server_cpu_cores: round(counterDelta(before, after, "dlip_process_cpu_seconds_total") / seconds),
+    tokens_per_request: e === "caption" || e === "vqa" ? round(http.count ? tokens / http.count : NaN) : null,
+  };
+}
+
+/** One closed-loop point: warm-up, then `durationS` of load between two /metrics scrapes. */
+async function point(
+  server: ServerProcess,
+  spec: RequestSpec,
+  e: Endpoint,
+  model: string,
+  connections: number,
+  opts: BenchOptions,
+): Promise<Point> {
+  await closedLoop(server.url, [spec], { connections, durationS: opts.warmupS });
+  const before = await server.scrape();
+  const t0 = performance.now();
+  const load = await closedLoop(server.url, [spec], { connections, durationS: opts.durationS });
+  await sleep(50); // answers abandoned at the deadline finish before the second scrape
+  const after = await server.scrape();
+  return { ...load, breakdown: breakdown(before, after, (performance.now() - t0) / 1000, model, e, 1) };
+}
+
+export interface ServerResult {
+  part: "server";
+  stamp: Stamp;
+  server: { command: string; model: string; bundle: string; workers: number; threads_per_worker: number };
+  settings: { concurrency: number[]; duration_s: number; warmup_s: number; images: number; endpoints: Endpoint[] };
+  boot: { ready_s: number; rss_ready_mb: number; ready_s_all: { server: string; ready_s: number }[] };
+  endpoints: Partial<
+    Record<Endpoint, { request: string; points: Point[]; saturation: { concurrency: number; throughput_rps: number } }>
+  >;
+  ceiling: Partial<Record<CeilingTask, CeilingResult & { server_rps: number; ratio: number }>>;
+  half_load: Partial<Record<"embed_image" | "caption", { rate_rps: number; result: LoadResult; p99_over_p50: number }>>;
+  batching: { concurrency: number; off: Point; on: Point; ratio: number } | null;
+  kv_cache: CachePoint[];
+  memory: {
+    requests: number;
+    connections: number;
+    failed: number;
+    rss_mb: { ready: number; before: number; after: number; max: number };
+    growth: number;
+    max_growth: number;
+    samples: [number, number][];
+  };
+  teacher: {
+    command: string;
+    ready_s: number;
+    tasks: Record<
+      "caption" | "vqa",
+      { student: Point[]; teacher: Point[]; throughput_ratio: number; latency_ratio_c1: number }
+    >;
+  } | null;
+  teacher_note: string | null;
+  cpu_profile: ThreadProfile[] | null;
+}
+
+export async function runServer(
+  opts: BenchOptions,
+  root: string,
+  w: Workload,
+  teacher: { dir: string | null; note: string | null },
+  stamp: Stamp,
+  log: (s: string) => void,
+): Promise<ServerResult> {
+  ensureBuilt(root, log);
+  const tmp = mkdtempSync(path.join(os.tmpdir(), "dlip-bench-"));
+  const name = readManifest(opts.student).name;
+  const env: Record<string, string> =
+    opts.threads === os.availableParallelism() ? {} : { THREADS_PER_WORKER: String(opts.threads) };
+  const spec = (models: string, extra: Record<string, string> = {}, nodeArgs: string[] = []): ServerSpec => ({
+    root,
+    modelsDir: models,
+    port: opts.port,
+    env: { ...env, ...extra },
+    logFile: path.join(tmp, "server.log"),
+    nodeArgs,
+  });
+  const command = (s: ServerSpec) =>
+    `${Object.entries(ServerProcess.settings(s))
+      .map(([k, v]) => `${k}=${v}`)
+      .join(" ")} node dist/server.js`;
+  const single = modelsDir(path.join(tmp, "models"), { [path.basename(opts.student)]: opts.student }, false);
+  const readyAll: { server: string; ready_s: number }[] = [];
+  const timing = { minRuns: opts.minRuns, minSeconds: opts.minSeconds };
+  try {
+    // --- the default server: sweeps, half load, memory ---
+    const mainSpec = spec(single);
+    const server = await ServerProcess.start(mainSpec);
+    readyAll.push({ server: "default bundle", ready_s: round(server.readyS) });
+    const rssReady = await server.rssMb();
+    log(`server: ready in ${server.readyS.toFixed(2)} s, ${rssReady.toFixed(0)} MiB resident`);
+    const endpoints: ServerResult["endpoints"] = {};
+    for (const e of opts.endpoints) {
+      const req = requestSpec(e, w, null);
+      const points: Point[] = [];
+      for (const c of opts.concurrency) {
+        const p = await point(server, req, e, name, c, opts);
+        points.push(p);
+        log(
+          `server: ${e} c${c}: ${p.throughput_rps} req/s, p50 ${p.latency_ms.p50} ms, p99 ${p.latency_ms.p99} ms, failed ${p.failed}`,
+        );
+      }
+      const best = points.reduce((a, b) => (b.throughput_rps > a.throughput_rps ? b : a));
+      endpoints[e] = {
+        request: REQUEST_SHAPE[e],
+        points,
+        saturation: { concurrency: best.connections!, throughput_rps: best.throughput_rps },
+      };
+    }
+    let batchingOn: Point | null = null;
+    if (opts.endpoints.includes("embed_image")) {
+      batchingOn =
+        endpoints.embed_image!.points.find((p) => p.connections === opts.batchingConcurrency) ??
+        (await point(server, requestSpec("embed_image", w, null), "embed_image", name, opts.batchingConcurrency, opts));
+    }
+    const halfLoad: ServerResult["half_load"] = {};
+    for (const e of ["embed_image", "caption"] as const) {
+      const sat = endpoints[e]?.saturation;
+      if (!sat) continue;
+      const rate = sat.throughput_rps / 2;
+      const result = await openLoop(server.url, requestSpec(e, w, null), rate, opts.durationS);
+      halfLoad[e] = {
+        rate_rps: round(rate),
+        result,
+        p99_over_p50: round(result.latency_ms.p99 / result.latency_ms.p50),
+      };
+      log(
+        `server: ${e} at ${round(rate)} req/s (half of saturation): p50 ${result.latency_ms.p50} ms, p99 ${result.latency_ms.p99} ms`,
+      );
+    }
+    const memory = await memoryRun(server, w, opts, rssReady, log);
+    await server.stop();
+
+    // --- raw onnxruntime in this process: the ceiling at the batch sizes formed, the key/value cache ---
+    const raw = await RawModel.load(opts.student, "fp32", opts.threads);
+    const inputs = await raw.prepare(w);
+    const ceilings: ServerResult["ceiling"] = {};
+    for (const task of ["embed_image", "caption", "vqa"] as const) {
+      const ep = endpoints[task];
+      if (!ep) continue;
+      const sat = ep.points.find((p) => p.connections === ep.saturation.concurrency)!;
+      const batches: Partial<Record<GraphName, number>> = {};
+      for (const g of ceilingGraphs(task))
+        batches[g] = Math.max(1, Math.round(sat.breakdown.graphs[g]?.mean_batch_rows ?? 1));
+      const c = await ceiling(raw, inputs, task, batches, timing);
+      ceilings[task] = { ...c, server_rps: sat.throughput_rps, ratio: round(sat.throughput_rps / c.throughput_rps) };
+      log(
+        `ceiling: ${task} at batches ${JSON.stringify(batches)}: ${c.throughput_rps} req/s raw; server ${sat.throughput_rps} (${ceilings[task]!.ratio}x)`,
+      );
+    }
+    const decodeBatch = ceilings.caption?.batches.decoder ?? 8;
+    const kv: CachePoint[] = [];
+    for (const [b, length] of [
+      [1, "natural"],
+      [decodeBatch, "natural"],
+      [1, "max"],
+    ] as const) {
+      if (kv.some((k) => k.batch === b && k.length === length)) continue;
+      const k = await cacheComparison(raw, inputs, b, length, timing);
+      kv.push(k);
+      log(
+        `kv cache: b${b} ${length} length: ${k.cached_tokens_per_s} vs ${k.uncached_tokens_per_s} tokens/s uncached (${k.ratio}x)`,
+      );
+    }
+    await raw.release();
+
+    // --- batching off: the same server with MAX_BATCH_SIZE=1 ---
+    let batching: ServerResult["batching"] = null;
+    if (batchingOn) {
+      const off = await ServerProcess.start(spec(single, { MAX_BATCH_SIZE: "1" }));
+      readyAll.push({ server: "default bundle, MAX_BATCH_SIZE=1", ready_s: round(off.readyS) });
+      const p = await point(
+        off,
+        requestSpec("embed_image", w, null),
+        "embed_image",
+        name,
+        opts.batchingConcurrency,
+        opts,
+      );
+      await off.stop();
+      batching = {
+        concurrency: opts.batchingConcurrency,
+        off: p,
+        on: batchingOn,
+        ratio: round(batchingOn.throughput_rps / p.throughput_rps),
+      };
+      log(
+        `batching: c${opts.batchingConcurrency} embed_image ${batchingOn.throughput_rps} req/s on vs ${p.throughput_rps} off (${batching.ratio}x)`,
+      );
+    }
+
+    const teacherResult = teacher.dir
+      ? await studentVsTeacher(opts, w, teacher.dir, spec, command, tmp, readyAll, log)
+      : null;
+    const cpuProfile = opts.cpuProfile ? await profileServer(opts, w, name, spec(single), endpoints, log) : null;
+    return {
+      part: "server",
+      stamp,
+      server: {
+        command: command(mainSpec),
+        model: name,
+        bundle: opts.student,
+        workers: 1,
+        threads_per_worker: opts.threads,
+      },
+      settings: {
+        concurrency: opts.concurrency,
+        duration_s: opts.durationS,
+        warmup_s: opts.warmupS,
+        images: w.images.length,
+        endpoints: opts.endpoints,
+      },
+      boot: { ready_s: readyAll[0].ready_s, rss_ready_mb: round(rssReady), ready_s_all: readyAll },
+      endpoints,
+      ceiling: ceilings,
+      half_load: halfLoad,
+      batching,
+      kv_cache: kv,
+      memory,
+      teacher: teacherResult,
+      teacher_note: teacher.note,
+      cpu_profile: cpuProfile,
+    };
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/** Many requests of every task, mixed, at the batching concurrency; resident memory sampled as they are answered. */
+async function memoryRun(
+  server: ServerProcess,
+  w: Workload,
+  opts: BenchOptions,
+  ready: number,
+  log: (s: string) => void,
+): Promise<ServerResult["memory"]> {
+  const specs = opts.endpoints.map((e) => requestSpec(e, w, null));
+  const before = await server.rssMb();
+  let answered = 0;
+  const samples: [number, number][] = [[0, round(before)]];
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      await sleep(500);
+      if (sampling) samples.push([answered, round(await server.rssMb())]);
+    }
+  })();
+  const r = await closedLoop(server.url, specs, {
+    connections: Math.min(opts.batchingConcurrency, opts.memoryRequests),
+    amount: opts.memoryRequests,
+    onResponse: () => void answered++,
+  });
+  sampling = false;
+  await sampler;
+  const after = await server.rssMb();
+  samples.push([answered, round(after)]);
+  const max = Math.max(...samples.map((s) => s[1]));
+  const growth = round((after - before) / before);
+  log(
+    `memory: ${answered} requests, ${before.toFixed(0)} -> ${after.toFixed(0)} MiB resident (max ${max.toFixed(0)}), growth ${(100 * growth).toFixed(1)}%`,
+  );
+  return {
+    requests: answered,
+    connections: Math.min(opts.batchingConcurrency, opts.memoryRequests),
+    failed: r.failed,
+    rss_mb: { ready: round(ready), before: round(before), after: round(after), max: round(max) },
+    growth,
+    max_growth: round((max - before) / before),
+    samples,
+  };
+}
+
+async function studentVsTeacher(
+  opts: BenchOptions,
+  w: Workload,
+  teacherDir: string,
+  spec: (models: string, extra?: Record<string, string>) => ServerSpec,
+  command: (s: ServerSpec) => string,
+  tmp: string,
+  readyAll: { server: string; ready_s: number }[],
+  log: (s: string) => void,
+): Promise<NonNullable<ServerResult["teacher"]>> {
+  const both = modelsDir(path.join(tmp, "models-both"), { student: opts.student, teacher: teacherDir }, true);
+  const s = spec(both, { DEFAULT_MODEL: "student" });
+  const server = await ServerProcess.start(s);
+  readyAll.push({ server: "student + teacher", ready_s: round(server.readyS) });
+  const tasks = {} as NonNullable<ServerResult["teacher"]>["tasks"];
+  try {
+    for (const task of ["caption", "vqa"] as const) {
+      const pts = { student: [] as Point[], teacher: [] as Point[] };
+      for (const model of ["student", "teacher"] as const) {
+        for (const c of [...new Set([1, opts.batchingConcurrency])]) {
+          const p = await point(server, requestSpec(task, w, model), task, model, c, opts);
+          pts[model].push(p);
+          log(`student vs teacher: ${task} ${model} c${c}: ${p.throughput_rps} req/s, p50 ${p.latency_ms.p50} ms`);
+        }
+      }
+      const last = <T>(xs: T[]) => xs[xs.length - 1];
+      tasks[task] = {
+        ...pts,
+        throughput_ratio: round(last(pts.student).throughput_rps / last(pts.teacher).throughput_rps),
+        latency_ratio_c1: round(pts.teacher[0].latency_ms.p50 / pts.student[0].latency_ms.p50),
+      };
+    }
+  } finally {
+    await server.stop();
+  }
+  return { command: command(s), ready_s: round(server.readyS), tasks };
+}
+
+/** The default server under node --cpu-prof, at each endpoint's saturation concurrency; its threads summarised. */
+async function profileServer(
+  opts: BenchOptions,
+  w: Workload,
+  name: string,
+  base: ServerSpec,
+  endpoints: ServerResult["endpoints"],
+  log: (s: string) => void,
+): Promise<ThreadProfile[]> {
+  const dir = path.join(opts.out, "cpu-profile");
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const server = await ServerProcess.start({ ...base, nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${dir}`] });
+  for (const e of ["embed_image", "caption"] as const) {
+    const sat = endpoints[e]?.saturation;
+    if (sat) await point(server, requestSpec(e, w, null), e, name, sat.concurrency, opts);
+  }
+  await server.stop(); // profiles are written as the process exits
+  log(`cpu profile: ${dir}`);
+  return summariseDir(dir);
+}

@@ -1,0 +1,111 @@
+// The issue's targets, checked against one run's results. Ratios are measured side by side in the same run; a target
+// whose measurement is missing (part not run, teacher absent) is reported as not measured, never as met.
+import type { ModelsResult } from "./models.js";
+import type { ServerResult } from "./serving.js";
+
+export interface TargetCheck {
+  target: string;
+  goal: string;
+  measured: string;
+  met: boolean | null; // null: not measured in this run
+  where: string; // the JSON path the number comes from
+}
+
+const x = (v: number) => `${v.toFixed(2)}x`;
+
+export function checkTargets(models: ModelsResult | null, server: ServerResult | null): TargetCheck[] {
+  const out: TargetCheck[] = [];
+  const add = (
+    target: string,
+    goal: string,
+    where: string,
+    value: number | undefined,
+    ok: (v: number) => boolean,
+    show: (v: number) => string,
+  ) =>
+    out.push({
+      target,
+      goal,
+      where,
+      measured: value === undefined || !Number.isFinite(value) ? "not measured" : show(value),
+      met: value === undefined || !Number.isFinite(value) ? null : ok(value),
+    });
+  const s = server;
+  for (const [task, label] of [
+    ["embed_image", "image embeddings"],
+    ["caption", "captions"],
+  ] as const) {
+    add(
+      `server throughput at saturation vs the raw onnxruntime ceiling, ${label}`,
+      ">= 90%",
+      `server.ceiling.${task}.ratio`,
+      s?.ceiling[task]?.ratio,
+      (v) => v >= 0.9,
+      (v) => `${(100 * v).toFixed(0)}%`,
+    );
+  }
+  add(
+    `dynamic batching vs batching off (MAX_BATCH_SIZE=1), image embeddings at concurrency ${s?.batching?.concurrency ?? 16}`,
+    ">= 3x",
+    "server.batching.ratio",
+    s?.batching?.ratio,
+    (v) => v >= 3,
+    x,
+  );
+  for (const task of ["embed_image", "caption"] as const) {
+    add(
+      `p99 / p50 latency at half the saturation throughput, ${task}`,
+      "<= 3",
+      `server.half_load.${task}.p99_over_p50`,
+      s?.half_load[task]?.p99_over_p50,
+      (v) => v <= 3,
+      (v) => v.toFixed(2),
+    );
+  }
+  const kv = s?.kv_cache.find((k) => k.batch === 1 && k.length === "natural");
+  add(
+    "key/value-cached captioning vs uncached, tokens per second (batch 1)",
+    ">= 2x",
+    "server.kv_cache[batch 1, natural]",
+    kv?.ratio,
+    (v) => v >= 2,
+    x,
+  );
+  for (const task of ["caption", "vqa"] as const) {
+    add(
+      `student vs teacher end to end per image in one server (${task === "caption" ? "encode + caption" : "encode + VQA"}), throughput`,
+      ">= 4x",
+      `server.teacher.tasks.${task}.throughput_ratio`,
+      s?.teacher?.tasks[task].throughput_ratio,
+      (v) => v >= 4,
+      x,
+    );
+  }
+  add(
+    "time from process start to ready, default bundle",
+    "<= 3 s",
+    "server.boot.ready_s",
+    s?.boot.ready_s,
+    (v) => v <= 3,
+    (v) => `${v.toFixed(2)} s`,
+  );
+  const mem = s?.memory;
+  add(
+    `resident memory growth over ${mem?.requests ?? 20_000} requests (${mem ? `${mem.rss_mb.before.toFixed(0)} -> ${mem.rss_mb.after.toFixed(0)} MiB` : "n/a"})`,
+    "<= 10%" + (mem && mem.requests < 20_000 ? " (over 20,000 requests: this run made fewer)" : ""),
+    "server.memory.growth",
+    mem?.growth,
+    (v) => v <= 0.1,
+    (v) => `${(100 * v).toFixed(1)}%`,
+  );
+  const raw = models?.ratios.caption_fp32_b1;
+  add(
+    "headline: student vs teacher on raw onnxruntime, encode + caption per image (fp32, batch 1)",
+    ">= 4x",
+    "models.ratios.caption_fp32_b1",
+    raw,
+    (v) => v >= 4,
+    x,
+  );
+  return out;
+}

@@ -1,0 +1,75 @@
+// Timing helpers: repeat a call until enough runs and enough time have passed, and summarise latencies.
+
+export interface Timing {
+  runs: number;
+  median_ms: number;
+  mean_ms: number;
+  p90_ms: number;
+  min_ms: number;
+}
+
+export interface Percentiles {
+  p50: number;
+  p95: number;
+  p99: number;
+  mean: number;
+  max: number;
+}
+
+/** The q-quantile (0..1) of sorted values, linearly interpolated (NumPy's default); NaN for none. */
+export function quantile(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  const pos = (sorted.length - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.min(lo + 1, sorted.length - 1);
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
+}
+
+export function percentiles(values: readonly number[]): Percentiles {
+  const s = [...values].sort((a, b) => a - b);
+  const mean = s.reduce((a, b) => a + b, 0) / Math.max(1, s.length);
+  return {
+    p50: quantile(s, 0.5),
+    p95: quantile(s, 0.95),
+    p99: quantile(s, 0.99),
+    mean: s.length ? mean : NaN,
+    max: s.length ? s[s.length - 1] : NaN,
+  };
+}
+
+/** Runs `fn` once to warm up, then until both `minRuns` runs and `minSeconds` have passed. */
+export async function measure(
+  fn: () => Promise<unknown>,
+  opts: { minRuns: number; minSeconds: number; maxRuns?: number },
+): Promise<Timing> {
+  await fn();
+  const times: number[] = [];
+  const start = performance.now();
+  const maxRuns = opts.maxRuns ?? 10_000;
+  while (
+    times.length < maxRuns &&
+    (times.length < opts.minRuns || performance.now() - start < opts.minSeconds * 1000)
+  ) {
+    const t0 = performance.now();
+    await fn();
+    times.push(performance.now() - t0);
+  }
+  const s = [...times].sort((a, b) => a - b);
+  return {
+    runs: s.length,
+    median_ms: round(quantile(s, 0.5)),
+    mean_ms: round(s.reduce((a, b) => a + b, 0) / s.length),
+    p90_ms: round(quantile(s, 0.9)),
+    min_ms: round(s[0]),
+  };
+}
+
+/** Rounds to 4 significant digits (results are read by people; more digits are noise). */
+export function round(x: number): number {
+  if (!Number.isFinite(x) || x === 0) return x;
+  return Number(x.toPrecision(4));
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -25,7 +25,12 @@ function log(s: string): void {
 /** The teacher bundle to measure, or why there is none (and how to make it). Exports it only when asked to. */
 function resolveTeacher(opts: BenchOptions): { dir: string | null; note: string | null } {
   if (opts.teacher === null)
-    return { dir: null, note: "no teacher bundle was given (--quick measures none unless --teacher DIR is passed)" };
+    return {
+      dir: null,
+      note: opts.quick
+        ? "--quick measures no teacher unless --teacher DIR is passed"
+        : "no teacher bundle was given (--teacher '')",
+    };
   if (existsSync(path.join(opts.teacher, "manifest.json"))) return { dir: opts.teacher, note: null };
   if (opts.exportTeacher) {
     log(`exporting the teacher bundle from ${rel(opts.exportTeacher)} to ${rel(opts.teacher)}`);

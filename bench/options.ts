@@ -27,10 +27,12 @@ export interface BenchOptions {
   endpoints: Endpoint[];
   batchingConcurrency: number; // connections of the batching off/on comparison
   memoryRequests: number; // requests of the resident-memory stability run
-  threads: number; // onnxruntime intra-op threads: the server's default THREADS_PER_WORKER, used for raw runs too
+  workers: number; // the server's WORKERS (1 unless --server-env WORKERS=N)
+  threads: number; // onnxruntime intra-op threads: the server's THREADS_PER_WORKER (default cores / workers), raw runs too
   port: number; // where the benchmarked server listens (127.0.0.1)
   plots: boolean;
   cpuProfile: boolean; // also run the default server under node --cpu-prof and summarise where its time goes
+  serverEnv: Record<string, string>; // settings for every server started (WORKERS, THREADS_PER_WORKER, ...)
 }
 
 const FULL = {
@@ -82,7 +84,8 @@ export const USAGE = `usage: npm run bench -- [flags]      (npm run bench:models
   --threads N              onnxruntime threads (default: cores, the server's default)
   --port N                 port of the benchmarked server (default: 18080)
   --no-plots               skip the PNG plots
-  --cpu-profile            also profile the default server (node --cpu-prof) under load`;
+  --cpu-profile            also profile the default server (node --cpu-prof) under load
+  --server-env K=V         a server setting for every server started, e.g. WORKERS=2 (repeatable)`;
 
 function list<T extends string>(raw: string, allowed: readonly T[], flag: string): T[] {
   const xs = raw.split(",").map((s) => s.trim());
@@ -104,8 +107,21 @@ function num(raw: string, flag: string, min: number): number {
   return x;
 }
 
+/** K=V pairs of server settings (the variables of the README's configuration table). */
+function serverEnv(pairs: string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const p of pairs) {
+    const m = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(p);
+    if (!m) throw new OptionsError(`--server-env must be NAME=VALUE (e.g. WORKERS=2), got '${p}'`);
+    if (["MODELS_DIR", "PORT", "HOST"].includes(m[1]))
+      throw new OptionsError(`--server-env ${m[1]} is set by the benchmark (--student, --teacher, --port)`);
+    env[m[1]] = m[2];
+  }
+  return env;
+}
+
 export function parseOptions(argv: readonly string[], root: string): BenchOptions {
-  let values: Record<string, string | boolean | undefined>;
+  let values: Record<string, string | boolean | string[] | undefined>;
   try {
     ({ values } = parseArgs({
       args: [...argv],
@@ -129,6 +145,7 @@ export function parseOptions(argv: readonly string[], root: string): BenchOption
         port: { type: "string" },
         "no-plots": { type: "boolean" },
         "cpu-profile": { type: "boolean" },
+        "server-env": { type: "string", multiple: true },
         help: { type: "boolean" },
       },
     }));
@@ -160,11 +177,23 @@ export function parseOptions(argv: readonly string[], root: string): BenchOption
     endpoints: str("endpoints") ? list(str("endpoints")!, ENDPOINTS, "endpoints") : [...ENDPOINTS],
     batchingConcurrency: d.batchingConcurrency,
     memoryRequests: str("memory-requests") ? ints(str("memory-requests")!, "memory-requests")[0] : d.memoryRequests,
-    threads: str("threads") ? ints(str("threads")!, "threads")[0] : Math.max(1, os.availableParallelism()),
+    workers: 1,
+    threads: str("threads") ? ints(str("threads")!, "threads")[0] : 0,
     port: str("port") ? ints(str("port")!, "port")[0] : 18080,
     plots: values["no-plots"] !== true,
     cpuProfile: values["cpu-profile"] === true,
+    serverEnv: serverEnv((values["server-env"] as string[] | undefined) ?? []),
   };
+  // the server's thread settings and the raw runs' agree: --threads is THREADS_PER_WORKER, and the reverse
+  const env = opts.serverEnv;
+  if (env.WORKERS !== undefined) opts.workers = ints(env.WORKERS, "server-env WORKERS")[0];
+  if (env.THREADS_PER_WORKER !== undefined) {
+    const t = ints(env.THREADS_PER_WORKER, "server-env THREADS_PER_WORKER")[0];
+    if (opts.threads !== 0 && opts.threads !== t)
+      throw new OptionsError(`--threads ${opts.threads} contradicts --server-env THREADS_PER_WORKER=${t}`);
+    opts.threads = t;
+  }
+  if (opts.threads === 0) opts.threads = Math.max(1, Math.floor(os.availableParallelism() / opts.workers));
   if (opts.port > 65535) throw new OptionsError(`--port must be <= 65535, got ${opts.port}`);
   if (opts.batchSizes.some((b) => b > 256)) throw new OptionsError("--batch-sizes must be <= 256");
   return opts;

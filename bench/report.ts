@@ -2,7 +2,8 @@
 // one table per measurement, then the plots.
 import { GRAPHS } from "../src/bundle/manifest.js";
 import type { BundleResult, ModelsResult } from "./models.js";
-import type { Point, ServerResult } from "./serving.js";
+import type { Point } from "./points.js";
+import type { ServerResult } from "./serving.js";
 import type { Stamp } from "./stamp.js";
 import { checkTargets } from "./targets.js";
 
@@ -132,7 +133,14 @@ function pointRow(name: string, p: Point): string {
     batches,
     f(bd.worker_busy_share),
     f(bd.server_cpu_cores),
+    f(p.client_cpu_cores),
   ]);
+}
+
+/** The point of an endpoint's sweep with the highest throughput. */
+function saturation(s: ServerResult, e: keyof ServerResult["endpoints"]): Point | undefined {
+  const r = s.endpoints[e];
+  return r?.points.find((x) => x.connections === r.saturation.concurrency);
 }
 
 function serverSection(s: ServerResult): string[] {
@@ -157,6 +165,7 @@ function serverSection(s: ServerResult): string[] {
       "mean batch rows",
       "worker busy",
       "server CPU cores",
+      "load generator CPU cores",
     ]),
   );
   for (const [e, r] of Object.entries(s.endpoints)) for (const p of r!.points) out.push(pointRow(e, p));
@@ -170,7 +179,18 @@ function serverSection(s: ServerResult): string[] {
     "",
   );
   out.push("### Ceiling: the same graphs on raw onnxruntime-node, at the batch sizes the server formed", "");
-  out.push(...head(["task", "batch sizes", "ms per request by graph", "raw req/s", "server req/s", "server / raw"]));
+  out.push(
+    ...head([
+      "task",
+      "batch sizes",
+      "ms per request by graph",
+      "raw req/s",
+      "server req/s",
+      "server / raw",
+      "CPU ms/request raw",
+      "CPU ms/request server",
+    ]),
+  );
   for (const [t, c] of Object.entries(s.ceiling))
     out.push(
       row([
@@ -182,8 +202,15 @@ function serverSection(s: ServerResult): string[] {
         f(c!.throughput_rps, 1),
         f(c!.server_rps, 1),
         `${(100 * c!.ratio).toFixed(0)}%`,
+        f(c!.cpu_ms_per_request),
+        f(saturation(s, t as keyof ServerResult["endpoints"])?.breakdown.cpu_ms_per_request),
       ]),
     );
+  out.push(
+    "",
+    "CPU time per request (all threads) does not depend on what else the machine runs; wall-clock numbers do.",
+    "",
+  );
   out.push("", "### Where the time goes at saturation (from the server's /metrics)", "");
   out.push(
     ...head([
@@ -191,12 +218,13 @@ function serverSection(s: ServerResult): string[] {
       "connections",
       "server ms/request",
       "preprocess ms/request",
+      "CPU ms/request",
       "per graph: rows/batch, queue wait ms/row, inference ms/batch, busy share",
       "tokens/request",
     ]),
   );
   for (const [e, r] of Object.entries(s.endpoints)) {
-    const p = r!.points.find((x) => x.connections === r!.saturation.concurrency)!;
+    const p = saturation(s, e as keyof ServerResult["endpoints"])!;
     const bd = p.breakdown;
     const graphs = Object.entries(bd.graphs)
       .map(
@@ -204,7 +232,17 @@ function serverSection(s: ServerResult): string[] {
           `${g}: ${f(x!.mean_batch_rows, 1)}, ${f(x!.queue_wait_ms)}, ${f(x!.inference_ms)}, ${f(x!.busy_share)}`,
       )
       .join("; ");
-    out.push(row([e, p.connections ?? "-", f(bd.server_ms), f(bd.preprocess_ms), graphs, f(bd.tokens_per_request, 1)]));
+    out.push(
+      row([
+        e,
+        p.connections ?? "-",
+        f(bd.server_ms),
+        f(bd.preprocess_ms),
+        f(bd.cpu_ms_per_request),
+        graphs,
+        f(bd.tokens_per_request, 1),
+      ]),
+    );
   }
   out.push("");
   if (s.batching) {
@@ -221,6 +259,7 @@ function serverSection(s: ServerResult): string[] {
         "mean batch rows",
         "worker busy",
         "server CPU cores",
+        "load generator CPU cores",
       ]),
     );
     out.push(
@@ -294,6 +333,7 @@ function serverSection(s: ServerResult): string[] {
         "mean batch rows",
         "worker busy",
         "server CPU cores",
+        "load generator CPU cores",
       ]),
     );
     for (const [task, t] of Object.entries(s.teacher.tasks)) {

@@ -5,7 +5,7 @@
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { GRAPHS, readManifest, type GraphName } from "../src/bundle/manifest.js";
+import { readManifest, type GraphName } from "../src/bundle/manifest.js";
 import {
   cacheComparison,
   ceiling,
@@ -15,121 +15,14 @@ import {
   type CeilingTask,
 } from "./ceiling.js";
 import { summariseDir, type ThreadProfile } from "./cpuprofile.js";
-import { closedLoop, openLoop, type LoadResult, type RequestSpec } from "./load.js";
+import { closedLoop, openLoop, type LoadResult } from "./load.js";
 import type { BenchOptions, Endpoint } from "./options.js";
-import { counterDelta, histogramDelta, type Sample } from "./prom.js";
+import { point, REQUEST_SHAPE, requestSpec, type Point } from "./points.js";
 import { RawModel } from "./raw.js";
 import { ensureBuilt, modelsDir, ServerProcess, type ServerSpec } from "./server-process.js";
 import type { Stamp } from "./stamp.js";
 import { round, sleep } from "./timing.js";
 import type { Workload } from "./workload.js";
-
-const ROUTE: Record<Endpoint, string> = {
-  embed_image: "/v1/embeddings",
-  embed_text: "/v1/embeddings",
-  caption: "/v1/captions",
-  vqa: "/v1/vqa",
-  rank: "/v1/rank",
-};
-
-export const REQUEST_SHAPE: Record<Endpoint, string> = {
-  embed_image: "one image",
-  embed_text: "one caption",
-  caption: "one image, greedy",
-  vqa: "one image and its question",
-  rank: "an image query against 8 captions, top 4 re-ranked by ITM",
-};
-
-/** JSON bodies of one endpoint's requests, cycling through the workload (model: null = the server's default). */
-export function requestSpec(e: Endpoint, w: Workload, model: string | null): RequestSpec {
-  const b64 = w.images.map((b) => b.toString("base64"));
-  const m = model === null ? {} : { model };
-  const bodies = b64.map((img, i) => {
-    if (e === "embed_image" || e === "caption") return { images: [img], ...m };
-    if (e === "embed_text") return { texts: [w.captions[i]], ...m };
-    if (e === "vqa") return { image: img, question: w.questions[i], ...m };
-    const candidates = Array.from({ length: 8 }, (_, k) => w.captions[(i + k) % w.captions.length]);
-    return { query: { image: img }, candidates, top_k: 4, ...m };
-  });
-  return { path: ROUTE[e], bodies: bodies.map((b) => JSON.stringify(b)) };
-}
-
-export interface GraphBreakdown {
-  batches: number;
-  mean_batch_rows: number;
-  queue_wait_ms: number; // mean per row
-  inference_ms: number; // mean per batch (a whole decode for the decoder)
-  busy_share: number; // inference time / wall time
-}
-
-/** What the server did during one point, from its /metrics: the profile that explains a throughput. */
-export interface Breakdown {
-  server_ms: number; // mean time inside the server per request (arrival to reply)
-  preprocess_ms: number; // mean image decoding + tokenising per request
-  graphs: Partial<Record<GraphName, GraphBreakdown>>;
-  worker_busy_share: number; // all inference time / (wall time x workers): 1 = the workers never wait
-  server_cpu_cores: number; // process CPU seconds per second (all threads)
-  tokens_per_request: number | null; // generated tokens (captions, answers)
-}
-
-export interface Point extends LoadResult {
-  breakdown: Breakdown;
-}
-
-function breakdown(
-  before: Sample[],
-  after: Sample[],
-  seconds: number,
-  model: string,
-  e: Endpoint,
-  workers: number,
-): Breakdown {
-  const http = histogramDelta(before, after, "dlip_http_request_duration_seconds", { route: ROUTE[e] });
-  const pre = histogramDelta(before, after, "dlip_preprocess_duration_seconds", { model });
-  const graphs: Breakdown["graphs"] = {};
-  let busy = 0;
-  for (const g of GRAPHS) {
-    const where = { model, graph: g };
-    const size = histogramDelta(before, after, "dlip_batch_size_rows", where);
-    if (size.count === 0) continue;
-    const inf = histogramDelta(before, after, "dlip_inference_duration_seconds", where);
-    busy += inf.sum;
-    graphs[g] = {
-      batches: size.count,
-      mean_batch_rows: round(size.mean),
-      queue_wait_ms: round(1000 * histogramDelta(before, after, "dlip_queue_wait_seconds", where).mean),
-      inference_ms: round(1000 * inf.mean),
-      busy_share: round(inf.sum / seconds),
-    };
-  }
-  const tokens = counterDelta(before, after, "dlip_generated_tokens_total", { model });
-  return {
-    server_ms: round(1000 * http.mean),
-    preprocess_ms: round(http.count ? (1000 * pre.sum) / http.count : NaN),
-    graphs,
-    worker_busy_share: round(busy / seconds / workers),
-    server_cpu_cores: round(counterDelta(before, after, "dlip_process_cpu_seconds_total") / seconds),
-    tokens_per_request: e === "caption" || e === "vqa" ? round(http.count ? tokens / http.count : NaN) : null,
-  };
-}
-
-/** One closed-loop point: warm-up, then `durationS` of load between two /metrics scrapes. */
-async function point(
-  server: ServerProcess,
-  spec: RequestSpec,
-  e: Endpoint,
-  model: string,
-  connections: number,
-  opts: BenchOptions,
-): Promise<Point> {
-  await closedLoop(server.url, [spec], { connections, durationS: opts.warmupS });
-  const before = await server.scrape();
-  const t0 = performance.now();
-  const load = await closedLoop(server.url, [spec], { connections, durationS: opts.durationS });
-  await sleep(50); // answers abandoned at the deadline finish before the second scrape
-  const after = await server.scrape();
-  return { ...load, breakdown: breakdown(before, after, (performance.now() - t0) / 1000, model, e, 1) };
-}
 
 export interface ServerResult {
   part: "server";
@@ -176,8 +69,12 @@ export async function runServer(
   ensureBuilt(root, log);
   const tmp = mkdtempSync(path.join(os.tmpdir(), "dlip-bench-"));
   const name = readManifest(opts.student).name;
-  const env: Record<string, string> =
-    opts.threads === os.availableParallelism() ? {} : { THREADS_PER_WORKER: String(opts.threads) };
+  // the server runs with its defaults unless told otherwise; the raw runs use the same intra-op threads
+  const defaultThreads = Math.max(1, Math.floor(os.availableParallelism() / opts.workers));
+  const env: Record<string, string> = {
+    ...(opts.threads === defaultThreads ? {} : { THREADS_PER_WORKER: String(opts.threads) }),
+    ...opts.serverEnv,
+  };
   const spec = (models: string, extra: Record<string, string> = {}, nodeArgs: string[] = []): ServerSpec => ({
     root,
     modelsDir: models,
@@ -311,7 +208,7 @@ export async function runServer(
         command: command(mainSpec),
         model: name,
         bundle: opts.student,
-        workers: 1,
+        workers: opts.workers,
         threads_per_worker: opts.threads,
       },
       settings: {

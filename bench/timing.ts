@@ -6,6 +6,7 @@ export interface Timing {
   mean_ms: number;
   p90_ms: number;
   min_ms: number;
+  cpu_ms: number; // CPU time of this process per run (all threads), mean: unlike wall time, robust to a busy machine
 }
 
 export interface Percentiles {
@@ -44,6 +45,7 @@ export async function measure(
 ): Promise<Timing> {
   await fn();
   const times: number[] = [];
+  const cpu0 = process.cpuUsage();
   const start = performance.now();
   const maxRuns = opts.maxRuns ?? 10_000;
   while (
@@ -54,6 +56,7 @@ export async function measure(
     await fn();
     times.push(performance.now() - t0);
   }
+  const cpu = process.cpuUsage(cpu0);
   const s = [...times].sort((a, b) => a - b);
   return {
     runs: s.length,
@@ -61,6 +64,7 @@ export async function measure(
     mean_ms: round(s.reduce((a, b) => a + b, 0) / s.length),
     p90_ms: round(quantile(s, 0.9)),
     min_ms: round(s[0]),
+    cpu_ms: round((cpu.user + cpu.system) / 1000 / s.length),
   };
 }
 

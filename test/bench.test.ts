@@ -1,0 +1,104 @@
+// The benchmark's smoke test: `npm run bench -- --quick` (the micro bundle as student and as teacher) into a temp
+// directory writes well-formed JSON, a markdown report with the targets table and every PNG plot. Numbers from the
+// micro bundle mean nothing; the point is that the whole pipeline runs, as CI runs it.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { test } from "node:test";
+import { ENDPOINTS } from "../bench/options.js";
+import { PLOTS } from "../bench/report.js";
+import type { ModelsResult } from "../bench/models.js";
+import type { ServerResult } from "../bench/serving.js";
+import { GRAPHS } from "../src/bundle/manifest.js";
+import { ROOT } from "./helpers/app.js";
+
+const VENV = path.join(ROOT, "training/.venv/bin/python");
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer().listen(0, "127.0.0.1", () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+    s.on("error", reject);
+  });
+}
+
+/** Width and height from a PNG's IHDR chunk; throws when the bytes are not a PNG. */
+function pngSize(file: string): { width: number; height: number } {
+  const b = readFileSync(file);
+  assert.deepEqual([...b.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], `${file} is not a PNG`);
+  assert.equal(b.subarray(12, 16).toString("latin1"), "IHDR");
+  return { width: b.readUInt32BE(16), height: b.readUInt32BE(20) };
+}
+
+test(
+  "npm run bench -- --quick writes JSON, markdown and PNG plots",
+  { timeout: 900_000, skip: !existsSync(VENV) && "training/.venv is missing (npm run setup:python)" },
+  async () => {
+    const out = mkdtempSync(path.join(os.tmpdir(), "dlip-bench-test-"));
+    const args = ["run", "--silent", "bench", "--", "--quick", "--out", out, "--teacher", "test/fixtures/micro"];
+    const { stdout } = await new Promise<{ stdout: string }>((resolve, reject) =>
+      freePort().then((port) =>
+        execFile("npm", [...args, "--port", String(port)], { cwd: ROOT, maxBuffer: 1 << 24 }, (err, stdout, stderr) =>
+          err ? reject(new Error(`${err.message}\n${stdout}\n${stderr}`)) : resolve({ stdout }),
+        ),
+      ),
+    );
+    assert.match(stdout, /wrote models\.json, server\.json, results\.md/);
+
+    const models = JSON.parse(readFileSync(path.join(out, "models.json"), "utf8")) as ModelsResult;
+    assert.equal(models.part, "models");
+    assert.ok(models.stamp.machine.cores >= 1 && models.stamp.machine.cpu_model.length > 0);
+    assert.match(models.stamp.command, /^npm run bench -- --quick --out /);
+    for (const b of [models.bundles.student, models.bundles.teacher!]) {
+      assert.ok(b.params!.total > 0);
+      for (const g of GRAPHS) {
+        assert.ok(b.gflops[g] > 0, `${b.role} ${g} has FLOPs`);
+        assert.deepEqual(
+          b.variants.fp32!.graphs[g].map((p) => p.batch),
+          models.settings.batch_sizes,
+        );
+        assert.ok(b.variants.fp32!.graphs[g].every((p) => p.latency_ms > 0 && p.throughput_rows_s > 0));
+      }
+      assert.ok(b.variants.fp32!.e2e.caption.every((p) => p.ms_per_image > 0));
+    }
+    assert.ok(models.ratios.caption_fp32_b1 > 0);
+
+    const server = JSON.parse(readFileSync(path.join(out, "server.json"), "utf8")) as ServerResult;
+    assert.equal(server.part, "server");
+    assert.ok(server.boot.ready_s > 0 && server.boot.rss_ready_mb > 0);
+    for (const e of ENDPOINTS) {
+      const r = server.endpoints[e]!;
+      assert.equal(r.points.length, 2, `${e}: one point per concurrency`);
+      assert.ok(
+        r.points.every((p) => p.failed === 0),
+        `${e}: no failed requests`,
+      );
+      assert.ok(r.saturation.throughput_rps > 0, `${e} answered requests`);
+    }
+    for (const t of ["embed_image", "caption", "vqa"] as const) assert.ok(server.ceiling[t]!.throughput_rps > 0);
+    assert.ok(server.batching && server.batching.off.breakdown.graphs.vision!.mean_batch_rows === 1);
+    assert.ok(server.kv_cache.length >= 2);
+    assert.ok(
+      server.kv_cache.every((k) => k.same_tokens && k.tokens > 0),
+      "decoding without the cache gives the cached captions",
+    );
+    assert.equal(server.memory.requests, 300);
+    assert.equal(server.memory.failed, 0);
+    assert.ok(server.teacher && server.teacher.tasks.caption.throughput_ratio > 0);
+
+    const md = readFileSync(path.join(out, "results.md"), "utf8");
+    assert.match(md, /^# DLIP serve benchmarks/);
+    assert.match(md, /## Targets\n\n\| target \| goal \| measured \| met \| from \|/);
+    assert.match(md, /npm run bench -- --quick/);
+    for (const [file] of Object.entries(PLOTS)) {
+      assert.ok(md.includes(`](${file})`), `results.md shows ${file}`);
+      const { width, height } = pngSize(path.join(out, file));
+      assert.ok(width >= 300 && height >= 200, `${file} is ${width}x${height}`);
+    }
+  },
+);

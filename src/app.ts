@@ -137,6 +137,9 @@ export async function buildApp(
     schemaErrorFormatter,
     return503OnClosing: true,
     forceCloseConnections: "idle",
+    // creating and warming up every bundle's sessions (the sessions plugin) takes well over Fastify's default 10 s
+    // for big bundles or on a busy machine; a load that truly hangs is the orchestrator's to kill (readiness)
+    pluginTimeout: 300_000,
   });
   await fastify.register(app, { config });
   await fastify.ready();

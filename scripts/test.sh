@@ -6,4 +6,5 @@ bash "$root/scripts/setup-venv.sh"
 cd "$root/training"
 .venv/bin/python -m pytest -q "$@"
 cd "$root"
+bash scripts/get-promtool.sh >/dev/null  # promtool for the metrics test (Debian package, no root)
 npm run --silent test:server

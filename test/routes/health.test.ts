@@ -1,13 +1,11 @@
 // Probes, metrics, docs; the main thread stays responsive while inference runs; batching is real.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import os from "node:os";
+import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import type { FastifyInstance } from "fastify";
 import request from "supertest";
-import { blockWorker, metricValue, testApp } from "../helpers/app.js";
+import { blockWorker, metricValue, ROOT, testApp } from "../helpers/app.js";
 import { solid } from "../helpers/images.js";
 
 let app: FastifyInstance;
@@ -89,18 +87,23 @@ test("GET /metrics: Prometheus text, one prefix, the documented families", async
   );
 });
 
-test("the metrics pass `promtool check metrics` (where Prometheus' promtool is installed)", async (t) => {
-  try {
-    execFileSync("promtool", ["--version"], { stdio: "ignore" });
-  } catch {
-    t.skip("promtool not installed (apt-get install prometheus)");
+/** Prometheus' promtool: on the PATH, else where scripts/get-promtool.sh (run by `npm test`) unpacks it; or null. */
+function findPromtool(): string | null {
+  for (const cmd of ["promtool", path.join(ROOT, ".cache/promtool/bin/promtool")]) {
+    if (spawnSync(cmd, ["--version"], { stdio: "ignore" }).status === 0) return cmd;
+  }
+  return null;
+}
+
+test("the metrics pass `promtool check metrics`", async (t) => {
+  const promtool = findPromtool();
+  if (!promtool) {
+    t.skip("promtool not found: run `bash scripts/get-promtool.sh` (npm test does) or install Debian's prometheus");
     return;
   }
   const text = (await request(app.server).get("/metrics").expect(200)).text;
-  const file = path.join(mkdtempSync(path.join(os.tmpdir(), "metrics-")), "m.txt");
-  writeFileSync(file, text);
-  const out = execFileSync("sh", ["-c", `promtool check metrics < ${file} 2>&1; echo "exit=$?"`]).toString();
-  assert.match(out, /exit=0/, out);
+  const res = spawnSync(promtool, ["check", "metrics"], { input: text, encoding: "utf8" });
+  assert.equal(res.status, 0, `${promtool} check metrics:\n${res.stdout}${res.stderr}`);
 });
 
 test("GET /docs serves Swagger UI and the OpenAPI document lists every route with its statuses", async () => {

@@ -361,7 +361,10 @@ function serverSection(s: ServerResult): string[] {
     "",
   );
   if (s.cpu_profile) {
-    out.push("### CPU profile of the server at saturation (node --cpu-prof; self time)", "");
+    out.push(
+      "### CPU profile of the server at saturation (node --cpu-prof, start-up included; self time per thread)",
+      "",
+    );
     for (const t of s.cpu_profile) {
       out.push(
         `${t.file}: ${t.seconds} s, idle ${(100 * t.idle_share).toFixed(0)}%, GC ${(100 * t.gc_share).toFixed(0)}%`,

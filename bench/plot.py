@@ -66,8 +66,9 @@ def server_latency(s: dict, out: Path) -> None:
                         textcoords="offset points", xytext=(2, -8))
         h = s["half_load"].get(e)
         if h and h["result"]["latency_ms"]["p50"] is not None:
-            ax.plot([h["result"]["throughput_rps"]] * 2, [h["result"]["latency_ms"]["p50"], h["result"]["latency_ms"]["p99"]],
-                    "k|-", ms=10, label="half load p50-p99")
+            lat = h["result"]["latency_ms"]
+            ax.plot([h["result"]["throughput_rps"]] * 2, [lat["p50"], lat["p99"]], "k|-", ms=10,
+                    label="half load p50-p99")
         ax.set_yscale("log")
         ax.set_title(e, fontsize=9)
         ax.set_xlabel("requests per second")

@@ -2,6 +2,7 @@
 // sizes the server formed, with the server's feeds and decoding code (raw.ts). Also the key/value cache against
 // decoding without it (the whole prefix fed at every step), as tokens per second.
 import type { GraphName } from "../src/bundle/manifest.js";
+import { imageSpec, preprocessImage } from "../src/preprocess/image.js";
 import { captionRows, RawModel, take, type ModelInputs } from "./raw.js";
 import { measure, round } from "./timing.js";
 
@@ -66,6 +67,29 @@ export async function ceiling(
   }
   const total = Object.values(ms).reduce((a, b) => a + b, 0);
   return { batches, ms_per_request: ms, throughput_rps: round(1000 / total), cpu_ms_per_request: round(cpu) };
+}
+
+export interface PreprocessCost {
+  concurrency: number; // images preprocessed at once (as concurrent requests are in the server)
+  ms_per_image: number; // wall time
+  cpu_ms_per_image: number; // CPU time, all threads (libvips decodes off the main thread)
+}
+
+/** The server's image preprocessing (decode, resize, normalise) of the workload's PNGs, outside any graph. */
+export async function preprocessCost(
+  model: RawModel,
+  images: Buffer[],
+  concurrency: number,
+  timing: { minRuns: number; minSeconds: number },
+): Promise<PreprocessCost> {
+  const spec = imageSpec(model.manifest.preprocessing, 40_000_000);
+  const batch = take(images, concurrency);
+  const t = await measure(() => Promise.all(batch.map((b) => preprocessImage(b, spec))), timing);
+  return {
+    concurrency,
+    ms_per_image: round(t.median_ms / concurrency),
+    cpu_ms_per_image: round(t.cpu_ms / concurrency),
+  };
 }
 
 export interface CachePoint {

@@ -208,7 +208,10 @@ function serverSection(s: ServerResult): string[] {
     );
   out.push(
     "",
-    "CPU time per request (all threads) does not depend on what else the machine runs; wall-clock numbers do.",
+    "CPU time per request (all threads) does not depend on what else the machine runs; wall-clock numbers do. " +
+      `Outside the ceiling, every image request also pays for its preprocessing (the server's decode, resize and ` +
+      `normalise of the Shapes PNGs, ${s.preprocessing?.concurrency ?? "-"} at a time in this process): ` +
+      `${f(s.preprocessing?.ms_per_image, 3)} ms per image, ${f(s.preprocessing?.cpu_ms_per_image, 3)} ms CPU.`,
     "",
   );
   out.push("", "### Where the time goes at saturation (from the server's /metrics)", "");

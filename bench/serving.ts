@@ -10,7 +10,9 @@ import {
   cacheComparison,
   ceiling,
   ceilingGraphs,
+  preprocessCost,
   type CachePoint,
+  type PreprocessCost,
   type CeilingResult,
   type CeilingTask,
 } from "./ceiling.js";
@@ -34,6 +36,7 @@ export interface ServerResult {
     Record<Endpoint, { request: string; points: Point[]; saturation: { concurrency: number; throughput_rps: number } }>
   >;
   ceiling: Partial<Record<CeilingTask, CeilingResult & { server_rps: number; ratio: number }>>;
+  preprocessing: PreprocessCost; // part of every image request in the server, outside the ceiling
   half_load: Partial<Record<"embed_image" | "caption", { rate_rps: number; result: LoadResult; p99_over_p50: number }>>;
   batching: { concurrency: number; off: Point; on: Point; ratio: number } | null;
   kv_cache: CachePoint[];
@@ -156,6 +159,8 @@ export async function runServer(
         `ceiling: ${task} at batches ${JSON.stringify(batches)}: ${c.throughput_rps} req/s raw; server ${sat.throughput_rps} (${ceilings[task]!.ratio}x)`,
       );
     }
+    const preprocessing = await preprocessCost(raw, w.images, ceilings.embed_image?.batches.vision ?? 1, timing);
+    log(`preprocessing: ${preprocessing.ms_per_image} ms per image (${preprocessing.cpu_ms_per_image} ms CPU)`);
     const decodeBatch = ceilings.caption?.batches.decoder ?? 8;
     const kv: CachePoint[] = [];
     for (const [b, length] of [
@@ -221,6 +226,7 @@ export async function runServer(
       boot: { ready_s: readyAll[0].ready_s, rss_ready_mb: round(rssReady), ready_s_all: readyAll },
       endpoints,
       ceiling: ceilings,
+      preprocessing,
       half_load: halfLoad,
       batching,
       kv_cache: kv,

@@ -29,8 +29,8 @@ $py -m dlip distill-report --teacher "teacher=$runs/teacher=$bundles/teacher" \
   --control "no-distillation control=$runs/control=$bundles/control" --out REPORT.md
 # the ablation study: short distillations over configs/ablation_grid.json
 $py -m dlip ablate --teacher "$runs/teacher" --config configs/shapes_distill.json --grid configs/ablation_grid.json \
-  --data "$data" --out "$runs/ablation" --steps 150 --eval-images 200
-# the default model users get: the DLIP student, with int8 graphs; checked against PyTorch and scored as a bundle
-$py -m dlip export "$runs/student" --out "$root/models/dlip-student" --name dlip-student --int8 --overwrite
+  --data "$data" --out "$runs/ablation" --steps 100 --eval-images 150
+# the default model users get: the DLIP student; checked against PyTorch and scored as a bundle
+$py -m dlip export "$runs/student" --out "$root/models/dlip-student" --name dlip-student --overwrite
 $py -m dlip eval-bundle "$root/models/dlip-student" --data "$data" --compare-run "$runs/student"
 $py -m dlip eval-bundle "$root/models/dlip-student" --data "$data" --out "$runs/student/bundle_metrics.json"

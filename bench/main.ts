@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { runModels, type ModelsResult } from "./models.js";
 import { OptionsError, parseOptions, type BenchOptions } from "./options.js";
 import { PLOTS, renderReport } from "./report.js";
+import { ServerProcess } from "./server-process.js";
 import { runServer, type ServerResult } from "./serving.js";
 import { stamp } from "./stamp.js";
 import { checkTargets } from "./targets.js";
@@ -115,9 +116,15 @@ async function main(): Promise<number> {
   return 0;
 }
 
+// a failed or interrupted run leaves no server behind
+process.once("SIGINT", () => {
+  ServerProcess.killAll();
+  process.exit(130);
+});
 main().then(
   (code) => process.exit(code),
   (err) => {
+    ServerProcess.killAll();
     process.stderr.write(
       `error: ${err instanceof SetupError ? err.message : ((err as Error)?.stack ?? String(err))}\n`,
     );

@@ -71,6 +71,7 @@ export interface ServerSpec {
 }
 
 export class ServerProcess {
+  private static running = new Set<ChildProcess>(); // servers started and not yet exited, for stopAll()
   private exited: Promise<number | null>;
   private constructor(
     readonly proc: ChildProcess,
@@ -98,8 +99,12 @@ export class ServerProcess {
       stdio: ["ignore", out, out],
     });
     closeSync(out);
+    ServerProcess.running.add(proc);
     let exitCode: number | null | undefined;
-    proc.once("exit", (code) => (exitCode = code ?? -1));
+    proc.once("exit", (code) => {
+      exitCode = code ?? -1;
+      ServerProcess.running.delete(proc);
+    });
     const url = `http://127.0.0.1:${spec.port}`;
     const deadline = t0 + 120_000;
     for (;;) {
@@ -120,6 +125,11 @@ export class ServerProcess {
       }
       await sleep(10);
     }
+  }
+
+  /** Kills every server still running (a run that failed half-way, or an interrupted benchmark). */
+  static killAll(): void {
+    for (const p of ServerProcess.running) p.kill("SIGKILL");
   }
 
   async scrape(): Promise<Sample[]> {

@@ -37,7 +37,7 @@ function pngSize(file: string): { width: number; height: number } {
 
 test(
   "npm run bench -- --quick writes JSON, markdown and PNG plots",
-  { timeout: 900_000, skip: !existsSync(VENV) && "training/.venv is missing (npm run setup:python)" },
+  { timeout: 1_800_000, skip: !existsSync(VENV) && "training/.venv is missing (npm run setup:python)" },
   async () => {
     const out = mkdtempSync(path.join(os.tmpdir(), "dlip-bench-test-"));
     const args = ["run", "--silent", "bench", "--", "--quick", "--out", out, "--teacher", "test/fixtures/micro"];

@@ -1,17 +1,20 @@
 // Part 1, models: onnxruntime-node latency and throughput of each graph of the student and the teacher bundle (fp32
 // and, where the bundle has them, int8) at each batch size; end to end per image (encode + caption, encode + VQA);
 // parameters from the manifests and FLOPs per graph. The student/teacher speed ratio is the headline.
-import { statSync, readdirSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import * as ort from "onnxruntime-node";
-import { GRAPHS, type GraphName } from "../src/bundle/manifest.js";
+import { GRAPHS, type GraphName, type Manifest } from "../src/bundle/manifest.js";
 import type { Feeds } from "../src/inference/graphs.js";
 import { graphGflops } from "./flops.js";
 import type { BenchOptions } from "./options.js";
 import { captionRows, DECODER_PAST, hasInt8, RawModel, take, type ModelInputs, type Variant } from "./raw.js";
 import type { Stamp } from "./stamp.js";
 import { measure, round } from "./timing.js";
-import type { Workload } from "./workload.js";
+import { venvPython, type Workload } from "./workload.js";
 
 export interface GraphPoint {
   batch: number;
@@ -40,6 +43,7 @@ export interface BundleResult {
   version: string;
   random_init: boolean;
   size_mb: { fp32: number; int8: number | null };
+  int8_source: "bundle" | "quantised by the benchmark (the exporter's settings)";
   params: Record<string, number> | null; // from the manifest
   gflops: Record<GraphName, number>; // one run at batch 1 (decoder: one token after DECODER_PAST positions)
   manifest_costs: unknown; // the evaluation's cost table (metrics.summary.costs), when the manifest has one
@@ -125,11 +129,24 @@ async function timeVariant(
   return { graphs, e2e };
 }
 
+/** bench/quantize.py (training/.venv) writes GRAPH.int8.onnx for each graph of the bundle into `out`. */
+function quantiseBundle(dir: string, m: Manifest, out: string): Record<GraphName, string> {
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+  const files = GRAPHS.map((g) => path.join(dir, m.graphs[g].file));
+  execFileSync(venvPython(root), [path.join(root, "bench/quantize.py"), out, ...files], {
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  return Object.fromEntries(
+    GRAPHS.map((g) => [g, path.join(out, `${path.basename(m.graphs[g].file, ".onnx")}.int8.onnx`)]),
+  ) as Record<GraphName, string>;
+}
+
 async function benchBundle(
   role: "student" | "teacher",
   dir: string,
   w: Workload,
   opts: BenchOptions,
+  scratch: string,
   log: (s: string) => void,
 ): Promise<BundleResult> {
   const fp32 = await RawModel.load(dir, "fp32", opts.threads);
@@ -140,11 +157,14 @@ async function benchBundle(
     gflops[g] = round(await graphGflops(path.join(dir, m.graphs[g].file), ortFeeds(fp32.graphFeeds(g, inputs, 1))));
   const variants: BundleResult["variants"] = { fp32: await timeVariant(fp32, inputs, opts, log) };
   await fp32.release();
-  if (hasInt8(m)) {
-    const int8 = await RawModel.load(dir, "int8", opts.threads);
-    variants.int8 = await timeVariant(int8, inputs, opts, log);
-    await int8.release();
-  } else log(`models: ${path.basename(dir)} has no int8 graphs (export with --int8 to compare them)`);
+  let int8Files: Record<GraphName, string> | undefined;
+  if (!hasInt8(m)) {
+    log(`models: ${path.basename(dir)} has no int8 graphs; quantising them as dlip export --int8 does`);
+    int8Files = quantiseBundle(dir, m, path.join(scratch, role));
+  }
+  const int8 = await RawModel.load(dir, "int8", opts.threads, int8Files);
+  variants.int8 = await timeVariant(int8, inputs, opts, log);
+  await int8.release();
   const summary = (m.metrics as { summary?: { costs?: unknown } }).summary;
   return {
     role,
@@ -152,7 +172,8 @@ async function benchBundle(
     name: m.name,
     version: m.version,
     random_init: (m.source as { random_init?: boolean } | undefined)?.random_init === true,
-    size_mb: { fp32: bundleSizeMb(dir, false), int8: hasInt8(m) ? bundleSizeMb(dir, true) : null },
+    size_mb: { fp32: bundleSizeMb(dir, false), int8: bundleSizeMb(int8Files ? path.join(scratch, role) : dir, true) },
+    int8_source: int8Files ? "quantised by the benchmark (the exporter's settings)" : "bundle",
     params: m.params ?? null,
     gflops,
     manifest_costs: summary?.costs ?? null,
@@ -185,8 +206,15 @@ export async function runModels(
   stamp: Stamp,
   log: (s: string) => void,
 ): Promise<ModelsResult> {
-  const student = await benchBundle("student", opts.student, w, opts, log);
-  const teacherResult = teacher.dir ? await benchBundle("teacher", teacher.dir, w, opts, log) : null;
+  const scratch = mkdtempSync(path.join(os.tmpdir(), "dlip-bench-int8-"));
+  let student: BundleResult;
+  let teacherResult: BundleResult | null;
+  try {
+    student = await benchBundle("student", opts.student, w, opts, scratch, log);
+    teacherResult = teacher.dir ? await benchBundle("teacher", teacher.dir, w, opts, scratch, log) : null;
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
   return {
     part: "models",
     stamp,

@@ -68,14 +68,21 @@ export class RawModel {
     readonly sessions: Record<GraphName, ort.InferenceSession>,
   ) {}
 
-  static async load(dir: string, variant: Variant, threads: number): Promise<RawModel> {
+  /** The bundle's graphs; int8: its own int8 files, or `int8Files` (absolute paths) for a bundle without them. */
+  static async load(
+    dir: string,
+    variant: Variant,
+    threads: number,
+    int8Files?: Record<GraphName, string>,
+  ): Promise<RawModel> {
     const manifest = readManifest(dir);
-    if (variant === "int8" && !hasInt8(manifest)) throw new Error(`${dir}: the bundle has no int8 graphs`);
+    if (variant === "int8" && !hasInt8(manifest) && !int8Files)
+      throw new Error(`${dir}: the bundle has no int8 graphs`);
     const sessions = {} as Record<GraphName, ort.InferenceSession>;
     for (const g of GRAPHS) {
       const spec = manifest.graphs[g];
-      const file = variant === "int8" ? spec.int8!.file : spec.file;
-      sessions[g] = await ort.InferenceSession.create(path.join(dir, file), sessionOptions(threads));
+      const file = variant === "fp32" ? path.join(dir, spec.file) : (int8Files?.[g] ?? path.join(dir, spec.int8!.file));
+      sessions[g] = await ort.InferenceSession.create(file, sessionOptions(threads));
     }
     const tk = manifest.tokenizer;
     return new RawModel(

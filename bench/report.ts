@@ -41,7 +41,7 @@ function bundleRows(b: BundleResult): string[] {
   const g = b.gflops;
   return [
     row([
-      `${b.role} (${b.name}${b.random_init ? ", random weights" : ""})`,
+      `${b.role} (${b.name}${b.random_init ? ", random weights" : ""}${b.int8_source && b.int8_source !== "bundle" ? "; int8 quantised by the benchmark" : ""})`,
       f(p.total / 1e6, 2),
       f(p.vision / 1e6, 2),
       f(p.text_encoder / 1e6, 2),

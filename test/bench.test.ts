@@ -65,6 +65,9 @@ test(
         assert.ok(b.variants.fp32!.graphs[g].every((p) => p.latency_ms > 0 && p.throughput_rows_s > 0));
       }
       assert.ok(b.variants.fp32!.e2e.caption.every((p) => p.ms_per_image > 0));
+      // the micro bundle ships no int8 graphs: the benchmark quantises them
+      assert.equal(b.int8_source, "quantised by the benchmark (the exporter's settings)");
+      assert.ok(GRAPHS.every((g) => b.variants.int8!.graphs[g].every((p) => p.latency_ms > 0)));
     }
     assert.ok(models.ratios.caption_fp32_b1 > 0);
 

@@ -136,7 +136,10 @@ test("SIGTERM under load: every admitted request gets a complete answer, new wor
     await new Promise((r) => setTimeout(r, 10));
   }
   p.child.kill("SIGTERM");
-  await new Promise((r) => setTimeout(r, 30));
+  // the server has taken the signal once it logs "draining" (a fixed pause is too short on a busy machine)
+  for (let i = 0; i < 500 && !p.stdout.some((l) => /"msg":"draining"/.test(l)); i++) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
   const ready = await call(port, "GET", "/readyz", undefined, keepAlive);
   const late = await call(port, "POST", "/v1/embeddings", { texts: ["x"] }, keepAlive);
   const results = await Promise.all(admitted);

@@ -2,7 +2,7 @@
 // endpoint; in the same run the raw onnxruntime ceiling at the batch sizes the server formed, batching off vs on,
 // latency at half the saturation throughput, the key/value cache vs none, resident memory over many requests, and
 // the student against the teacher in one server.
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { readManifest, type GraphName } from "../src/bundle/manifest.js";
@@ -322,7 +322,10 @@ async function studentVsTeacher(
   return { command: command(s), ready_s: round(server.readyS), tasks };
 }
 
-/** The default server under node --cpu-prof, at each endpoint's saturation concurrency; its threads summarised. */
+/**
+ * The default server under node --cpu-prof, at each endpoint's saturation concurrency; its threads summarised into
+ * the results. The .cpuprofile files (megabytes; open them in Chrome DevTools) stay in the temp directory named.
+ */
 async function profileServer(
   opts: BenchOptions,
   w: Workload,
@@ -331,15 +334,13 @@ async function profileServer(
   endpoints: ServerResult["endpoints"],
   log: (s: string) => void,
 ): Promise<ThreadProfile[]> {
-  const dir = path.join(opts.out, "cpu-profile");
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
+  const dir = mkdtempSync(path.join(os.tmpdir(), "dlip-bench-cpu-profile-"));
   const server = await ServerProcess.start({ ...base, nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${dir}`] });
   for (const e of ["embed_image", "caption"] as const) {
     const sat = endpoints[e]?.saturation;
     if (sat) await point(server, requestSpec(e, w, null), e, name, sat.concurrency, opts);
   }
   await server.stop(); // profiles are written as the process exits
-  log(`cpu profile: ${dir}`);
+  log(`cpu profiles (open in Chrome DevTools): ${dir}`);
   return summariseDir(dir);
 }

@@ -16,6 +16,7 @@ declare module "autocannon" {
     duration?: number; // seconds
     amount?: number; // total requests (instead of duration)
     timeout?: number; // seconds
+    sampleInt?: number; // ms between samples (and between checks of the duration)
     pipelining?: number;
     requests?: Request[];
   }

@@ -38,6 +38,7 @@ export async function closedLoop(url: string, specs: RequestSpec[], o: ClosedLoo
     connections: o.connections,
     ...(o.amount !== undefined ? { amount: o.amount } : { duration: o.durationS }),
     timeout: 60,
+    sampleInt: 100, // ms; autocannon checks its deadline once per sample: a second by default, too coarse for short points
     requests: specs.map((s, i) => ({
       method: "POST",
       path: s.path,

@@ -12,7 +12,7 @@ import {
   type ShapesImage,
   type ShapesObject,
 } from "../helpers/shapes.js";
-import { captionBar, margin, rankBar, readReport, vqaBar, wilsonLower, Z } from "./thresholds.js";
+import { captionBar, margin, rankBar, readReport, SAMPLE_IMAGES, vqaBar, wilsonLower, Z } from "./thresholds.js";
 
 const obj = (color: string, shape: string, size = "small"): ShapesObject => ({ color, shape, size });
 
@@ -143,9 +143,9 @@ test("bars: the report less the margin, at least the blind rate plus the margin"
 });
 
 test("the generator's references read back as their scenes: first = every pair, the others only true pairs", () => {
-  const { dir, images } = synthShapesTest(100);
+  const { dir, images } = synthShapesTest(SAMPLE_IMAGES); // the quality checks' sample
   try {
-    assert.equal(images.length, 100);
+    assert.equal(images.length, SAMPLE_IMAGES);
     assert.match(images[0].file, /images\/test\/test_000000\.png$/);
     for (const [i, im] of images.entries()) {
       assert.deepEqual(new Set(namedPairs(im.captions[0])), scenePairs(im.objects), `image ${i}: ${im.captions[0]}`);

@@ -3,6 +3,7 @@
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { defaultThreadsPerWorker } from "../src/config.js";
 
 export const PARTS = ["models", "server"] as const;
 export type Part = (typeof PARTS)[number];
@@ -28,7 +29,7 @@ export interface BenchOptions {
   batchingConcurrency: number; // connections of the batching off/on comparison
   memoryRequests: number; // requests of the resident-memory stability run
   workers: number; // the server's WORKERS (1 unless --server-env WORKERS=N)
-  threads: number; // onnxruntime intra-op threads: the server's THREADS_PER_WORKER (default cores / workers), raw runs too
+  threads: number; // onnxruntime intra-op threads: the server's THREADS_PER_WORKER (and its default), raw runs too
   port: number; // where the benchmarked server listens (127.0.0.1)
   plots: boolean;
   cpuProfile: boolean; // also run the default server under node --cpu-prof and summarise where its time goes
@@ -81,7 +82,7 @@ export const USAGE = `usage: npm run bench -- [flags]      (npm run bench:models
   --duration S             seconds per load point (default: ${FULL.durationS})
   --endpoints LIST         ${ENDPOINTS.join(",")} (default: all)
   --memory-requests N      requests of the memory stability run (default: ${FULL.memoryRequests})
-  --threads N              onnxruntime threads (default: cores, the server's default)
+  --threads N              onnxruntime threads (default: the server's THREADS_PER_WORKER default)
   --port N                 port of the benchmarked server (default: 18080)
   --no-plots               skip the PNG plots
   --cpu-profile            also profile the default server (node --cpu-prof) under load
@@ -193,7 +194,7 @@ export function parseOptions(argv: readonly string[], root: string): BenchOption
       throw new OptionsError(`--threads ${opts.threads} contradicts --server-env THREADS_PER_WORKER=${t}`);
     opts.threads = t;
   }
-  if (opts.threads === 0) opts.threads = Math.max(1, Math.floor(os.availableParallelism() / opts.workers));
+  if (opts.threads === 0) opts.threads = defaultThreadsPerWorker(os.availableParallelism(), opts.workers);
   if (opts.port > 65535) throw new OptionsError(`--port must be <= 65535, got ${opts.port}`);
   if (opts.batchSizes.some((b) => b > 256)) throw new OptionsError("--batch-sizes must be <= 256");
   return opts;

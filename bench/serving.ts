@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { readManifest, type GraphName } from "../src/bundle/manifest.js";
+import { defaultThreadsPerWorker } from "../src/config.js";
 import {
   cacheComparison,
   ceiling,
@@ -73,7 +74,7 @@ export async function runServer(
   const tmp = mkdtempSync(path.join(os.tmpdir(), "dlip-bench-"));
   const name = readManifest(opts.student).name;
   // the server runs with its defaults unless told otherwise; the raw runs use the same intra-op threads
-  const defaultThreads = Math.max(1, Math.floor(os.availableParallelism() / opts.workers));
+  const defaultThreads = defaultThreadsPerWorker(os.availableParallelism(), opts.workers);
   const env: Record<string, string> = {
     ...(opts.threads === defaultThreads ? {} : { THREADS_PER_WORKER: String(opts.threads) }),
     ...opts.serverEnv,

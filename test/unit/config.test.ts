@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ConfigError, defaultConfig, loadConfig, SETTINGS } from "../../src/config.js";
+import { ConfigError, defaultConfig, defaultThreadsPerWorker, loadConfig, SETTINGS } from "../../src/config.js";
 
 test("defaults, then environment, then flags", () => {
   const d = loadConfig({}, []);
@@ -26,9 +26,14 @@ test("bad values and unknown flags are refused naming the variable or flag", () 
   assert.throws(() => loadConfig({ FILE_LIMIT_BYTES: "5000000", BODY_LIMIT_BYTES: "4000000" }, []), /FILE_LIMIT_BYTES/);
 });
 
-test("threads per worker default to the cores shared among workers", () => {
+test("threads per worker default to the cores but one shared among workers", () => {
   const c = loadConfig({ WORKERS: "2" }, []);
   assert.ok(c.threadsPerWorker >= 1);
+  assert.deepEqual(
+    [defaultThreadsPerWorker(1, 1), defaultThreadsPerWorker(2, 1), defaultThreadsPerWorker(16, 1)],
+    [1, 1, 15],
+  );
+  assert.deepEqual([defaultThreadsPerWorker(2, 2), defaultThreadsPerWorker(16, 3)], [1, 5]);
   assert.equal(loadConfig({ THREADS_PER_WORKER: "3" }, []).threadsPerWorker, 3);
 });
 

@@ -133,9 +133,7 @@ export async function buildApp(
       const given = req.headers["x-request-id"];
       return typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
     },
-    // unicode: false: string lengths are UTF-16 code units, as the handlers' own .length checks count them; Ajv's
-    // default counts code points, a scan of every string that showed at 6% of the HTTP thread (base64 images)
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false, unicode: false } },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
     schemaErrorFormatter,
     return503OnClosing: true,
     forceCloseConnections: "idle",

@@ -9,6 +9,7 @@ import {
   ImageString,
   MAX_IMAGES,
   MAX_TEXT_CHARS,
+  charCount,
   MAX_TEXTS,
   ModelField,
   multipartNote,
@@ -59,7 +60,7 @@ export default async function embeddings(app: FastifyInstance, { config }: { con
       if (texts.length > MAX_TEXTS) throw invalidField(`at most ${MAX_TEXTS} texts per request, got ${texts.length}`);
       if (images.length > MAX_IMAGES)
         throw invalidField(`at most ${MAX_IMAGES} images per request, got ${images.length}`);
-      const long = texts.findIndex((t) => t.length > MAX_TEXT_CHARS);
+      const long = texts.findIndex((t) => charCount(t) > MAX_TEXT_CHARS);
       if (long >= 0) throw invalidField(`texts[${long}] is longer than ${MAX_TEXT_CHARS} characters`);
       const model = app.models.get(input.model);
       const label = (i: number) => `images[${i}]`;

@@ -8,7 +8,7 @@ import { dot, rankResults, topK } from "../postprocess/rank.js";
 import type { ServedModel } from "../plugins/sessions.js";
 import { guard, type Form } from "./input.js";
 import { imageBytes, prepareImages, prepareTexts, readInput } from "./common.js";
-import { ImageString, MAX_TEXT_CHARS, MAX_TEXTS, ModelField, multipartNote, TASK_ERRORS } from "./schemas.js";
+import { charCount, ImageString, MAX_TEXT_CHARS, MAX_TEXTS, ModelField, multipartNote, TASK_ERRORS } from "./schemas.js";
 
 const DEFAULT_TOP_K = 10;
 const RERANK = ["itm", "none"] as const;
@@ -126,7 +126,7 @@ export default async function rank(app: FastifyInstance, { config }: { config: C
     rerank: boolean,
   ) {
     checkCandidates(cands.length);
-    if (text.trim() === "" || text.length > MAX_TEXT_CHARS)
+    if (text.trim() === "" || charCount(text) > MAX_TEXT_CHARS)
       throw invalidField(`'query' text must have 1 to ${MAX_TEXT_CHARS} characters`);
     const tk = model.manifest.tokenizer;
     const label = (i: number) => `candidates[${i}]`;
@@ -161,7 +161,7 @@ export default async function rank(app: FastifyInstance, { config }: { config: C
     rerank: boolean,
   ) {
     checkCandidates(texts.length);
-    const long = texts.findIndex((t) => t.length > MAX_TEXT_CHARS || t.trim() === "");
+    const long = texts.findIndex((t) => charCount(t) > MAX_TEXT_CHARS || t.trim() === "");
     if (long >= 0)
       throw invalidField(
         `candidates[${long}] must be a text of 1 to ${MAX_TEXT_CHARS} characters (an image query ranks texts)`,

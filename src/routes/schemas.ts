@@ -27,14 +27,22 @@ export const ModelField = Type.Optional(
   Type.String({ minLength: 1, maxLength: 128, description: "model name (default: the server's default model)" }),
 );
 
+// no minLength: Ajv would count an image's characters one code point at a time (a scan of every base64 image);
+// the handlers refuse an empty image with their own 400 invalid_image
 export const ImageString = Type.String({
-  minLength: 1,
   description: "image bytes as base64 or a data URI (data:image/png;base64,...); URLs are not fetched",
 });
 
 export const MAX_IMAGES = 32; // images per captions / embeddings request
 export const MAX_TEXTS = 256; // texts per embeddings request, candidates per rank request
 export const MAX_TEXT_CHARS = 2000; // characters per text (tokens are truncated to the model's maximum anyway)
+
+/** Characters as the JSON schema's maxLength counts them (Unicode code points), for the multipart path's checks. */
+export function charCount(text: string): number {
+  let n = 0;
+  for (const _ of text) n++;
+  return n;
+}
 
 /** The multipart variant of a route, for the OpenAPI description (validated in the handler, not by Ajv). */
 export function multipartNote(parts: string): string {

@@ -6,7 +6,7 @@ import type { Config } from "../config.js";
 import { invalidField } from "../errors.js";
 import { guard } from "./input.js";
 import { imageBytes, prepareImages, prepareTexts, readInput } from "./common.js";
-import { ImageString, MAX_TEXT_CHARS, ModelField, multipartNote, TASK_ERRORS } from "./schemas.js";
+import { charCount, ImageString, MAX_TEXT_CHARS, ModelField, multipartNote, TASK_ERRORS } from "./schemas.js";
 
 const Body = Type.Object(
   {
@@ -46,7 +46,7 @@ export default async function vqa(app: FastifyInstance, { config }: { config: Co
       if (input.image === undefined)
         throw invalidField("no image: send 'image' (JSON) or an 'image' file part (multipart)");
       if (input.question.trim() === "") throw invalidField("'question' must be a non-empty string");
-      if (input.question.length > MAX_TEXT_CHARS)
+      if (charCount(input.question) > MAX_TEXT_CHARS)
         throw invalidField(`'question' is longer than ${MAX_TEXT_CHARS} characters`);
       const model = app.models.get(input.model);
       const tk = model.manifest.tokenizer;

@@ -114,6 +114,21 @@ test("400 invalid image bytes, naming the image; URLs are refused, not fetched",
     "invalid_image",
     /empty/,
   );
+  isError(await post("/v1/captions").send({ images: [""] }), 400, "invalid_image", /images\[0\] is empty/);
+});
+
+test("text limits count characters (code points) alike in JSON and multipart bodies", async () => {
+  const astral = "\u{1F600}".repeat(2000); // 2,000 characters, 4,000 UTF-16 code units
+  const img = png.toString("base64");
+  assert.equal((await post("/v1/vqa").send({ image: img, question: astral })).status, 200);
+  assert.equal((await post("/v1/vqa").attach("image", png, "a.png").field("question", astral)).status, 200);
+  isError(await post("/v1/vqa").send({ image: img, question: astral + "x" }), 400, "invalid_field", /question/);
+  isError(
+    await post("/v1/vqa").attach("image", png, "a.png").field("question", astral + "x"),
+    400,
+    "invalid_field",
+    /longer than 2000 characters/,
+  );
 });
 
 test("404 unknown model and unknown route", async () => {

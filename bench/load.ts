@@ -16,6 +16,7 @@ export interface LoadResult {
   duration_s: number;
   ok: number; // 2xx responses
   failed: number; // non-2xx responses, errors and timeouts
+  failed_by_status: Record<string, number>; // the failures by HTTP status ("429": 12), "error" for no response
   throughput_rps: number; // ok / duration
   latency_ms: Percentiles; // of the 2xx responses
 }
@@ -33,6 +34,7 @@ export interface ClosedLoop {
 export async function closedLoop(url: string, specs: RequestSpec[], o: ClosedLoop): Promise<LoadResult> {
   const cursors = specs.map(() => 0);
   const latencies: number[] = [];
+  const byStatus: Record<string, number> = {};
   const instance = autocannon({
     url,
     connections: o.connections,
@@ -49,6 +51,7 @@ export async function closedLoop(url: string, specs: RequestSpec[], o: ClosedLoo
   instance.on("response", (_client: unknown, status: number, _bytes: number, ms: number) => {
     const ok = status >= 200 && status < 300;
     if (ok) latencies.push(ms);
+    else byStatus[status] = (byStatus[status] ?? 0) + 1;
     o.onResponse?.(ok);
   });
   const r = await instance;
@@ -59,6 +62,7 @@ export async function closedLoop(url: string, specs: RequestSpec[], o: ClosedLoo
     duration_s: r.duration,
     ok,
     failed: r.non2xx + r.errors,
+    failed_by_status: r.errors > 0 ? { ...byStatus, error: r.errors } : byStatus,
     throughput_rps: round(ok / r.duration),
     latency_ms: roundAll(percentiles(latencies)),
   };
@@ -88,6 +92,11 @@ export async function openLoop(
   const latencies: number[] = [];
   let ok = 0;
   let failed = 0;
+  const byStatus: Record<string, number> = {};
+  const fail = (status: string) => {
+    failed++;
+    byStatus[status] = (byStatus[status] ?? 0) + 1;
+  };
   let sent = 0;
   const inflight = new Set<Promise<void>>();
   const send = (body: string) => {
@@ -98,9 +107,9 @@ export async function openLoop(
         if (r.ok) {
           ok++;
           latencies.push(performance.now() - t0);
-        } else failed++;
+        } else fail(String(r.status));
       })
-      .catch(() => void failed++)
+      .catch(() => fail("error"))
       .finally(() => inflight.delete(p));
     inflight.add(p);
   };
@@ -123,6 +132,7 @@ export async function openLoop(
     duration_s: round(duration),
     ok,
     failed,
+    failed_by_status: byStatus,
     throughput_rps: round(ok / duration),
     latency_ms: roundAll(percentiles(latencies)),
   };

@@ -2,6 +2,7 @@
 // one table per measurement, then the plots.
 import { GRAPHS } from "../src/bundle/manifest.js";
 import type { BundleResult, ModelsResult } from "./models.js";
+import type { LoadResult } from "./load.js";
 import type { Point } from "./points.js";
 import type { ServerResult } from "./serving.js";
 import type { Stamp } from "./stamp.js";
@@ -117,6 +118,12 @@ function modelsSection(m: ModelsResult): string[] {
   return out;
 }
 
+/** "0", or the failures by status: "240 (429: 240)". */
+function failedCell(p: LoadResult): string {
+  const parts = Object.entries(p.failed_by_status ?? {}).map(([status, n]) => `${status}: ${n}`);
+  return p.failed === 0 || parts.length === 0 ? String(p.failed) : `${p.failed} (${parts.join(", ")})`;
+}
+
 function pointRow(name: string, p: Point): string {
   const bd = p.breakdown;
   const batches = Object.entries(bd.graphs)
@@ -129,7 +136,7 @@ function pointRow(name: string, p: Point): string {
     f(p.latency_ms.p50),
     f(p.latency_ms.p95),
     f(p.latency_ms.p99),
-    p.failed,
+    failedCell(p),
     batches,
     f(bd.worker_busy_share),
     f(bd.server_cpu_cores),
@@ -175,7 +182,8 @@ function serverSection(s: ServerResult): string[] {
       Object.entries(s.endpoints)
         .map(([e, r]) => `${e} = ${r!.request}`)
         .join("; ") +
-      ".",
+      ". Failed: answers other than 2xx, by HTTP status (429: the queue was full, the server's back-pressure, " +
+      "answered at once with Retry-After; 504: the request's deadline passed in the queue), or no answer (error).",
     "",
   );
   out.push("### Ceiling: the same graphs on raw onnxruntime-node, at the batch sizes the server formed", "");

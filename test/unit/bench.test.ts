@@ -1,7 +1,11 @@
-// The benchmark's pure parts: percentiles, the /metrics reader, FLOPs from profiled node shapes, the recorded command.
+// The benchmark's parts that need no model: percentiles, the /metrics reader, FLOPs from profiled node shapes, the
+// recorded command, the load generator's failure counts.
 import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { test } from "node:test";
 import { nodeFlops } from "../../bench/flops.js";
+import { closedLoop, openLoop } from "../../bench/load.js";
 import { histogramDelta, parseProm, total } from "../../bench/prom.js";
 import { commandLine } from "../../bench/stamp.js";
 import { percentiles, quantile } from "../../bench/timing.js";
@@ -79,5 +83,30 @@ test("commandLine records what was typed, quoting what a shell would split", () 
     assert.equal(commandLine([]), "npm run bench");
   } finally {
     process.env = saved;
+  }
+});
+
+test("load results count failures by HTTP status, closed and open loop alike", async () => {
+  let n = 0;
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      const status = n++ % 2 === 0 ? 200 : 429; // every other request is refused
+      res.writeHead(status, { "content-type": "application/json" }).end("{}");
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  try {
+    const spec = { path: "/x", bodies: ["{}"] };
+    const closed = await closedLoop(url, [spec], { connections: 1, amount: 20 });
+    assert.equal(closed.ok + closed.failed, 20);
+    assert.deepEqual(closed.failed_by_status, { "429": closed.failed });
+    assert.ok(closed.failed >= 9 && closed.failed <= 11, `about half refused, got ${closed.failed}`);
+    const open = await openLoop(url, spec, 200, 0.2);
+    assert.ok(open.failed > 0);
+    assert.deepEqual(open.failed_by_status, { "429": open.failed });
+  } finally {
+    server.close();
   }
 });

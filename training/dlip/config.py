@@ -110,6 +110,10 @@ class ModelConfig:
     temp: float = 0.07  # initial ITC temperature (learnable, clamped to [0.001, 0.5])
     label_smoothing: float = 0.1  # LM loss label smoothing (BLIP)
     hidden_act: str = "gelu"  # exact (erf) GELU everywhere, as BLIP
+    # VQA: the answer decoder cross-attends to the image tokens as well as to the question states (concatenated).
+    # BLIP's reads the question states only (False, and so every HF checkpoint). On Shapes, the answer decoder learns
+    # "where is ..." questions from the question states alone only slowly; given the image tokens too, much faster.
+    vqa_decoder_reads_image: bool = False
 
     def with_vocab(self, vocab_size: int, pad_token_id: int) -> "ModelConfig":
         """Returns a copy whose text stacks use the tokenizer's vocabulary."""

@@ -287,3 +287,20 @@ def test_cli_eval_bundle_and_errors(exported, shapes_dir, capsys):
     assert main(["export", str(exported["run"]), "--out", str(exported["bundle"])]) == 2  # exists: no overwrite
     err = capsys.readouterr().err
     assert "pass a run folder" in err and "exists and is not empty" in err
+
+
+def test_refuses_a_model_whose_answer_decoder_reads_the_image(tmp_path):
+    import dataclasses
+
+    from dlip.config import model_preset
+    from dlip.data.tokenizer import TextTokenizer, train_wordpiece
+    from dlip.export.export import builtin_corpus, write_bundle
+    from dlip.model.med import BlipMED
+
+    tokenizer = TextTokenizer(train_wordpiece(builtin_corpus(), vocab_size=120))
+    cfg = model_preset("micro").with_vocab(tokenizer.vocab_size, tokenizer.special.pad)
+    model = BlipMED(dataclasses.replace(cfg, vqa_decoder_reads_image=True))
+    with pytest.raises(ValueError, match="vqa_decoder_reads_image"):
+        write_bundle(model, tokenizer, tmp_path / "b", source={}, metrics={}, max_text_tokens=35, max_answer_tokens=10,
+                     progress=False)
+    assert not (tmp_path / "b").exists() and not (tmp_path / ".b.partial").exists()  # nothing half-written

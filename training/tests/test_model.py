@@ -127,3 +127,40 @@ def test_sincos_position_init_encodes_row_and_column():
     assert torch.equal(vit.pos_embed[0, 1:].detach(), table) and vit.pos_embed.requires_grad
     with pytest.raises(ValueError, match="pos_embed_init"):
         VisionConfig(pos_embed_init="learned")
+
+
+def test_vqa_answer_decoder_can_read_the_image_tokens_too():
+    import dataclasses
+
+    from dlip.data.tokenizer import SpecialTokens
+    from dlip.train.objectives import vqa_forward
+
+    torch.manual_seed(0)
+    base = model_preset("micro").with_vocab(50, 0)
+    assert not base.vqa_decoder_reads_image  # BLIP: the question states only
+    plain = BlipMED(base).eval()
+    reads = BlipMED(dataclasses.replace(base, vqa_decoder_reads_image=True)).eval()
+    reads.load_state_dict(plain.state_dict())  # the option adds no weights
+    images = plain.encode_image(torch.randn(2, 3, 32, 32)).last_hidden  # (2, N, D)
+    states, mask = torch.randn(2, 5, images.shape[-1]), torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    same_states, same_mask = plain.answer_context(states, mask, images)
+    assert same_states is states and same_mask is mask
+    ctx, ctx_mask = reads.answer_context(states, mask, images)
+    assert torch.equal(ctx, torch.cat([states, images], dim=1))
+    assert torch.equal(ctx_mask[:, :5], mask) and ctx_mask[:, 5:].eq(1).all()
+    assert ctx_mask.shape[1] == 5 + images.shape[1]
+    # same weights: the option changes what the answer decoder reads, hence the VQA loss and the logits
+    special = SpecialTokens(pad=0, unk=1, cls=2, sep=3, mask=4, enc=5, dec=6)
+    pixels = torch.randn(2, 3, 32, 32)
+    q_ids, q_mask = torch.randint(7, 50, (2, 5)), torch.ones(2, 5, dtype=torch.long)
+    a_ids, a_mask = torch.tensor([[2, 9, 3], [2, 11, 3]]), torch.ones(2, 3, dtype=torch.long)
+    args = (pixels, q_ids, q_mask, a_ids, a_mask, torch.ones(2), torch.ones(2, dtype=torch.long), special)
+    with torch.no_grad():
+        loss_plain = vqa_forward(plain, *args)[0]["vqa_loss"]
+        loss_reads, _, question, decoder = vqa_forward(reads, *args)
+        assert torch.isfinite(loss_reads["vqa_loss"]) and not torch.isclose(loss_reads["vqa_loss"], loss_plain)
+        img = reads.encode_image(pixels).last_hidden
+        ctx, ctx_mask = reads.answer_context(question.last_hidden, q_mask, img)
+        dec_ids = a_ids.clone()
+        dec_ids[:, 0] = special.dec
+        assert torch.allclose(decoder.logits, reads.decode(dec_ids, a_mask, ctx, ctx_mask).logits, atol=1e-6)

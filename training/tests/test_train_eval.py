@@ -121,3 +121,41 @@ def test_init_from_continues_a_run(micro_run, tmp_path):
     for (name, a), b in zip(start.model.state_dict().items(), after.model.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-8), name  # lr 1e-12: the starting run's weights
     assert json.loads((run / "config.json").read_text())["init_from"] == str(micro_run)
+
+
+def test_a_run_whose_answer_decoder_reads_the_image_trains_reloads_and_answers(tmp_path, shapes_dir, micro_config):
+    import dataclasses
+
+    import torch
+
+    from dlip.config import model_preset, to_dict, train_config_from_dict
+    from dlip.eval.evaluate import evaluate_vqa
+    from dlip.eval.inference import answer_questions
+    from dlip.model.generate import greedy_decode
+    from dlip.train.objectives import with_first_token
+    from dlip.train.trainer import preprocess_for, train
+
+    torch.set_num_threads(1)
+    model = dataclasses.replace(model_preset("micro"), vqa_decoder_reads_image=True)
+    raw = dict(micro_config, model=to_dict(model), data=dict(micro_config["data"], image_root=str(shapes_dir)))
+    cfg = train_config_from_dict(raw)
+    cfg.stages = cfg.stages[1:]  # the VQA stage alone
+    run = train(cfg, tmp_path / "run", progress=False)
+    loaded = load_run(run)
+    assert loaded.model.cfg.vqa_decoder_reads_image  # kept in the run's config
+    vqa = [r for r in _records(run) if r["stage"] == "vqa"]
+    assert vqa and all(math.isfinite(r["vqa_loss"]) for r in vqa)
+    out, prior = evaluate_vqa(loaded.model, loaded.tokenizer, loaded.config, EvalSettings(), preprocess_for(
+        loaded.model.cfg), progress=False)
+    assert 0 <= out["acc"] <= 100 and "acc" in prior
+    # answers are generated from the question states followed by the image tokens
+    m, tk = loaded.model, loaded.tokenizer
+    with torch.no_grad():
+        images = m.encode_image(torch.randn(2, 3, 32, 32)).last_hidden
+        questions = ["what color is the circle?", "how many objects are there?"]
+        q_ids, q_mask = tk(questions, 35)
+        q = m.fuse(with_first_token(q_ids, tk.special.enc), q_mask, images).last_hidden
+        ctx = torch.cat([q, images], 1)
+        ctx_mask = torch.cat([q_mask, torch.ones(images.shape[:2], dtype=torch.long)], 1)
+        expected = tk.batch_decode(greedy_decode(m, ctx, tk.special.dec, tk.special.sep, 10, encoder_mask=ctx_mask))
+        assert answer_questions(m, tk, images, questions, 35, 10, progress=False) == expected

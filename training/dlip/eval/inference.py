@@ -108,7 +108,9 @@ def answer_questions(model: BlipMED, tokenizer: TextTokenizer, image_embeds: Ten
     desc = "VQA (rank)" if candidates is not None else "VQA (generate)"
     for s in _batches(len(questions), batch_size, desc, progress):
         q_ids, q_mask = tokenizer(questions[s:s + batch_size], max_question_tokens)
-        states = model.fuse(with_first_token(q_ids, sp.enc), q_mask, image_embeds[s:s + batch_size]).last_hidden
+        images = image_embeds[s:s + batch_size]
+        states = model.fuse(with_first_token(q_ids, sp.enc), q_mask, images).last_hidden
+        states, q_mask = model.answer_context(states, q_mask, images)
         if candidates is None:
             ids = greedy_decode(model, states, sp.dec, sp.sep, max_answer_tokens, encoder_mask=q_mask)
             out += tokenizer.batch_decode(ids)

@@ -150,6 +150,10 @@ def _write_files(model: BlipMED, tokenizer: TextTokenizer, out: Path, *, name: s
                  source: dict[str, Any], metrics: dict[str, Any], max_text_tokens: int, max_answer_tokens: int,
                  max_caption_tokens: int, int8: bool, progress: bool) -> None:
     dims = ModelDims.from_config(model.cfg)
+    if model.cfg.vqa_decoder_reads_image:
+        raise ValueError("model.vqa_decoder_reads_image is set: bundle format 1 feeds the VQA answer decoder the "
+                         "question states only (FORMAT.md), so this model's answers would differ; export supports it "
+                         "only once the format carries it")
     if tokenizer.vocab_size != dims.vocab_size:
         raise ValueError(f"tokenizer has {tokenizer.vocab_size} tokens but the model's vocabulary is {dims.vocab_size}")
     tokenizer.save(out / TOKENIZER_FILE)

@@ -67,6 +67,16 @@ class BlipMED(nn.Module):
         return self.itm_head(fused_hidden[:, 0])  # (B, 2): [no match, match]
 
     # ----------------------------------------------------------------- decoder (LM, captions, VQA answers)
+    def answer_context(self, question_states: Tensor, question_mask: Tensor,
+                       image_embeds: Tensor) -> tuple[Tensor, Tensor]:
+        """What the VQA answer decoder cross-attends to, and its mask: the question states (B, Lq, D), followed by
+        the image tokens (B, N, D) where ``cfg.vqa_decoder_reads_image`` (cross-attention has no positions, so the
+        order does not matter; padded question positions stay masked)."""
+        if not self.cfg.vqa_decoder_reads_image:
+            return question_states, question_mask
+        image_mask = torch.ones(image_embeds.shape[:2], dtype=question_mask.dtype, device=question_mask.device)
+        return torch.cat([question_states, image_embeds], dim=1), torch.cat([question_mask, image_mask], dim=1)
+
     def decode(self, input_ids: Tensor, attention_mask: Tensor, encoder_hidden: Tensor,
                encoder_mask: Tensor | None = None, output_hidden_states: bool = False,
                output_attentions: bool = False, past_key_values=None, use_cache: bool = False) -> TextOutput:

@@ -93,9 +93,10 @@ def vqa_forward(model: BlipMED, pixel_values: Tensor, question_ids: Tensor, ques
     want = dict(output_hidden_states=output_hidden_states, output_attentions=output_attentions)
     vision = model.encode_image(pixel_values, **want)
     question = model.fuse(with_first_token(question_ids, special.enc), question_mask, vision.last_hidden, **want)
-    # repeat each question's states once per answer: (sum n, Lq, Dt)
-    q_states = question.last_hidden.repeat_interleave(n_answers, dim=0)
-    q_mask = question_mask.repeat_interleave(n_answers, dim=0)
+    # what the answer decoder reads (the question states, plus the image tokens where configured), once per answer
+    context, context_mask = model.answer_context(question.last_hidden, question_mask, vision.last_hidden)
+    q_states = context.repeat_interleave(n_answers, dim=0)
+    q_mask = context_mask.repeat_interleave(n_answers, dim=0)
     dec_ids = with_first_token(answer_ids, special.dec)
     decoder = model.decode(dec_ids, answer_mask, q_states, q_mask, **want)
     per_token = lm_loss_per_sequence(decoder.logits, dec_ids, answer_mask, model.cfg.label_smoothing)  # (sum n,)

@@ -3,6 +3,7 @@
 // decoding without it (the whole prefix fed at every step), as tokens per second.
 import type { GraphName } from "../src/bundle/manifest.js";
 import { imageSpec, preprocessImage } from "../src/preprocess/image.js";
+import { answerContext } from "../src/inference/graphs.js";
 import { captionRows, RawModel, take, type ModelInputs } from "./raw.js";
 import { measure, round } from "./timing.js";
 
@@ -56,9 +57,11 @@ export async function ceiling(
       });
       fn = () => model.generate(rows);
     } else {
-      const states = await model.questionStates(take(inputs.images, B), take(inputs.questionIds, B));
+      const images = take(inputs.images, B);
+      const states = await model.questionStates(images, take(inputs.questionIds, B));
       const row = { numBeams: 1, maxTokens: tk.max_answer_tokens, minTokens: 0 }; // the VQA route's rows
-      const rows = states.map((s) => ({ hidden: s.states, length: s.length, row }));
+      const reads = model.manifest.model.vqa_decoder_reads_image === true;
+      const rows = states.map((s, i) => ({ ...answerContext(s, images[i], reads), row }));
       fn = () => model.generate(rows);
     }
     const t = await measure(fn, timing);

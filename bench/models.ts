@@ -8,7 +8,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import * as ort from "onnxruntime-node";
 import { GRAPHS, type GraphName, type Manifest } from "../src/bundle/manifest.js";
-import type { Feeds } from "../src/inference/graphs.js";
+import { answerContext, type Feeds } from "../src/inference/graphs.js";
 import { graphGflops } from "./flops.js";
 import type { BenchOptions } from "./options.js";
 import { captionRows, DECODER_PAST, hasInt8, RawModel, take, type ModelInputs, type Variant } from "./raw.js";
@@ -108,8 +108,10 @@ async function timeVariant(
     const ansRow = { numBeams: 1, maxTokens: tk.max_answer_tokens, minTokens: tk.max_answer_tokens };
     const caption = async () => model.generate(captionRows(await model.encodeImages(pixels), N, capRow));
     const vqa = async () => {
-      const states = await model.questionStates(await model.encodeImages(pixels), questions);
-      return model.generate(states.map((s) => ({ hidden: s.states, length: s.length, row: ansRow })));
+      const images = await model.encodeImages(pixels);
+      const states = await model.questionStates(images, questions);
+      const reads = model.manifest.model.vqa_decoder_reads_image === true;
+      return model.generate(states.map((s, i) => ({ ...answerContext(s, images[i], reads), row: ansRow })));
     };
     for (const [task, fn, tokens] of [
       ["caption", caption, capRow.maxTokens],

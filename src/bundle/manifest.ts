@@ -45,7 +45,7 @@ export interface SpecialTokenIds {
 }
 
 export interface Manifest {
-  format_version: 1;
+  format_version: 1 | 2; // 2: model.vqa_decoder_reads_image is present
   name: string;
   version: string;
   created?: string;
@@ -68,6 +68,7 @@ export interface Manifest {
     decoder_heads: number;
     decoder_head_dim: number;
     vocab_size: number;
+    vqa_decoder_reads_image?: boolean; // format 2: the VQA answer decoder reads the question states, then the image tokens
   };
   graphs: Record<GraphName, GraphSpec>;
   files: Record<string, string>;
@@ -104,7 +105,8 @@ export function readManifest(dir: string): Manifest {
   }
   const fail = (what: string) => new BundleError(`${file}: ${what}`);
   if (m === null || typeof m !== "object") throw fail("expected a JSON object");
-  if (m.format_version !== 1) throw fail(`format_version must be 1, got ${JSON.stringify(m.format_version)}`);
+  if (m.format_version !== 1 && m.format_version !== 2)
+    throw fail(`format_version must be 1 or 2, got ${JSON.stringify(m.format_version)}`);
   if (typeof m.name !== "string" || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(m.name)) {
     throw fail(`name must be a short label of letters, digits, '.', '_' or '-', got ${JSON.stringify(m.name)}`);
   }
@@ -147,6 +149,11 @@ export function readManifest(dir: string): Manifest {
   ] as const) {
     if (!Number.isInteger(mod?.[k]) || mod[k] <= 0) throw fail(`model.${k} must be a positive integer`);
   }
+  const readsImage = mod.vqa_decoder_reads_image;
+  if (m.format_version === 1 && readsImage !== undefined)
+    throw fail("model.vqa_decoder_reads_image needs format_version 2");
+  if (m.format_version === 2 && typeof readsImage !== "boolean")
+    throw fail("format_version 2 needs model.vqa_decoder_reads_image (true or false)");
   for (const g of GRAPHS) {
     const spec = m.graphs?.[g];
     if (!spec || typeof spec.file !== "string" || !Array.isArray(spec.inputs) || !Array.isArray(spec.outputs)) {

@@ -80,6 +80,24 @@ export function splitStates(out: Feeds, rows: FusedRow[]): StatesRow[] {
   }));
 }
 
+/**
+ * What the VQA answer decoder reads for one question: its states, followed by its image's tokens where the bundle says
+ * so (format 2, `model.vqa_decoder_reads_image`); `length` counts both. Cross-attention has no positions, so packing
+ * the real question tokens before the image tokens equals the exporter's padded layout.
+ */
+export function answerContext(
+  q: StatesRow,
+  image: ImageRow,
+  readsImage: boolean,
+): { hidden: Float32Array; length: number } {
+  if (!readsImage) return { hidden: q.states, length: q.length };
+  const hidden = new Float32Array(q.states.length + image.embeds.length);
+  hidden.set(q.states, 0);
+  hidden.set(image.embeds, q.states.length);
+  const D = q.states.length / q.length;
+  return { hidden, length: q.length + image.embeds.length / D };
+}
+
 /** Encoder states of several rows, right-padded to the longest, with their mask: (B, M, D) and (B, M). */
 export function generationFeeds(rows: GenInput[], D: number): { hidden: WireTensor; mask: WireTensor } {
   const M = Math.max(...rows.map((r) => r.length));

@@ -8,7 +8,15 @@ import { dot, rankResults, topK } from "../postprocess/rank.js";
 import type { ServedModel } from "../plugins/sessions.js";
 import { guard, type Form } from "./input.js";
 import { imageBytes, prepareImages, prepareTexts, readInput } from "./common.js";
-import { charCount, ImageString, MAX_TEXT_CHARS, MAX_TEXTS, ModelField, multipartNote, TASK_ERRORS } from "./schemas.js";
+import {
+  charCount,
+  ImageString,
+  MAX_TEXT_CHARS,
+  MAX_TEXTS,
+  ModelField,
+  multipartNote,
+  TASK_ERRORS,
+} from "./schemas.js";
 
 const DEFAULT_TOP_K = 10;
 const RERANK = ["itm", "none"] as const;

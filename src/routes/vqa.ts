@@ -6,6 +6,7 @@ import type { Config } from "../config.js";
 import { invalidField } from "../errors.js";
 import { guard } from "./input.js";
 import { imageBytes, prepareImages, prepareTexts, readInput } from "./common.js";
+import { answerContext } from "../inference/graphs.js";
 import { charCount, ImageString, MAX_TEXT_CHARS, ModelField, multipartNote, TASK_ERRORS } from "./schemas.js";
 
 const Body = Type.Object(
@@ -64,10 +65,8 @@ export default async function vqa(app: FastifyInstance, { config }: { config: Co
         app.inference.questions(model, [{ embeds: image.embeds, ids }], req.deadline),
       );
       const row = { numBeams: 1, maxTokens: tk.max_answer_tokens, minTokens: 0 }; // greedy, as the Python evaluation
-      const [answer] = await guard(
-        req.deadline,
-        app.inference.generate(model, [{ hidden: q.states, length: q.length, row }], req.deadline),
-      );
+      const context = answerContext(q, image, model.manifest.model.vqa_decoder_reads_image === true);
+      const [answer] = await guard(req.deadline, app.inference.generate(model, [{ ...context, row }], req.deadline));
       app.metrics.generatedTokens.labels(model.name, "vqa").inc(answer.ids.length);
       return { model: model.name, answer: model.tokenizer.decode(answer.ids), score: Math.exp(answer.logprob) };
     },

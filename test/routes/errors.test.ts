@@ -124,7 +124,9 @@ test("text limits count characters (code points) alike in JSON and multipart bod
   assert.equal((await post("/v1/vqa").attach("image", png, "a.png").field("question", astral)).status, 200);
   isError(await post("/v1/vqa").send({ image: img, question: astral + "x" }), 400, "invalid_field", /question/);
   isError(
-    await post("/v1/vqa").attach("image", png, "a.png").field("question", astral + "x"),
+    await post("/v1/vqa")
+      .attach("image", png, "a.png")
+      .field("question", astral + "x"),
     400,
     "invalid_field",
     /longer than 2000 characters/,

@@ -11,6 +11,7 @@ import {
   pickDefault,
   readManifest,
 } from "../../src/bundle/manifest.js";
+import { answerContext } from "../../src/inference/graphs.js";
 import { MICRO } from "../helpers/app.js";
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), "dlip-bundle-"));
@@ -52,8 +53,16 @@ test("a changed file, a missing file and a bad manifest are refused, naming the 
   );
   await assert.rejects(loadBundles(copy("gone", (d) => rmSync(path.join(d, "itm.onnx")))), /itm\.onnx: missing/);
   await assert.rejects(
-    loadBundles(copy("ver", (d) => editManifest(d, (m) => (m.format_version = 2)))),
-    /manifest\.json: format_version/,
+    loadBundles(copy("ver", (d) => editManifest(d, (m) => (m.format_version = 3)))),
+    /manifest\.json: format_version must be 1 or 2, got 3/,
+  );
+  await assert.rejects(
+    loadBundles(copy("v2", (d) => editManifest(d, (m) => (m.format_version = 2)))),
+    /format_version 2 needs model\.vqa_decoder_reads_image/,
+  );
+  await assert.rejects(
+    loadBundles(copy("v1flag", (d) => editManifest(d, (m) => (m.model.vqa_decoder_reads_image = true)))),
+    /model\.vqa_decoder_reads_image needs format_version 2/,
   );
   await assert.rejects(
     loadBundles(copy("name", (d) => editManifest(d, (m) => (m.name = "../../etc")))),
@@ -83,4 +92,22 @@ test("default model: DEFAULT_MODEL, else 'default', else the first by name", () 
   assert.equal(pickDefault(["b", "a"], "b"), "b");
   assert.throws(() => pickDefault(["a"], "zzz"), /DEFAULT_MODEL 'zzz'/);
   assert.equal(readManifest(MICRO).tokenizer.max_caption_tokens, 20);
+});
+
+test("format 2: model.vqa_decoder_reads_image is read; the answer decoder then reads the question, then the image", async () => {
+  const [b] = await loadBundles(
+    copy("v2ok", (d) =>
+      editManifest(d, (m) => {
+        m.format_version = 2;
+        m.model.vqa_decoder_reads_image = true;
+      }),
+    ),
+  );
+  assert.equal(b.manifest.model.vqa_decoder_reads_image, true);
+  const q = { states: Float32Array.from([1, 2, 3, 4]), length: 2 }; // 2 tokens of width 2
+  const image = { embeds: Float32Array.from([5, 6, 7, 8, 9, 10]), feat: new Float32Array(0) }; // 3 tokens
+  assert.deepEqual(answerContext(q, image, false), { hidden: q.states, length: 2 });
+  const both = answerContext(q, image, true);
+  assert.deepEqual([...both.hidden], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  assert.equal(both.length, 5);
 });

@@ -289,18 +289,64 @@ def test_cli_eval_bundle_and_errors(exported, shapes_dir, capsys):
     assert "pass a run folder" in err and "exists and is not empty" in err
 
 
-def test_refuses_a_model_whose_answer_decoder_reads_the_image(tmp_path):
+def test_a_model_whose_answer_decoder_reads_the_image_exports_as_format_2_and_answers_like_pytorch(tmp_path):
     import dataclasses
 
     from dlip.config import model_preset
     from dlip.data.tokenizer import TextTokenizer, train_wordpiece
+    from dlip.eval.inference import answer_questions
     from dlip.export.export import builtin_corpus, write_bundle
+    from dlip.export.manifest import read_manifest
     from dlip.model.med import BlipMED
 
     tokenizer = TextTokenizer(train_wordpiece(builtin_corpus(), vocab_size=120))
     cfg = model_preset("micro").with_vocab(tokenizer.vocab_size, tokenizer.special.pad)
-    model = BlipMED(dataclasses.replace(cfg, vqa_decoder_reads_image=True))
-    with pytest.raises(ValueError, match="vqa_decoder_reads_image"):
-        write_bundle(model, tokenizer, tmp_path / "b", source={}, metrics={}, max_text_tokens=35, max_answer_tokens=10,
-                     progress=False)
-    assert not (tmp_path / "b").exists() and not (tmp_path / ".b.partial").exists()  # nothing half-written
+    torch.manual_seed(0)
+    model = BlipMED(dataclasses.replace(cfg, vqa_decoder_reads_image=True)).eval()
+    out = write_bundle(model, tokenizer, tmp_path / "b", source={}, metrics={}, max_text_tokens=35,
+                       max_answer_tokens=10, progress=False)
+    m = read_manifest(out)
+    assert m["format_version"] == 2 and m["model"]["vqa_decoder_reads_image"] is True
+    bundle = BundleModel(out)
+    pixels = _rng().standard_normal((4, 3, 32, 32)).astype(np.float32)
+    embeds, _ = bundle.encode_images(pixels)
+    questions = ["what color is the circle?", "where is the star?", "how many squares are there?", "is there a cross?"]
+    with torch.no_grad():
+        t_embeds = model.encode_image(torch.from_numpy(pixels)).last_hidden
+        expected = answer_questions(model, tokenizer, t_embeds, questions, 35, 10, progress=False)
+        assert bundle.answer(embeds, questions) == expected  # greedy answers, end to end
+        # the first decoder step's logits over the question states + image tokens, ONNX vs PyTorch
+        q_ids, q_mask = bundle.tokenize(questions)
+        enc_ids = bundle.with_first_token(q_ids, tokenizer.special.enc)
+        ctx, ctx_mask = bundle.answer_context(bundle.question_states(embeds, enc_ids, q_mask), q_mask, embeds)
+        assert ctx.shape[1] == q_ids.shape[1] + embeds.shape[1]
+        bos = np.full((4, 1), tokenizer.special.dec, dtype=np.int64)
+        got, _ = bundle.decoder_step(bos, np.ones((4, 1), dtype=np.int64), ctx, ctx_mask, bundle.empty_past(4))
+        t_states = model.fuse(torch.from_numpy(enc_ids), torch.from_numpy(q_mask), t_embeds).last_hidden
+        t_ctx, t_mask = model.answer_context(t_states, torch.from_numpy(q_mask), t_embeds)
+        want = model.decode(torch.from_numpy(bos), torch.ones(4, 1, dtype=torch.long), t_ctx, t_mask).logits
+        _close(got, want)
+        # the question states alone give other logits: the image tokens are read
+        alone = model.decode(torch.from_numpy(bos), torch.ones(4, 1, dtype=torch.long), t_states,
+                             torch.from_numpy(q_mask)).logits
+        assert (want - alone).abs().max() > 1e-3
+
+
+def test_manifest_format_versions(tmp_path, random_bundle):
+    from dlip.export.manifest import read_manifest
+
+    def edited(name, change):
+        d = tmp_path / name
+        shutil.copytree(random_bundle, d)
+        m = json.loads((d / MANIFEST_FILE).read_text())
+        change(m)
+        (d / MANIFEST_FILE).write_text(json.dumps(m))
+        return d
+
+    assert read_manifest(random_bundle)["format_version"] == 1  # written as 1 when 2 is not needed
+    with pytest.raises(ValueError, match="needs format_version 2"):
+        read_manifest(edited("v1", lambda m: m["model"].update(vqa_decoder_reads_image=True)))
+    with pytest.raises(ValueError, match="format_version 2 needs"):
+        read_manifest(edited("v2", lambda m: m.update(format_version=2)))
+    with pytest.raises(ValueError, match="format_version 3 is not one of 1, 2"):
+        read_manifest(edited("v3", lambda m: m.update(format_version=3)))

@@ -13,7 +13,10 @@ from typing import Any
 
 from ..config import ModelConfig
 
-FORMAT_VERSION = 1
+# 1: the VQA answer decoder reads the question states (BLIP). 2: adds model.vqa_decoder_reads_image; where true, it
+# reads the question states followed by the image tokens. A bundle is written as 1 unless it needs 2.
+FORMAT_VERSION = 2
+FORMAT_VERSIONS = (1, 2)
 OPSET = 17
 MANIFEST_FILE = "manifest.json"
 TOKENIZER_FILE = "tokenizer.json"

@@ -143,12 +143,14 @@ def compare_decoding(model: BlipMED, tokenizer: TextTokenizer, bundle: BundleMod
         images = bundle.load_images([str(data.path(p)) for p in paths], progress)[index]  # (Q, 3, S, S)
         q_ids, q_mask = bundle.tokenize(questions)
         enc_ids = bundle.with_first_token(q_ids, sp.enc)
-        ort_states = bundle.question_states(bundle.encode_images(images)[0], enc_ids, q_mask)
+        ort_embeds = bundle.encode_images(images)[0]
+        ort_states, ort_mask = bundle.answer_context(bundle.question_states(ort_embeds, enc_ids, q_mask), q_mask,
+                                                     ort_embeds)
         torch_embeds = model.encode_image(torch.from_numpy(images)).last_hidden
         states = model.fuse(torch.from_numpy(enc_ids), torch.from_numpy(q_mask), torch_embeds).last_hidden
-        ref = greedy_decode(model, states, sp.dec, sp.sep, bundle.max_answer_tokens,
-                            encoder_mask=torch.from_numpy(q_mask))
-        got = bundle.greedy_decode(ort_states, q_mask, bundle.max_answer_tokens)
+        states, torch_mask = model.answer_context(states, torch.from_numpy(q_mask), torch_embeds)
+        ref = greedy_decode(model, states, sp.dec, sp.sep, bundle.max_answer_tokens, encoder_mask=torch_mask)
+        got = bundle.greedy_decode(ort_states, ort_mask, bundle.max_answer_tokens)
         mismatches += [{"question": q, "torch": tokenizer.decode(r), "onnx": tokenizer.decode(g)}
                        for q, r, g in zip(questions, ref, got) if r != g]
         out.update(questions=len(questions), answers_identical=sum(r == g for r, g in zip(ref, got)))

@@ -25,7 +25,7 @@ from ..data.tokenizer import TextTokenizer, train_wordpiece
 from ..data.transforms import ImagePreprocess
 from ..eval.flops import count_params
 from ..model.med import BlipMED
-from .contract import (DECODER, FORMAT_VERSION, GRAPHS, ITM, MANIFEST_FILE, OPSET, TASKS, TEXT, TOKENIZER_FILE,
+from .contract import (DECODER, GRAPHS, ITM, MANIFEST_FILE, OPSET, TASKS, TEXT, TOKENIZER_FILE,
                        VISION, VQA_ENCODER, ModelDims, graph_file, graph_specs)
 from .manifest import onnx_io, sha256_file, validate_bundle, write_manifest
 from .wrappers import WRAPPERS
@@ -150,10 +150,6 @@ def _write_files(model: BlipMED, tokenizer: TextTokenizer, out: Path, *, name: s
                  source: dict[str, Any], metrics: dict[str, Any], max_text_tokens: int, max_answer_tokens: int,
                  max_caption_tokens: int, int8: bool, progress: bool) -> None:
     dims = ModelDims.from_config(model.cfg)
-    if model.cfg.vqa_decoder_reads_image:
-        raise ValueError("model.vqa_decoder_reads_image is set: bundle format 1 feeds the VQA answer decoder the "
-                         "question states only (FORMAT.md), so this model's answers would differ; export supports it "
-                         "only once the format carries it")
     if tokenizer.vocab_size != dims.vocab_size:
         raise ValueError(f"tokenizer has {tokenizer.vocab_size} tokens but the model's vocabulary is {dims.vocab_size}")
     tokenizer.save(out / TOKENIZER_FILE)
@@ -168,8 +164,9 @@ def _write_files(model: BlipMED, tokenizer: TextTokenizer, out: Path, *, name: s
             quantize_graph(out / graph_file(graph), out / graph_file(graph, int8=True), graph, dims)
             graphs[graph]["int8"] = {"file": graph_file(graph, int8=True), "sha256": None}
     sp = tokenizer.special
+    reads_image = model.cfg.vqa_decoder_reads_image
     manifest = {
-        "format_version": FORMAT_VERSION,
+        "format_version": 2 if reads_image else 1,  # readers of format 1 would feed the answer decoder wrongly
         "name": name,
         "version": version,
         "source": source,
@@ -180,7 +177,7 @@ def _write_files(model: BlipMED, tokenizer: TextTokenizer, out: Path, *, name: s
                                          "enc": sp.enc, "dec": sp.dec},
                       "max_text_tokens": max_text_tokens, "max_answer_tokens": max_answer_tokens,
                       "max_caption_tokens": max_caption_tokens},
-        "model": dims.manifest_model(),
+        "model": {**dims.manifest_model(), **({"vqa_decoder_reads_image": True} if reads_image else {})},
         "graphs": graphs,
         "files": {},
         "params": param_counts(model),

@@ -14,7 +14,7 @@ from typing import Any
 
 import onnx
 
-from .contract import (FORMAT_VERSION, GRAPHS, MANIFEST_FILE, TOKENIZER_FILE, ModelDims, graph_specs)
+from .contract import (FORMAT_VERSIONS, GRAPHS, MANIFEST_FILE, TOKENIZER_FILE, ModelDims, graph_specs)
 
 REQUIRED = ("format_version", "name", "version", "source", "created", "preprocessing", "tokenizer", "model",
             "graphs", "files", "params", "metrics", "tasks")
@@ -79,11 +79,17 @@ def read_manifest(bundle: str | Path) -> dict[str, Any]:
     missing = [k for k in REQUIRED if k not in manifest]
     if missing:
         raise ValueError(f"{path}: missing field '{missing[0]}'")
-    if manifest["format_version"] != FORMAT_VERSION:
-        raise ValueError(f"{path}: format_version {manifest['format_version']!r} is not {FORMAT_VERSION}")
+    version = manifest["format_version"]
+    if version not in FORMAT_VERSIONS or isinstance(version, bool):
+        raise ValueError(f"{path}: format_version {version!r} is not one of {', '.join(map(str, FORMAT_VERSIONS))}")
     for key in ("graphs", "files", "model", "preprocessing", "tokenizer"):
         if not isinstance(manifest[key], dict):
             raise ValueError(f"{path}: '{key}' must be an object")
+    reads_image = manifest["model"].get("vqa_decoder_reads_image")
+    if version == 1 and reads_image is not None:
+        raise ValueError(f"{path}: model.vqa_decoder_reads_image needs format_version 2")
+    if version == 2 and not isinstance(reads_image, bool):
+        raise ValueError(f"{path}: format_version 2 needs model.vqa_decoder_reads_image (true or false)")
     absent = [g for g in GRAPHS if g not in manifest["graphs"]]
     if absent:
         raise ValueError(f"{path}: graphs has no '{absent[0]}' entry")

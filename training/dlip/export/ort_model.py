@@ -36,6 +36,7 @@ class BundleModel:
         self.path = Path(path)
         self.manifest: dict[str, Any] = validate_bundle(self.path) if validate else read_manifest(self.path)
         self.dims = ModelDims.from_manifest(self.manifest)
+        self.reads_image = bool(self.manifest["model"].get("vqa_decoder_reads_image", False))
         tok = self.manifest["tokenizer"]
         self.tokenizer = TextTokenizer.from_file(self.path / tok["file"])
         special = {k: getattr(self.tokenizer.special, k) for k in tok["special_tokens"]}
@@ -107,6 +108,15 @@ class BundleModel:
         """[ENC] question (B, Lq) over its image tokens -> question_states (B, Lq, Dt)."""
         return self.run(VQA_ENCODER, image_embeds, enc_ids, mask)[0]
 
+    def answer_context(self, states: np.ndarray, mask: np.ndarray,
+                       image_embeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """What the answer decoder reads: the question states, followed by the image tokens where the manifest's
+        ``model.vqa_decoder_reads_image`` (format 2) says so; and its mask."""
+        if not self.reads_image:
+            return states, mask
+        ones = np.ones(image_embeds.shape[:2], dtype=mask.dtype)
+        return np.concatenate([states, image_embeds], axis=1), np.concatenate([mask, ones], axis=1)
+
     def with_first_token(self, ids: np.ndarray, token_id: int) -> np.ndarray:
         """BLIP swaps [CLS] for [ENC] (image-grounded encoder) or [DEC] (decoder)."""
         out = ids.copy()
@@ -161,8 +171,9 @@ class BundleModel:
         desc = "VQA (rank)" if candidates is not None else "VQA (generate)"
         for s in _batches(len(questions), batch_size, desc, progress):
             q_ids, q_mask = self.tokenize(questions[s:s + batch_size])
-            states = self.question_states(image_embeds[s:s + batch_size], self.with_first_token(q_ids, sp.enc),
-                                          q_mask)
+            images = image_embeds[s:s + batch_size]
+            states = self.question_states(images, self.with_first_token(q_ids, sp.enc), q_mask)
+            states, q_mask = self.answer_context(states, q_mask, images)
             if candidates is None:
                 ids = self.greedy_decode(states, q_mask, self.max_answer_tokens)
                 out += self.tokenizer.batch_decode(ids)

@@ -59,10 +59,18 @@ class VisionConfig:
     # initial position embeddings (learned either way): "normal" (BLIP: truncated normal, std 0.02) or "sincos"
     # (2D sine-cosine of the patch's row and column, as MAE; the model knows where each patch is from step 0)
     pos_embed_init: str = "normal"
+    # how pixels become patch tokens: "patch" (BLIP: one linear map of each patch_size x patch_size patch) or
+    # "conv" (a convolutional stem: log2(patch_size) 3x3 stride-2 convolutions with BatchNorm and ReLU, then a 1x1
+    # convolution to the width; Xiao et al. 2021, "Early convolutions help transformers see better")
+    stem: str = "patch"
 
     def __post_init__(self) -> None:
         if self.pos_embed_init not in ("normal", "sincos"):
             raise ValueError(f"vision.pos_embed_init must be 'normal' or 'sincos', not {self.pos_embed_init!r}")
+        if self.stem not in ("patch", "conv"):
+            raise ValueError(f"vision.stem must be 'patch' or 'conv', not {self.stem!r}")
+        if self.stem == "conv" and (self.patch_size < 2 or self.patch_size & (self.patch_size - 1)):
+            raise ValueError(f"vision.stem 'conv' needs a patch_size that is a power of 2, got {self.patch_size}")
         if self.image_size % self.patch_size:
             raise ValueError(f"vision.image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
         if self.hidden_size % self.num_heads:

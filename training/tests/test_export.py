@@ -332,6 +332,38 @@ def test_a_model_whose_answer_decoder_reads_the_image_exports_as_format_2_and_an
         assert (want - alone).abs().max() > 1e-3
 
 
+def test_a_conv_stem_model_exports_and_its_vision_graph_matches_pytorch(tmp_path):
+    import dataclasses
+
+    from dlip.config import model_preset
+    from dlip.data.tokenizer import TextTokenizer, train_wordpiece
+    from dlip.eval.inference import generate_captions
+    from dlip.export.export import builtin_corpus, write_bundle
+    from dlip.model.med import BlipMED
+
+    tokenizer = TextTokenizer(train_wordpiece(builtin_corpus(), vocab_size=120))
+    cfg = model_preset("micro").with_vocab(tokenizer.vocab_size, tokenizer.special.pad)
+    cfg = dataclasses.replace(cfg, vision=dataclasses.replace(cfg.vision, stem="conv"))
+    torch.manual_seed(0)
+    model = BlipMED(cfg)
+    with torch.no_grad():  # running statistics other than the initial 0 / 1, as after training
+        for m in model.visual_encoder.patch_embed:
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    model.eval()
+    out = write_bundle(model, tokenizer, tmp_path / "b", source={}, metrics={}, max_text_tokens=35,
+                       max_answer_tokens=10, progress=False)
+    bundle = BundleModel(out)
+    pixels = _rng().standard_normal((3, 3, 32, 32)).astype(np.float32)
+    embeds, feats = bundle.encode_images(pixels)
+    with torch.no_grad():
+        t_embeds = model.encode_image(torch.from_numpy(pixels)).last_hidden
+        _close(embeds, t_embeds)
+        _close(feats, model.image_feature(t_embeds))
+        assert bundle.caption(embeds) == generate_captions(model, tokenizer, t_embeds, progress=False)
+
+
 def test_manifest_format_versions(tmp_path, random_bundle):
     from dlip.export.manifest import read_manifest
 

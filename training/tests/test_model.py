@@ -129,6 +129,30 @@ def test_sincos_position_init_encodes_row_and_column():
         VisionConfig(pos_embed_init="learned")
 
 
+def test_conv_stem_gives_the_patch_grid_and_uses_batch_statistics_only_in_training():
+    from dlip.config import VisionConfig
+    from dlip.model.vit import VisionTransformer
+
+    torch.manual_seed(0)
+    cfg = VisionConfig(image_size=32, patch_size=8, hidden_size=32, num_heads=2, num_layers=1, stem="conv")
+    vit = VisionTransformer(cfg)
+    convs = [m for m in vit.patch_embed if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.kernel_size, c.stride, c.out_channels) for c in convs] == [
+        ((3, 3), (2, 2), 8), ((3, 3), (2, 2), 16), ((3, 3), (2, 2), 32), ((1, 1), (1, 1), 32)]  # log2(8) = 3 halvings
+    images = torch.randn(4, 3, 32, 32)
+    assert vit(images).last_hidden.shape == (4, 1 + 16, 32)  # the same 4x4 grid a linear patch embedding gives
+    vit.train()
+    first = vit(images[:1]).last_hidden
+    assert not torch.allclose(first, vit(images).last_hidden[:1], atol=1e-5)  # batch statistics in training
+    vit.eval()
+    with torch.no_grad():
+        alone = vit(images[:1]).last_hidden
+        assert torch.allclose(alone, vit(images).last_hidden[:1], atol=1e-5)  # running statistics: per image
+    for bad, match in ((dict(stem="pixel"), "stem"), (dict(stem="conv", patch_size=6, image_size=36), "power of 2")):
+        with pytest.raises(ValueError, match=match):
+            VisionConfig(**bad)
+
+
 def test_vqa_answer_decoder_can_read_the_image_tokens_too():
     import dataclasses
 

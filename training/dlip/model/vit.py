@@ -48,7 +48,8 @@ class VisionTransformer(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.hidden_size
-        self.patch_embed = nn.Conv2d(3, d, kernel_size=cfg.patch_size, stride=cfg.patch_size)
+        # (B, 3, H, W) -> (B, Dv, H/p, W/p), one way or the other (VisionConfig.stem)
+        self.patch_embed = conv_stem(cfg) if cfg.stem == "conv" else nn.Conv2d(3, d, cfg.patch_size, cfg.patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
         self.pos_embed = nn.Parameter(torch.zeros(1, cfg.num_patches + 1, d))
         self.blocks = nn.ModuleList(VisionBlock(cfg) for _ in range(cfg.num_layers))
@@ -77,6 +78,20 @@ class VisionTransformer(nn.Module):
         if output_hidden_states:
             hidden.append(x)  # the last entry is the normalised output, as in BLIP
         return VisionOutput(last_hidden=x, hidden_states=tuple(hidden) or None, attentions=tuple(attns) or None)
+
+
+def conv_stem(cfg: VisionConfig) -> nn.Sequential:
+    """log2(patch_size) 3x3 stride-2 convolutions (BatchNorm, ReLU), channels doubling up to the width, then a 1x1
+    convolution to the width: the image comes out on the same patch grid as the linear patch embedding's."""
+    d, n = cfg.hidden_size, cfg.patch_size.bit_length() - 1
+    layers: list[nn.Module] = []
+    c_in = 3
+    for i in range(n):
+        c_out = max(d >> (n - 1 - i), 8)
+        layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+        c_in = c_out
+    layers.append(nn.Conv2d(c_in, d, 1))
+    return nn.Sequential(*layers)
 
 
 def sincos_2d(grid: int, dim: int) -> Tensor:

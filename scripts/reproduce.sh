@@ -18,7 +18,11 @@ bundles="$runs/bundles"
 # the same recipe with the VQA answer decoder reading the image tokens too (model.vqa_decoder_reads_image)
 [ -f "$runs/teacher-reads-image/checkpoints/last.pt" ] || $py -m dlip train --config configs/shapes_teacher_reads_image.json --data "$data" --out "$runs/teacher-reads-image"
 [ -f "$runs/teacher-reads-image/metrics.json" ] || $py -m dlip eval "$runs/teacher-reads-image"
-$py -m dlip report --run teacher="$runs/teacher" --run "teacher, answer decoder reads the image=$runs/teacher-reads-image" --out REPORT.md
+# the same recipe with a convolutional stem in the ViT (preset teacher-conv, vision.stem "conv")
+[ -f "$runs/teacher-conv/checkpoints/last.pt" ] || $py -m dlip train --config configs/shapes_teacher_conv.json --data "$data" --out "$runs/teacher-conv"
+[ -f "$runs/teacher-conv/metrics.json" ] || $py -m dlip eval "$runs/teacher-conv"
+$py -m dlip report --run teacher="$runs/teacher" --run "teacher, answer decoder reads the image=$runs/teacher-reads-image" \
+  --run "teacher-conv (convolutional stem)=$runs/teacher-conv" --out REPORT.md
 # the DLIP student and the control: same student, same steps, no distillation term
 [ -f "$runs/student/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$runs/teacher" --config configs/shapes_distill.json --data "$data" --out "$runs/student"
 [ -f "$runs/control/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$runs/teacher" --config configs/shapes_distill.json --data "$data" --out "$runs/control" --no-distill

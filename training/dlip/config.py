@@ -63,6 +63,10 @@ class VisionConfig:
     # "conv" (a convolutional stem: log2(patch_size) 3x3 stride-2 convolutions with BatchNorm and ReLU, then a 1x1
     # convolution to the width; Xiao et al. 2021, "Early convolutions help transformers see better")
     stem: str = "patch"
+    # add the fixed 2D sine-cosine position table to the patch tokens again after the final LayerNorm ([CLS] gets
+    # nothing), so the text side's cross-attention reads where each token is (as DETR adds spatial encodings where its
+    # decoder reads the image). BLIP has no such term: False for real checkpoints.
+    output_pos_embed: bool = False
 
     def __post_init__(self) -> None:
         if self.pos_embed_init not in ("normal", "sincos"):

@@ -332,7 +332,8 @@ def test_a_model_whose_answer_decoder_reads_the_image_exports_as_format_2_and_an
         assert (want - alone).abs().max() > 1e-3
 
 
-def test_a_conv_stem_model_exports_and_its_vision_graph_matches_pytorch(tmp_path):
+@pytest.mark.parametrize("vision", [dict(stem="conv"), dict(stem="conv", output_pos_embed=True)])
+def test_a_conv_stem_model_exports_and_its_vision_graph_matches_pytorch(tmp_path, vision):
     import dataclasses
 
     from dlip.config import model_preset
@@ -343,7 +344,7 @@ def test_a_conv_stem_model_exports_and_its_vision_graph_matches_pytorch(tmp_path
 
     tokenizer = TextTokenizer(train_wordpiece(builtin_corpus(), vocab_size=120))
     cfg = model_preset("micro").with_vocab(tokenizer.vocab_size, tokenizer.special.pad)
-    cfg = dataclasses.replace(cfg, vision=dataclasses.replace(cfg.vision, stem="conv"))
+    cfg = dataclasses.replace(cfg, vision=dataclasses.replace(cfg.vision, **vision))
     torch.manual_seed(0)
     model = BlipMED(cfg)
     with torch.no_grad():  # running statistics other than the initial 0 / 1, as after training

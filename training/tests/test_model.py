@@ -153,6 +153,29 @@ def test_conv_stem_gives_the_patch_grid_and_uses_batch_statistics_only_in_traini
             VisionConfig(**bad)
 
 
+def test_output_pos_embed_adds_the_sincos_table_to_the_patch_tokens_only():
+    import dataclasses
+
+    from dlip.config import VisionConfig
+    from dlip.model.vit import VisionTransformer, sincos_2d
+
+    cfg = VisionConfig(image_size=32, patch_size=8, hidden_size=32, num_heads=2, num_layers=1)
+    torch.manual_seed(0)
+    plain = VisionTransformer(cfg).eval()
+    with_pos = VisionTransformer(dataclasses.replace(cfg, output_pos_embed=True)).eval()
+    assert "output_pos" not in with_pos.state_dict()  # rebuilt from the config: old checkpoints load strictly
+    with_pos.load_state_dict(plain.state_dict(), strict=True)
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        a, b = plain(images).last_hidden, with_pos(images, output_hidden_states=True)
+    assert torch.equal(b.last_hidden[:, 0], a[:, 0])  # [CLS] (ITC's image feature) unchanged
+    assert torch.allclose(b.last_hidden[:, 1:] - a[:, 1:], sincos_2d(4, 32).expand(2, -1, -1), atol=1e-6)
+    assert torch.equal(b.hidden_states[-1], b.last_hidden)  # the last hidden state is what the text side reads
+    with pytest.raises(ValueError, match="divisible by 4"):
+        VisionTransformer(VisionConfig(image_size=32, patch_size=8, hidden_size=30, num_heads=2,
+                                       output_pos_embed=True))
+
+
 def test_vqa_answer_decoder_can_read_the_image_tokens_too():
     import dataclasses
 

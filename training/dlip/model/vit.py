@@ -42,7 +42,8 @@ class VisionBlock(nn.Module):
 
 
 class VisionTransformer(nn.Module):
-    """Image (B, 3, H, W) -> tokens (B, 1 + N, Dv): [CLS] then one token per patch, after a final LayerNorm."""
+    """Image (B, 3, H, W) -> tokens (B, 1 + N, Dv): [CLS] then one token per patch, after a final LayerNorm (plus the
+    2D sine-cosine position table on the patch tokens with ``VisionConfig.output_pos_embed``)."""
 
     def __init__(self, cfg: VisionConfig):
         super().__init__()
@@ -60,6 +61,9 @@ class VisionTransformer(nn.Module):
         else:
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
+        if cfg.output_pos_embed:  # a constant, rebuilt from the config: not in the state dict
+            table = torch.cat([torch.zeros(1, d), sincos_2d(cfg.image_size // cfg.patch_size, d)])[None]
+            self.register_buffer("output_pos", table, persistent=False)  # (1, 1 + N, Dv)
 
     def forward(self, pixel_values: Tensor, output_hidden_states: bool = False,
                 output_attentions: bool = False) -> VisionOutput:
@@ -75,6 +79,8 @@ class VisionTransformer(nn.Module):
             if output_attentions:
                 attns.append(probs)
         x = self.norm(x)
+        if self.cfg.output_pos_embed:
+            x = x + self.output_pos
         if output_hidden_states:
             hidden.append(x)  # the last entry is the normalised output, as in BLIP
         return VisionOutput(last_hidden=x, hidden_states=tuple(hidden) or None, attentions=tuple(attns) or None)

@@ -21,8 +21,12 @@ bundles="$runs/bundles"
 # the same recipe with a convolutional stem in the ViT (preset teacher-conv, vision.stem "conv")
 [ -f "$runs/teacher-conv/checkpoints/last.pt" ] || $py -m dlip train --config configs/shapes_teacher_conv.json --data "$data" --out "$runs/teacher-conv"
 [ -f "$runs/teacher-conv/metrics.json" ] || $py -m dlip eval "$runs/teacher-conv"
+# ... and with the position table added to the ViT's output tokens (preset teacher-conv-pos, vision.output_pos_embed)
+[ -f "$runs/teacher-conv-pos/checkpoints/last.pt" ] || $py -m dlip train --config configs/shapes_teacher_conv_pos.json --data "$data" --out "$runs/teacher-conv-pos"
+[ -f "$runs/teacher-conv-pos/metrics.json" ] || $py -m dlip eval "$runs/teacher-conv-pos"
 $py -m dlip report --run teacher="$runs/teacher" --run "teacher, answer decoder reads the image=$runs/teacher-reads-image" \
-  --run "teacher-conv (convolutional stem)=$runs/teacher-conv" --out REPORT.md
+  --run "teacher-conv (convolutional stem)=$runs/teacher-conv" \
+  --run "teacher-conv-pos (stem + output positions)=$runs/teacher-conv-pos" --out REPORT.md
 # the DLIP student and the control: same student, same steps, no distillation term
 [ -f "$runs/student/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$runs/teacher" --config configs/shapes_distill.json --data "$data" --out "$runs/student"
 [ -f "$runs/control/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$runs/teacher" --config configs/shapes_distill.json --data "$data" --out "$runs/control" --no-distill

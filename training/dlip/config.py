@@ -163,6 +163,15 @@ class DataConfig:
     max_text_tokens: int = 35  # token budget of a caption or question, specials included
     max_answer_tokens: int = 10
     limit_images: int | None = None  # use only the first N training images (smoke tests)
+    # VQA training questions are drawn with replacement in proportion to these weights, keyed by the annotation's
+    # "question_type" (VQAv2's "what color", Shapes' "region"); unlisted types and untyped questions weigh 1. None:
+    # every question once per epoch, shuffled
+    vqa_type_weights: dict[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        for name, weight in (self.vqa_type_weights or {}).items():
+            if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0:
+                raise ValueError(f"data.vqa_type_weights: the weight of '{name}' must be a number >= 0, got {weight!r}")
 
     def path(self, rel: str) -> Path:
         p = Path(rel)

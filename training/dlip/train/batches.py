@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from ..config import DataConfig
 from ..data.datasets import CaptionTrainDataset, VQADataset, collate_vqa_train
@@ -86,6 +86,45 @@ def vqa_dataset(data: DataConfig, preprocess: ImagePreprocess) -> Dataset:
     return Subset(ds, [i for i, it in enumerate(ds.items) if it.image in keep])
 
 
+def vqa_sample_weights(ds: Dataset, type_weights: dict[str, float] | None) -> Tensor | None:
+    """One sampling weight per question of a VQA dataset (a ``VQADataset`` or a ``Subset`` of one), from
+    ``data.vqa_type_weights``; None when no weights are set. A listed type absent from the data is an error (a typo
+    would otherwise silently change nothing)."""
+    if type_weights is None:
+        return None
+    base, indices = (ds.dataset, ds.indices) if isinstance(ds, Subset) else (ds, range(len(ds)))
+    types = [base.items[i].question_type for i in indices]
+    present = {t for t in types if t is not None}
+    missing = sorted(set(type_weights) - present)
+    if missing:
+        raise ValueError(f"data.vqa_type_weights: no training question has question_type '{missing[0]}' "
+                         f"(types in the data: {', '.join(sorted(present)) or 'none'})")
+    weights = torch.tensor([float(type_weights.get(t, 1.0)) if t is not None else 1.0 for t in types])
+    if not (weights > 0).any():
+        raise ValueError("data.vqa_type_weights: every training question has weight 0")
+    return weights
+
+
+class WeightedEpochSampler(Sampler[int]):
+    """Each epoch draws ``len(weights)`` indices with replacement, in proportion to ``weights`` (seeded by seed and
+    epoch, the same on every rank); under torchrun each rank takes every ``world_size``-th draw."""
+
+    def __init__(self, weights: Tensor, seed: int, rank: int = 0, world_size: int = 1):
+        self.weights, self.seed, self.rank, self.world_size = weights, seed, rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.weights) // self.world_size
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        draws = torch.multinomial(self.weights, len(self) * self.world_size, replacement=True, generator=generator)
+        return iter(draws[self.rank::self.world_size].tolist())
+
+
 def _limit(ds: Dataset, limit: int | None, image_index: list[int]) -> Dataset:
     if limit is None:
         return ds
@@ -93,9 +132,13 @@ def _limit(ds: Dataset, limit: int | None, image_index: list[int]) -> Dataset:
 
 
 def infinite_loader(ds: Dataset, collate, batch_size: int, info: DistInfo, seed: int,
-                    num_workers: int) -> Iterator:
-    """Yields batches forever, reshuffling every epoch (with a DistributedSampler under torchrun)."""
-    sampler = make_sampler(ds, info, shuffle=True, seed=seed)
+                    num_workers: int, weights: Tensor | None = None) -> Iterator:
+    """Yields batches forever, reshuffling every epoch (with a DistributedSampler under torchrun); with ``weights``
+    (one per sample) each epoch draws samples in proportion to them instead (``WeightedEpochSampler``)."""
+    if weights is not None:
+        sampler = WeightedEpochSampler(weights, seed, info.rank, info.world_size)
+    else:
+        sampler = make_sampler(ds, info, shuffle=True, seed=seed)
     generator = torch.Generator().manual_seed(seed)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
                         collate_fn=collate, num_workers=num_workers, generator=generator,

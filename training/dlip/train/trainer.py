@@ -17,7 +17,8 @@ from ..data.tokenizer import SpecialTokens, TextTokenizer, train_wordpiece
 from ..data.transforms import ImagePreprocess
 from ..model.med import BlipMED
 from . import distributed as dist
-from .batches import CaptionBatch, CaptionCollate, VQABatch, VQACollate, caption_dataset, infinite_loader, vqa_dataset
+from .batches import (CaptionBatch, CaptionCollate, VQABatch, VQACollate, caption_dataset, infinite_loader,
+                      vqa_dataset, vqa_sample_weights)
 from .objectives import pretrain_forward, total_loss, vqa_forward
 from .plot import plot_losses
 from .run import MetricLogger, RunDir, save_checkpoint
@@ -127,7 +128,8 @@ def stage_loaders(stage: StageConfig, cfg: TrainConfig, tokenizer: TextTokenizer
     if any(w.get(k, 0) > 0 for k in VQA_TERMS):
         ds = vqa_dataset(cfg.data, preprocess)
         vqa = infinite_loader(ds, VQACollate(tokenizer, cfg.data.max_text_tokens, cfg.data.max_answer_tokens),
-                              stage.batch_size, info, cfg.seed + step0 + 1, cfg.num_workers)
+                              stage.batch_size, info, cfg.seed + step0 + 1, cfg.num_workers,
+                              weights=vqa_sample_weights(ds, cfg.data.vqa_type_weights))
     return captions, vqa
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates everything end to end on this machine: the Shapes data, the teacher, the DLIP student and its
 # no-distillation control, their evaluations, their ONNX bundles, the training report's tables, the ablation study
-# and the default bundle in models/. Long: about 1.5 hours for the teacher alone on 2 CPU cores; steps whose output
+# and the default bundle in models/. Long: about 1.5 hours for each of the five teacher runs on 2 CPU cores; steps whose output
 # exists are skipped, so an interrupted run resumes. Data and runs go to data/ and runs/ (ignored by git).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,9 +24,13 @@ bundles="$runs/bundles"
 # ... and with the position table added to the ViT's output tokens (preset teacher-conv-pos, vision.output_pos_embed)
 [ -f "$runs/teacher-conv-pos/checkpoints/last.pt" ] || $py -m dlip train --config configs/shapes_teacher_conv_pos.json --data "$data" --out "$runs/teacher-conv-pos"
 [ -f "$runs/teacher-conv-pos/metrics.json" ] || $py -m dlip eval "$runs/teacher-conv-pos"
+# ... and the answer decoder reading those tokens, region questions drawn twice as often (preset teacher-conv-pos-reads)
+[ -f "$runs/teacher-conv-pos-reads/checkpoints/last.pt" ] || $py -m dlip train --config configs/shapes_teacher_conv_pos_reads.json --data "$data" --out "$runs/teacher-conv-pos-reads"
+[ -f "$runs/teacher-conv-pos-reads/metrics.json" ] || $py -m dlip eval "$runs/teacher-conv-pos-reads"
 $py -m dlip report --run teacher="$runs/teacher" --run "teacher, answer decoder reads the image=$runs/teacher-reads-image" \
   --run "teacher-conv (convolutional stem)=$runs/teacher-conv" \
-  --run "teacher-conv-pos (stem + output positions)=$runs/teacher-conv-pos" --out REPORT.md
+  --run "teacher-conv-pos (stem + output positions)=$runs/teacher-conv-pos" \
+  --run "teacher-conv-pos-reads (+ answer decoder reads the image, region x2)=$runs/teacher-conv-pos-reads" --out REPORT.md
 # the DLIP student and the control: same student, same steps, no distillation term
 [ -f "$runs/student/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$runs/teacher" --config configs/shapes_distill.json --data "$data" --out "$runs/student"
 [ -f "$runs/control/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$runs/teacher" --config configs/shapes_distill.json --data "$data" --out "$runs/control" --no-distill

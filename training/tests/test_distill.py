@@ -1,6 +1,7 @@
 """DLIP distillation wiring: a micro student learns from the micro teacher; zero weights skip their terms; the
 teacher stays frozen; students start from teacher layers."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from dlip.distill.models import init_student, load_teacher
 from dlip.distill.step import DistillStep
 from dlip.model.med import BlipMED
 from dlip.runs import load_run
-from dlip.train.batches import CaptionCollate, caption_dataset
+from dlip.train.batches import CaptionCollate, VQACollate, caption_dataset, vqa_dataset
 from dlip.train.trainer import preprocess_for, train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -126,3 +127,29 @@ def test_student_from_teacher_layers(micro_run):
     narrow = BlipMED(model_preset("micro-student-narrow").with_vocab(tokenizer.vocab_size, 0))
     with pytest.raises(ValueError, match="no student layer parameter matches"):
         init_student(narrow, teacher, "teacher")
+
+
+def test_a_teacher_whose_answer_decoder_reads_position_aware_image_tokens_distills(micro_run):
+    """The teacher-conv-pos-reads kind of teacher (conv stem, output positions, answer decoder reading the image)
+    drives every DLIP term of a BLIP-shaped student: its answer decoder reads a longer context than the student's, so
+    only the answer logits are compared, and they align token by token."""
+    batch, loaded = _batch(micro_run)
+    base = loaded.config.model
+    torch.manual_seed(0)
+    teacher = BlipMED(dataclasses.replace(
+        base, vision=dataclasses.replace(base.vision, stem="conv", output_pos_embed=True),
+        vqa_decoder_reads_image=True)).eval()
+    student = BlipMED(model_preset("micro-student").with_vocab(loaded.tokenizer.vocab_size, 0))
+    ds = vqa_dataset(loaded.config.data, preprocess_for(loaded.config.model))
+    vqa = VQACollate(loaded.tokenizer, 20, 8)([ds[i] for i in range(8)])
+    weights = {k: 1.0 for k in ("itc", "itm", "lm", "vqa", "hidden_vision", "hidden_text", "hidden_fusion",
+                                "hidden_decoder", "attn_vision", "attn_text", "attn_fusion", "attn_decoder",
+                                "cross_fusion", "cross_decoder", "out_itc", "out_itm", "out_lm", "out_vqa")}
+    step = DistillStep(student, teacher, loaded.tokenizer.special, weights, DistillConfig())
+    step.train()
+    losses = step(batch, vqa)
+    assert set(losses) == {f"{k}_loss" for k in weights}
+    assert all(torch.isfinite(v) for v in losses.values()), losses
+    assert losses["out_vqa_loss"] > 0
+    losses["out_vqa_loss"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.text_decoder.parameters())

@@ -55,25 +55,33 @@ function bundleRows(b: BundleResult): string[] {
 }
 
 function modelsSection(m: ModelsResult): string[] {
-  const out = ["## Models: raw onnxruntime-node", ""];
-  out.push(
+  const bundles = [m.bundles.student, m.bundles.teacher].filter((b): b is BundleResult => b !== null);
+  return [
+    "## Models: raw onnxruntime-node",
+    "",
     `${m.settings.threads} intra-op threads; median of at least ${m.settings.min_runs} runs and ${m.settings.min_seconds} s ` +
       `after a warm-up run; inputs from ${m.settings.images} Shapes test images. End to end decodes a fixed number of ` +
       `tokens per image (the manifest's maximum; [SEP] forbidden before it) so that both models do the same work. ` +
       `Decoder rows: one new token after ${m.settings.decoder_past} cached positions.`,
     "",
-  );
-  if (m.teacher_note) out.push(`**Teacher not measured:** ${m.teacher_note}`, "");
-  const bundles = [m.bundles.student, m.bundles.teacher].filter((b): b is BundleResult => b !== null);
-  out.push(
+    ...(m.teacher_note ? [`**Teacher not measured:** ${m.teacher_note}`, ""] : []),
+    ...endToEndTable(m, bundles),
+    ...sizeTable(bundles),
+    ...graphsTable(m, bundles),
+  ];
+}
+
+function endToEndTable(m: ModelsResult, bundles: BundleResult[]): string[] {
+  const out = [
     "### End to end per image",
     "",
     ...head(["bundle", "variant", "task", "batch", "ms per image", "images/s", "teacher / student"]),
-  );
+  ];
   for (const b of bundles)
     for (const [v, r] of Object.entries(b.variants))
       for (const task of ["caption", "vqa"] as const)
-        for (const p of r!.e2e[task])
+        for (const p of r!.e2e[task]) {
+          const ratio = m.ratios[`${task}_${v}_b${p.batch}`];
           out.push(
             row([
               b.role,
@@ -82,13 +90,18 @@ function modelsSection(m: ModelsResult): string[] {
               p.batch,
               f(p.ms_per_image),
               f(p.images_per_s, 1),
-              b.role === "student"
-                ? f(m.ratios[`${task}_${v}_b${p.batch}`]) + (m.ratios[`${task}_${v}_b${p.batch}`] ? "x" : "")
-                : "",
+              b.role === "student" ? f(ratio) + (ratio ? "x" : "") : "",
             ]),
           );
-  out.push("", "### Size and cost", "");
-  out.push(
+        }
+  return out;
+}
+
+function sizeTable(bundles: BundleResult[]): string[] {
+  return [
+    "",
+    "### Size and cost",
+    "",
     ...head([
       "bundle",
       "params (M)",
@@ -99,15 +112,19 @@ function modelsSection(m: ModelsResult): string[] {
       "int8 MB",
       ...GRAPHS.map((g) => `GFLOPs ${g}`),
     ]),
-  );
-  for (const b of bundles) out.push(...bundleRows(b));
-  out.push(
+    ...bundles.flatMap(bundleRows),
     "",
     "GFLOPs: one run at batch 1 (2 x multiply-adds of MatMul, Gemm and Conv, from onnxruntime's profile of the unoptimised graph).",
     "",
-  );
-  out.push("### Graphs: median latency (ms) and throughput (rows/s)", "");
-  out.push(...head(["bundle", "variant", "graph", ...m.settings.batch_sizes.map((b) => `batch ${b}`)]));
+  ];
+}
+
+function graphsTable(m: ModelsResult, bundles: BundleResult[]): string[] {
+  const out = [
+    "### Graphs: median latency (ms) and throughput (rows/s)",
+    "",
+    ...head(["bundle", "variant", "graph", ...m.settings.batch_sizes.map((b) => `batch ${b}`)]),
+  ];
   for (const b of bundles)
     for (const [v, r] of Object.entries(b.variants))
       for (const g of GRAPHS)
@@ -123,6 +140,20 @@ function failedCell(p: LoadResult): string {
   const parts = Object.entries(p.failed_by_status ?? {}).map(([status, n]) => `${status}: ${n}`);
   return p.failed === 0 || parts.length === 0 ? String(p.failed) : `${p.failed} (${parts.join(", ")})`;
 }
+
+/** The columns of every table of load points (pointRow's cells after the first, which the table names). */
+const POINT_COLUMNS = [
+  "connections",
+  "req/s",
+  "p50 ms",
+  "p95 ms",
+  "p99 ms",
+  "failed",
+  "mean batch rows",
+  "worker busy",
+  "server CPU cores",
+  "load generator CPU cores",
+];
 
 function pointRow(name: string, p: Point): string {
   const bd = p.breakdown;
@@ -144,39 +175,41 @@ function pointRow(name: string, p: Point): string {
   ]);
 }
 
+type Endpoint = keyof ServerResult["endpoints"];
+
 /** The point of an endpoint's sweep with the highest throughput. */
-function saturation(s: ServerResult, e: keyof ServerResult["endpoints"]): Point | undefined {
+function saturation(s: ServerResult, e: Endpoint): Point | undefined {
   const r = s.endpoints[e];
   return r?.points.find((x) => x.connections === r.saturation.concurrency);
 }
 
 function serverSection(s: ServerResult): string[] {
-  const out = ["## Server", ""];
-  out.push(
+  return [
+    "## Server",
+    "",
     `Started as users start it: \`${s.server.command}\` (${s.server.workers} worker, ${s.server.threads_per_worker} threads). ` +
       `Ready ${f(s.boot.ready_s)} s after process start; ${f(s.boot.rss_ready_mb, 0)} MiB resident when ready. ` +
       `Load: autocannon, ${s.settings.duration_s} s per point after ${s.settings.warmup_s} s of warm-up, JSON bodies with base64 Shapes PNGs (${s.settings.images} images).`,
     "",
-  );
-  if (s.teacher_note) out.push(`**Teacher not measured:** ${s.teacher_note}`, "");
-  out.push("### Throughput and latency by concurrency", "");
-  out.push(
-    ...head([
-      "endpoint",
-      "connections",
-      "req/s",
-      "p50 ms",
-      "p95 ms",
-      "p99 ms",
-      "failed",
-      "mean batch rows",
-      "worker busy",
-      "server CPU cores",
-      "load generator CPU cores",
-    ]),
-  );
-  for (const [e, r] of Object.entries(s.endpoints)) for (const p of r!.points) out.push(pointRow(e, p));
-  out.push(
+    ...(s.teacher_note ? [`**Teacher not measured:** ${s.teacher_note}`, ""] : []),
+    ...throughputTable(s),
+    ...ceilingTable(s),
+    ...breakdownTable(s),
+    ...batchingTable(s),
+    ...halfLoadTable(s),
+    ...kvCacheTable(s),
+    ...teacherTable(s),
+    ...memorySection(s),
+    ...cpuProfileSection(s),
+  ];
+}
+
+function throughputTable(s: ServerResult): string[] {
+  return [
+    "### Throughput and latency by concurrency",
+    "",
+    ...head(["endpoint", ...POINT_COLUMNS]),
+    ...Object.entries(s.endpoints).flatMap(([e, r]) => r!.points.map((p) => pointRow(e, p))),
     "",
     "Requests: " +
       Object.entries(s.endpoints)
@@ -185,9 +218,13 @@ function serverSection(s: ServerResult): string[] {
       ". Failed: answers other than 2xx, by HTTP status (429: the queue was full, the server's back-pressure, " +
       "answered at once with Retry-After; 504: the request's deadline passed in the queue), or no answer (error).",
     "",
-  );
-  out.push("### Ceiling: the same graphs on raw onnxruntime-node, at the batch sizes the server formed", "");
-  out.push(
+  ];
+}
+
+function ceilingTable(s: ServerResult): string[] {
+  return [
+    "### Ceiling: the same graphs on raw onnxruntime-node, at the batch sizes the server formed",
+    "",
     ...head([
       "task",
       "batch sizes",
@@ -198,9 +235,7 @@ function serverSection(s: ServerResult): string[] {
       "CPU ms/request raw",
       "CPU ms/request server",
     ]),
-  );
-  for (const [t, c] of Object.entries(s.ceiling))
-    out.push(
+    ...Object.entries(s.ceiling).map(([t, c]) =>
       row([
         t,
         JSON.stringify(c!.batches),
@@ -211,19 +246,42 @@ function serverSection(s: ServerResult): string[] {
         f(c!.server_rps, 1),
         `${(100 * c!.ratio).toFixed(0)}%`,
         f(c!.cpu_ms_per_request),
-        f(saturation(s, t as keyof ServerResult["endpoints"])?.breakdown.cpu_ms_per_request),
+        f(saturation(s, t as Endpoint)?.breakdown.cpu_ms_per_request),
       ]),
-    );
-  out.push(
+    ),
     "",
     "CPU time per request (all threads) does not depend on what else the machine runs; wall-clock numbers do. " +
       `Outside the ceiling, every image request also pays for its preprocessing (the server's decode, resize and ` +
       `normalise of the Shapes PNGs, ${s.preprocessing?.concurrency ?? "-"} at a time in this process): ` +
       `${f(s.preprocessing?.ms_per_image, 3)} ms per image, ${f(s.preprocessing?.cpu_ms_per_image, 3)} ms CPU.`,
     "",
-  );
-  out.push("", "### Where the time goes at saturation (from the server's /metrics)", "");
-  out.push(
+  ];
+}
+
+function breakdownTable(s: ServerResult): string[] {
+  const rows = Object.keys(s.endpoints).map((e) => {
+    const p = saturation(s, e as Endpoint)!;
+    const bd = p.breakdown;
+    const graphs = Object.entries(bd.graphs)
+      .map(
+        ([g, x]) =>
+          `${g}: ${f(x!.mean_batch_rows, 1)}, ${f(x!.queue_wait_ms)}, ${f(x!.inference_ms)}, ${f(x!.busy_share)}`,
+      )
+      .join("; ");
+    return row([
+      e,
+      p.connections ?? "-",
+      f(bd.server_ms),
+      f(bd.preprocess_ms),
+      f(bd.cpu_ms_per_request),
+      graphs,
+      f(bd.tokens_per_request, 1),
+    ]);
+  });
+  return [
+    "",
+    "### Where the time goes at saturation (from the server's /metrics)",
+    "",
     ...head([
       "endpoint",
       "connections",
@@ -233,58 +291,31 @@ function serverSection(s: ServerResult): string[] {
       "per graph: rows/batch, queue wait ms/row, inference ms/batch, busy share",
       "tokens/request",
     ]),
-  );
-  for (const [e, r] of Object.entries(s.endpoints)) {
-    const p = saturation(s, e as keyof ServerResult["endpoints"])!;
-    const bd = p.breakdown;
-    const graphs = Object.entries(bd.graphs)
-      .map(
-        ([g, x]) =>
-          `${g}: ${f(x!.mean_batch_rows, 1)}, ${f(x!.queue_wait_ms)}, ${f(x!.inference_ms)}, ${f(x!.busy_share)}`,
-      )
-      .join("; ");
-    out.push(
-      row([
-        e,
-        p.connections ?? "-",
-        f(bd.server_ms),
-        f(bd.preprocess_ms),
-        f(bd.cpu_ms_per_request),
-        graphs,
-        f(bd.tokens_per_request, 1),
-      ]),
-    );
-  }
-  out.push("");
-  if (s.batching) {
-    out.push(`### Dynamic batching vs batching off (image embeddings, ${s.batching.concurrency} connections)`, "");
-    out.push(
-      ...head([
-        "server",
-        "connections",
-        "req/s",
-        "p50 ms",
-        "p95 ms",
-        "p99 ms",
-        "failed",
-        "mean batch rows",
-        "worker busy",
-        "server CPU cores",
-        "load generator CPU cores",
-      ]),
-    );
-    out.push(
-      pointRow("MAX_BATCH_SIZE=1", s.batching.off),
-      pointRow("default (32)", s.batching.on),
-      "",
-      `On / off: **${f(s.batching.ratio)}x**.`,
-      "",
-    );
-  }
-  out.push("### Latency at half the saturation throughput (open loop, Poisson arrivals)", "");
-  out.push(...head(["endpoint", "offered req/s", "answered req/s", "p50 ms", "p95 ms", "p99 ms", "p99 / p50"]));
-  for (const [e, h] of Object.entries(s.half_load))
-    out.push(
+    ...rows,
+    "",
+  ];
+}
+
+function batchingTable(s: ServerResult): string[] {
+  if (!s.batching) return [];
+  return [
+    `### Dynamic batching vs batching off (image embeddings, ${s.batching.concurrency} connections)`,
+    "",
+    ...head(["server", ...POINT_COLUMNS]),
+    pointRow("MAX_BATCH_SIZE=1", s.batching.off),
+    pointRow("default (32)", s.batching.on),
+    "",
+    `On / off: **${f(s.batching.ratio)}x**.`,
+    "",
+  ];
+}
+
+function halfLoadTable(s: ServerResult): string[] {
+  return [
+    "### Latency at half the saturation throughput (open loop, Poisson arrivals)",
+    "",
+    ...head(["endpoint", "offered req/s", "answered req/s", "p50 ms", "p95 ms", "p99 ms", "p99 / p50"]),
+    ...Object.entries(s.half_load).map(([e, h]) =>
       row([
         e,
         f(h!.rate_rps, 1),
@@ -294,13 +325,15 @@ function serverSection(s: ServerResult): string[] {
         f(h!.result.latency_ms.p99),
         f(h!.p99_over_p50),
       ]),
-    );
-  out.push(
+    ),
+  ];
+}
+
+function kvCacheTable(s: ServerResult): string[] {
+  return [
     "",
     "### Caption decoding with the key/value cache vs without (raw onnxruntime, the server's decoding code)",
     "",
-  );
-  out.push(
     ...head([
       "batch",
       "caption length",
@@ -310,9 +343,7 @@ function serverSection(s: ServerResult): string[] {
       "cached / uncached",
       "same captions",
     ]),
-  );
-  for (const k of s.kv_cache)
-    out.push(
+    ...s.kv_cache.map((k) =>
       row([
         k.batch,
         k.length === "max" ? "fixed at the cap" : "until [SEP]",
@@ -322,73 +353,59 @@ function serverSection(s: ServerResult): string[] {
         `${f(k.ratio)}x`,
         k.same_tokens ? "yes" : "no",
       ]),
-    );
-  out.push("");
-  if (s.teacher) {
-    out.push(
-      "### Student vs teacher in one server",
-      "",
-      `\`${s.teacher.command}\`, ready in ${f(s.teacher.ready_s)} s.`,
-      "",
-    );
-    out.push(
-      ...head([
-        "task",
-        "model",
-        "connections",
-        "req/s",
-        "p50 ms",
-        "p95 ms",
-        "p99 ms",
-        "failed",
-        "mean batch rows",
-        "worker busy",
-        "server CPU cores",
-        "load generator CPU cores",
-      ]),
-    );
-    for (const [task, t] of Object.entries(s.teacher.tasks)) {
-      for (const model of ["student", "teacher"] as const)
-        for (const p of t[model]) out.push(pointRow(`${task} | ${model}`, p));
-    }
-    out.push("");
-    for (const [task, t] of Object.entries(s.teacher.tasks))
-      out.push(
+    ),
+    "",
+  ];
+}
+
+function teacherTable(s: ServerResult): string[] {
+  if (!s.teacher) return [];
+  const tasks = Object.entries(s.teacher.tasks);
+  return [
+    "### Student vs teacher in one server",
+    "",
+    `\`${s.teacher.command}\`, ready in ${f(s.teacher.ready_s)} s.`,
+    "",
+    ...head(["task", "model", ...POINT_COLUMNS]),
+    ...tasks.flatMap(([task, t]) =>
+      (["student", "teacher"] as const).flatMap((model) => t[model].map((p) => pointRow(`${task} | ${model}`, p))),
+    ),
+    "",
+    ...tasks.map(
+      ([task, t]) =>
         `- ${task}: student ${f(t.throughput_ratio)}x the teacher's throughput; teacher p50 / student p50 at 1 connection ${f(t.latency_ratio_c1)}x.`,
-      );
-    out.push("");
-  }
+    ),
+    "",
+  ];
+}
+
+function memorySection(s: ServerResult): string[] {
   const m = s.memory;
-  out.push(
+  return [
     "### Resident memory",
     "",
     `${m.requests} requests (every endpoint in turn, ${m.connections} connections, ${m.failed} failed): ` +
       `${f(m.rss_mb.ready, 0)} MiB when ready, ${f(m.rss_mb.before, 0)} MiB before the run, ${f(m.rss_mb.after, 0)} MiB after ` +
       `(max ${f(m.rss_mb.max, 0)}); growth ${(100 * m.growth).toFixed(1)}% (max ${(100 * m.max_growth).toFixed(1)}%).`,
     "",
-  );
-  out.push(
     "Server start to ready: " + s.boot.ready_s_all.map((r) => `${r.server} ${f(r.ready_s)} s`).join(", ") + ".",
     "",
-  );
-  if (s.cpu_profile) {
-    out.push(
-      "### CPU profile of the server at saturation (node --cpu-prof, start-up included; self time per thread)",
+  ];
+}
+
+function cpuProfileSection(s: ServerResult): string[] {
+  if (!s.cpu_profile) return [];
+  return [
+    "### CPU profile of the server at saturation (node --cpu-prof, start-up included; self time per thread)",
+    "",
+    ...s.cpu_profile.flatMap((t) => [
+      `${t.file}: ${t.seconds} s, idle ${(100 * t.idle_share).toFixed(0)}%, GC ${(100 * t.gc_share).toFixed(0)}%`,
       "",
-    );
-    for (const t of s.cpu_profile) {
-      out.push(
-        `${t.file}: ${t.seconds} s, idle ${(100 * t.idle_share).toFixed(0)}%, GC ${(100 * t.gc_share).toFixed(0)}%`,
-        "",
-      );
-      out.push(
-        ...head(["function", "where", "self"]),
-        ...t.top.map((x) => row([`\`${x.function}\``, x.where, `${(100 * x.self_share).toFixed(1)}%`])),
-        "",
-      );
-    }
-  }
-  return out;
+      ...head(["function", "where", "self"]),
+      ...t.top.map((x) => row([`\`${x.function}\``, x.where, `${(100 * x.self_share).toFixed(1)}%`])),
+      "",
+    ]),
+  ];
 }
 
 export function renderReport(models: ModelsResult | null, server: ServerResult | null, plots: string[]): string {

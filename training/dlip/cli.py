@@ -330,7 +330,7 @@ def run_command(args) -> int:
         import torch
 
         from .eval.evaluate import EvalSettings, evaluate, write_metrics
-        from .runs import load_run
+        from .run_folder import load_run
 
         if args.threads:
             torch.set_num_threads(args.threads)
@@ -375,7 +375,7 @@ def run_eval_bundle(args) -> int:
     data.image_root = args.data
     data.max_text_tokens, data.max_answer_tokens = bundle.max_text_tokens, bundle.max_answer_tokens
     if args.compare_run:
-        from .runs import load_run
+        from .run_folder import load_run
 
         loaded = load_run(args.compare_run)
         result = compare_decoding(loaded.model, loaded.tokenizer, bundle, data, limit=args.limit_images or 50)

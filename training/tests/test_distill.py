@@ -13,7 +13,7 @@ from dlip.distill import step as step_module
 from dlip.distill.models import init_student, load_teacher
 from dlip.distill.step import DistillStep
 from dlip.model.med import BlipMED
-from dlip.runs import load_run
+from dlip.run_folder import load_run
 from dlip.train.batches import CaptionCollate, VQACollate, caption_dataset, vqa_dataset
 from dlip.train.trainer import preprocess_for, train
 

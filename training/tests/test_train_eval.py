@@ -7,7 +7,7 @@ import math
 import pytest
 
 from dlip.eval.evaluate import EvalSettings, evaluate, write_metrics
-from dlip.runs import load_run
+from dlip.run_folder import load_run
 
 
 def _records(run):

@@ -16,15 +16,14 @@ from ..data.annotations import load_caption_train, load_vqa
 from ..data.tokenizer import SpecialTokens, TextTokenizer, train_wordpiece
 from ..data.transforms import ImagePreprocess
 from ..model.med import BlipMED
+from ..run_folder import RunFolder, load_run, save_checkpoint
 from . import distributed as dist
 from .batches import (CaptionBatch, CaptionCollate, VQABatch, VQACollate, caption_dataset, infinite_loader,
                       vqa_dataset, vqa_sample_weights)
 from .objectives import pretrain_forward, total_loss, vqa_forward
 from .plot import plot_losses
-from .run import MetricLogger, RunDir, save_checkpoint
+from .logger import MetricLogger
 from .schedule import cosine_with_warmup, make_optimizer
-
-TOKENIZER_FILE = "tokenizer.json"
 
 
 def build_tokenizer(cfg: TrainConfig) -> TextTokenizer:
@@ -60,8 +59,6 @@ def train(cfg: TrainConfig, out: str | Path, overwrite: bool = False, progress: 
         if cfg.init_from is not None:
             if cfg.distill is not None:
                 raise ValueError("init_from and distill cannot be combined: use distill.init for a student")
-            from ..runs import load_run
-
             start = load_run(cfg.init_from)
             tokenizer = start.tokenizer
             cfg = dataclasses.replace(cfg, model=start.config.model)
@@ -76,11 +73,11 @@ def train(cfg: TrainConfig, out: str | Path, overwrite: bool = False, progress: 
         if teacher is not None and cfg.model.vision.image_size != teacher.cfg.vision.image_size:
             raise ValueError(f"student image_size {cfg.model.vision.image_size} differs from the teacher's "
                              f"{teacher.cfg.vision.image_size}: set model.vision.image_size")
-        run = RunDir.create(out, to_dict(cfg), overwrite=overwrite) if info.is_main else None
+        run = RunFolder.create(out, to_dict(cfg), overwrite=overwrite) if info.is_main else None
         dist.barrier()
-        run = run or RunDir.open(out)
+        run = run or RunFolder.open(out)
         if info.is_main:
-            tokenizer.save(run.path / TOKENIZER_FILE)
+            tokenizer.save(run.tokenizer_path)
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         model = BlipMED(cfg.model)
         if start is not None:
@@ -134,7 +131,7 @@ def stage_loaders(stage: StageConfig, cfg: TrainConfig, tokenizer: TextTokenizer
 
 
 def run_stage(step_module: nn.Module, trainable: nn.Module, stage: StageConfig, cfg: TrainConfig,
-              tokenizer: TextTokenizer, info: dist.DistInfo, run: RunDir, logger: MetricLogger | None, step0: int,
+              tokenizer: TextTokenizer, info: dist.DistInfo, run: RunFolder, logger: MetricLogger | None, step0: int,
               progress: bool, model_state) -> int:
     """Trains ``stage.steps`` steps of ``step_module`` (forward(captions, vqa) -> named losses), updating the
     parameters of ``trainable`` that require grad; checkpoints ``model_state()``. Returns the global step after."""
@@ -168,7 +165,7 @@ def run_stage(step_module: nn.Module, trainable: nn.Module, stage: StageConfig, 
             logger.log(step=step, stage=stage.name, lr=lr, losses={k: v.item() for k, v in losses.items()},
                        wall_time=elapsed, samples_per_sec=seen * info.world_size / max(elapsed, 1e-9))
         if info.is_main and (step % cfg.checkpoint_every == 0 or i == stage.steps - 1):
-            save_checkpoint(run, "last", model_state(), optimizer.state_dict(), step, {"stage": stage.name})
+            save_checkpoint(run, model_state(), step, {"stage": stage.name})
     return step0 + stage.steps
 
 

@@ -263,7 +263,7 @@ def run_command(args) -> int:
         path = train(cfg, args.out, overwrite=args.overwrite)
         print(f"run folder: {path}")
     elif args.command == "ablate":
-        from .distill.ablate import ablate
+        from .ablate import ablate
         from .eval.evaluate import EvalSettings
 
         grid_path = Path(args.grid)

@@ -19,9 +19,10 @@ import json
 import re
 from pathlib import Path
 
-from ..config import LOSS_TERMS, TASK_TERMS, ModelConfig, TrainConfig, from_dict, model_preset, to_dict
-from ..eval.evaluate import EvalSettings, evaluate
-from ..run_folder import RunFolder, load_run
+from .config import LOSS_TERMS, TASK_TERMS, ModelConfig, TrainConfig, from_dict, model_preset, to_dict
+from .eval.evaluate import EvalSettings, evaluate
+from .run_folder import RunFolder, load_run
+from .train.trainer import train
 
 DECODER_TERMS = ("lm", "hidden_decoder", "attn_decoder", "cross_decoder", "out_lm", "vqa", "out_vqa")
 ROW_KEYS = {"name", "weights", "model", "preset", "init", "decoder_separate"}
@@ -79,8 +80,6 @@ def ablate(base: TrainConfig, grid: list[dict], out: Path, settings: EvalSetting
            progress: bool = True) -> Path:
     """Runs and evaluates every grid row under ``out/<row>``; writes ``out/ablation.json`` and ``out/ablation.md``.
     Rows already evaluated (a ``metrics.json`` in their folder) are reused, so an interrupted study resumes."""
-    from ..train.trainer import train
-
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for row in grid:

@@ -33,6 +33,7 @@ import torch
 
 from .config import TrainConfig, train_config_from_dict
 from .data.tokenizer import TextTokenizer
+from .jsonfile import read_json
 from .model.med import BlipMED
 
 CONFIG_FILE = "config.json"
@@ -100,19 +101,13 @@ class RunFolder:
 
     def read_config(self) -> dict[str, Any]:
         """The stored resolved config, as plain JSON."""
-        try:
-            return json.loads(self.config_path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{self.config_path}: invalid JSON ({err})") from None
+        return read_json(self.config_path, "run config")
 
     def read_metrics(self) -> dict[str, Any]:
         """The stored evaluation (``metrics.json``); ``ValueError`` saying how to make it when it is missing."""
         if not self.metrics_path.is_file():
             raise ValueError(f"{self.path}: no metrics.json (run `python -m dlip eval {self.path}` first)")
-        try:
-            return json.loads(self.metrics_path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{self.metrics_path}: invalid JSON ({err})") from None
+        return read_json(self.metrics_path)
 
     @property
     def config_path(self) -> Path:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from .config import TASK_TERMS, DistillConfig, TrainConfig, train_config_from_dict
+from .jsonfile import read_json
 
 
 def _add_data(sub) -> None:
@@ -41,7 +42,8 @@ def _add_run_args(p, config_help: str, preset_help: str) -> None:
     p.add_argument("--preset", help=preset_help)
     p.add_argument("--out", required=True, help="run folder to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-    p.add_argument("--steps", type=int, nargs="+", help="steps per stage, overriding the config")
+    p.add_argument("--steps", type=int, nargs="+", help="steps per stage, overriding the config; a stage's "
+                   "warmup_steps is capped at a tenth of its steps (a note says so)")
     p.add_argument("--batch-size", type=int, help="batch size of every stage")
     p.add_argument("--limit-images", type=int, help="train on the first N images only")
     p.add_argument("--threads", type=int, help="torch threads per process")
@@ -174,14 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 def load_config_file(path: str | None) -> TrainConfig:
     if path is None:
         return TrainConfig()
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"no such config file: {p}")
-    try:
-        raw = json.loads(p.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{p}: invalid JSON ({err})") from None
-    return train_config_from_dict(raw, where=str(p))
+    return train_config_from_dict(read_json(path, "config file"), where=str(path))
 
 
 def train_config_from_args(args) -> TrainConfig:
@@ -196,7 +191,11 @@ def train_config_from_args(args) -> TrainConfig:
                              f"({', '.join(s.name for s in cfg.stages)})")
         for stage, n in zip(cfg.stages, args.steps):
             stage.steps = n
-            stage.warmup_steps = min(stage.warmup_steps, max(n // 10, 1))
+            warmup = min(stage.warmup_steps, max(n // 10, 1))  # a short run should not be all warm-up
+            if warmup != stage.warmup_steps:
+                print(f"note: --steps {n}: stage {stage.name!r} warms up for {warmup} steps instead of "
+                      f"{stage.warmup_steps} (at most a tenth of its steps)", file=sys.stderr)
+                stage.warmup_steps = warmup
     if args.batch_size:
         for stage in cfg.stages:
             stage.batch_size = args.batch_size
@@ -224,131 +223,138 @@ def distill_config_from_args(args) -> TrainConfig:
     return cfg
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run_command(args)
-    except (ValueError, FileNotFoundError, KeyError) as err:  # DataError is a ValueError
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+# ---------------------------------------------------------------------------------------------------------------------
+# Commands: one function each, ``cmd_<name>(args) -> exit status``
+# ---------------------------------------------------------------------------------------------------------------------
 
 
-def run_command(args) -> int:
-    if args.command == "data":
-        from .data.shapes import synth
+def cmd_data(args) -> int:
+    from .data.shapes import synth
 
-        counts = synth(args.out, n_train=args.n[0], n_val=args.n[1], n_test=args.n[2], seed=args.seed,
-                       noise_sigma=args.noise, workers=args.workers)
-        print(f"wrote {counts} to {args.out}")
-    elif args.command == "tokenizer":
-        from .train.trainer import build_tokenizer
-
-        cfg = load_config_file(args.config)
-        cfg.data.image_root = args.data
-        cfg.data.vocab_size = args.vocab_size
-        tok = build_tokenizer(cfg)
-        tok.save(args.out)
-        print(f"wrote {args.out} ({tok.vocab_size} tokens)")
-    elif args.command == "train":
-        from .train.trainer import train
-
-        cfg = train_config_from_args(args)
-        path = train(cfg, args.out, overwrite=args.overwrite)
-        print(f"run folder: {path}")
-    elif args.command == "distill":
-        from .train.trainer import train
-
-        cfg = distill_config_from_args(args)
-        path = train(cfg, args.out, overwrite=args.overwrite)
-        print(f"run folder: {path}")
-    elif args.command == "ablate":
-        from .distill.ablate import ablate
-        from .eval.evaluate import EvalSettings
-
-        grid_path = Path(args.grid)
-        if not grid_path.is_file():
-            raise ValueError(f"no such grid file: {grid_path}")
-        try:
-            grid = json.loads(grid_path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{grid_path}: invalid JSON ({err})") from None
-        if not isinstance(grid, list) or not all(isinstance(r, dict) and "name" in r for r in grid):
-            raise ValueError(f"{grid_path}: expected a list of rows, each with a 'name'")
-        settings = EvalSettings(k=args.k, limit_images=args.eval_images, limit_questions=args.eval_images)
-        table = ablate(distill_config_from_args(args), grid, Path(args.out), settings, overwrite=args.overwrite)
-        print(table.read_text())
-        if args.report:
-            from .eval.report import machine, write_block
-
-            steps = " + ".join(str(s.steps) for s in distill_config_from_args(args).stages)
-            note = (f"Each row: {steps} distillation steps from the same teacher, evaluated on the first "
-                    f"{args.eval_images or 'all'} test images and questions (ITC top-{args.k} + ITM). "
-                    f"Machine: {machine()}.")
-            write_block(Path(args.report), "ablation", table.read_text().rstrip() + "\n\n" + note)
-            print(f"wrote the ablation block of {args.report}")
-    elif args.command == "latency":
-        from .eval.latency import bundle_latency, latency_table
-
-        results = {}
-        for item in args.bundle:
-            name, sep, path = item.partition("=")
-            name, path = (name, path) if sep else (Path(item).name, item)
-            results[name] = bundle_latency(path, tuple(args.batch_sizes), args.repeats, args.threads)
-        table = latency_table(results)
-        print(table)
-        if args.out:
-            Path(args.out).write_text(table)
-    elif args.command == "report":
-        from .eval.report import write_report
-
-        runs = {}
-        for item in args.run:
-            name, sep, path = item.partition("=")
-            if not sep or not name or not path:
-                raise ValueError(f"--run {item!r}: expected NAME=RUN_FOLDER")
-            runs[name] = Path(path)
-        write_report(runs, Path(args.out))
-        print(f"wrote the results block of {args.out}")
-    elif args.command == "distill-report":
-        from .eval.latency import bundle_latency
-        from .eval.report import distill_markdown, write_block
-
-        runs, latency = {}, {}
-        for item in (args.teacher, args.student, args.control):
-            parts = item.split("=")
-            if len(parts) != 3 or not all(parts):
-                raise ValueError(f"{item!r}: expected NAME=RUN_FOLDER=BUNDLE_DIR")
-            name, run, bundle = parts
-            runs[name] = Path(run)
-            latency[name] = bundle_latency(bundle, tuple(args.batch_sizes), args.repeats, args.threads)
-        table = distill_markdown(runs, latency)
-        write_block(Path(args.out), "distill", table)
-        print(table)
-        print(f"wrote the distill block of {args.out}")
-    elif args.command == "eval":
-        import torch
-
-        from .eval.evaluate import EvalSettings, evaluate, write_metrics
-        from .runs import load_run
-
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        loaded = load_run(args.run)
-        settings = EvalSettings(k=args.k, num_beams=args.beams, limit_images=args.limit_images,
-                                limit_questions=args.limit_questions)
-        metrics = evaluate(loaded.model, loaded.tokenizer, loaded.config, settings)
-        json_path, md_path = write_metrics(metrics, loaded.path, label=str(args.run))
-        print(md_path.read_text())
-        print(f"wrote {json_path} and {md_path}")
-    elif args.command == "export":
-        run_export(args)
-    elif args.command == "eval-bundle":
-        return run_eval_bundle(args)
+    counts = synth(args.out, n_train=args.n[0], n_val=args.n[1], n_test=args.n[2], seed=args.seed,
+                   noise_sigma=args.noise, workers=args.workers)
+    print(f"wrote {counts} to {args.out}")
     return 0
 
 
-def run_export(args) -> None:
+def cmd_tokenizer(args) -> int:
+    from .train.trainer import build_tokenizer
+
+    cfg = load_config_file(args.config)
+    cfg.data.image_root = args.data
+    cfg.data.vocab_size = args.vocab_size
+    tok = build_tokenizer(cfg)
+    tok.save(args.out)
+    print(f"wrote {args.out} ({tok.vocab_size} tokens)")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .train.trainer import train
+
+    path = train(train_config_from_args(args), args.out, overwrite=args.overwrite)
+    print(f"run folder: {path}")
+    return 0
+
+
+def cmd_distill(args) -> int:
+    from .train.trainer import train
+
+    path = train(distill_config_from_args(args), args.out, overwrite=args.overwrite)
+    print(f"run folder: {path}")
+    return 0
+
+
+def cmd_ablate(args) -> int:
+    from .ablate import ablate
+    from .eval.evaluate import EvalSettings
+
+    grid = read_json(args.grid, "grid file")
+    if not isinstance(grid, list) or not all(isinstance(r, dict) and "name" in r for r in grid):
+        raise ValueError(f"{args.grid}: expected a list of rows, each with a 'name'")
+    settings = EvalSettings(k=args.k, limit_images=args.eval_images, limit_questions=args.eval_images)
+    cfg = distill_config_from_args(args)
+    table = ablate(cfg, grid, Path(args.out), settings, overwrite=args.overwrite)
+    print(table.read_text())
+    if args.report:
+        from .eval.report import machine, write_block
+
+        steps = " + ".join(str(s.steps) for s in cfg.stages)
+        note = (f"Each row: {steps} distillation steps from the same teacher, evaluated on the first "
+                f"{args.eval_images or 'all'} test images and questions (ITC top-{args.k} + ITM). "
+                f"Machine: {machine()}.")
+        write_block(Path(args.report), "ablation", table.read_text().rstrip() + "\n\n" + note)
+        print(f"wrote the ablation block of {args.report}")
+    return 0
+
+
+def cmd_latency(args) -> int:
+    from .eval.latency import bundle_latency, latency_table
+
+    results = {}
+    for item in args.bundle:
+        name, sep, path = item.partition("=")
+        name, path = (name, path) if sep else (Path(item).name, item)
+        results[name] = bundle_latency(path, tuple(args.batch_sizes), args.repeats, args.threads)
+    table = latency_table(results)
+    print(table)
+    if args.out:
+        Path(args.out).write_text(table)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .eval.report import write_report
+
+    runs = {}
+    for item in args.run:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--run {item!r}: expected NAME=RUN_FOLDER")
+        runs[name] = Path(path)
+    write_report(runs, Path(args.out))
+    print(f"wrote the results block of {args.out}")
+    return 0
+
+
+def cmd_distill_report(args) -> int:
+    from .eval.latency import bundle_latency
+    from .eval.report import distill_markdown, write_block
+
+    runs, latency = {}, {}
+    for item in (args.teacher, args.student, args.control):
+        parts = item.split("=")
+        if len(parts) != 3 or not all(parts):
+            raise ValueError(f"{item!r}: expected NAME=RUN_FOLDER=BUNDLE_DIR")
+        name, run, bundle = parts
+        runs[name] = Path(run)
+        latency[name] = bundle_latency(bundle, tuple(args.batch_sizes), args.repeats, args.threads)
+    table = distill_markdown(runs, latency)
+    write_block(Path(args.out), "distill", table)
+    print(table)
+    print(f"wrote the distill block of {args.out}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import torch
+
+    from .eval.evaluate import EvalSettings, evaluate, write_metrics
+    from .run_folder import load_run
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    loaded = load_run(args.run)
+    settings = EvalSettings(k=args.k, num_beams=args.beams, limit_images=args.limit_images,
+                            limit_questions=args.limit_questions)
+    metrics = evaluate(loaded.model, loaded.tokenizer, loaded.config, settings)
+    json_path, md_path = write_metrics(metrics, loaded.path, label=str(args.run))
+    print(md_path.read_text())
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+def cmd_export(args) -> int:
     from .export.export import export_random, export_run
 
     if args.random_init:
@@ -363,9 +369,10 @@ def run_export(args) -> None:
                          overwrite=args.overwrite)
     total = sum(p.stat().st_size for p in Path(out).iterdir())
     print(f"wrote bundle {out} ({total / 1e6:.2f} MB)")
+    return 0
 
 
-def run_eval_bundle(args) -> int:
+def cmd_eval_bundle(args) -> int:
     from .eval.evaluate import EvalSettings
     from .export.evaluate_bundle import compare_decoding, evaluate_bundle, headline_table
     from .export.ort_model import BundleModel
@@ -375,7 +382,7 @@ def run_eval_bundle(args) -> int:
     data.image_root = args.data
     data.max_text_tokens, data.max_answer_tokens = bundle.max_text_tokens, bundle.max_answer_tokens
     if args.compare_run:
-        from .runs import load_run
+        from .run_folder import load_run
 
         loaded = load_run(args.compare_run)
         result = compare_decoding(loaded.model, loaded.tokenizer, bundle, data, limit=args.limit_images or 50)
@@ -393,4 +400,27 @@ def run_eval_bundle(args) -> int:
     return 0
 
 
+# Command name -> its function; the parser's subcommands and this table name the same commands.
+COMMANDS = {
+    "data": cmd_data,
+    "tokenizer": cmd_tokenizer,
+    "train": cmd_train,
+    "distill": cmd_distill,
+    "ablate": cmd_ablate,
+    "eval": cmd_eval,
+    "report": cmd_report,
+    "distill-report": cmd_distill_report,
+    "export": cmd_export,
+    "eval-bundle": cmd_eval_bundle,
+    "latency": cmd_latency,
+}
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, FileNotFoundError) as err:  # bad input; DataError is a ValueError. A bug keeps its traceback
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 2

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,14 +23,14 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     """Builds dataclass ``cls`` from ``data``, recursing into nested dataclasses; unknown keys are errors."""
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected an object, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - fields)
     if unknown:
         raise ValueError(f"{where}: unknown key '{unknown[0]}' (known: {', '.join(sorted(fields))})")
+    hints = typing.get_type_hints(cls)  # the annotations as types (they are strings under `from __future__`)
     kwargs = {}
     for name, value in data.items():
-        ftype = fields[name].type
-        sub = _dataclass_type(ftype)
+        sub = _dataclass_type(hints[name])
         kwargs[name] = from_dict(sub, value, f"{where}.{name}") if sub is not None and value is not None else value
     try:
         return cls(**kwargs)
@@ -37,10 +39,10 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
 
 
 def _dataclass_type(ftype: Any) -> type | None:
-    """Resolves a (possibly string) annotation to a dataclass type defined in this module, else None."""
-    if isinstance(ftype, str):
-        ftype = globals().get(ftype.replace(" | None", ""))
-    return ftype if dataclasses.is_dataclass(ftype) else None
+    """The dataclass an annotation names (``X`` or ``X | None``), else None."""
+    candidates = typing.get_args(ftype) if isinstance(ftype, types.UnionType) else (ftype,)
+    found = [t for t in candidates if isinstance(t, type) and dataclasses.is_dataclass(t)]
+    return found[0] if found else None
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

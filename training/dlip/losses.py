@@ -1,4 +1,5 @@
-"""Pre-training objectives, one pure function each (BLIP): ITC, ITM with hard negatives, LM."""
+"""Pre-training objectives, one pure function each (BLIP): ITC, ITM with hard negatives, LM (per batch, and per
+sequence for the VQA answers)."""
 
 from __future__ import annotations
 
@@ -53,3 +54,11 @@ def lm_loss(logits: Tensor, input_ids: Tensor, label_mask: Tensor, label_smoothi
     targets = input_ids[:, 1:].masked_fill(~label_mask[:, 1:].bool(), -100)  # (B, L-1)
     return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1),
                            ignore_index=-100, label_smoothing=label_smoothing)
+
+
+def lm_loss_per_sequence(logits: Tensor, input_ids: Tensor, label_mask: Tensor, label_smoothing: float) -> Tensor:
+    """Summed next-token cross-entropy per sequence (B,), as BLIP's VQA loss (reduction='none' then sum)."""
+    targets = input_ids[:, 1:].masked_fill(~label_mask[:, 1:].bool(), -100)  # (B, L-1)
+    ce = F.cross_entropy(logits[:, :-1].transpose(1, 2), targets, ignore_index=-100,
+                         label_smoothing=label_smoothing, reduction="none")  # (B, L-1)
+    return ce.sum(dim=1)

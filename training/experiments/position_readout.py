@@ -23,7 +23,7 @@ from dlip.config import TextConfig  # noqa: E402
 from dlip.data.transforms import ImagePreprocess  # noqa: E402
 from dlip.model.text import BertAttention, _init_bert  # noqa: E402
 from dlip.model.vit import sincos_2d  # noqa: E402
-from dlip.runs import load_run  # noqa: E402
+from dlip.run_folder import load_run  # noqa: E402
 
 torch.set_num_threads(1)
 torch.manual_seed(0)

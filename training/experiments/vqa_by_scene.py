@@ -18,7 +18,7 @@ from dlip.data.annotations import load_vqa, pre_question  # noqa: E402
 from dlip.data.transforms import ImagePreprocess  # noqa: E402
 from dlip.eval import inference  # noqa: E402
 from dlip.eval.metrics import vqa_accuracy  # noqa: E402
-from dlip.runs import load_run  # noqa: E402
+from dlip.run_folder import load_run  # noqa: E402
 
 run = load_run(sys.argv[1])
 n = int(sys.argv[2]) if len(sys.argv) > 2 else 1500

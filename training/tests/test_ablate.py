@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from dlip.config import train_config_from_dict
-from dlip.distill.ablate import ablate, row_config
+from dlip.ablate import ablate, row_config
 from dlip.eval.evaluate import EvalSettings
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

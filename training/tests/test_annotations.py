@@ -24,9 +24,6 @@ from dlip.data.datasets import (
     CaptionTrainDataset,
     VQADataset,
     answer_weights,
-    collate_caption_eval,
-    collate_caption_train,
-    collate_vqa_test,
     collate_vqa_train,
 )
 from dlip.data.errors import DataError
@@ -190,9 +187,6 @@ def test_caption_train_dataset_dense_image_index(tmp_path, root, pre):
     assert image.shape == (3, 8, 8) and image.dtype == torch.float32
     assert caption == "a man smiling sits" and idx == 1
     assert [ds[i][2] for i in range(3)] == [0, 1, 0]  # image_id 7, 3, 7 -> dense 0, 1, 0
-    images, captions, index = collate_caption_train([ds[0], ds[2]])
-    assert images.shape == (2, 3, 8, 8) and captions == ["two dogs run", "dogs playing"]
-    assert index.tolist() == [0, 0] and index.dtype == torch.long
     assert torch.equal(ds[0][0], ds[2][0])  # same image file
 
 
@@ -209,9 +203,7 @@ def test_caption_eval_dataset_mappings(tmp_path, root, pre):
     assert ds.img2txt == {0: [0, 1], 1: [2, 3, 4]}
     assert ds.txt2img == {0: 0, 1: 0, 2: 1, 3: 1, 4: 1}
     assert ds.image_paths[1] == str(root / "val2014/b.jpg")
-    images, index = collate_caption_eval([ds[0], ds[1]])
-    assert images.shape == (2, 3, 8, 8) and index.tolist() == [0, 1]
-    assert not torch.equal(images[0], images[1])
+    assert ds[0][1] == 0 and ds[1][1] == 1 and not torch.equal(ds[0][0], ds[1][0])
 
 
 def test_datasets_fail_fast_on_wrong_image_root(tmp_path, root, pre):
@@ -242,8 +234,7 @@ def test_vqa_test_dataset(tmp_path, root, pre):
     ds = VQADataset(path, root, pre, split="test")
     image, question, qid = ds[1]
     assert question == "is there a bus?" and qid == 262144001
-    images, questions, qids = collate_vqa_test([ds[0], ds[1]])
-    assert images.shape == (2, 3, 8, 8) and qids == [262144000, 262144001]
+    assert ds[0][2] == 262144000
     with pytest.raises(DataError, match=r'vqa_test\.json: entry 0: missing key "answer"'):
         VQADataset(path, root, pre, split="train")
     with pytest.raises(ValueError, match="split must be"):

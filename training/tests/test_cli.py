@@ -56,3 +56,50 @@ def test_missing_config_file_and_run_folder(tmp_path):
 def test_unknown_preset(tmp_path, shapes_dir):
     proc = _run("train", "--preset", "huge", "--data", shapes_dir, "--out", tmp_path / "run", "--limit-images", "4")
     _assert_one_line_error(proc, "huge")
+
+
+def test_every_command_has_one_function():
+    from dlip import cli
+
+    parser_commands = set(cli.build_parser()._subparsers._group_actions[0].choices)
+    assert set(cli.COMMANDS) == parser_commands
+    assert all(fn.__name__ == "cmd_" + name.replace("-", "_") for name, fn in cli.COMMANDS.items())
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    """Only bad input (ValueError, FileNotFoundError) becomes a one-line error; a KeyError is a bug in our code."""
+    from dlip import cli
+
+    def broken(args):
+        return {}["missing"]
+
+    monkeypatch.setitem(cli.COMMANDS, "report", broken)
+    with pytest.raises(KeyError, match="missing"):
+        cli.main(["report", "--run", "a=b", "--out", "x.md"])
+
+
+def test_invalid_json_names_the_file(tmp_path):
+    bad = tmp_path / "grid.json"
+    bad.write_text("[{")
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text("{}")
+    proc = _run("ablate", "--teacher", tmp_path, "--config", cfg, "--grid", bad, "--data", tmp_path,
+                "--out", tmp_path / "o")
+    _assert_one_line_error(proc, "grid.json", "invalid JSON")
+    _assert_one_line_error(_run("ablate", "--teacher", tmp_path, "--config", cfg, "--grid", tmp_path / "no.json",
+                                "--data", tmp_path, "--out", tmp_path / "o"), "no such grid file", "no.json")
+
+
+def test_steps_caps_warmup_and_says_so(tmp_path, capsys):
+    from dlip.cli import build_parser, train_config_from_args
+
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"stages": [{"name": "short", "warmup_steps": 100},
+                                             {"name": "long", "warmup_steps": 100}]}))
+    args = build_parser().parse_args(["train", "--config", str(config), "--data", "x", "--out", "y",
+                                      "--steps", "30", "5000"])
+    cfg = train_config_from_args(args)
+    assert [(s.steps, s.warmup_steps) for s in cfg.stages] == [(30, 3), (5000, 100)]
+    err = capsys.readouterr().err
+    assert "--steps 30: stage 'short' warms up for 3 steps instead of 100" in err
+    assert "'long'" not in err

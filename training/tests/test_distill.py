@@ -13,8 +13,9 @@ from dlip.distill import step as step_module
 from dlip.distill.models import init_student, load_teacher
 from dlip.distill.step import DistillStep
 from dlip.model.med import BlipMED
-from dlip.runs import load_run
-from dlip.train.batches import CaptionCollate, VQACollate, caption_dataset, vqa_dataset
+from dlip.run_folder import load_run
+from dlip.data.batches import CaptionCollate, VQACollate
+from dlip.train.batches import caption_dataset, vqa_dataset
 from dlip.train.trainer import preprocess_for, train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -60,6 +61,16 @@ def test_student_run_loads_as_a_model_and_is_smaller(student_run, micro_run):
     # the student shares the teacher's tokenizer
     assert student.tokenizer.vocab_size == teacher.tokenizer.vocab_size
     assert student.config.distill.teacher == str(micro_run)
+
+
+def test_a_student_tokenizer_of_its_own_is_refused_before_anything_is_written(distill_raw, micro_run, tmp_path):
+    """The distillation terms compare student and teacher on the same token ids, so the student must use the
+    teacher's tokenizer: a configured data.tokenizer is a user error, not an internal assertion."""
+    raw = json.loads(json.dumps(distill_raw))
+    raw["data"]["tokenizer"] = str(micro_run / "tokenizer.json")
+    with pytest.raises(ValueError, match=r"data\.tokenizer .* with distill"):
+        train(train_config_from_dict(raw), tmp_path / "student", progress=False)
+    assert not (tmp_path / "student").exists()
 
 
 def test_zero_weight_terms_are_not_computed(micro_run, monkeypatch):

@@ -22,7 +22,7 @@ from dlip.export.export import export_run
 from dlip.export.manifest import sha256_file, validate_bundle
 from dlip.export.ort_model import BundleModel
 from dlip.model.generate import beam_decode, greedy_decode
-from dlip.runs import load_run
+from dlip.run_folder import load_run
 
 TOL = 1e-4
 SETTINGS = EvalSettings(k=4, num_beams=3)

@@ -92,7 +92,6 @@ def test_retrieval_itc_and_itm_match_hf(tmp_path):
     assert teacher.architecture == "BlipForImageTextRetrieval"
     assert teacher.tasks == ("itc", "itm")
     assert teacher.missing == ("text_decoder", "temp")
-    assert "itc, itm" in teacher.describe() and "text_decoder" in teacher.describe()
     assert not teacher.model.training and not any(p.requires_grad for p in teacher.model.parameters())
     m, cfg = teacher.model, teacher.config
     assert (cfg.vision.image_size, cfg.vision.patch_size, cfg.vision.hidden_size, cfg.embed_dim) == (32, 8, 32, 16)

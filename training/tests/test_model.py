@@ -179,8 +179,9 @@ def test_output_pos_embed_adds_the_sincos_table_to_the_patch_tokens_only():
 def test_vqa_answer_decoder_can_read_the_image_tokens_too():
     import dataclasses
 
+    from dlip.data.batches import VQABatch
     from dlip.data.tokenizer import SpecialTokens
-    from dlip.train.objectives import vqa_forward
+    from dlip.objectives import vqa_forward
 
     torch.manual_seed(0)
     base = model_preset("micro").with_vocab(50, 0)
@@ -201,10 +202,10 @@ def test_vqa_answer_decoder_can_read_the_image_tokens_too():
     pixels = torch.randn(2, 3, 32, 32)
     q_ids, q_mask = torch.randint(7, 50, (2, 5)), torch.ones(2, 5, dtype=torch.long)
     a_ids, a_mask = torch.tensor([[2, 9, 3], [2, 11, 3]]), torch.ones(2, 3, dtype=torch.long)
-    args = (pixels, q_ids, q_mask, a_ids, a_mask, torch.ones(2), torch.ones(2, dtype=torch.long), special)
+    batch = VQABatch(pixels, q_ids, q_mask, a_ids, a_mask, torch.ones(2), torch.ones(2, dtype=torch.long))
     with torch.no_grad():
-        loss_plain = vqa_forward(plain, *args)[0]["vqa_loss"]
-        loss_reads, _, question, decoder = vqa_forward(reads, *args)
+        loss_plain = vqa_forward(plain, batch, special)[0]["vqa_loss"]
+        loss_reads, _, question, decoder = vqa_forward(reads, batch, special)
         assert torch.isfinite(loss_reads["vqa_loss"]) and not torch.isclose(loss_reads["vqa_loss"], loss_plain)
         img = reads.encode_image(pixels).last_hidden
         ctx, ctx_mask = reads.answer_context(question.last_hidden, q_mask, img)

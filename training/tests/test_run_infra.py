@@ -18,15 +18,9 @@ import torch
 from torch import nn
 
 from dlip.train import distributed as dd
+from dlip.run_folder import RunFolder, load_checkpoint, save_checkpoint
+from dlip.train.logger import MetricLogger
 from dlip.train.plot import ema, plot_losses, read_jsonl
-from dlip.train.run import (
-    MetricLogger,
-    RunDir,
-    latest_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-    step_checkpoints,
-)
 from dlip.train.schedule import cosine_with_warmup, decay_split, make_optimizer
 
 TRAINING_ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +32,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def test_create_writes_sorted_pretty_config_and_layout(tmp_path):
-    run = RunDir.create(tmp_path / "run", {"b": 1, "a": {"z": [1, 2], "y": "x"}})
+    run = RunFolder.create(tmp_path / "run", {"b": 1, "a": {"z": [1, 2], "y": "x"}})
     text = run.config_path.read_text()
     assert json.loads(text) == {"a": {"y": "x", "z": [1, 2]}, "b": 1}
     assert text.index('"a"') < text.index('"b"') and text.index('"y"') < text.index('"z"')  # sorted keys
@@ -46,44 +40,33 @@ def test_create_writes_sorted_pretty_config_and_layout(tmp_path):
     assert run.checkpoints.is_dir()
     assert run.log_csv.name == "log.csv" and run.log_jsonl.name == "log.jsonl"
     assert run.plot_path.name == "loss_curves.png" and run.metrics_path.name == "metrics.json"
-    assert run.report_md_path.name == "metrics.md"
+    assert run.metrics_md_path.name == "metrics.md" and run.tokenizer_path.name == "tokenizer.json"
+    assert run.checkpoint_path == run.checkpoints / "last.pt"
     assert {p.parent for p in (run.log_csv, run.plot_path, run.metrics_path, run.checkpoints)} == {run.path}
 
 
-def test_create_refuses_existing_run_then_overwrite_and_resume(tmp_path):
+def test_create_refuses_existing_run_then_overwrite(tmp_path):
     path = tmp_path / "run"
-    run = RunDir.create(path, {"lr": 1e-3})
+    run = RunFolder.create(path, {"lr": 1e-3})
     run.log_jsonl.write_text("{}\n")
     (path / "tokenizer.json").write_text("keep me")
     with pytest.raises(ValueError, match=str(path)):
-        RunDir.create(path, {"lr": 1e-3})
-    with pytest.raises(ValueError, match="contradict"):
-        RunDir.create(path, {"lr": 1e-3}, overwrite=True, resume=True)
-
-    # resume keeps the logs but insists on the same config, naming the differing key
-    with pytest.raises(ValueError, match=r"lr"):
-        RunDir.create(path, {"lr": 2e-3}, resume=True)
-    RunDir.create(path, {"lr": 1e-3}, resume=True)
-    assert run.log_jsonl.exists()
+        RunFolder.create(path, {"lr": 1e-3})
 
     # overwrite removes the run's own files only
-    RunDir.create(path, {"lr": 2e-3}, overwrite=True)
+    RunFolder.create(path, {"lr": 2e-3}, overwrite=True)
     assert json.loads(run.config_path.read_text()) == {"lr": 2e-3}
     assert not run.log_jsonl.exists()
     assert (path / "tokenizer.json").read_text() == "keep me"
 
-    # resume without a previous run starts one
-    fresh = RunDir.create(tmp_path / "fresh", {"x": 1}, resume=True)
-    assert fresh.read_config() == {"x": 1}
-
 
 def test_open_requires_config_and_create_rejects_non_json(tmp_path):
     with pytest.raises(ValueError, match=r"not a run folder: .*empty \(no config.json\)"):
-        RunDir.open(tmp_path / "empty")
-    RunDir.create(tmp_path / "r", {"a": 1})
-    assert RunDir.open(tmp_path / "r").read_config() == {"a": 1}
+        RunFolder.open(tmp_path / "empty")
+    RunFolder.create(tmp_path / "r", {"a": 1})
+    assert RunFolder.open(tmp_path / "r").read_config() == {"a": 1}
     with pytest.raises(ValueError, match="not plain JSON"):
-        RunDir.create(tmp_path / "bad", {"path": Path("x")})
+        RunFolder.create(tmp_path / "bad", {"path": Path("x")})
     assert not (tmp_path / "bad" / "config.json").exists()
 
 
@@ -93,7 +76,7 @@ def test_open_requires_config_and_create_rejects_non_json(tmp_path):
 
 
 def test_logger_writes_csv_and_jsonl_and_widens_header(tmp_path):
-    run = RunDir.create(tmp_path / "run", {})
+    run = RunFolder.create(tmp_path / "run", {})
     logger = MetricLogger(run)
     logger.log(step=1, stage="pretrain", lr=1e-4, losses={"itc_loss": torch.tensor(2.5), "lm_loss": 4.0},
                wall_time=1.5, samples_per_sec=32.0)
@@ -121,7 +104,7 @@ def test_logger_writes_csv_and_jsonl_and_widens_header(tmp_path):
 
 
 def test_logger_resumes_appending_and_validates_names(tmp_path):
-    run = RunDir.create(tmp_path / "run", {})
+    run = RunFolder.create(tmp_path / "run", {})
     MetricLogger(run).log(step=1, stage="vqa", lr=1e-3, losses={"vqa_loss": 1.0})
     again = MetricLogger(run)  # a resumed process
     again.log(step=2, stage="vqa", lr=1e-3, losses={"vqa_loss": 0.5})
@@ -142,24 +125,19 @@ def test_logger_resumes_appending_and_validates_names(tmp_path):
 
 
 def test_checkpoint_round_trip_is_atomic(tmp_path):
-    run = RunDir.create(tmp_path / "run", {})
-    assert latest_checkpoint(run) is None
+    run = RunFolder.create(tmp_path / "run", {})
+    assert not run.checkpoint_path.exists()
     model = nn.Linear(3, 2)
-    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
-    model(torch.randn(4, 3)).sum().backward()
-    opt.step()
-    path = save_checkpoint(run, "last", model.state_dict(), opt.state_dict(), step=7, extra={"stage": "pretrain"})
-    assert path == run.checkpoints / "last.pt" and latest_checkpoint(run) == path
+    path = save_checkpoint(run, model.state_dict(), step=7, extra={"stage": "pretrain"})
+    assert path == run.checkpoint_path == run.checkpoints / "last.pt"
     assert [p.name for p in run.checkpoints.iterdir()] == ["last.pt"]  # no temporary file left
 
     ckpt = load_checkpoint(path)
+    assert set(ckpt) == {"model", "step", "extra"}  # weights only: nothing reads an optimizer state
     assert ckpt["step"] == 7 and ckpt["extra"] == {"stage": "pretrain"}
     fresh = nn.Linear(3, 2)
     fresh.load_state_dict(ckpt["model"])
     assert torch.equal(fresh.weight, model.weight) and torch.equal(fresh.bias, model.bias)
-    opt2 = torch.optim.AdamW(fresh.parameters(), lr=0.1)
-    opt2.load_state_dict(ckpt["optimizer"])
-    assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
 
     # a failed write leaves the previous checkpoint untouched and no temporary file behind
     class Unpicklable:
@@ -167,7 +145,7 @@ def test_checkpoint_round_trip_is_atomic(tmp_path):
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        save_checkpoint(run, "last", {"w": Unpicklable()}, None, step=8)
+        save_checkpoint(run, {"w": Unpicklable()}, step=8)
     assert load_checkpoint(path)["step"] == 7
     assert [p.name for p in run.checkpoints.iterdir()] == ["last.pt"]
 
@@ -178,17 +156,20 @@ def test_checkpoint_round_trip_is_atomic(tmp_path):
         load_checkpoint(run.checkpoints / "junk.pt")
 
 
-def test_checkpoint_keep_last_k(tmp_path):
-    run = RunDir.create(tmp_path / "run", {})
-    for step in (10, 20, 30, 40):
-        save_checkpoint(run, "last", {"w": torch.tensor([float(step)])}, None, step=step, keep_last_k=2)
-    assert [p.name for p in step_checkpoints(run)] == ["step_30.pt", "step_40.pt"]
-    assert load_checkpoint(run.checkpoints / "step_30.pt")["model"]["w"].item() == 30.0  # not clobbered by 40
-    assert load_checkpoint(run.checkpoints / "last.pt")["step"] == 40
-    (run.checkpoints / "last.pt").unlink()
-    assert latest_checkpoint(run) == run.checkpoints / "step_40.pt"
-    with pytest.raises(ValueError, match="checkpoint name"):
-        save_checkpoint(run, "../escape", {}, None, step=1)
+def test_checkpoint_of_an_older_run_with_optimizer_state_still_loads(tmp_path):
+    """Checkpoints written before the optimizer state was dropped hold an "optimizer" entry; they load as before."""
+    model = nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    path = tmp_path / "old.pt"
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": 3, "extra": {}}, path)
+    ckpt = load_checkpoint(path)
+    assert set(ckpt) == {"model", "step", "extra"} and ckpt["step"] == 3
+    assert torch.equal(ckpt["model"]["weight"], model.weight)
+    torch.save({"model": {}, "optimizer": None}, path)
+    with pytest.raises(ValueError, match=r"missing \['extra', 'step'\]"):
+        load_checkpoint(path)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -205,7 +186,7 @@ def test_ema_is_bias_corrected_and_skips_nans():
 
 @pytest.mark.parametrize("n_records", [1, 5, 60])
 def test_plot_losses_writes_png_with_nans_and_missing_terms(tmp_path, n_records):
-    run = RunDir.create(tmp_path / "run", {})
+    run = RunFolder.create(tmp_path / "run", {})
     logger = MetricLogger(run)
     for i in range(n_records):
         losses = {"itc_loss": 3.0 / (i + 1), "lm_loss": float("nan") if i % 3 == 1 else 5.0 - 0.01 * i}
@@ -305,7 +286,6 @@ def test_single_process_helpers_are_no_ops(monkeypatch):
     assert torch.equal(dd.concat_all_gather(x), x.detach())
     dd.all_gather_with_grad(x).sum().backward()
     assert torch.equal(x.grad, torch.ones(3, 2))
-    assert dd.reduce_mean(2.5) == 2.5
     dd.barrier()
     dd.cleanup()
 
@@ -345,8 +325,6 @@ _WORKER = textwrap.dedent("""
         (y * coef).sum().backward()
         out["gathered_with_grad"] = y.tolist()
         out["grad"] = xg.grad.tolist()
-        out["mean_float"] = dd.reduce_mean(float(r + 1))
-        out["mean_tensor"] = dd.reduce_mean(torch.tensor([r, 10.0 * r])).tolist()
         sampler = dd.make_sampler(list(range(10)), info, shuffle=True, seed=0)
         out["shard"] = list(sampler)
 
@@ -396,8 +374,6 @@ def test_two_process_torchrun(tmp_path):
     coef = np.arange(12, dtype=np.float32).reshape(6, 2)
     for r in (0, 1):
         np.testing.assert_allclose(res[r]["grad"], 3 * coef[3 * r: 3 * r + 3])
-    assert res[0]["mean_float"] == res[1]["mean_float"] == pytest.approx(1.5)
-    assert res[0]["mean_tensor"] == pytest.approx([0.5, 5.0])
     assert sorted(res[0]["shard"] + res[1]["shard"]) == list(range(10))  # disjoint shards covering the data
 
     # DDP: identical start (rank 0's) and identical weights after a step, equal to the full-batch gradient step

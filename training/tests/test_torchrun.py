@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from dlip.runs import load_run
+from dlip.run_folder import load_run
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

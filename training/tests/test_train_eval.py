@@ -7,7 +7,7 @@ import math
 import pytest
 
 from dlip.eval.evaluate import EvalSettings, evaluate, write_metrics
-from dlip.runs import load_run
+from dlip.run_folder import load_run
 
 
 def _records(run):
@@ -132,7 +132,7 @@ def test_a_run_whose_answer_decoder_reads_the_image_trains_reloads_and_answers(t
     from dlip.eval.evaluate import evaluate_vqa
     from dlip.eval.inference import answer_questions
     from dlip.model.generate import greedy_decode
-    from dlip.train.objectives import with_first_token
+    from dlip.objectives import with_first_token
     from dlip.train.trainer import preprocess_for, train
 
     torch.set_num_threads(1)

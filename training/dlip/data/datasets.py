@@ -147,18 +147,6 @@ def answer_weights(answers: tuple[str, ...] | list[str]) -> tuple[list[str], lis
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def collate_caption_train(batch: list[tuple[Tensor, str, int]]) -> tuple[Tensor, list[str], Tensor]:
-    """-> images (B, 3, S, S), captions [B], image_index LongTensor (B,)."""
-    images, captions, index = zip(*batch)
-    return torch.stack(images), list(captions), torch.tensor(index, dtype=torch.long)
-
-
-def collate_caption_eval(batch: list[tuple[Tensor, int]]) -> tuple[Tensor, Tensor]:
-    """-> images (B, 3, S, S), image_index LongTensor (B,)."""
-    images, index = zip(*batch)
-    return torch.stack(images), torch.tensor(index, dtype=torch.long)
-
-
 def collate_vqa_train(
     batch: list[tuple[Tensor, str, list[str], list[float]]],
 ) -> tuple[Tensor, list[str], list[str], Tensor, Tensor]:
@@ -176,9 +164,3 @@ def collate_vqa_train(
         weights += w
         n.append(len(ans))
     return torch.stack(images), questions, answers, torch.tensor(weights, dtype=torch.float32), torch.tensor(n)
-
-
-def collate_vqa_test(batch: list[tuple[Tensor, str, int | str]]) -> tuple[Tensor, list[str], list[int | str]]:
-    """-> images (B, 3, S, S), questions [B], question_ids [B] (kept as in the file)."""
-    images, questions, qids = zip(*batch)
-    return torch.stack(images), list(questions), list(qids)

@@ -10,8 +10,7 @@ import torch
 from ..data.tokenizer import TextTokenizer
 from ..hf.blip import is_hf_blip_dir, load_hf_blip
 from ..model.med import BlipMED
-from ..runs import load_run
-from ..train.run import load_checkpoint
+from ..run_folder import RunFolder, load_checkpoint, load_run
 from .layer_map import every_kth_teacher_layers
 from .step import teacher_frozen
 
@@ -43,7 +42,7 @@ def init_student(student: BlipMED, teacher: BlipMED, init: str) -> list[str]:
         return []
     if init != "teacher":
         p = Path(init)
-        ckpt = p / "checkpoints" / "last.pt" if p.is_dir() else p
+        ckpt = RunFolder(p).checkpoint_path if p.is_dir() else p
         state = load_checkpoint(ckpt)["model"]
         student.load_state_dict(state)
         return list(state)

@@ -11,9 +11,10 @@ import torch
 from torch import Tensor, nn
 
 from ..config import CAPTION_TERMS, DistillConfig
+from ..data.batches import CaptionBatch, VQABatch
 from ..data.tokenizer import SpecialTokens
 from ..model.med import BlipMED
-from ..train.objectives import PretrainOutputs, pretrain_forward, vqa_forward
+from ..objectives import PretrainOutputs, pretrain_forward, vqa_forward
 from . import terms
 from .layer_map import resolve_layer_map
 
@@ -41,12 +42,11 @@ class DistillStep(nn.Module):
     """forward(captions, vqa) -> named losses ``x_loss`` for every term x with a weight > 0."""
 
     def __init__(self, student: BlipMED, teacher: BlipMED, special: SpecialTokens, weights: dict[str, float],
-                 settings: DistillConfig, teacher_special: SpecialTokens | None = None,
-                 projector: terms.HiddenProjector | None = None):
+                 settings: DistillConfig, projector: terms.HiddenProjector | None = None):
         super().__init__()
         self.student = student
         self.teacher = [teacher_frozen(teacher)]  # a list hides it from .parameters(), state_dict() and DDP
-        self.special, self.teacher_special = special, teacher_special or special
+        self.special = special  # the student's and the teacher's: they share a tokenizer (see load_teacher)
         self.w = {k: v for k, v in weights.items() if v > 0}
         self.settings = settings
         self.projector = projector if projector is not None else make_projector(student, teacher, self.w)
@@ -68,7 +68,7 @@ class DistillStep(nn.Module):
         return self
 
     # ------------------------------------------------------------------ forward
-    def forward(self, captions, vqa) -> dict[str, Tensor]:
+    def forward(self, captions: CaptionBatch | None, vqa: VQABatch | None) -> dict[str, Tensor]:
         losses: dict[str, Tensor] = {}
         if captions is not None:
             losses.update(self._caption_terms(captions))
@@ -79,7 +79,7 @@ class DistillStep(nn.Module):
     def _needs(self, prefix: str, parts=("vision", "text", "fusion", "decoder")) -> bool:
         return any(f"{prefix}_{p}" in self.w for p in parts)
 
-    def _caption_terms(self, b) -> dict[str, Tensor]:
+    def _caption_terms(self, b: CaptionBatch) -> dict[str, Tensor]:
         w = self.w
         want_hidden, want_attn = self._needs("hidden"), self._needs("attn") or self._needs("cross")
         # the student's task weights, plus the passes some distillation term reads even if its task weight is 0
@@ -88,24 +88,19 @@ class DistillStep(nn.Module):
                               or "cross_fusion" in w) else 0.0,
                "lm": 1.0 if ("lm" in w or "out_lm" in w or "hidden_decoder" in w or "attn_decoder" in w
                              or "cross_decoder" in w) else 0.0}
-        s = pretrain_forward(self.student, b.pixel_values, b.input_ids, b.attention_mask, b.image_ids, self.special,
-                             run, output_hidden_states=want_hidden, output_attentions=want_attn)
+        s = pretrain_forward(self.student, b, self.special, run, output_hidden_states=want_hidden,
+                             output_attentions=want_attn)
         losses = {k: v for k, v in s.losses.items() if k.removesuffix("_loss") in w}
         if not any(k in w for k in CAPTION_TERMS if k not in ("itc", "itm", "lm")):
             return losses  # no distillation term on caption batches: the teacher is not run at all
         with torch.no_grad():
-            t = pretrain_forward(self.teacher[0], b.pixel_values, self._teacher_ids(b.input_ids), b.attention_mask,
-                                 b.image_ids, self.teacher_special, run, output_hidden_states=want_hidden,
+            t = pretrain_forward(self.teacher[0], b, self.special, run, output_hidden_states=want_hidden,
                                  output_attentions=want_attn,
                                  neg_idx=(s.neg_text, s.neg_image) if s.neg_text is not None else None)
         losses.update(self._representation(s, t, b.attention_mask))
         losses.update(self._attention(s, t, b.attention_mask))
         losses.update(self._outputs(s, t, b.attention_mask))
         return losses
-
-    def _teacher_ids(self, ids: Tensor) -> Tensor:
-        assert self.teacher_special == self.special, "student and teacher must share a tokenizer"
-        return ids
 
     # ------------------------------------------------------------------ DLIP terms
     def _representation(self, s: PretrainOutputs, t: PretrainOutputs, mask: Tensor) -> dict[str, Tensor]:
@@ -149,14 +144,12 @@ class DistillStep(nn.Module):
             out["out_lm_loss"] = terms.logit_distill_loss(s.decoder.logits, t.decoder.logits, next_mask, temp)
         return out
 
-    def _vqa_terms(self, v) -> dict[str, Tensor]:
-        args = (v.pixel_values, v.question_ids, v.question_mask, v.answer_ids, v.answer_mask, v.answer_weights,
-                v.n_answers)
-        s_losses, _, _, s_dec = vqa_forward(self.student, *args, self.special)
+    def _vqa_terms(self, v: VQABatch) -> dict[str, Tensor]:
+        s_losses, _, _, s_dec = vqa_forward(self.student, v, self.special)
         losses = {k: val for k, val in s_losses.items() if k.removesuffix("_loss") in self.w}
         if "out_vqa" in self.w:
             with torch.no_grad():
-                _, _, _, t_dec = vqa_forward(self.teacher[0], *args, self.teacher_special)
+                _, _, _, t_dec = vqa_forward(self.teacher[0], v, self.special)
             next_mask = torch.cat([v.answer_mask[:, 1:], torch.zeros_like(v.answer_mask[:, :1])], dim=1)
             losses["out_vqa_loss"] = terms.logit_distill_loss(s_dec.logits, t_dec.logits, next_mask,
                                                               self.settings.temperature)

@@ -25,6 +25,7 @@ from ..data.datasets import CaptionEvalDataset
 from ..data.tokenizer import TextTokenizer
 from ..data.transforms import ImagePreprocess
 from ..model.med import BlipMED
+from ..run_folder import RunFolder
 from . import inference
 from .baselines import most_frequent_caption, question_only_prior, random_retrieval
 from .metrics import caption_scores, retrieval_metrics, vqa_accuracy_by_type, vqa_accuracy_mean
@@ -139,7 +140,8 @@ def headline(m: dict) -> dict:
 
 
 def write_metrics(metrics: dict, run_path: Path, label: str) -> tuple[Path, Path]:
-    json_path, md_path = run_path / "metrics.json", run_path / "metrics.md"
+    run = RunFolder(run_path)
+    json_path, md_path = run.metrics_path, run.metrics_md_path
     json_path.write_text(json.dumps(metrics, indent=2, sort_keys=True))
     md_path.write_text(markdown_table(metrics, label))
     return json_path, md_path

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -77,9 +76,3 @@ def flops_by_module(module: nn.Module, fn: Callable[..., Any], *args: Any, **kwa
     per_child[OUTSIDE_CHILDREN] = total - sum(per_child.values())
     assert per_child[OUTSIDE_CHILDREN] >= 0, per_child
     return per_child
-
-
-@torch.no_grad()
-def forward_flops(module: nn.Module, *args: Any, **kwargs: Any) -> int:
-    """FLOPs of one ``module(*args, **kwargs)`` forward pass, without autograd."""
-    return count_flops(module, *args, **kwargs)

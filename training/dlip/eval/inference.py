@@ -13,7 +13,7 @@ from tqdm import tqdm
 from ..data.tokenizer import TextTokenizer
 from ..model.generate import beam_decode, greedy_decode, rank_answers
 from ..model.med import BlipMED
-from ..train.objectives import with_first_token
+from ..objectives import with_first_token
 
 
 def _batches(n: int, size: int, desc: str, progress: bool):

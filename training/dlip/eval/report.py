@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from ..run_folder import RunFolder
+
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
@@ -30,19 +32,16 @@ def train_wall_seconds(run: Path) -> float:
     """Sum over stages of each stage's last logged wall time (the logger restarts its clock per stage), plus the
     training time of the run it started from (``init_from``), so a fine-tuned model reports its whole cost."""
     last: dict[str, float] = {}
-    for line in (run / "log.jsonl").read_text().splitlines():
+    for line in RunFolder(run).log_jsonl.read_text().splitlines():
         r = json.loads(line)
         last[r["stage"]] = r["wall_time_s"]
-    config = json.loads((run / "config.json").read_text())
+    config = RunFolder(run).read_config()
     parent = config.get("init_from")
     return sum(last.values()) + (train_wall_seconds(Path(parent)) if parent else 0.0)
 
 
 def load_metrics(run: Path) -> dict:
-    path = run / "metrics.json"
-    if not path.is_file():
-        raise ValueError(f"{run}: no metrics.json (run `python -m dlip eval {run}` first)")
-    return json.loads(path.read_text())
+    return RunFolder(run).read_metrics()
 
 
 def results_markdown(runs: dict[str, Path]) -> str:

@@ -25,6 +25,7 @@ from ..data.tokenizer import TextTokenizer, train_wordpiece
 from ..data.transforms import ImagePreprocess
 from ..eval.flops import count_params
 from ..model.med import BlipMED
+from ..run_folder import RunFolder, load_run
 from .contract import (DECODER, GRAPHS, ITM, MANIFEST_FILE, OPSET, TASKS, TEXT, TOKENIZER_FILE,
                        VISION, VQA_ENCODER, ModelDims, graph_file, graph_specs)
 from .manifest import onnx_io, sha256_file, validate_bundle, write_manifest
@@ -215,7 +216,7 @@ def _check_target(out: Path, overwrite: bool) -> None:
 def run_metrics(run: Path) -> dict[str, Any]:
     """The manifest's ``metrics`` from ``RUN/metrics.json``: its headline numbers plus the full summary under
     ``summary``; ``{}`` when the run was not evaluated or was evaluated before its last checkpoint was written."""
-    path, ckpt = run / "metrics.json", run / "checkpoints" / "last.pt"
+    path, ckpt = RunFolder(run).metrics_path, RunFolder(run).checkpoint_path
     if not path.is_file():
         return {}
     if ckpt.is_file() and path.stat().st_mtime < ckpt.stat().st_mtime:
@@ -231,13 +232,11 @@ def run_metrics(run: Path) -> dict[str, Any]:
 def export_run(run: str | Path, out: str | Path, name: str | None = None, version: str = "1", int8: bool = False,
                overwrite: bool = False, progress: bool = True) -> Path:
     """Exports a trained run folder (``python -m dlip export RUN --out DIR``)."""
-    from ..runs import CHECKPOINT, load_run
-
     loaded = load_run(run)
     metrics = run_metrics(loaded.path)
     settings = metrics.get("summary", {}).get("settings", {})
     data = loaded.config.data
-    source = {"run": str(loaded.path.resolve()), "checkpoint_sha256": sha256_file(loaded.path / CHECKPOINT),
+    source = {"run": str(loaded.path.resolve()), "checkpoint_sha256": sha256_file(loaded.run.checkpoint_path),
               "random_init": False, "preset": loaded.config.preset}
     return write_bundle(loaded.model, loaded.tokenizer, out, name=name, version=version, source=source,
                         metrics=metrics, max_text_tokens=data.max_text_tokens, max_answer_tokens=data.max_answer_tokens,

@@ -183,11 +183,6 @@ class HFTeacher:
     def tasks(self) -> tuple[str, ...]:
         return tuple(t for t in ("itc", "itm", "lm", "vqa") if getattr(self, f"has_{t}"))
 
-    def describe(self) -> str:
-        """One log line: source, class, usable tasks and the parts left at their initialisation."""
-        return (f"HF BLIP teacher {self.source} ({self.architecture}): tasks {', '.join(self.tasks) or 'none'}; "
-                f"not in checkpoint (random/default): {', '.join(self.missing) or 'none'}")
-
 
 def is_hf_blip_dir(path: str | Path) -> bool:
     """True when ``path`` is a directory whose ``config.json`` says ``"model_type": "blip"``."""

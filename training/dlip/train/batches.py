@@ -1,73 +1,21 @@
-"""Data loaders for training: caption batches (ITC/ITM/LM) and VQA batches, tokenised in the collate function.
+"""Data loaders for training: caption batches (ITC/ITM/LM) and VQA batches, forever, reshuffled every epoch.
 
-Images are transformed in the datasets; text is tokenised here, outside ``forward()``, so the model stays exportable.
+Images are transformed in the datasets and text is tokenised in the collate functions (``data/batches.py``),
+outside ``forward()``, so the model stays exportable.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from ..config import DataConfig
-from ..data.datasets import CaptionTrainDataset, VQADataset, collate_vqa_train
-from ..data.tokenizer import TextTokenizer
+from ..data.datasets import CaptionTrainDataset, VQADataset
 from ..data.transforms import ImagePreprocess
 from .distributed import DistInfo, make_sampler
-
-
-@dataclass
-class CaptionBatch:
-    pixel_values: Tensor  # (B, 3, H, W)
-    input_ids: Tensor  # (B, L) starting with [CLS]
-    attention_mask: Tensor  # (B, L)
-    image_ids: Tensor  # (B,) source image of each caption
-
-    def to(self, device: torch.device) -> "CaptionBatch":
-        return CaptionBatch(*(t.to(device) for t in (self.pixel_values, self.input_ids, self.attention_mask,
-                                                     self.image_ids)))
-
-
-@dataclass
-class VQABatch:
-    pixel_values: Tensor  # (B, 3, H, W)
-    question_ids: Tensor  # (B, Lq)
-    question_mask: Tensor
-    answer_ids: Tensor  # (sum n, La): every weighted answer of every question
-    answer_mask: Tensor
-    answer_weights: Tensor  # (sum n,)
-    n_answers: Tensor  # (B,)
-
-    def to(self, device: torch.device) -> "VQABatch":
-        return VQABatch(*(t.to(device) for t in (self.pixel_values, self.question_ids, self.question_mask,
-                                                 self.answer_ids, self.answer_mask, self.answer_weights,
-                                                 self.n_answers)))
-
-
-class CaptionCollate:
-    def __init__(self, tokenizer: TextTokenizer, max_tokens: int):
-        self.tokenizer, self.max_tokens = tokenizer, max_tokens
-
-    def __call__(self, items: list[tuple[Tensor, str, int]]) -> CaptionBatch:
-        images, captions, image_ids = zip(*items)
-        ids, mask = self.tokenizer(list(captions), self.max_tokens)
-        return CaptionBatch(torch.stack(images), ids, mask, torch.tensor(image_ids))
-
-
-class VQACollate:
-    def __init__(self, tokenizer: TextTokenizer, max_question_tokens: int, max_answer_tokens: int):
-        self.tokenizer = tokenizer
-        self.max_q, self.max_a = max_question_tokens, max_answer_tokens
-
-    def __call__(self, items) -> VQABatch:
-        images, questions, answers, weights, n = collate_vqa_train(items)
-        q_ids, q_mask = self.tokenizer(list(questions), self.max_q)
-        a_ids, a_mask = self.tokenizer(list(answers), self.max_a)
-        return VQABatch(images, q_ids, q_mask, a_ids, a_mask, torch.as_tensor(weights, dtype=torch.float32),
-                        torch.as_tensor(n, dtype=torch.long))
 
 
 def caption_dataset(data: DataConfig, preprocess: ImagePreprocess) -> Dataset:

@@ -148,17 +148,3 @@ def all_gather_with_grad(tensor: Tensor) -> Tensor:
     if not is_initialized() or dist.get_world_size() == 1:
         return tensor
     return _GatherWithGrad.apply(tensor)
-
-
-def reduce_mean(value: Tensor | float) -> Tensor | float:
-    """The mean of ``value`` over ranks (for logging); a float for a float, a detached tensor for a tensor."""
-    if not is_initialized() or dist.get_world_size() == 1:
-        return value.detach().clone() if isinstance(value, Tensor) else float(value)
-    if isinstance(value, Tensor):
-        out = value.detach().clone().float()
-    else:
-        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
-        out = torch.tensor(float(value), device=device)
-    dist.all_reduce(out, op=dist.ReduceOp.SUM)
-    out /= dist.get_world_size()
-    return out if isinstance(value, Tensor) else out.item()

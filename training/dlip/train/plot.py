@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .run import is_loss_key
+from .logger import is_loss_key
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -13,18 +14,20 @@ from tqdm import tqdm
 
 from ..config import CAPTION_TERMS, LOSS_TERMS, VQA_TERMS, ModelConfig, StageConfig, TrainConfig, model_preset, to_dict
 from ..data.annotations import load_caption_train, load_vqa
+from ..data.batches import CaptionBatch, CaptionCollate, VQABatch, VQACollate
 from ..data.tokenizer import SpecialTokens, TextTokenizer, train_wordpiece
 from ..data.transforms import ImagePreprocess
+from ..distill.models import init_student, load_teacher
+from ..distill.step import DistillStep, make_projector
+from ..distill.terms import HiddenProjector
 from ..model.med import BlipMED
+from ..objectives import pretrain_forward, total_loss, vqa_forward
+from ..run_folder import RunFolder, load_run, save_checkpoint
 from . import distributed as dist
-from .batches import (CaptionBatch, CaptionCollate, VQABatch, VQACollate, caption_dataset, infinite_loader,
-                      vqa_dataset, vqa_sample_weights)
-from .objectives import pretrain_forward, total_loss, vqa_forward
+from .batches import caption_dataset, infinite_loader, vqa_dataset, vqa_sample_weights
+from .logger import MetricLogger
 from .plot import plot_losses
-from .run import MetricLogger, RunDir, save_checkpoint
 from .schedule import cosine_with_warmup, make_optimizer
-
-TOKENIZER_FILE = "tokenizer.json"
 
 
 def build_tokenizer(cfg: TrainConfig) -> TextTokenizer:
@@ -48,6 +51,76 @@ def preprocess_for(model_cfg: ModelConfig) -> ImagePreprocess:
     return ImagePreprocess(model_cfg.vision.image_size)
 
 
+@dataclass
+class Models:
+    """What a run trains, built once before its stages: the resolved config, the tokenizer, the model, and when
+    distilling the frozen teacher and the student -> teacher width maps (one set shared by every stage)."""
+
+    cfg: TrainConfig  # with the resolved ``model`` section
+    tokenizer: TextTokenizer
+    model: BlipMED
+    teacher: BlipMED | None = None
+    projector: HiddenProjector | None = None
+
+    def step(self, stage: StageConfig) -> nn.Module:
+        """One stage's forward pass as a module (forward(captions, vqa) -> named losses); its parameters that
+        require grad are the ones the stage trains."""
+        if self.teacher is None:
+            return TrainStep(self.model, self.tokenizer.special, stage.weights)
+        return DistillStep(self.model, self.teacher, self.tokenizer.special, stage.weights, self.cfg.distill,
+                           projector=self.projector)
+
+
+def build_models(cfg: TrainConfig, info: dist.DistInfo) -> Models:
+    """The tokenizer and the model of a run, on ``info.device``: a fresh model (tokenizer from ``data.tokenizer``
+    or trained), the weights of ``init_from``, or a DLIP student of ``distill.teacher`` (whose tokenizer it shares).
+    The model's initial weights are the same on every rank."""
+    teacher = start = None
+    if cfg.init_from is not None:
+        if cfg.distill is not None:
+            raise ValueError("init_from and distill cannot be combined: use distill.init for a student")
+        start = load_run(cfg.init_from)
+        tokenizer = start.tokenizer
+        cfg = dataclasses.replace(cfg, model=start.config.model)
+    elif cfg.distill is not None:
+        if cfg.data.tokenizer:
+            raise ValueError(f"data.tokenizer {cfg.data.tokenizer!r} with distill: a student shares its teacher's "
+                             f"tokenizer (the distillation terms compare the two models on the same token ids); "
+                             f"remove data.tokenizer")
+        teacher, tokenizer = load_teacher(cfg.distill.teacher)
+        teacher = teacher.to(info.device)
+    else:
+        tokenizer = build_tokenizer(cfg)
+    cfg = dataclasses.replace(cfg, model=resolve_model_config(cfg, tokenizer))
+    if teacher is not None and cfg.model.vision.image_size != teacher.cfg.vision.image_size:
+        raise ValueError(f"student image_size {cfg.model.vision.image_size} differs from the teacher's "
+                         f"{teacher.cfg.vision.image_size}: set model.vision.image_size")
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    model = BlipMED(cfg.model)
+    if start is not None:
+        model.load_state_dict(start.model.state_dict())
+    if teacher is not None:
+        init_student(model, teacher, cfg.distill.init)
+    model = model.to(info.device)
+    torch.manual_seed(cfg.seed + info.rank)
+    projector = None
+    if teacher is not None:
+        union = {k: max(s.weights.get(k, 0) for s in cfg.stages) for k in LOSS_TERMS}
+        projector = make_projector(model, teacher, union).to(info.device)
+    return Models(cfg, tokenizer, model, teacher, projector)
+
+
+@dataclass
+class RunContext:
+    """What every stage of a run shares."""
+
+    models: Models
+    info: dist.DistInfo
+    run: RunFolder
+    logger: MetricLogger | None  # the main process only
+    progress: bool  # progress bars (the main process only)
+
+
 def train(cfg: TrainConfig, out: str | Path, overwrite: bool = False, progress: bool = True) -> Path:
     """Trains a model as configured; returns the run folder. With ``cfg.distill`` set, the model is a DLIP student
     of ``cfg.distill.teacher`` (whose tokenizer it shares) and the stages' distillation weights apply."""
@@ -56,58 +129,16 @@ def train(cfg: TrainConfig, out: str | Path, overwrite: bool = False, progress: 
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed + info.rank)
-        teacher = start = None
-        if cfg.init_from is not None:
-            if cfg.distill is not None:
-                raise ValueError("init_from and distill cannot be combined: use distill.init for a student")
-            from ..runs import load_run
-
-            start = load_run(cfg.init_from)
-            tokenizer = start.tokenizer
-            cfg = dataclasses.replace(cfg, model=start.config.model)
-        elif cfg.distill is not None:
-            from ..distill.models import load_teacher
-
-            teacher, tokenizer = load_teacher(cfg.distill.teacher)
-            teacher = teacher.to(info.device)
-        else:
-            tokenizer = build_tokenizer(cfg)
-        cfg = dataclasses.replace(cfg, model=resolve_model_config(cfg, tokenizer))
-        if teacher is not None and cfg.model.vision.image_size != teacher.cfg.vision.image_size:
-            raise ValueError(f"student image_size {cfg.model.vision.image_size} differs from the teacher's "
-                             f"{teacher.cfg.vision.image_size}: set model.vision.image_size")
-        run = RunDir.create(out, to_dict(cfg), overwrite=overwrite) if info.is_main else None
+        models = build_models(cfg, info)
+        run = RunFolder.create(out, to_dict(models.cfg), overwrite=overwrite) if info.is_main else None
         dist.barrier()
-        run = run or RunDir.open(out)
+        run = run or RunFolder.open(out)
         if info.is_main:
-            tokenizer.save(run.path / TOKENIZER_FILE)
-        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-        model = BlipMED(cfg.model)
-        if start is not None:
-            model.load_state_dict(start.model.state_dict())
-        if teacher is not None:
-            from ..distill.models import init_student
-
-            init_student(model, teacher, cfg.distill.init)
-        model = model.to(info.device)
-        torch.manual_seed(cfg.seed + info.rank)
-        logger = MetricLogger(run) if info.is_main else None
+            models.tokenizer.save(run.tokenizer_path)
+        ctx = RunContext(models, info, run, MetricLogger(run) if info.is_main else None, progress and info.is_main)
         step0 = 0
-        if teacher is not None:  # one set of width maps shared by every stage
-            from ..distill.step import make_projector
-
-            union = {k: max(s.weights.get(k, 0) for s in cfg.stages) for k in LOSS_TERMS}
-            projector = make_projector(model, teacher, union).to(info.device)
-        for stage in cfg.stages:
-            if teacher is None:
-                step = trainable = TrainStep(model, tokenizer.special, stage.weights)
-            else:
-                from ..distill.step import DistillStep
-
-                step = trainable = DistillStep(model, teacher, tokenizer.special, stage.weights, cfg.distill,
-                                               projector=projector)
-            step0 = run_stage(step, trainable, stage, cfg, tokenizer, info, run, logger, step0, progress and info.is_main,
-                              model.state_dict)
+        for stage in models.cfg.stages:
+            step0 = run_stage(ctx, stage, step0)
         if info.is_main:
             plot_losses(run.log_jsonl, run.plot_path)
         return run.path
@@ -115,10 +146,9 @@ def train(cfg: TrainConfig, out: str | Path, overwrite: bool = False, progress: 
         dist.cleanup()
 
 
-def stage_loaders(stage: StageConfig, cfg: TrainConfig, tokenizer: TextTokenizer, info: dist.DistInfo,
-                  step0: int):
+def stage_loaders(stage: StageConfig, ctx: RunContext, step0: int):
     """Infinite caption / VQA batch iterators for the tasks a stage trains (None where its weights are 0)."""
-    w = stage.weights
+    cfg, tokenizer, info, w = ctx.models.cfg, ctx.models.tokenizer, ctx.info, stage.weights
     preprocess = preprocess_for(cfg.model)
     captions = vqa = None
     if any(w.get(k, 0) > 0 for k in CAPTION_TERMS):
@@ -133,16 +163,16 @@ def stage_loaders(stage: StageConfig, cfg: TrainConfig, tokenizer: TextTokenizer
     return captions, vqa
 
 
-def run_stage(step_module: nn.Module, trainable: nn.Module, stage: StageConfig, cfg: TrainConfig,
-              tokenizer: TextTokenizer, info: dist.DistInfo, run: RunDir, logger: MetricLogger | None, step0: int,
-              progress: bool, model_state) -> int:
-    """Trains ``stage.steps`` steps of ``step_module`` (forward(captions, vqa) -> named losses), updating the
-    parameters of ``trainable`` that require grad; checkpoints ``model_state()``. Returns the global step after."""
-    captions, vqa = stage_loaders(stage, cfg, tokenizer, info, step0)
-    set_trainable(trainable, stage.trainable, stage.frozen)
+def run_stage(ctx: RunContext, stage: StageConfig, step0: int) -> int:
+    """Trains ``stage.steps`` steps of the stage's step module (``Models.step``), updating its parameters that
+    require grad; checkpoints the model. Returns the global step after."""
+    cfg, info, progress = ctx.models.cfg, ctx.info, ctx.progress
+    step_module = ctx.models.step(stage)
+    captions, vqa = stage_loaders(stage, ctx, step0)
+    set_trainable(step_module, stage.trainable, stage.frozen)
     ddp_step = dist.wrap_ddp(step_module, info)
-    optimizer = make_optimizer(trainable, stage.lr, stage.weight_decay)
-    params = [p for p in trainable.parameters() if p.requires_grad]
+    optimizer = make_optimizer(step_module, stage.lr, stage.weight_decay)
+    params = [p for p in step_module.parameters() if p.requires_grad]
     step_module.train()
     t0, seen = time.time(), 0
     bar = tqdm(range(stage.steps), desc=stage.name, disable=not progress, dynamic_ncols=True)
@@ -163,12 +193,12 @@ def run_stage(step_module: nn.Module, trainable: nn.Module, stage: StageConfig, 
         step = step0 + i + 1
         if progress:
             bar.set_postfix({k.removesuffix("_loss"): f"{v.item():.3f}" for k, v in losses.items()})
-        if logger is not None and (step % cfg.log_every == 0 or i == stage.steps - 1):
+        if ctx.logger is not None and (step % cfg.log_every == 0 or i == stage.steps - 1):
             elapsed = time.time() - t0
-            logger.log(step=step, stage=stage.name, lr=lr, losses={k: v.item() for k, v in losses.items()},
-                       wall_time=elapsed, samples_per_sec=seen * info.world_size / max(elapsed, 1e-9))
+            ctx.logger.log(step=step, stage=stage.name, lr=lr, losses={k: v.item() for k, v in losses.items()},
+                           wall_time=elapsed, samples_per_sec=seen * info.world_size / max(elapsed, 1e-9))
         if info.is_main and (step % cfg.checkpoint_every == 0 or i == stage.steps - 1):
-            save_checkpoint(run, "last", model_state(), optimizer.state_dict(), step, {"stage": stage.name})
+            save_checkpoint(ctx.run, ctx.models.model.state_dict(), step, {"stage": stage.name})
     return step0 + stage.steps
 
 
@@ -195,12 +225,8 @@ class TrainStep(nn.Module):
     def forward(self, captions: CaptionBatch | None, vqa: VQABatch | None) -> dict[str, torch.Tensor]:
         losses = {}
         if captions is not None:
-            out = pretrain_forward(self.model, captions.pixel_values, captions.input_ids, captions.attention_mask,
-                                   captions.image_ids, self.special, self.weights)
-            losses.update(out.losses)
+            losses.update(pretrain_forward(self.model, captions, self.special, self.weights).losses)
         if vqa is not None:
-            vqa_losses, *_ = vqa_forward(self.model, vqa.pixel_values, vqa.question_ids, vqa.question_mask,
-                                         vqa.answer_ids, vqa.answer_mask, vqa.answer_weights, vqa.n_answers,
-                                         self.special)
+            vqa_losses, *_ = vqa_forward(self.model, vqa, self.special)
             losses.update(vqa_losses)
         return losses

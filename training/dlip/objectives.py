@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from ..losses import itc_loss, itc_targets, itm_loss, lm_loss, sample_hard_negatives
-from ..model.med import BlipMED
-from ..model.outputs import TextOutput, VisionOutput
+from .losses import itc_loss, itc_targets, itm_loss, lm_loss, lm_loss_per_sequence, sample_hard_negatives
+from .model.med import BlipMED
+from .model.outputs import TextOutput, VisionOutput
 
 if TYPE_CHECKING:
-    from ..data.tokenizer import SpecialTokens
+    from .data.batches import CaptionBatch, VQABatch
+    from .data.tokenizer import SpecialTokens
 
 
 @dataclass
@@ -41,15 +42,16 @@ def with_first_token(input_ids: Tensor, token_id: int) -> Tensor:
     return ids
 
 
-def pretrain_forward(model: BlipMED, pixel_values: Tensor, input_ids: Tensor, attention_mask: Tensor,
-                     image_ids: Tensor, special: SpecialTokens, weights: dict[str, float],
+def pretrain_forward(model: BlipMED, batch: CaptionBatch, special: SpecialTokens, weights: dict[str, float],
                      output_hidden_states: bool = False, output_attentions: bool = False,
                      neg_idx: tuple[Tensor, Tensor] | None = None) -> PretrainOutputs:
     """ITC + ITM (hard negatives) + LM on a batch of B aligned (image, caption) pairs.
 
-    ``image_ids`` (B,) identify the source image of each pair so captions of one image are not negatives.
+    ``batch.image_ids`` (B,) identify the source image of each pair so captions of one image are not negatives.
     ``neg_idx`` lets a caller (distillation) impose the negatives instead of sampling them.
     """
+    pixel_values, input_ids, attention_mask, image_ids = (batch.pixel_values, batch.input_ids, batch.attention_mask,
+                                                          batch.image_ids)
     want = dict(output_hidden_states=output_hidden_states, output_attentions=output_attentions)
     itc = model.itc(pixel_values, input_ids, attention_mask, **want)
     image_embeds = itc.vision.last_hidden  # (B, N, Dv)
@@ -84,32 +86,23 @@ def pretrain_forward(model: BlipMED, pixel_values: Tensor, input_ids: Tensor, at
     return PretrainOutputs(losses, itc.vision, itc.text, fused, decoder, itc.sim_i2t, itm, neg_text, neg_image)
 
 
-def vqa_forward(model: BlipMED, pixel_values: Tensor, question_ids: Tensor, question_mask: Tensor,
-                answer_ids: Tensor, answer_mask: Tensor, answer_weights: Tensor, n_answers: Tensor,
-                special: SpecialTokens, output_hidden_states: bool = False,
+def vqa_forward(model: BlipMED, batch: VQABatch, special: SpecialTokens, output_hidden_states: bool = False,
                 output_attentions: bool = False) -> tuple[dict[str, Tensor], VisionOutput, TextOutput, TextOutput]:
     """BLIP VQA fine-tuning: the question is encoded with cross-attention over the image; the decoder generates the
-    answer conditioned on the question states. Each question has ``n_answers[i]`` weighted answers (flattened)."""
+    answer conditioned on the question states. Question i has ``batch.n_answers[i]`` weighted answers (flattened)."""
+    question_mask, answer_mask, n_answers = batch.question_mask, batch.answer_mask, batch.n_answers
     want = dict(output_hidden_states=output_hidden_states, output_attentions=output_attentions)
-    vision = model.encode_image(pixel_values, **want)
-    question = model.fuse(with_first_token(question_ids, special.enc), question_mask, vision.last_hidden, **want)
+    vision = model.encode_image(batch.pixel_values, **want)
+    question = model.fuse(with_first_token(batch.question_ids, special.enc), question_mask, vision.last_hidden, **want)
     # what the answer decoder reads (the question states, plus the image tokens where configured), once per answer
     context, context_mask = model.answer_context(question.last_hidden, question_mask, vision.last_hidden)
     q_states = context.repeat_interleave(n_answers, dim=0)
     q_mask = context_mask.repeat_interleave(n_answers, dim=0)
-    dec_ids = with_first_token(answer_ids, special.dec)
+    dec_ids = with_first_token(batch.answer_ids, special.dec)
     decoder = model.decode(dec_ids, answer_mask, q_states, q_mask, **want)
     per_token = lm_loss_per_sequence(decoder.logits, dec_ids, answer_mask, model.cfg.label_smoothing)  # (sum n,)
-    loss = (answer_weights * per_token).sum() / pixel_values.shape[0]
+    loss = (batch.answer_weights * per_token).sum() / batch.pixel_values.shape[0]
     return {"vqa_loss": loss}, vision, question, decoder
-
-
-def lm_loss_per_sequence(logits: Tensor, input_ids: Tensor, label_mask: Tensor, label_smoothing: float) -> Tensor:
-    """Summed next-token cross-entropy per sequence (B,), as BLIP's VQA loss (reduction='none' then sum)."""
-    targets = input_ids[:, 1:].masked_fill(~label_mask[:, 1:].bool(), -100)  # (B, L-1)
-    ce = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), targets, ignore_index=-100,
-                                           label_smoothing=label_smoothing, reduction="none")  # (B, L-1)
-    return ce.sum(dim=1)
 
 
 def total_loss(losses: dict[str, Tensor], weights: dict[str, float]) -> Tensor:

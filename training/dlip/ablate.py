@@ -19,9 +19,10 @@ import json
 import re
 from pathlib import Path
 
-from ..config import LOSS_TERMS, TASK_TERMS, ModelConfig, TrainConfig, from_dict, model_preset, to_dict
-from ..eval.evaluate import EvalSettings, evaluate
-from ..runs import load_run
+from .config import LOSS_TERMS, TASK_TERMS, ModelConfig, TrainConfig, from_dict, model_preset, to_dict
+from .eval.evaluate import EvalSettings, evaluate
+from .run_folder import RunFolder, load_run
+from .train.trainer import train
 
 DECODER_TERMS = ("lm", "hidden_decoder", "attn_decoder", "cross_decoder", "out_lm", "vqa", "out_vqa")
 ROW_KEYS = {"name", "weights", "model", "preset", "init", "decoder_separate"}
@@ -79,19 +80,17 @@ def ablate(base: TrainConfig, grid: list[dict], out: Path, settings: EvalSetting
            progress: bool = True) -> Path:
     """Runs and evaluates every grid row under ``out/<row>``; writes ``out/ablation.json`` and ``out/ablation.md``.
     Rows already evaluated (a ``metrics.json`` in their folder) are reused, so an interrupted study resumes."""
-    from ..train.trainer import train
-
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for row in grid:
         cfg = row_config(base, row)
-        run = out / slug(row["name"])
-        if overwrite or not (run / "metrics.json").is_file():
-            train(cfg, run, overwrite=True, progress=progress)
-            loaded = load_run(run)
+        run = RunFolder(out / slug(row["name"]))
+        if overwrite or not run.metrics_path.is_file():
+            train(cfg, run.path, overwrite=True, progress=progress)
+            loaded = load_run(run.path)
             metrics = evaluate(loaded.model, loaded.tokenizer, loaded.config, settings, progress=progress)
-            (run / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
-        metrics = json.loads((run / "metrics.json").read_text())
+            run.metrics_path.write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        metrics = run.read_metrics()
         results.append({"name": row["name"], "row": row, "headline": metrics["headline"],
                         "params": metrics["costs"]["params_total"], "stages": [to_dict(s) for s in cfg.stages]})
     (out / "ablation.json").write_text(json.dumps(results, indent=2))

@@ -262,9 +262,10 @@ def test_int8_variant_is_quantised_and_runs(exported, ort_model):
     ref_embeds, ref_feats = ort_model.encode_images(pixels)
     assert embeds.shape == ref_embeds.shape and np.isfinite(embeds).all()
     assert (feats * ref_feats).sum(axis=1).min() > 0.9  # cosine to the float32 feature
-    captions = int8.caption(embeds, num_beams=2)
+    captions = tasks.generate_captions(int8, embeds, int8.max_caption_tokens, num_beams=2)
     assert len(captions) == 2 and all(isinstance(c, str) for c in captions)
-    assert len(int8.answer(embeds, ["what color is the circle?", "how many shapes are there?"])) == 2
+    questions = ["what color is the circle?", "how many shapes are there?"]
+    assert len(tasks.answer_questions(int8, embeds, questions, int8.max_text_tokens, int8.max_answer_tokens)) == 2
 
 
 def test_graph_specs_name_every_dynamic_axis():

@@ -2,8 +2,8 @@
 tests can check that they compute the same: token ids, preprocessed pixels, embeddings, ITM logits, captions (greedy
 and beam search) and VQA answers. Run by scripts/make-parity-fixtures.sh with training/.venv/bin/python.
 
-Everything here goes through the Python reference for bundles, ``dlip.export.ort_model.BundleModel`` (onnxruntime
-on CPU), with ``dlip.data.transforms.ImagePreprocess`` (PIL) for images and ``dlip.data.tokenizer.TextTokenizer``
+Everything here goes through the Python reference for bundles, ``dlip.infer.ort_backend.OrtBackend`` (onnxruntime
+on CPU) driven by the evaluation protocol (``dlip.infer.tasks``), with ``dlip.data.transforms.ImagePreprocess`` (PIL) for images and ``dlip.data.tokenizer.TextTokenizer``
 for text. The images are drawn here (tiny, a few hundred bytes to a few KB) in every format and colour mode the
 server takes.
 """
@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from dlip.export.ort_model import BundleModel
+from dlip.infer import tasks
+from dlip.infer.backend import tokenize, with_first_token
+from dlip.infer.ort_backend import OrtBackend
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLE = ROOT / "test" / "fixtures" / "micro"
@@ -100,7 +102,7 @@ def b64(a: np.ndarray) -> str:
 
 
 def main() -> None:
-    model = BundleModel(BUNDLE, threads=1)
+    model = OrtBackend(BUNDLE, threads=1)
     sp = model.special
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "images").mkdir(exist_ok=True)
@@ -118,13 +120,12 @@ def main() -> None:
         rgb_u8 = np.asarray(resized, dtype=np.uint8)  # (S, S, 3): what the Python pipeline feeds before scaling
         pixels = model.preprocess(Image.open(io.BytesIO(data))).numpy()[None]  # (1, 3, S, S)
         embeds, feat = model.encode_images(pixels)
-        greedy = model.beam_decode(embeds, None, model.max_caption_tokens, 1, min_tokens=1)[0]
-        beam3 = model.beam_decode(embeds, None, model.max_caption_tokens, 3, min_tokens=1)[0]  # one row: per-row stop
-        q_ids, q_mask = model.tokenize(QUESTIONS)
-        states = model.question_states(np.repeat(embeds, len(QUESTIONS), 0), model.with_first_token(q_ids, sp.enc), q_mask)
-        answers = model.greedy_decode(states, q_mask, model.max_answer_tokens)
-        t_ids, t_mask, _ = model.encode_texts(TEXTS[:4])
-        itm = model.itm_logits(np.repeat(embeds, 4, 0), model.with_first_token(t_ids, sp.enc), t_mask)[:, 1]
+        greedy = tasks.caption_ids(model, embeds, model.max_caption_tokens, 1, min_tokens=1)[0]
+        beam3 = tasks.caption_ids(model, embeds, model.max_caption_tokens, 3, min_tokens=1)[0]  # one row: per-row stop
+        q_ids, q_mask = tokenize(model, QUESTIONS, model.max_text_tokens)
+        answers = tasks.answer_ids(model, np.repeat(embeds, len(QUESTIONS), 0), q_ids, q_mask, model.max_answer_tokens)
+        t_ids, t_mask, _ = tasks.encode_texts(model, TEXTS[:4], model.max_text_tokens)
+        itm = tasks.itm_scores(model, np.repeat(embeds, 4, 0), with_first_token(t_ids, sp.enc), t_mask)
         entries.append({
             "file": f"images/{name}",
             "rgb_u8": b64(rgb_u8),
@@ -135,7 +136,7 @@ def main() -> None:
             "itm_texts": TEXTS[:4],
             "itm_match_logits": itm.tolist(),
         })
-    _, _, text_feats = model.encode_texts(TEXTS[:4])
+    _, _, text_feats = tasks.encode_texts(model, TEXTS[:4], model.max_text_tokens)
     expected = {
         "bundle": "test/fixtures/micro",
         "bundle_files": model.manifest["files"],  # the tests refuse a stale copy: regenerate after the bundle changes

@@ -1,5 +1,5 @@
 // Parity with the Python side (test/parity/expected.json, written by scripts/make-parity-fixtures.sh from
-// dlip.export.ort_model.BundleModel on the micro bundle): the server's sharp preprocessing, tokenisation, graphs and
+// dlip.infer.ort_backend.OrtBackend on the micro bundle): the server's sharp preprocessing, tokenisation, graphs and
 // decoding give the embeddings, ITM logits, captions and answers Python gives for the same image files.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";

@@ -38,7 +38,7 @@ class FakeStepper implements DecoderStepper {
   }
 }
 
-// ---- references: straight ports of training/dlip/model/generate.py for one row ----------------------------
+// ---- references: straight ports of training/dlip/infer/search.py for one row ------------------------------
 
 function refGreedy(row: number, seed: number, max: number, min: number): number[] {
   const hist = [BOS];

@@ -374,18 +374,20 @@ def cmd_export(args) -> int:
 
 def cmd_eval_bundle(args) -> int:
     from .eval.evaluate import EvalSettings
-    from .export.evaluate_bundle import compare_decoding, evaluate_bundle, headline_table
-    from .export.ort_model import BundleModel
+    from .eval.bundle import compare_decoding, evaluate_bundle, headline_table
+    from .infer.ort_backend import OrtBackend
 
-    bundle = BundleModel(args.bundle, int8=args.int8, threads=args.threads)
+    bundle = OrtBackend(args.bundle, int8=args.int8, threads=args.threads)
     data = load_config_file(args.config).data
     data.image_root = args.data
     data.max_text_tokens, data.max_answer_tokens = bundle.max_text_tokens, bundle.max_answer_tokens
     if args.compare_run:
+        from .infer.torch_backend import TorchBackend
         from .run_folder import load_run
 
         loaded = load_run(args.compare_run)
-        result = compare_decoding(loaded.model, loaded.tokenizer, bundle, data, limit=args.limit_images or 50)
+        result = compare_decoding(TorchBackend(loaded.model, loaded.tokenizer), bundle, data,
+                                  limit=args.limit_images or 50)
         print(json.dumps(result, indent=2))
         same = (result.get("captions_identical") == result.get("images")
                 and result.get("answers_identical") == result.get("questions"))

@@ -11,12 +11,12 @@ import json
 import sys
 from pathlib import Path
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dlip.data.annotations import load_vqa, pre_question  # noqa: E402
 from dlip.data.transforms import ImagePreprocess  # noqa: E402
-from dlip.eval import inference  # noqa: E402
+from dlip.infer import tasks  # noqa: E402
+from dlip.infer.torch_backend import TorchBackend  # noqa: E402
 from dlip.eval.metrics import vqa_accuracy  # noqa: E402
 from dlip.run_folder import load_run  # noqa: E402
 
@@ -32,11 +32,11 @@ pre = ImagePreprocess(run.config.model.vision.image_size)
 paths = sorted({q.image for q in questions})
 where = {p: i for i, p in enumerate(paths)}
 data = run.config.data
-with torch.no_grad():
-    embeds, _ = inference.encode_images(run.model, torch.stack([pre(str(root / p)) for p in paths]), 64, False)
-    answers = inference.answer_questions(run.model, run.tokenizer, embeds[[where[q.image] for q in questions]],
-                                         [pre_question(q.question, data.max_words) for q in questions],
-                                         data.max_text_tokens, data.max_answer_tokens, progress=False)
+backend = TorchBackend(run.model, run.tokenizer, pre)
+embeds, _ = tasks.encode_images(backend, tasks.load_images(backend, [str(root / p) for p in paths]), 64)
+answers = tasks.answer_questions(backend, backend.take(embeds, [where[q.image] for q in questions]),
+                                 [pre_question(q.question, data.max_words) for q in questions],
+                                 data.max_text_tokens, data.max_answer_tokens)
 cells = collections.defaultdict(list)
 for q, a in zip(questions, answers):
     acc = vqa_accuracy(a, list(q.answers))

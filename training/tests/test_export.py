@@ -17,11 +17,13 @@ import torch
 from dlip.config import DataConfig
 from dlip.eval.evaluate import EvalSettings, evaluate, write_metrics
 from dlip.export.contract import GRAPHS, MANIFEST_FILE, graph_specs
-from dlip.export.evaluate_bundle import compare_decoding, evaluate_bundle
+from dlip.eval.bundle import compare_decoding, evaluate_bundle
 from dlip.export.export import export_run
 from dlip.export.manifest import sha256_file, validate_bundle
-from dlip.export.ort_model import BundleModel
-from dlip.model.generate import beam_decode, greedy_decode
+from dlip.infer import tasks
+from dlip.infer.backend import answer_context, tokenize, with_first_token
+from dlip.infer.ort_backend import OrtBackend
+from dlip.infer.torch_backend import TorchBackend
 from dlip.run_folder import load_run
 
 TOL = 1e-4
@@ -43,7 +45,7 @@ def exported(micro_run, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ort_model(exported):
-    return BundleModel(exported["bundle"])
+    return OrtBackend(exported["bundle"])
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +93,7 @@ def test_encoder_graphs_match_pytorch(exported, ort_model, b):
     (text_feat,) = ort_model.run("text", ids, mask)
     _close(text_feat, model.text_feature(model.encode_text(torch.from_numpy(ids), torch.from_numpy(mask)).last_hidden))
 
-    enc_ids = ort_model.with_first_token(ids, sp.enc)
+    enc_ids = with_first_token(ids, sp.enc)
     fused = model.fuse(torch.from_numpy(enc_ids), torch.from_numpy(mask), t_embeds).last_hidden
     _close(ort_model.itm_logits(embeds, enc_ids, mask), model.itm_logits(fused))
     _close(ort_model.question_states(embeds, enc_ids, mask), fused)
@@ -124,7 +126,7 @@ def test_cached_decoder_steps_match_uncached_forward(exported, ort_model, b):
 
 def test_greedy_captions_and_answers_identical_to_pytorch(exported, ort_model, shapes_dir):
     loaded = exported["loaded"]
-    result = compare_decoding(loaded.model, loaded.tokenizer, ort_model, loaded.config.data, limit=50,
+    result = compare_decoding(TorchBackend(loaded.model, loaded.tokenizer), ort_model, loaded.config.data, limit=50,
                               progress=False)
     assert result["images"] == 8 and result["questions"] > 8  # every test image of the fixture
     assert result["captions_identical"] == result["images"], result["mismatches"]
@@ -134,17 +136,16 @@ def test_greedy_captions_and_answers_identical_to_pytorch(exported, ort_model, s
 @torch.no_grad()
 def test_random_init_bundle_decodes_like_pytorch(random_bundle):
     """Random weights give varied tokens: greedy and beam search over random images, ids compared exactly."""
-    bundle = BundleModel(random_bundle)
+    bundle = OrtBackend(random_bundle)
     model = _random_micro_model(bundle, seed=0)
-    rng, sp = _rng(), bundle.special
+    torch_backend = TorchBackend(model, bundle.tokenizer)
+    rng = _rng()
     pixels = rng.standard_normal((3, 3, 32, 32)).astype(np.float32)
     embeds, _ = bundle.encode_images(pixels)
     t_embeds = model.encode_image(torch.from_numpy(pixels)).last_hidden
     _close(embeds, t_embeds)
-    assert bundle.greedy_decode(embeds, None, 12, min_tokens=1) == greedy_decode(model, t_embeds, sp.dec, sp.sep, 12,
-                                                                                 min_tokens=1)
-    assert bundle.beam_decode(embeds, None, 12, num_beams=3, min_tokens=1) == beam_decode(
-        model, t_embeds, sp.dec, sp.sep, 12, num_beams=3, min_tokens=1)
+    for beams in (1, 3):  # greedy, beam search
+        assert tasks.caption_ids(bundle, embeds, 12, beams) == tasks.caption_ids(torch_backend, t_embeds, 12, beams)
 
 
 def _random_micro_model(bundle, seed):
@@ -216,7 +217,7 @@ def test_rejects_missing_file(bundle_copy):
     with pytest.raises(ValueError, match=r"decoder\.onnx: missing file"):
         validate_bundle(bundle_copy)
     with pytest.raises(ValueError, match=r"decoder\.onnx"):
-        BundleModel(bundle_copy)
+        OrtBackend(bundle_copy)
 
 
 def test_rejects_checksum_mismatch(bundle_copy):
@@ -254,16 +255,17 @@ def test_int8_variant_is_quantised_and_runs(exported, ort_model):
         entry = m["graphs"][graph]
         model = onnx.load(str(exported["bundle"] / entry["int8"]["file"]))
         assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeLinear") for n in model.graph.node), graph
-    int8 = BundleModel(exported["bundle"], int8=True)
+    int8 = OrtBackend(exported["bundle"], int8=True)
     rng = _rng()
     pixels = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
     embeds, feats = int8.encode_images(pixels)
     ref_embeds, ref_feats = ort_model.encode_images(pixels)
     assert embeds.shape == ref_embeds.shape and np.isfinite(embeds).all()
     assert (feats * ref_feats).sum(axis=1).min() > 0.9  # cosine to the float32 feature
-    captions = int8.caption(embeds, num_beams=2)
+    captions = tasks.generate_captions(int8, embeds, int8.max_caption_tokens, num_beams=2)
     assert len(captions) == 2 and all(isinstance(c, str) for c in captions)
-    assert len(int8.answer(embeds, ["what color is the circle?", "how many shapes are there?"])) == 2
+    questions = ["what color is the circle?", "how many shapes are there?"]
+    assert len(tasks.answer_questions(int8, embeds, questions, int8.max_text_tokens, int8.max_answer_tokens)) == 2
 
 
 def test_graph_specs_name_every_dynamic_axis():
@@ -294,7 +296,6 @@ def test_a_model_whose_answer_decoder_reads_the_image_exports_as_format_2_and_an
 
     from dlip.config import model_preset
     from dlip.data.tokenizer import TextTokenizer, train_wordpiece
-    from dlip.eval.inference import answer_questions
     from dlip.export.export import builtin_corpus, write_bundle
     from dlip.export.manifest import read_manifest
     from dlip.model.med import BlipMED
@@ -307,18 +308,18 @@ def test_a_model_whose_answer_decoder_reads_the_image_exports_as_format_2_and_an
                        max_answer_tokens=10, progress=False)
     m = read_manifest(out)
     assert m["format_version"] == 2 and m["model"]["vqa_decoder_reads_image"] is True
-    bundle = BundleModel(out)
+    bundle = OrtBackend(out)
     pixels = _rng().standard_normal((4, 3, 32, 32)).astype(np.float32)
     embeds, _ = bundle.encode_images(pixels)
     questions = ["what color is the circle?", "where is the star?", "how many squares are there?", "is there a cross?"]
     with torch.no_grad():
         t_embeds = model.encode_image(torch.from_numpy(pixels)).last_hidden
-        expected = answer_questions(model, tokenizer, t_embeds, questions, 35, 10, progress=False)
-        assert bundle.answer(embeds, questions) == expected  # greedy answers, end to end
+        expected = tasks.answer_questions(TorchBackend(model, tokenizer), t_embeds, questions, 35, 10)
+        assert tasks.answer_questions(bundle, embeds, questions, 35, 10) == expected  # greedy answers, end to end
         # the first decoder step's logits over the question states + image tokens, ONNX vs PyTorch
-        q_ids, q_mask = bundle.tokenize(questions)
-        enc_ids = bundle.with_first_token(q_ids, tokenizer.special.enc)
-        ctx, ctx_mask = bundle.answer_context(bundle.question_states(embeds, enc_ids, q_mask), q_mask, embeds)
+        q_ids, q_mask = tokenize(bundle, questions, 35)
+        enc_ids = with_first_token(q_ids, tokenizer.special.enc)
+        ctx, ctx_mask = answer_context(bundle, embeds, q_ids, q_mask)
         assert ctx.shape[1] == q_ids.shape[1] + embeds.shape[1]
         bos = np.full((4, 1), tokenizer.special.dec, dtype=np.int64)
         got, _ = bundle.decoder_step(bos, np.ones((4, 1), dtype=np.int64), ctx, ctx_mask, bundle.empty_past(4))
@@ -338,7 +339,6 @@ def test_a_conv_stem_model_exports_and_its_vision_graph_matches_pytorch(tmp_path
 
     from dlip.config import model_preset
     from dlip.data.tokenizer import TextTokenizer, train_wordpiece
-    from dlip.eval.inference import generate_captions
     from dlip.export.export import builtin_corpus, write_bundle
     from dlip.model.med import BlipMED
 
@@ -355,14 +355,14 @@ def test_a_conv_stem_model_exports_and_its_vision_graph_matches_pytorch(tmp_path
     model.eval()
     out = write_bundle(model, tokenizer, tmp_path / "b", source={}, metrics={}, max_text_tokens=35,
                        max_answer_tokens=10, progress=False)
-    bundle = BundleModel(out)
+    bundle = OrtBackend(out)
     pixels = _rng().standard_normal((3, 3, 32, 32)).astype(np.float32)
     embeds, feats = bundle.encode_images(pixels)
     with torch.no_grad():
         t_embeds = model.encode_image(torch.from_numpy(pixels)).last_hidden
         _close(embeds, t_embeds)
         _close(feats, model.image_feature(t_embeds))
-        assert bundle.caption(embeds) == generate_captions(model, tokenizer, t_embeds, progress=False)
+        assert tasks.generate_captions(bundle, embeds) == tasks.generate_captions(TorchBackend(model, tokenizer), t_embeds)
 
 
 def test_manifest_format_versions(tmp_path, random_bundle):

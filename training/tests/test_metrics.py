@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from dlip.eval.flops import OUTSIDE_CHILDREN, count_flops, count_params, flops_by_module
+from dlip.eval.flops import OUTSIDE_CHILDREN, count_flops, flops_by_module
+from dlip.model.params import count_params
 from dlip.eval.metrics import (
     caption_scores,
     normalize_vqa_answer,

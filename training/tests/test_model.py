@@ -1,10 +1,9 @@
-"""The MED model: shapes, hidden states and attention maps on request, cache-equivalence, decoding."""
+"""The MED model: shapes, hidden states and attention maps on request, cache-equivalence (decoding: test_search)."""
 
 import pytest
 import torch
 
 from dlip.config import model_preset
-from dlip.model.generate import beam_decode, greedy_decode, rank_answers
 from dlip.model.med import BlipMED
 
 
@@ -81,37 +80,6 @@ def test_cached_decoding_matches_full_forward(model):
         past = out.past_key_values
         steps.append(out.logits)
     assert torch.allclose(torch.cat(steps, dim=1), full, atol=1e-5)
-
-
-def test_greedy_equals_beam_of_one_and_beam_is_at_least_as_likely(model):
-    torch.manual_seed(1)
-    images = torch.randn(2, 3, model.cfg.vision.image_size, model.cfg.vision.image_size)
-    embeds = model.encode_image(images).last_hidden
-    g = greedy_decode(model, embeds, bos=6, eos=3, max_tokens=5)
-    assert g == beam_decode(model, embeds, bos=6, eos=3, max_tokens=5, num_beams=1)
-    # the greedy sequence re-scored by teacher forcing equals step-by-step argmax
-    for row, seq in enumerate(g):
-        ids = torch.tensor([[6] + seq])
-        logits = model.decode(ids, torch.ones_like(ids), embeds[row:row + 1]).logits
-        assert logits[0, :len(seq)].argmax(-1).tolist() == seq
-    beams = beam_decode(model, embeds, bos=6, eos=3, max_tokens=5, num_beams=3)
-    assert len(beams) == 2 and all(len(b) <= 5 for b in beams)
-
-
-def test_rank_answers_prefers_likelier_candidate(model):
-    images = torch.randn(1, 3, model.cfg.vision.image_size, model.cfg.vision.image_size)
-    embeds = model.encode_image(images).last_hidden
-    states = embeds  # any encoder states work for the ranking mechanics
-    q_mask = torch.ones(states.shape[:2], dtype=torch.long)
-    greedy = greedy_decode(model, states, bos=6, eos=3, max_tokens=1, encoder_mask=q_mask)[0]
-    best = greedy[0] if greedy else 3
-    other = 7 if best != 7 else 8
-    cands = torch.tensor([[2, other, 3], [2, best, 3]])
-    scores = rank_answers(model, states, q_mask, cands, torch.ones_like(cands), bos=6)
-    assert scores.shape == (1, 2)
-    # the first token of the greedy answer is the argmax, so its candidate scores higher on that token
-    logits = model.decode(torch.tensor([[6]]), torch.ones(1, 1, dtype=torch.long), states, q_mask).logits[0, -1]
-    assert logits[best] >= logits[other]
 
 
 def test_sincos_position_init_encodes_row_and_column():

@@ -76,18 +76,18 @@ def test_itm_rerank_only_touches_top_k(micro_run):
     """With k = all candidates, ITM re-ranking scores every pair; with k=1 the ITC top-1 stays first."""
     import torch
 
-    from dlip.eval import inference
+    from dlip.infer import tasks
+    from dlip.infer.torch_backend import TorchBackend
 
     loaded = load_run(micro_run)
-    model, tok = loaded.model, loaded.tokenizer
-    images = torch.randn(3, 3, 32, 32)
-    embeds, feats = inference.encode_images(model, images, progress=False)
-    ids, mask, tfeats = inference.encode_texts(model, tok, ["a red circle", "two blue squares", "a star"], 35,
-                                               progress=False)
-    s = inference.retrieval_scores(model, embeds, feats, ids, mask, tfeats, tok.special.enc, k=1, progress=False)
+    backend = TorchBackend(loaded.model, loaded.tokenizer)
+    images = torch.randn(3, 3, 32, 32).numpy()
+    embeds, feats = tasks.encode_images(backend, images)
+    ids, mask, tfeats = tasks.encode_texts(backend, ["a red circle", "two blue squares", "a star"], 35)
+    s = tasks.retrieval_scores(backend, embeds, feats, ids, mask, tfeats, k=1)
     assert ((s["itm_i2t"] > -100).sum(axis=1) == 1).all()
     assert (s["itm_i2t"].argmax(1) == s["itc_i2t"].argmax(1)).all()
-    s3 = inference.retrieval_scores(model, embeds, feats, ids, mask, tfeats, tok.special.enc, k=3, progress=False)
+    s3 = tasks.retrieval_scores(backend, embeds, feats, ids, mask, tfeats, k=3)
     assert (s3["itm_i2t"] > -100).all()
 
 
@@ -129,9 +129,10 @@ def test_a_run_whose_answer_decoder_reads_the_image_trains_reloads_and_answers(t
     import torch
 
     from dlip.config import model_preset, to_dict, train_config_from_dict
-    from dlip.eval.evaluate import evaluate_vqa
-    from dlip.eval.inference import answer_questions
-    from dlip.model.generate import greedy_decode
+    from dlip.eval.evaluate import blind_baselines, evaluate_vqa
+    from dlip.infer import tasks
+    from dlip.infer.search import greedy_decode
+    from dlip.infer.torch_backend import TorchBackend
     from dlip.objectives import with_first_token
     from dlip.train.trainer import preprocess_for, train
 
@@ -145,8 +146,9 @@ def test_a_run_whose_answer_decoder_reads_the_image_trains_reloads_and_answers(t
     assert loaded.model.cfg.vqa_decoder_reads_image  # kept in the run's config
     vqa = [r for r in _records(run) if r["stage"] == "vqa"]
     assert vqa and all(math.isfinite(r["vqa_loss"]) for r in vqa)
-    out, prior = evaluate_vqa(loaded.model, loaded.tokenizer, loaded.config, EvalSettings(), preprocess_for(
-        loaded.model.cfg), progress=False)
+    backend = TorchBackend(loaded.model, loaded.tokenizer, preprocess_for(loaded.model.cfg))
+    out = evaluate_vqa(backend, loaded.config.data, EvalSettings(), progress=False)
+    prior = blind_baselines(loaded.config.data, EvalSettings(), backend.preprocess)["question_prior"]
     assert 0 <= out["acc"] <= 100 and "acc" in prior
     # answers are generated from the question states followed by the image tokens
     m, tk = loaded.model, loaded.tokenizer
@@ -157,5 +159,5 @@ def test_a_run_whose_answer_decoder_reads_the_image_trains_reloads_and_answers(t
         q = m.fuse(with_first_token(q_ids, tk.special.enc), q_mask, images).last_hidden
         ctx = torch.cat([q, images], 1)
         ctx_mask = torch.cat([q_mask, torch.ones(images.shape[:2], dtype=torch.long)], 1)
-        expected = tk.batch_decode(greedy_decode(m, ctx, tk.special.dec, tk.special.sep, 10, encoder_mask=ctx_mask))
-        assert answer_questions(m, tk, images, questions, 35, 10, progress=False) == expected
+        expected = tk.batch_decode(greedy_decode(backend, ctx, ctx_mask.numpy(), tk.special.dec, tk.special.sep, 10))
+        assert tasks.answer_questions(backend, images, questions, 35, 10) == expected

@@ -1,5 +1,6 @@
-"""The ``eval`` command: scores a trained model on the test split with BLIP's protocols, next to blind baselines,
-and writes ``metrics.json`` and ``metrics.md`` into the run folder.
+"""Scoring a model on the test split with BLIP's protocols, over any ``dlip.infer`` backend: the ``eval`` command
+(a PyTorch run, next to blind baselines and FLOPs, into ``metrics.json`` / ``metrics.md``) and ``eval-bundle`` (an
+ONNX bundle, ``dlip.eval.bundle``) run the same functions.
 
 - retrieval: TR@1/5/10 (image -> text) and IR@1/5/10 (text -> image), ITC ranking and ITC top-k + ITM re-ranking;
 - captioning: BLEU-4 and CIDEr with greedy and beam search (pycocoevalcap scorers);
@@ -16,17 +17,16 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from tqdm import tqdm
-
-from ..config import TrainConfig
-from ..data.annotations import load_caption_train, load_vqa, pre_question
+from ..config import DataConfig, TrainConfig
+from ..data.annotations import VQAItem, load_caption_train, load_vqa, pre_question
 from ..data.datasets import CaptionEvalDataset
 from ..data.tokenizer import TextTokenizer
 from ..data.transforms import ImagePreprocess
+from ..infer import tasks
+from ..infer.backend import Backend
+from ..infer.torch_backend import TorchBackend
 from ..model.med import BlipMED
 from ..run_folder import RunFolder
-from . import inference
 from .baselines import most_frequent_caption, question_only_prior, random_retrieval
 from .metrics import caption_scores, retrieval_metrics, vqa_accuracy_by_type, vqa_accuracy_mean
 from .profile import model_costs
@@ -42,87 +42,132 @@ class EvalSettings:
     batch_size: int = 64
 
 
-def load_images(paths: list[str], preprocess: ImagePreprocess, progress: bool) -> torch.Tensor:
-    return torch.stack([preprocess(p) for p in tqdm(paths, desc="load images", disable=not progress, leave=False)])
+@dataclass
+class CaptionSplit:
+    """The first ``limit_images`` test images, every caption of theirs, and the ground truth both ways."""
+
+    image_paths: list[str]
+    texts: list[str]
+    img2txt: dict[int, list[int]]
+    txt2img: dict[int, int]
+    refs: dict[int, list[str]]  # image index -> its reference captions
+
+
+def caption_split(data: DataConfig, preprocess: ImagePreprocess, limit: int | None) -> CaptionSplit:
+    ds = CaptionEvalDataset(data.path(data.test_captions), data.image_root, preprocess, data.max_words)
+    n_img = min(len(ds), limit or len(ds))
+    img2txt = {i: ds.img2txt[i] for i in range(n_img)}
+    n_txt = max(t for ts in img2txt.values() for t in ts) + 1
+    return CaptionSplit(ds.image_paths[:n_img], ds.texts[:n_txt], img2txt,
+                        {t: ds.txt2img[t] for t in range(n_txt)},
+                        {i: list(ds.images[i].captions) for i in range(n_img)})
+
+
+@dataclass
+class VQASplit:
+    """The first ``limit`` test questions, their unique image paths, each question's image index, and the normalised
+    question texts: exactly what the model is fed."""
+
+    items: list[VQAItem]
+    image_paths: list[str]
+    image_index: list[int]
+    questions: list[str]
+
+
+def vqa_split(data: DataConfig, limit: int | None) -> VQASplit:
+    test = load_vqa(data.path(data.test_vqa), require_answers=True)[:limit]
+    paths = sorted({it.image for it in test})
+    where = {p: i for i, p in enumerate(paths)}
+    return VQASplit(test, paths, [where[it.image] for it in test],
+                    [pre_question(it.question, data.max_words) for it in test])
+
+
+def evaluate_backend(backend: Backend, data: DataConfig, settings: EvalSettings, progress: bool = True) -> dict:
+    """The metrics that depend on the model (retrieval, captions, VQA and their ``headline``), one nested dict
+    (percentages, CIDEr x100 like the papers). Texts are cut at ``data.max_text_tokens``, answers at
+    ``data.max_answer_tokens``."""
+    metrics: dict = {"settings": settings.__dict__.copy()}
+    if data.test_captions:
+        split = caption_split(data, backend.preprocess, settings.limit_images)
+        images = tasks.load_images(backend, split.image_paths, progress)
+        image_embeds, image_feats = tasks.encode_images(backend, images, settings.batch_size, progress)
+        ids, mask, text_feats = tasks.encode_texts(backend, split.texts, data.max_text_tokens, progress=progress)
+        scores = tasks.retrieval_scores(backend, image_embeds, image_feats, ids, mask, text_feats, settings.k,
+                                        progress)
+        metrics["retrieval"] = {
+            "itc": retrieval_metrics(scores["itc_i2t"], scores["itc_t2i"], split.img2txt, split.txt2img),
+            "itm": retrieval_metrics(scores["itm_i2t"], scores["itm_t2i"], split.img2txt, split.txt2img),
+        }
+        caps: dict = {}
+        for name, beams in (("greedy", 1), (f"beam{settings.num_beams}", settings.num_beams)):
+            preds = tasks.generate_captions(backend, image_embeds, settings.max_caption_tokens, beams,
+                                            batch_size=settings.batch_size, progress=progress)
+            caps[name] = {k: 100 * v for k, v in caption_scores(dict(enumerate(preds)), split.refs).items()}
+            caps[name]["examples"] = preds[:10]
+        metrics["caption"] = caps
+    if data.test_vqa:
+        metrics["vqa"] = evaluate_vqa(backend, data, settings, progress)
+    metrics["headline"] = headline(metrics)
+    return metrics
+
+
+def evaluate_vqa(backend: Backend, data: DataConfig, settings: EvalSettings, progress: bool = True) -> dict:
+    """VQA accuracy of generated answers (overall and by question type) and, with training questions, of answers
+    ranked over the 128 most frequent training answers."""
+    split = vqa_split(data, settings.limit_questions)
+    images = tasks.load_images(backend, [str(data.path(p)) for p in split.image_paths], progress)
+    image_embeds, _ = tasks.encode_images(backend, images, settings.batch_size, progress)
+    per_question = backend.take(image_embeds, split.image_index)  # (Q, N, Dv)
+    questions = split.questions
+    gts = [list(it.answers) for it in split.items]
+    types = [it.question_type or " ".join(q.split()[:3]) for it, q in zip(split.items, questions)]  # else VQAv2
+    generated = tasks.answer_questions(backend, per_question, questions, data.max_text_tokens,
+                                       data.max_answer_tokens, batch_size=settings.batch_size, progress=progress)
+    out = {"acc": vqa_accuracy_mean(generated, gts), "by_type": vqa_accuracy_by_type(generated, gts, types),
+           "examples": [{"question": q, "answer": a, "truth": g[0]} for q, a, g in zip(questions, generated, gts)][:10]}
+    train = load_vqa(data.path(data.train_vqa), require_answers=True) if data.train_vqa else []
+    if train:
+        counts = Counter(a for it in train for a in set(it.answers))
+        candidates = [a for a, _ in counts.most_common(128)]
+        ranked = tasks.answer_questions(backend, per_question, questions, data.max_text_tokens,
+                                        data.max_answer_tokens, candidates, settings.batch_size, progress)
+        out["acc_rank"] = vqa_accuracy_mean(ranked, gts)
+    return out
+
+
+def blind_baselines(data: DataConfig, settings: EvalSettings, preprocess: ImagePreprocess) -> dict:
+    """What scores without looking at the image: random retrieval, the most frequent training caption, and the
+    question-only answer prior (when there are training questions)."""
+    baselines: dict = {}
+    if data.test_captions:
+        split = caption_split(data, preprocess, settings.limit_images)
+        baselines["random_retrieval"] = random_retrieval(split.img2txt, split.txt2img, seed=0, trials=3)["simulated"]
+        train_caps = [p.caption for p in load_caption_train(data.path(data.train_captions))]
+        caption, scores = most_frequent_caption(train_caps, split.refs)
+        baselines["most_frequent_caption"] = {"caption": caption, **{k: 100 * v for k, v in scores.items()}}
+    if data.test_vqa:
+        test = vqa_split(data, settings.limit_questions).items
+        train = load_vqa(data.path(data.train_vqa), require_answers=True) if data.train_vqa else []
+        prior = {}
+        if train:
+            acc, _ = question_only_prior([(it.question, it.answers) for it in train],
+                                         [(it.question, it.answers) for it in test])
+            prior = {"acc": acc}
+        baselines["question_prior"] = prior
+    return baselines
 
 
 def evaluate(model: BlipMED, tokenizer: TextTokenizer, cfg: TrainConfig, settings: EvalSettings,
              progress: bool = True) -> dict:
-    """Every metric of the module docstring, as one nested dict (percentages, CIDEr x100 like the papers)."""
+    """Every metric of the module docstring for a PyTorch model, as one nested dict."""
     model.eval()
-    data = cfg.data
-    preprocess = ImagePreprocess(cfg.model.vision.image_size)
     started = time.time()
-    metrics: dict = {"settings": settings.__dict__.copy()}
-    baselines: dict = {}
-    if data.test_captions:
-        ds = CaptionEvalDataset(data.path(data.test_captions), data.image_root, preprocess, data.max_words)
-        n_img = min(len(ds), settings.limit_images or len(ds))
-        img2txt = {i: ds.img2txt[i] for i in range(n_img)}
-        n_txt = max(t for ts in img2txt.values() for t in ts) + 1
-        txt2img = {t: ds.txt2img[t] for t in range(n_txt)}
-        texts = ds.texts[:n_txt]
-        images = load_images(ds.image_paths[:n_img], preprocess, progress)
-        image_embeds, image_feats = inference.encode_images(model, images, settings.batch_size, progress)
-        ids, mask, text_feats = inference.encode_texts(model, tokenizer, texts, data.max_text_tokens,
-                                                       progress=progress)
-        scores = inference.retrieval_scores(model, image_embeds, image_feats, ids, mask, text_feats,
-                                            tokenizer.special.enc, settings.k, progress)
-        metrics["retrieval"] = {
-            "itc": retrieval_metrics(scores["itc_i2t"], scores["itc_t2i"], img2txt, txt2img),
-            "itm": retrieval_metrics(scores["itm_i2t"], scores["itm_t2i"], img2txt, txt2img),
-        }
-        baselines["random_retrieval"] = random_retrieval(img2txt, txt2img, seed=0, trials=3)["simulated"]
-
-        refs = {i: list(ds.images[i].captions) for i in range(n_img)}
-        caps: dict = {}
-        for name, beams in (("greedy", 1), (f"beam{settings.num_beams}", settings.num_beams)):
-            preds = inference.generate_captions(model, tokenizer, image_embeds, settings.max_caption_tokens, beams,
-                                                batch_size=settings.batch_size, progress=progress)
-            caps[name] = {k: 100 * v for k, v in caption_scores(dict(enumerate(preds)), refs).items()}
-            caps[name]["examples"] = preds[:10]
-        metrics["caption"] = caps
-        train_caps = [p.caption for p in load_caption_train(data.path(data.train_captions))]
-        caption, scores_mf = most_frequent_caption(train_caps, refs)
-        baselines["most_frequent_caption"] = {"caption": caption, **{k: 100 * v for k, v in scores_mf.items()}}
-
-    if data.test_vqa:
-        metrics["vqa"], baselines["question_prior"] = evaluate_vqa(model, tokenizer, cfg, settings, preprocess,
-                                                                   progress)
-    metrics["baselines"] = baselines
-    metrics["costs"] = model_costs(model, cfg.model, data.max_text_tokens)
-    metrics["headline"] = headline(metrics)
+    backend = TorchBackend(model, tokenizer, ImagePreprocess(cfg.model.vision.image_size))
+    metrics = evaluate_backend(backend, cfg.data, settings, progress)
+    metrics["baselines"] = blind_baselines(cfg.data, settings, backend.preprocess)
+    metrics["costs"] = model_costs(model, cfg.model, cfg.data.max_text_tokens)
     metrics["eval_seconds"] = round(time.time() - started, 1)
     return metrics
-
-
-def evaluate_vqa(model: BlipMED, tokenizer: TextTokenizer, cfg: TrainConfig, settings: EvalSettings,
-                 preprocess: ImagePreprocess, progress: bool) -> tuple[dict, dict]:
-    data = cfg.data
-    test = load_vqa(data.path(data.test_vqa), require_answers=True)[: settings.limit_questions]
-    train = load_vqa(data.path(data.train_vqa), require_answers=True) if data.train_vqa else []
-    paths = sorted({it.image for it in test})
-    where = {p: i for i, p in enumerate(paths)}
-    images = load_images([str(data.path(p)) for p in paths], preprocess, progress)
-    image_embeds, _ = inference.encode_images(model, images, settings.batch_size, progress)
-    per_question = image_embeds[[where[it.image] for it in test]]  # (Q, N, Dv)
-    questions = [pre_question(it.question, data.max_words) for it in test]
-    gts = [list(it.answers) for it in test]
-    types = [it.question_type or " ".join(q.split()[:3]) for it, q in zip(test, questions)]  # else VQAv2-style
-    generated = inference.answer_questions(model, tokenizer, per_question, questions, data.max_text_tokens,
-                                           data.max_answer_tokens, batch_size=settings.batch_size, progress=progress)
-    out = {"acc": vqa_accuracy_mean(generated, gts), "by_type": vqa_accuracy_by_type(generated, gts, types),
-           "examples": [{"question": q, "answer": a, "truth": g[0]} for q, a, g in zip(questions, generated, gts)][:10]}
-    if train:
-        counts = Counter(a for it in train for a in set(it.answers))
-        candidates = [a for a, _ in counts.most_common(128)]
-        ranked = inference.answer_questions(model, tokenizer, per_question, questions, data.max_text_tokens,
-                                            data.max_answer_tokens, candidates, settings.batch_size, progress)
-        out["acc_rank"] = vqa_accuracy_mean(ranked, gts)
-        prior_acc, _ = question_only_prior([(it.question, it.answers) for it in train],
-                                           [(it.question, it.answers) for it in test])
-        return out, {"acc": prior_acc}
-    return out, {}
 
 
 def headline(m: dict) -> dict:

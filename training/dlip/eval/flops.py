@@ -16,11 +16,6 @@ from torch.utils.flop_counter import FlopCounterMode
 OUTSIDE_CHILDREN = "_root"  # key of flops_by_module for FLOPs spent in the root module's own code
 
 
-def count_params(module: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters of ``module`` (shared parameters counted once); only trainable ones on request."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
-
-
 def count_flops(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
     """FLOPs of calling ``fn(*args, **kwargs)`` once (forward only unless ``fn`` itself runs a backward pass).
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..export.ort_model import BundleModel
+from ..infer import tasks
+from ..infer.ort_backend import OrtBackend
 
 TASKS = ("image_encode", "caption_greedy", "vqa")
 QUESTION = "what color is the large circle?"
@@ -34,7 +35,7 @@ def bundle_latency(path: str | Path, batch_sizes=(1, 32), repeats: int = 5, thre
     """Median seconds per call of each task at each batch size, on random images of the bundle's input size.
     Captions decode a fixed number of tokens (the manifest's maximum; no early stop on [SEP]) so that every model
     does the same amount of decoding work."""
-    model = BundleModel(path, threads=threads)
+    model = OrtBackend(path, threads=threads)
     size = model.manifest["preprocessing"]["image_size"]
     max_tokens = model.manifest["tokenizer"]["max_caption_tokens"]
     rng = np.random.default_rng(seed)
@@ -43,14 +44,13 @@ def bundle_latency(path: str | Path, batch_sizes=(1, 32), repeats: int = 5, thre
         pixels = rng.standard_normal((b, 3, size, size), dtype=np.float32)
 
         def encode():
-            return model.encode_images(pixels, batch_size=b)[0]
+            return tasks.encode_images(model, pixels, batch_size=b)[0]
 
         def caption():
-            embeds = encode()
-            model.greedy_decode(embeds, None, max_tokens, min_tokens=max_tokens)
+            tasks.caption_ids(model, encode(), max_tokens, num_beams=1, min_tokens=max_tokens)
 
         def vqa():
-            model.answer(encode(), [QUESTION] * b)
+            tasks.answer_questions(model, encode(), [QUESTION] * b, model.max_text_tokens, model.max_answer_tokens)
 
         for task, fn in zip(TASKS, (encode, caption, vqa)):
             out[task][b] = _median_seconds(fn, repeats)

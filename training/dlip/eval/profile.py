@@ -6,7 +6,8 @@ import torch
 
 from ..config import ModelConfig
 from ..model.med import BlipMED
-from .flops import count_flops, count_params
+from ..model.params import param_counts
+from .flops import count_flops
 
 TEXT_TOKENS = 16  # a typical Shapes caption / question length in tokens, specials included
 
@@ -25,23 +26,21 @@ def model_costs(model: BlipMED, cfg: ModelConfig, max_text_tokens: int) -> dict:
     ids = torch.full((1, n), 7 % cfg.text.vocab_size, dtype=torch.long, device=device)
     mask = torch.ones_like(ids)
     embeds = model.encode_image(image).last_hidden
-    heads = [model.vision_proj, model.text_proj, model.itm_head]
+    params = param_counts(model)
     g = 1e-9
     modules = {
-        "vision": {"params": count_params(model.visual_encoder),
-                   "gflops": count_flops(model.encode_image, image) * g},
-        "text_encoder": {"params": count_params(model.text_encoder),
-                         "gflops": count_flops(model.encode_text, ids, mask) * g},
-        "fusion (text encoder + cross-attention)": {"params": count_params(model.text_encoder),
+        "vision": {"params": params["vision"], "gflops": count_flops(model.encode_image, image) * g},
+        "text_encoder": {"params": params["text_encoder"], "gflops": count_flops(model.encode_text, ids, mask) * g},
+        "fusion (text encoder + cross-attention)": {"params": params["text_encoder"],
                                                     "gflops": count_flops(model.fuse, ids, mask, embeds) * g},
-        "text_decoder": {"params": count_params(model.text_decoder),
+        "text_decoder": {"params": params["text_decoder"],
                          "gflops": count_flops(model.decode, ids, mask, embeds) * g},
-        "heads (ITC projections, ITM)": {"params": sum(count_params(h) for h in heads) + 1, "gflops": 0.0},
+        "heads (ITC projections, ITM)": {"params": params["heads"], "gflops": 0.0},
     }
     model.train(was_training)
     return {
         "modules": modules,
-        "params_total": count_params(model),
+        "params_total": params["total"],
         "image_caption_gflops": modules["vision"]["gflops"] + modules["text_decoder"]["gflops"],
         "text_tokens": n,
     }

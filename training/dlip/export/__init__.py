@@ -1,8 +1,10 @@
-"""ONNX model bundles (FORMAT.md): export a trained model, check a bundle, run and score it with onnxruntime.
+"""ONNX model bundles (FORMAT.md): export a trained model and check a bundle.
 
 - ``contract``: graph names, exact input/output names, dtypes, shapes and dynamic axes (the one place);
 - ``wrappers``: one thin ``nn.Module`` per graph; ``export``: ``export_run`` / ``export_random`` write a bundle;
 - ``manifest``: ``write_manifest`` / ``validate_bundle``;
-- ``ort_model.BundleModel``: onnxruntime inference of a bundle (``decoding``: greedy / beam search in NumPy);
-- ``evaluate_bundle``: the test-split metrics of a bundle, and decoding parity with the PyTorch model.
+
+Running and scoring a bundle live downstream of this package: ``dlip.infer.ort_backend`` (onnxruntime inference
+behind the evaluation protocol's ``Backend``) and ``dlip.eval.bundle`` (test-split metrics, decoding parity with the
+PyTorch model).
 """

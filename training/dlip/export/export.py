@@ -23,8 +23,8 @@ from tqdm import tqdm
 from ..config import DataConfig, TrainConfig, model_preset
 from ..data.tokenizer import TextTokenizer, train_wordpiece
 from ..data.transforms import ImagePreprocess
-from ..eval.flops import count_params
 from ..model.med import BlipMED
+from ..model.params import param_counts
 from ..run_folder import RunFolder, load_run
 from .contract import (DECODER, GRAPHS, ITM, MANIFEST_FILE, OPSET, TASKS, TEXT, TOKENIZER_FILE,
                        VISION, VQA_ENCODER, ModelDims, graph_file, graph_specs)
@@ -195,12 +195,6 @@ def preprocessing_section(pre: ImagePreprocess) -> dict[str, Any]:
     d = pre.to_dict()
     return {"image_size": d.pop("size"), **d, "layout": "NCHW", "scale": "1/255"}
 
-
-def param_counts(model: BlipMED) -> dict[str, int]:
-    heads = count_params(model.vision_proj) + count_params(model.text_proj) + count_params(model.itm_head) + 1
-    return {"total": count_params(model), "vision": count_params(model.visual_encoder),
-            "text_encoder": count_params(model.text_encoder), "text_decoder": count_params(model.text_decoder),
-            "heads": heads}  # + 1: the ITC temperature
 
 
 def _check_target(out: Path, overwrite: bool) -> None:

@@ -1,19 +1,16 @@
-"""Greedy and beam decoding in NumPy over a decoder *step* function (the bundle's ``decoder`` graph), step for step
-the same algorithm as ``dlip.model.generate`` so that a bundle and its PyTorch model produce the same tokens.
+"""Decoding over a backend's decoder cache: greedy and beam search for captions and VQA answers, and BLIP's answer
+ranking over a candidate list. Token ids in, token ids out; text lives in the tokenizer.
 
-A step function maps ``(input_ids (B, T), attention_mask (B, P+T), encoder_hidden (B, M, De), encoder_mask (B, M),
-past)`` to ``(logits (B, T, V), present)``; ``past`` / ``present`` are lists of (B, H, P, Dh) arrays in the contract's
-order (key 0, value 0, key 1, ...). ``empty_past(B)`` gives the P=0 cache of the first step.
+Written once for every backend, in NumPy over the logits a ``DecoderCache`` step returns, so that a bundle and its
+PyTorch model produce the same tokens; the TypeScript server's ``src/decode/search.ts`` is a port, held to this by
+the parity fixtures.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
-Step = Callable[..., tuple[np.ndarray, list[np.ndarray]]]
-EmptyPast = Callable[[int], list[np.ndarray]]
+from .backend import Backend, Tokens
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
@@ -22,18 +19,18 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def greedy_decode(step: Step, empty_past: EmptyPast, encoder_hidden: np.ndarray, encoder_mask: np.ndarray,
-                  bos: int, eos: int, max_tokens: int, min_tokens: int = 0) -> list[list[int]]:
-    """Greedy generation per row of ``encoder_hidden``; ids without [DEC] and the final [SEP]."""
-    b = encoder_hidden.shape[0]
+def greedy_decode(backend: Backend, encoder_hidden: Tokens, encoder_mask: np.ndarray | None, bos: int, eos: int,
+                  max_tokens: int, min_tokens: int = 0) -> list[list[int]]:
+    """Greedy generation for each row of ``encoder_hidden`` (B, M, D). Returns generated ids without [DEC] and
+    without the final [SEP]. One decoder step per token thanks to the cache."""
+    b = len(encoder_hidden)
+    cache = backend.decoder(encoder_hidden, encoder_mask)
     ids = np.full((b, 1), bos, dtype=np.int64)
-    mask = np.ones((b, 1), dtype=np.int64)
+    new = np.ones((b, 1), dtype=np.int64)  # the mask of each step's one new token
     out_ids = np.empty((b, 0), dtype=np.int64)
     done = np.zeros(b, dtype=bool)
-    past = empty_past(b)
     for t in range(max_tokens):
-        logits, present = step(ids, mask, encoder_hidden, encoder_mask, past)
-        logits = logits[:, -1].copy()  # (B, V)
+        logits = cache.step(ids, new)[:, -1].copy()  # (B, V)
         if t < min_tokens:
             logits[:, eos] = -np.inf
         nxt = np.where(done, eos, logits.argmax(axis=-1))  # (B,)
@@ -41,35 +38,33 @@ def greedy_decode(step: Step, empty_past: EmptyPast, encoder_hidden: np.ndarray,
         done |= nxt == eos
         if done.all():
             break
-        past, ids = present, nxt[:, None].astype(np.int64)
-        mask = np.concatenate([mask, np.ones((b, 1), dtype=np.int64)], axis=1)
+        ids = nxt[:, None].astype(np.int64)
     return [_strip(row, eos) for row in out_ids.tolist()]
 
 
-def beam_decode(step: Step, empty_past: EmptyPast, encoder_hidden: np.ndarray, encoder_mask: np.ndarray,
-                bos: int, eos: int, max_tokens: int, num_beams: int = 3, min_tokens: int = 0,
+def beam_decode(backend: Backend, encoder_hidden: Tokens, encoder_mask: np.ndarray | None, bos: int, eos: int,
+                max_tokens: int, num_beams: int = 3, min_tokens: int = 0,
                 length_penalty: float = 1.0) -> list[list[int]]:
-    """Beam search (score = sum log p / length ** length_penalty); the best hypothesis per row."""
+    """Beam search (score = sum log p / length ** length_penalty, as Hugging Face's). Returns the best hypothesis
+    per row, without [DEC] and the final [SEP]."""
     if num_beams == 1:
-        return greedy_decode(step, empty_past, encoder_hidden, encoder_mask, bos, eos, max_tokens, min_tokens)
-    b, k = encoder_hidden.shape[0], num_beams
-    enc = np.repeat(encoder_hidden, k, axis=0)  # (B*k, M, De)
-    enc_mask = np.repeat(encoder_mask, k, axis=0)  # (B*k, M)
+        return greedy_decode(backend, encoder_hidden, encoder_mask, bos, eos, max_tokens, min_tokens)
+    b, k = len(encoder_hidden), num_beams
+    rows = np.repeat(np.arange(b), k)  # (B*k,) each row k times, its beams adjacent
+    cache = backend.decoder(backend.take(encoder_hidden, rows), None if encoder_mask is None else encoder_mask[rows])
     seqs = np.empty((b * k, 0), dtype=np.int64)
     scores = np.zeros((b, k), dtype=np.float32)
     scores[:, 1:] = -np.inf  # all beams start identical: expand only the first
     ids = np.full((b * k, 1), bos, dtype=np.int64)
-    mask = np.ones((b * k, 1), dtype=np.int64)
+    new = np.ones((b * k, 1), dtype=np.int64)
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
-    past = empty_past(b * k)
     for t in range(max_tokens):
-        logits, present = step(ids, mask, enc, enc_mask, past)
-        logp = log_softmax(logits[:, -1])  # (B*k, V)
+        logp = log_softmax(cache.step(ids, new)[:, -1])  # (B*k, V)
         if t < min_tokens:
             logp[:, eos] = -np.inf
         vocab = logp.shape[-1]
         cand = (scores.reshape(b * k, 1) + logp).reshape(b, k * vocab)  # (B, k*V)
-        top_idx = np.argsort(-cand, axis=1, kind="stable")[:, : 2 * k]  # (B, 2k), best first, as torch.topk
+        top_idx = np.argsort(-cand, axis=1, kind="stable")[:, : 2 * k]  # (B, 2k): enough to refill k live beams
         top_scores = np.take_along_axis(cand, top_idx, axis=1)
         new_scores = np.full((b, k), -np.inf, dtype=np.float32)
         src = np.zeros((b, k), dtype=np.int64)
@@ -92,14 +87,14 @@ def beam_decode(step: Step, empty_past: EmptyPast, encoder_hidden: np.ndarray, e
             break
         flat_src = (src + np.arange(b)[:, None] * k).reshape(-1)  # (B*k,) rows to continue
         seqs = np.concatenate([seqs[flat_src], tok.reshape(-1, 1)], axis=1)
-        past = [p[flat_src] for p in present]
+        cache.reorder(flat_src)
         scores, ids = new_scores, tok.reshape(-1, 1)
-        mask = np.concatenate([mask, np.ones((b * k, 1), dtype=np.int64)], axis=1)
     return [max(f, key=lambda x: x[0])[1] if f else [] for f in finished]
 
 
 def _all_done(finished, live_scores: np.ndarray, k: int, length_penalty: float, next_len: int) -> bool:
-    """Stop once every row has k finished hypotheses better than any live beam can still become."""
+    """Stop once every row has k finished hypotheses better than any live beam can still become (live scores only
+    fall as tokens are added; dividing by the longest length they may reach bounds them from above)."""
     for i, hyps in enumerate(finished):
         if len(hyps) < k:
             return False
@@ -114,16 +109,16 @@ def _strip(row: list[int], eos: int) -> list[int]:
     return row[: row.index(eos)] if eos in row else row
 
 
-def rank_answers(step: Step, empty_past: EmptyPast, question_states: np.ndarray, question_mask: np.ndarray,
-                 answer_ids: np.ndarray, answer_mask: np.ndarray, bos: int) -> np.ndarray:
+def rank_answers(backend: Backend, question_states: Tokens, question_mask: np.ndarray, answer_ids: np.ndarray,
+                 answer_mask: np.ndarray, bos: int) -> np.ndarray:
     """BLIP's ranking mode: total log-likelihood (B, C) of every candidate answer (C, La) for every question, from
-    one uncached decoder pass (P=0, T=La)."""
-    b, c = question_states.shape[0], answer_ids.shape[0]
+    one uncached decoder pass over the teacher-forced answers; argmax over C is the answer."""
+    b, c = len(question_states), answer_ids.shape[0]
     ids = answer_ids.copy()
     ids[:, 0] = bos
-    states = np.repeat(question_states, c, axis=0)  # (B*C, Lq, D)
-    q_mask = np.repeat(question_mask, c, axis=0)
+    rows = np.repeat(np.arange(b), c)  # (B*C,) each question once per candidate
     ids_all, mask_all = np.tile(ids, (b, 1)), np.tile(answer_mask, (b, 1))  # (B*C, La)
-    logits, _ = step(ids_all, mask_all, states, q_mask, empty_past(b * c))  # (B*C, La, V)
+    decoder = backend.decoder(backend.take(question_states, rows), question_mask[rows], cached=False)
+    logits = decoder.step(ids_all, mask_all)  # (B*C, La, V)
     logp = np.take_along_axis(log_softmax(logits[:, :-1]), ids_all[:, 1:, None], axis=-1)[..., 0]  # (B*C, La-1)
     return (logp * mask_all[:, 1:]).sum(axis=1).reshape(b, c)

@@ -1,0 +1,125 @@
+"""The onnxruntime backend: a model bundle (FORMAT.md) run on CPU behind the ``Backend`` interface, NumPy only.
+The reference for what the server does with a bundle, and what ``dlip eval-bundle`` scores.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from ..data.tokenizer import TextTokenizer
+from ..data.transforms import ImagePreprocess
+from ..export.contract import DECODER, GRAPHS, ITM, TEXT, VISION, VQA_ENCODER, ModelDims, graph_specs, present_names
+from ..export.manifest import read_manifest, validate_bundle
+
+
+class OrtBackend:
+    """Loads (and by default validates) a bundle directory and opens one onnxruntime session per graph.
+
+    ``int8`` selects the ``*.int8.onnx`` variants (an error when the bundle has none); ``threads`` is onnxruntime's
+    intra-op thread count per session.
+    """
+
+    def __init__(self, path: str | os.PathLike, int8: bool = False, threads: int = 1, validate: bool = True):
+        self.path = Path(path)
+        self.manifest: dict[str, Any] = validate_bundle(self.path) if validate else read_manifest(self.path)
+        self.dims = ModelDims.from_manifest(self.manifest)
+        self.reads_image = bool(self.manifest["model"].get("vqa_decoder_reads_image", False))
+        tok = self.manifest["tokenizer"]
+        self.tokenizer = TextTokenizer.from_file(self.path / tok["file"])
+        special = {k: getattr(self.tokenizer.special, k) for k in tok["special_tokens"]}
+        if special != tok["special_tokens"]:
+            raise ValueError(f"{self.path / tok['file']}: special token ids {special} differ from the manifest's "
+                             f"{tok['special_tokens']}")
+        self.special = self.tokenizer.special
+        self.max_text_tokens = tok["max_text_tokens"]
+        self.max_answer_tokens = tok["max_answer_tokens"]
+        self.max_caption_tokens = tok["max_caption_tokens"]
+        pre = self.manifest["preprocessing"]
+        self.preprocess = ImagePreprocess(pre["image_size"], tuple(pre["mean"]), tuple(pre["std"]), pre["resample"])
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.sessions: dict[str, ort.InferenceSession] = {}
+        for graph in GRAPHS:
+            entry = self.manifest["graphs"][graph]
+            if int8 and "int8" not in entry:
+                raise ValueError(f"{self.path}: graph '{graph}' has no int8 variant (export with --int8)")
+            file = entry["int8"]["file"] if int8 else entry["file"]
+            self.sessions[graph] = ort.InferenceSession(str(self.path / file), opts,
+                                                        providers=["CPUExecutionProvider"])
+        self._specs = graph_specs(self.dims)
+
+    def run(self, graph: str, *inputs: np.ndarray) -> list[np.ndarray]:
+        """Runs ``graph`` on its inputs in the contract's order; returns its outputs in the contract's order."""
+        spec = self._specs[graph]
+        feeds = {t.name: np.ascontiguousarray(x, dtype=np.float32 if t.dtype == "float32" else np.int64)
+                 for t, x in zip(spec.inputs, inputs, strict=True)}
+        return self.sessions[graph].run(spec.output_names, feeds)
+
+    # ------------------------------------------------------------------------------------------- Backend
+    def encode_images(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        embeds, feats = self.run(VISION, pixel_values)
+        return embeds, feats
+
+    def encode_texts(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return self.run(TEXT, input_ids, attention_mask)[0]
+
+    def itm_logits(self, image_embeds: np.ndarray, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return self.run(ITM, image_embeds, input_ids, attention_mask)[0]
+
+    def question_states(self, image_embeds: np.ndarray, input_ids: np.ndarray,
+                        attention_mask: np.ndarray) -> np.ndarray:
+        return self.run(VQA_ENCODER, image_embeds, input_ids, attention_mask)[0]
+
+    def decoder(self, encoder_hidden: np.ndarray, encoder_mask: np.ndarray | None,
+                cached: bool = True) -> OrtDecoder:
+        mask = np.ones(encoder_hidden.shape[:2], dtype=np.int64) if encoder_mask is None else encoder_mask
+        return OrtDecoder(self, encoder_hidden, mask, cached)
+
+    def take(self, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return x[rows]
+
+    def cat(self, parts: list[np.ndarray], axis: int) -> np.ndarray:
+        return np.concatenate(parts, axis=axis)
+
+    # ------------------------------------------------------------------------------------------- decoder graph
+    def empty_past(self, batch: int) -> list[np.ndarray]:
+        """The P=0 cache of a first decoder step: 2K arrays (B, H, 0, Dh)."""
+        d = self.dims
+        return [np.zeros((batch, d.decoder_heads, 0, d.decoder_head_dim), dtype=np.float32)
+                for _ in range(2 * d.decoder_layers)]
+
+    def decoder_step(self, input_ids: np.ndarray, attention_mask: np.ndarray, encoder_hidden: np.ndarray,
+                     encoder_mask: np.ndarray, past: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One run of the ``decoder`` graph: logits (B, T, V) and the grown cache (B, H, P+T, Dh) per key/value."""
+        assert len(past) == len(present_names(self.dims.decoder_layers)), "one key and value per decoder layer"
+        logits, *present = self.run(DECODER, input_ids, attention_mask, encoder_hidden, encoder_mask, *past)
+        return logits, present
+
+
+class OrtDecoder:
+    """The ``decoder`` graph's cache (past_key_i / past_value_i arrays) and the decoder mask between steps."""
+
+    def __init__(self, backend: OrtBackend, encoder_hidden: np.ndarray, encoder_mask: np.ndarray, cached: bool):
+        self.backend, self.cached = backend, cached
+        self.encoder_hidden, self.encoder_mask = encoder_hidden, encoder_mask
+        b = len(encoder_hidden)
+        self.past = backend.empty_past(b)
+        self.mask = np.empty((b, 0), dtype=np.int64)
+
+    def step(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        mask = np.concatenate([self.mask, attention_mask.astype(np.int64)], axis=1)  # (B, P+T)
+        logits, present = self.backend.decoder_step(input_ids, mask, self.encoder_hidden, self.encoder_mask,
+                                                    self.past)
+        if self.cached:
+            self.past, self.mask = present, mask
+        return logits
+
+    def reorder(self, rows: np.ndarray) -> None:
+        self.past = [p[rows] for p in self.past]
+        self.mask = self.mask[rows]

@@ -11,6 +11,7 @@ export type Sha256 = string;
  */
 export type FileName = string;
 export type TokenId = number;
+export type Count = number;
 
 /**
  * manifest.json of a DLIP model bundle (FORMAT.md). Read at run time by training/dlip/export/manifest.py (jsonschema) and src/bundle/manifest.ts (Ajv). What a schema cannot say is checked in code on both sides: each graph's inputs and outputs are those of contract.json for this manifest's dims, model.text_width equals model.vision_width, and the checksums match the files.
@@ -139,10 +140,30 @@ export interface Manifest {
     [k: string]: Sha256;
   };
   /**
-   * Parameter counts: vision (ViT), text_encoder (BERT encoder incl. its cross-attention), text_decoder (incl. the LM head) and heads (ITC projections, ITM head, temperature) sum to total.
+   * Parameter counts; the four parts sum to total.
    */
   params: {
-    [k: string]: number;
+    /**
+     * Every parameter of the model.
+     */
+    total: number;
+    /**
+     * The ViT image encoder.
+     */
+    vision: number;
+    /**
+     * The BERT text encoder, its cross-attention included.
+     */
+    text_encoder: number;
+    /**
+     * The text decoder, its LM head included.
+     */
+    text_decoder: number;
+    /**
+     * ITC projections, the ITM head and the ITC temperature.
+     */
+    heads: number;
+    [k: string]: Count;
   };
   /**
    * The evaluation of this exact model: retrieval_tr1, retrieval_ir1, caption_bleu4, caption_cider, vqa_acc (the headline of the run's metrics.json: percentages, CIDEr x100) and summary (the whole metrics.json, whose settings say how it was measured); {} for random weights, for a run never evaluated, and for a metrics.json older than the checkpoint.

@@ -114,7 +114,8 @@ def _describe(e: ValidationError) -> str:
         missing = next(k for k in value if k not in e.instance)
         return f"missing field '{path + '.' if path else ''}{missing}'"
     if e.validator == "type":
-        return f"{field} must be {' or '.join(_KINDS[t] for t in ([value] if isinstance(value, str) else value))}, got {got}"
+        kinds = [value] if isinstance(value, str) else value
+        return f"{field} must be {' or '.join(_KINDS[t] for t in kinds)}, got {got}"
     if e.validator == "enum":
         return f"{field} must be one of {', '.join(json.dumps(v) for v in value)}, got {got}"
     if e.validator == "anyOf" and all("type" in s for s in value):

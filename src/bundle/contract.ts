@@ -54,7 +54,7 @@ export interface Contract {
 export const CONTRACT = readContractFile("contract.json") as Contract;
 
 /** Every graph, in the contract's order. */
-export const GRAPHS = Object.keys(CONTRACT.graphs) as GraphName[];
+export const GRAPHS: readonly GraphName[] = Object.keys(CONTRACT.graphs) as GraphName[];
 
 /** The manifest's value for one of the contract's dims (e.g. `image_tokens` is `model.image_tokens`). */
 function dimValue(m: Manifest, dim: string): number {

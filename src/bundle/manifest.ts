@@ -55,15 +55,15 @@ const KINDS: Record<string, string> = {
 };
 
 function describe(e: ErrorObject, m: unknown): string {
-  const path = fieldPath(e.instancePath, m);
-  const field = path || "the manifest";
+  const name = fieldPath(e.instancePath, m);
+  const field = name || "the manifest";
   const got = JSON.stringify(e.data);
   const description = e.parentSchema?.description as string | undefined;
   const p = e.params as Record<string, any>;
-  if (e.propertyName !== undefined) return `${path} key ${JSON.stringify(e.propertyName)} must be ${description}`;
+  if (e.propertyName !== undefined) return `${name} key ${JSON.stringify(e.propertyName)} must be ${description}`;
   switch (e.keyword) {
     case "required":
-      return `missing field '${path ? `${path}.` : ""}${p.missingProperty}'`;
+      return `missing field '${name ? `${name}.` : ""}${p.missingProperty}'`;
     case "type":
       return `${field} must be ${String(p.type)
         .split(",")

@@ -3,6 +3,7 @@
 // the key/value-cache stepper), so the only difference from the server is everything around the graphs.
 import path from "node:path";
 import * as ort from "onnxruntime-node";
+import { cacheNames } from "../src/bundle/contract.js";
 import { GRAPHS, readManifest, type GraphName, type Manifest } from "../src/bundle/manifest.js";
 import { generate, type DecoderStepper, type GenResult, type GenRow } from "../src/decode/search.js";
 import {
@@ -203,14 +204,8 @@ export class RawModel {
       encoder_hidden: hidden,
       encoder_mask: mask,
     };
-    for (let i = 0; i < this.manifest.model.decoder_layers; i++) {
-      for (const kind of ["key", "value"])
-        feeds[`past_${kind}_${i}`] = {
-          type: "float32",
-          dims: [B, H, P, Dh],
-          data: new Float32Array(B * H * P * Dh).fill(0.01),
-        };
-    }
+    for (const name of cacheNames(this.manifest.model.decoder_layers).past)
+      feeds[name] = { type: "float32", dims: [B, H, P, Dh], data: new Float32Array(B * H * P * Dh).fill(0.01) };
     return feeds;
   }
 }
@@ -252,10 +247,8 @@ export class UncachedStepper implements DecoderStepper {
       encoder_hidden: new ort.Tensor("float32", this.hidden, [R, this.M, this.D]),
       encoder_mask: new ort.Tensor("int64", this.mask, [R, this.M]),
     };
-    for (let i = 0; i < layers; i++) {
-      feeds[`past_key_${i}`] = new ort.Tensor("float32", new Float32Array(0), [R, heads, 0, headDim]);
-      feeds[`past_value_${i}`] = new ort.Tensor("float32", new Float32Array(0), [R, heads, 0, headDim]);
-    }
+    for (const name of cacheNames(layers).past)
+      feeds[name] = new ort.Tensor("float32", new Float32Array(0), [R, heads, 0, headDim]);
     const out = await this.session.run(feeds);
     this.steps++;
     const all = out.logits.data as Float32Array; // (R, T, V): keep position T - 1 of each row

@@ -1,55 +1,116 @@
-// The graph contract of FORMAT.md, mirrored from training/dlip/export/contract.py (graph_specs): exact input/output
-// names, dtypes and shapes (ints: fixed sizes from the manifest's `model`; strings: dynamic axes). The server's
-// code reads outputs by these names, so a manifest that names them otherwise is refused at boot.
-import type { GraphName, Manifest, TensorSpec } from "./manifest.js";
+// The graph contract of FORMAT.md, read at run time from training/dlip/export/contract.json, the file the exporter
+// (training/dlip/export/contract.py) reads too: every graph's exact input/output names, dtypes and shapes. A shape
+// entry is an integer, a dim (a key of the contract's `dims`, whose value the manifest holds) or a dynamic axis
+// (a key of its `axes`, kept as a name). The server's code reads outputs by these names, so a manifest that names
+// them otherwise is refused at boot.
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import type { Manifest, TensorSpec } from "./manifest.types.js";
 
-type Dim = number | string;
-const t = (name: string, dtype: "float32" | "int64", shape: Dim[]): TensorSpec => ({ name, dtype, shape });
+export type GraphName = keyof Manifest["graphs"];
 
-export function graphContract(m: Manifest): Record<GraphName, { inputs: TensorSpec[]; outputs: TensorSpec[] }> {
-  const S = m.preprocessing.image_size;
-  const { image_tokens: N, vision_width: Dv, text_width: Dt, embed_dim: E } = m.model;
-  const { decoder_layers: K, decoder_heads: H, decoder_head_dim: Dh, vocab_size: V } = m.model;
-  const imageEmbeds = t("image_embeds", "float32", ["B", N, Dv]);
-  const textIn = (L: string) => [t("input_ids", "int64", ["B", L]), t("attention_mask", "int64", ["B", L])];
-  const cache = (prefix: string, P: string) =>
-    Array.from({ length: K }, (_, i) =>
-      ["key", "value"].map((kind) => t(`${prefix}_${kind}_${i}`, "float32", ["B", H, P, Dh])),
-    ).flat();
-  return {
-    vision: {
-      inputs: [t("pixel_values", "float32", ["B", 3, S, S])],
-      outputs: [imageEmbeds, t("image_feat", "float32", ["B", E])],
-    },
-    text: { inputs: textIn("L"), outputs: [t("text_feat", "float32", ["B", E])] },
-    itm: { inputs: [imageEmbeds, ...textIn("L")], outputs: [t("itm_logits", "float32", ["B", 2])] },
-    vqa_encoder: {
-      inputs: [imageEmbeds, ...textIn("Lq")],
-      outputs: [t("question_states", "float32", ["B", "Lq", Dt])],
-    },
-    decoder: {
-      inputs: [
-        t("input_ids", "int64", ["B", "T"]),
-        t("attention_mask", "int64", ["B", "P+T"]),
-        t("encoder_hidden", "float32", ["B", "M", Dv]),
-        t("encoder_mask", "int64", ["B", "M"]),
-        ...cache("past", "P"),
-      ],
-      outputs: [t("logits", "float32", ["B", "T", V]), ...cache("present", "P+T")],
-    },
-  };
+/**
+ * training/dlip/export/, where the contract files live: two folders above this module both in src/bundle/ (tsx)
+ * and in dist/bundle/ (compiled), so the same relative path serves both, and the image (/app/training/...).
+ */
+export const CONTRACT_DIR = new URL("../../training/dlip/export/", import.meta.url);
+
+/** One of the contract files, parsed. */
+export function readContractFile(name: string): unknown {
+  const file = fileURLToPath(new URL(name, CONTRACT_DIR));
+  try {
+    return JSON.parse(readFileSync(file, "utf8"));
+  } catch (err) {
+    throw new Error(`${file}: the bundle contract is unreadable (${(err as Error).message})`);
+  }
 }
 
-/** The first difference between a manifest's graph entries and the contract, or null. */
+type Dim = number | string;
+interface ContractTensor {
+  name: string; // "{i}" in a repeated tensor's name is the layer index
+  dtype: "float32" | "int64";
+  shape: Dim[];
+}
+/** The decoder's per-layer cache: `tensors` once per index i below the dim `repeat`. */
+interface RepeatBlock {
+  repeat: string;
+  cache: "past" | "present";
+  tensors: ContractTensor[];
+}
+interface ContractGraph {
+  file: string;
+  int8_file: string;
+  inputs: (ContractTensor | RepeatBlock)[];
+  outputs: (ContractTensor | RepeatBlock)[];
+}
+export interface Contract {
+  opset: number;
+  files: { manifest: string; tokenizer: string };
+  dims: Record<string, { manifest: [string, string]; description: string }>;
+  axes: Record<string, string>;
+  graphs: Record<GraphName, ContractGraph>;
+}
+
+export const CONTRACT = readContractFile("contract.json") as Contract;
+
+/** Every graph, in the contract's order. */
+export const GRAPHS: readonly GraphName[] = Object.keys(CONTRACT.graphs) as GraphName[];
+
+/** The manifest's value for one of the contract's dims (e.g. `image_tokens` is `model.image_tokens`). */
+function dimValue(m: Manifest, dim: string): number {
+  const [section, key] = CONTRACT.dims[dim].manifest;
+  return (m as unknown as Record<string, Record<string, number>>)[section][key];
+}
+
+function expand(entries: (ContractTensor | RepeatBlock)[], m: Manifest): TensorSpec[] {
+  const resolve = (t: ContractTensor, i?: number): TensorSpec => ({
+    name: i === undefined ? t.name : t.name.replaceAll("{i}", String(i)),
+    dtype: t.dtype,
+    shape: t.shape.map((d) => {
+      if (typeof d === "number" || d in CONTRACT.axes) return d;
+      if (d in CONTRACT.dims) return dimValue(m, d);
+      throw new Error(`contract.json: ${t.name}: '${d}' is neither a dim nor an axis`);
+    }),
+  });
+  return entries.flatMap((e) =>
+    "repeat" in e
+      ? Array.from({ length: dimValue(m, e.repeat) }, (_, i) => e.tensors.map((t) => resolve(t, i))).flat()
+      : [resolve(e)],
+  );
+}
+
+/** Every graph's inputs and outputs for a manifest's dims. */
+export function graphContract(m: Manifest): Record<GraphName, { inputs: TensorSpec[]; outputs: TensorSpec[] }> {
+  return Object.fromEntries(
+    GRAPHS.map((g) => [
+      g,
+      { inputs: expand(CONTRACT.graphs[g].inputs, m), outputs: expand(CONTRACT.graphs[g].outputs, m) },
+    ]),
+  ) as Record<GraphName, { inputs: TensorSpec[]; outputs: TensorSpec[] }>;
+}
+
+/** The decoder's cache names for `layers` layers, in feed order: past_key_0, past_value_0, past_key_1, ... */
+export function cacheNames(layers: number): { past: string[]; present: string[] } {
+  const names = (cache: "past" | "present") => {
+    const side = cache === "past" ? CONTRACT.graphs.decoder.inputs : CONTRACT.graphs.decoder.outputs;
+    const block = side.find((e): e is RepeatBlock => "repeat" in e && e.cache === cache)!;
+    return Array.from({ length: layers }, (_, i) =>
+      block.tensors.map((t) => t.name.replaceAll("{i}", String(i))),
+    ).flat();
+  };
+  return { past: names("past"), present: names("present") };
+}
+
+/** The first difference between a schema-valid manifest's graph entries and the contract, or null. */
 export function contractProblem(m: Manifest): string | null {
-  const want = graphContract(m);
   if (m.model.text_width !== m.model.vision_width) {
     return `model.text_width (${m.model.text_width}) must equal model.vision_width (${m.model.vision_width}): the decoder reads both`;
   }
-  for (const [graph, spec] of Object.entries(want) as [GraphName, (typeof want)[GraphName]][]) {
+  const want = graphContract(m);
+  for (const graph of GRAPHS) {
     for (const side of ["inputs", "outputs"] as const) {
       const got = m.graphs[graph][side];
-      const exp = spec[side];
+      const exp = want[graph][side];
       const show = (xs: TensorSpec[]) => xs.map((x) => `${x.name} ${x.dtype} [${x.shape.join(", ")}]`).join("; ");
       const same =
         got.length === exp.length &&

@@ -3,78 +3,100 @@
 import { createHash } from "node:crypto";
 import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
-import { contractProblem } from "./contract.js";
+import { Ajv2020, type ErrorObject } from "ajv/dist/2020.js";
+import { CONTRACT, contractProblem, GRAPHS, readContractFile, type GraphName } from "./contract.js";
+import type { Manifest } from "./manifest.types.js";
 
-export const GRAPHS = ["vision", "text", "itm", "vqa_encoder", "decoder"] as const;
-export type GraphName = (typeof GRAPHS)[number];
+export { GRAPHS, type GraphName };
+// The manifest's types, generated from the schema it is validated with (scripts/manifest-types.ts).
+export type { GraphSpec, Manifest, Preprocessing, SpecialTokenIds, TensorSpec } from "./manifest.types.js";
 
-export interface TensorSpec {
-  name: string;
-  dtype: string;
-  shape: (number | string)[];
+const MANIFEST_FILE = CONTRACT.files.manifest;
+
+/** manifest.schema.json, the JSON Schema training/dlip/export/manifest.py validates manifests with too. */
+export const MANIFEST_SCHEMA = readContractFile("manifest.schema.json") as Record<string, any>;
+if (JSON.stringify(MANIFEST_SCHEMA.properties.graphs.required) !== JSON.stringify(GRAPHS))
+  throw new Error(`manifest.schema.json: graphs.required differs from contract.json's graphs (${GRAPHS.join(", ")})`);
+
+// compiled once; verbose: each error carries the failing value and schema, whose description words the message
+const validate = new Ajv2020({ verbose: true, strict: true }).compile<Manifest>(MANIFEST_SCHEMA);
+
+/**
+ * The first way `m` breaks manifest.schema.json, naming the field, or null: `field must be ..., got VALUE`, with the
+ * schema's description where a pattern or a rule says more than its keyword (worded as training/dlip/export/
+ * manifest.py words jsonschema's errors).
+ */
+export function schemaProblem(m: unknown): string | null {
+  if (validate(m)) return null;
+  const errors = validate.errors!;
+  const e = errors.find((x) => x.keyword === "anyOf") ?? errors[0];
+  return ruleOf(e.schemaPath) ?? describe(e, m);
 }
 
-export interface GraphSpec {
-  file: string;
-  sha256: string;
-  inputs: TensorSpec[];
-  outputs: TensorSpec[];
-  int8?: { file: string; sha256: string };
+/** The description of the if/then rule (the format-version rules) a schema path runs through, if any. */
+function ruleOf(schemaPath: string): string | null {
+  let node = MANIFEST_SCHEMA as any;
+  for (const key of schemaPath.split("/").slice(1)) {
+    if (node && typeof node === "object" && "if" in node && typeof node.description === "string")
+      return node.description;
+    node = node?.[key];
+  }
+  return null;
 }
 
-export interface Preprocessing {
-  image_size: number;
-  mean: [number, number, number];
-  std: [number, number, number];
-  resample: "bicubic" | "bilinear";
-  alpha: "composite_white";
-  grayscale: "replicate";
-  exif: "apply";
-  layout: "NCHW";
-  scale: "1/255";
+const KINDS: Record<string, string> = {
+  object: "an object",
+  array: "a list",
+  string: "a string",
+  integer: "an integer",
+  number: "a number",
+  boolean: "true or false",
+  null: "null",
+};
+
+function describe(e: ErrorObject, m: unknown): string {
+  const name = fieldPath(e.instancePath, m);
+  const field = name || "the manifest";
+  const got = JSON.stringify(e.data);
+  const description = e.parentSchema?.description as string | undefined;
+  const p = e.params as Record<string, any>;
+  if (e.propertyName !== undefined) return `${name} key ${JSON.stringify(e.propertyName)} must be ${description}`;
+  switch (e.keyword) {
+    case "required":
+      return `missing field '${name ? `${name}.` : ""}${p.missingProperty}'`;
+    case "type":
+      return `${field} must be ${String(p.type)
+        .split(",")
+        .map((t) => KINDS[t])
+        .join(" or ")}, got ${got}`;
+    case "enum":
+      return `${field} must be one of ${(p.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(", ")}, got ${got}`;
+    case "anyOf":
+      return `${field} must be ${(e.schema as { type: string }[]).map((s) => KINDS[s.type]).join(" or ")}, got ${got}`;
+    case "pattern":
+    case "not":
+      if (description) return `${field} must be ${description}, got ${got}`;
+      break;
+    case "minimum":
+    case "exclusiveMinimum":
+      return `${field} must be ${p.comparison} ${p.limit}, got ${got}`;
+    case "minItems":
+    case "maxItems":
+      return `${field} must have ${e.keyword === "minItems" ? "at least" : "at most"} ${p.limit} items, got ${got}`;
+  }
+  return `${field} ${e.message}`;
 }
 
-export interface SpecialTokenIds {
-  pad: number;
-  unk: number;
-  cls: number;
-  sep: number;
-  mask: number;
-  enc: number;
-  dec: number;
-}
-
-export interface Manifest {
-  format_version: 1 | 2; // 2: model.vqa_decoder_reads_image is present
-  name: string;
-  version: string;
-  created?: string;
-  source?: Record<string, unknown>;
-  preprocessing: Preprocessing;
-  tokenizer: {
-    file: string;
-    lowercase: boolean;
-    special_tokens: SpecialTokenIds;
-    max_text_tokens: number;
-    max_answer_tokens: number;
-    max_caption_tokens: number;
-  };
-  model: {
-    embed_dim: number;
-    image_tokens: number;
-    vision_width: number;
-    text_width: number;
-    decoder_layers: number;
-    decoder_heads: number;
-    decoder_head_dim: number;
-    vocab_size: number;
-    vqa_decoder_reads_image?: boolean; // format 2: the VQA answer decoder reads the question states, then the image tokens
-  };
-  graphs: Record<GraphName, GraphSpec>;
-  files: Record<string, string>;
-  params?: Record<string, number>;
-  metrics: Record<string, unknown>;
-  tasks: string[];
+/** A JSON pointer into `m` as a field name: `graphs.text.inputs[0].shape`. */
+function fieldPath(pointer: string, m: unknown): string {
+  let node = m as any;
+  let out = "";
+  for (const raw of pointer.split("/").slice(1)) {
+    const key = raw.replaceAll("~1", "/").replaceAll("~0", "~");
+    out += Array.isArray(node) ? `[${key}]` : out ? `.${key}` : key;
+    node = node?.[key];
+  }
+  return out;
 }
 
 export interface Bundle {
@@ -89,89 +111,23 @@ export function findBundleDirs(modelsDir: string): string[] {
   const root = path.resolve(modelsDir);
   if (!existsSync(root) || !statSync(root).isDirectory()) return [];
   return readdirSync(root, { withFileTypes: true })
-    .filter((d) => d.isDirectory() && existsSync(path.join(root, d.name, "manifest.json")))
+    .filter((d) => d.isDirectory() && existsSync(path.join(root, d.name, MANIFEST_FILE)))
     .map((d) => path.join(root, d.name))
     .sort();
 }
 
-/** Reads and checks a bundle's manifest.json (fields and types this server relies on). */
+/** Reads a bundle's manifest.json and checks it against manifest.schema.json and the graph contract. */
 export function readManifest(dir: string): Manifest {
-  const file = path.join(dir, "manifest.json");
-  let m: Manifest;
+  const file = path.join(dir, MANIFEST_FILE);
+  let m: unknown;
   try {
-    m = JSON.parse(readFileSync(file, "utf8")) as Manifest;
+    m = JSON.parse(readFileSync(file, "utf8"));
   } catch (err) {
     throw new BundleError(`${file}: not readable JSON (${(err as Error).message})`);
   }
-  const fail = (what: string) => new BundleError(`${file}: ${what}`);
-  if (m === null || typeof m !== "object") throw fail("expected a JSON object");
-  if (m.format_version !== 1 && m.format_version !== 2)
-    throw fail(`format_version must be 1 or 2, got ${JSON.stringify(m.format_version)}`);
-  if (typeof m.name !== "string" || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(m.name)) {
-    throw fail(`name must be a short label of letters, digits, '.', '_' or '-', got ${JSON.stringify(m.name)}`);
-  }
-  const p = m.preprocessing;
-  if (!p || !Number.isInteger(p.image_size) || p.image_size <= 0)
-    throw fail("preprocessing.image_size must be a positive integer");
-  if (!isTriple(p.mean) || !isTriple(p.std) || p.std.some((s) => s <= 0))
-    throw fail("preprocessing.mean/std must be 3 numbers (std > 0)");
-  const fixed: [keyof Preprocessing, string[]][] = [
-    ["resample", ["bicubic", "bilinear"]],
-    ["alpha", ["composite_white"]],
-    ["grayscale", ["replicate"]],
-    ["exif", ["apply"]],
-    ["layout", ["NCHW"]],
-    ["scale", ["1/255"]],
-  ];
-  for (const [key, allowed] of fixed) {
-    const v = p[key] ?? allowed[0];
-    if (!allowed.includes(v as string))
-      throw fail(`preprocessing.${key}=${JSON.stringify(v)} is not supported (${allowed.join(", ")})`);
-  }
-  const t = m.tokenizer;
-  if (!t || typeof t.file !== "string") throw fail("tokenizer.file is missing");
-  for (const k of ["pad", "unk", "cls", "sep", "mask", "enc", "dec"] as const) {
-    if (!Number.isInteger(t.special_tokens?.[k])) throw fail(`tokenizer.special_tokens.${k} must be an integer id`);
-  }
-  for (const k of ["max_text_tokens", "max_answer_tokens", "max_caption_tokens"] as const) {
-    if (!Number.isInteger(t[k]) || t[k] < 2) throw fail(`tokenizer.${k} must be an integer >= 2`);
-  }
-  const mod = m.model;
-  for (const k of [
-    "embed_dim",
-    "image_tokens",
-    "vision_width",
-    "text_width",
-    "decoder_layers",
-    "decoder_heads",
-    "decoder_head_dim",
-    "vocab_size",
-  ] as const) {
-    if (!Number.isInteger(mod?.[k]) || mod[k] <= 0) throw fail(`model.${k} must be a positive integer`);
-  }
-  const readsImage = mod.vqa_decoder_reads_image;
-  if (m.format_version === 1 && readsImage !== undefined)
-    throw fail("model.vqa_decoder_reads_image needs format_version 2");
-  if (m.format_version === 2 && typeof readsImage !== "boolean")
-    throw fail("format_version 2 needs model.vqa_decoder_reads_image (true or false)");
-  for (const g of GRAPHS) {
-    const spec = m.graphs?.[g];
-    if (!spec || typeof spec.file !== "string" || !Array.isArray(spec.inputs) || !Array.isArray(spec.outputs)) {
-      throw fail(`graphs.${g} is missing or has no file/inputs/outputs`);
-    }
-  }
-  if (!m.files || typeof m.files !== "object") throw fail("files must map file names to sha256");
-  for (const name of Object.keys(m.files)) {
-    // names come from the bundle author, still: keep them inside the bundle directory
-    if (name.includes("/") || name.includes("\\") || name === ".." || name === ".")
-      throw fail(`files: '${name}' is not a plain file name`);
-  }
-  if (!Array.isArray(m.tasks)) throw fail("tasks must be a list");
-  const problem = contractProblem(m);
-  if (problem) throw fail(problem);
-  m.metrics = m.metrics && typeof m.metrics === "object" ? m.metrics : {};
-  m.version = String(m.version ?? "");
-  return m;
+  const problem = schemaProblem(m) ?? contractProblem(m as Manifest);
+  if (problem) throw new BundleError(`${file}: ${problem}`);
+  return m as Manifest;
 }
 
 /** Checks that every file the manifest lists exists and has its sha256 (rejects the bundle naming the file). */
@@ -239,8 +195,4 @@ export function pickDefault(names: string[], wanted: string | null): string {
     return wanted;
   }
   return names.includes("default") ? "default" : [...names].sort()[0];
-}
-
-function isTriple(v: unknown): v is [number, number, number] {
-  return Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === "number" && Number.isFinite(x));
 }

@@ -1,5 +1,5 @@
 // Greedy and beam search over a one-step decoder with a key/value cache, mirroring
-// training/dlip/model/generate.py (greedy_decode, beam_decode). Token ids in, token ids out; text lives in the
+// training/dlip/infer/search.py (greedy_decode, beam_decode). Token ids in, token ids out; text lives in the
 // tokenizer, tensors in the stepper (the ONNX decoder graph in a worker, or a fake in tests).
 //
 // Unlike the Python code, every row carries its own beam count, token budget and minimum length, so requests that

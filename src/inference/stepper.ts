@@ -1,6 +1,7 @@
 // The decoder graph as a DecoderStepper: keeps the key/value cache between steps and gathers its rows as beams
 // reorder and finished rows drop out. Lives in a worker thread (run() blocks its thread).
 import type { InferenceSession, Tensor as OrtTensor } from "onnxruntime-node";
+import { cacheNames } from "../bundle/contract.js";
 import type { DecoderStepper } from "../decode/search.js";
 
 type TensorCtor = typeof OrtTensor;
@@ -30,6 +31,7 @@ export class OnnxStepper implements DecoderStepper {
   private pastLen = 0; // P
   private hidden: Float32Array; // (R, M, D), gathered along with the cache
   private mask: BigInt64Array; // (R, M)
+  private readonly cache: { past: string[]; present: string[] }; // the contract's names, in the order of `past`
 
   constructor(
     private readonly session: InferenceSession,
@@ -43,11 +45,12 @@ export class OnnxStepper implements DecoderStepper {
     this.vocab = shape.vocab;
     this.hidden = encoderHidden;
     this.mask = encoderMask;
+    this.cache = cacheNames(shape.layers);
   }
 
   async step(tokens: readonly number[], from: readonly number[]): Promise<Float32Array> {
     const R = tokens.length;
-    const { layers, heads, headDim, vocab } = this.shape;
+    const { heads, headDim, vocab } = this.shape;
     const P = this.pastLen;
     this.hidden = gatherRows(this.hidden, this.M * this.D, from);
     this.mask = gatherRows(this.mask, this.M, from);
@@ -63,15 +66,11 @@ export class OnnxStepper implements DecoderStepper {
       encoder_hidden: new T("float32", this.hidden, [R, this.M, this.D]),
       encoder_mask: new T("int64", this.mask, [R, this.M]),
     };
-    for (let i = 0; i < layers; i++) {
-      feeds[`past_key_${i}`] = new T("float32", this.past[2 * i] ?? new Float32Array(0), [R, heads, P, headDim]);
-      feeds[`past_value_${i}`] = new T("float32", this.past[2 * i + 1] ?? new Float32Array(0), [R, heads, P, headDim]);
-    }
+    this.cache.past.forEach((name, i) => {
+      feeds[name] = new T("float32", this.past[i] ?? new Float32Array(0), [R, heads, P, headDim]);
+    });
     const out = await this.session.run(feeds);
-    this.past = [];
-    for (let i = 0; i < layers; i++) {
-      this.past.push(out[`present_key_${i}`].data as Float32Array, out[`present_value_${i}`].data as Float32Array);
-    }
+    this.past = this.cache.present.map((name) => out[name].data as Float32Array); // the next step's past, in order
     this.pastLen = P + 1;
     this.steps++;
     const logits = out.logits.data as Float32Array; // (R, 1, V)

@@ -1,5 +1,5 @@
 // Retrieval scoring, BLIP's protocol: rank candidates by ITC cosine, re-rank the top k by the ITM match logit;
-// the re-ranked score is itm_logit + itc_cosine (training/dlip/eval/inference.py, retrieval_scores).
+// the re-ranked score is itm_logit + itc_cosine (training/dlip/infer/tasks.py, retrieval_scores).
 
 export interface RankResult {
   index: number; // candidate index in the request

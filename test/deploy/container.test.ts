@@ -1,7 +1,7 @@
 // The server started the way the image starts it, without a Docker engine: the compiled JavaScript laid out as in
-// /app (dist/, package.json, node_modules, a read-only models/ holding the micro fixture bundle), the target's
-// ENTRYPOINT + CMD run from its WORKDIR with its ENV, as its non-root USER where this test runs as root. It gets
-// ready, captions an image, and exits 0 on SIGTERM. Only HOST (loopback), PORT (a free one) and THREADS_PER_WORKER
+// /app (dist/, package.json, the bundle contract, node_modules, a read-only models/ holding the micro fixture
+// bundle), the target's ENTRYPOINT + CMD run from its WORKDIR with its ENV, as its non-root USER where this test
+// runs as root. It gets ready, captions an image, and exits 0 on SIGTERM. Only HOST (loopback), PORT (a free one) and THREADS_PER_WORKER
 // (this machine's 2 cores) differ from the image's environment; tini is used where it is installed
 // (apt-get install tini), else the command after its `--` runs directly.
 import assert from "node:assert/strict";
@@ -48,7 +48,16 @@ before(() => {
     [path.join(ROOT, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.build.json", "--outDir", `${app}/dist`],
     { cwd: ROOT, stdio: "inherit" },
   );
-  cpSync(path.join(ROOT, "package.json"), path.join(app, "package.json"));
+  // the target's COPYs from the build context (package.json, the bundle contract); models/ gets the micro fixture
+  for (const ins of stages.find((s) => s.name === "cpu")!.instructions) {
+    if (ins.op !== "COPY" || ins.args.startsWith("--from=")) continue;
+    const sources = ins.args.split(/\s+/);
+    const dest = sources.pop()!;
+    for (const src of sources.filter((x) => x !== "models")) {
+      const target = dest.endsWith("/") ? path.join(app, dest, path.basename(src)) : path.join(app, dest);
+      cpSync(path.join(ROOT, src), target, { recursive: true });
+    }
+  }
   symlinkSync(path.join(ROOT, "node_modules"), path.join(app, "node_modules"), "dir");
   cpSync(MICRO, path.join(app, "models/micro"), { recursive: true });
   setMode(path.join(app, "models"), 0o555, 0o444);

@@ -3,16 +3,23 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import os from "node:os";
 import path from "node:path";
 import { after, test } from "node:test";
+import { Ajv2020 } from "ajv/dist/2020.js";
+import { manifestTypes, TYPES_FILE } from "../../scripts/manifest-types.js";
+import { cacheNames, contractProblem, graphContract } from "../../src/bundle/contract.js";
 import {
   BundleError,
   findBundleDirs,
+  GRAPHS,
   loadBundles,
+  MANIFEST_SCHEMA,
   noBundleMessage,
   pickDefault,
   readManifest,
+  schemaProblem,
+  type Manifest,
 } from "../../src/bundle/manifest.js";
 import { answerContext } from "../../src/inference/graphs.js";
-import { MICRO } from "../helpers/app.js";
+import { MICRO, ROOT } from "../helpers/app.js";
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), "dlip-bundle-"));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -54,7 +61,7 @@ test("a changed file, a missing file and a bad manifest are refused, naming the 
   await assert.rejects(loadBundles(copy("gone", (d) => rmSync(path.join(d, "itm.onnx")))), /itm\.onnx: missing/);
   await assert.rejects(
     loadBundles(copy("ver", (d) => editManifest(d, (m) => (m.format_version = 3)))),
-    /manifest\.json: format_version must be 1 or 2, got 3/,
+    /manifest\.json: format_version must be one of 1, 2, got 3/,
   );
   await assert.rejects(
     loadBundles(copy("v2", (d) => editManifest(d, (m) => (m.format_version = 2)))),
@@ -66,15 +73,15 @@ test("a changed file, a missing file and a bad manifest are refused, naming the 
   );
   await assert.rejects(
     loadBundles(copy("name", (d) => editManifest(d, (m) => (m.name = "../../etc")))),
-    /name must be a short label/,
+    /manifest\.json: name must be a short label of letters, digits, .*, got "\.\.\/\.\.\/etc"/,
   );
   await assert.rejects(
     loadBundles(copy("path", (d) => editManifest(d, (m) => (m.files["../x"] = "00")))),
-    /not a plain file name/,
+    /manifest\.json: files key "\.\.\/x" must be a plain file name/,
   );
   await assert.rejects(
     loadBundles(copy("pre", (d) => editManifest(d, (m) => (m.preprocessing.resample = "lanczos")))),
-    /preprocessing\.resample/,
+    /manifest\.json: preprocessing\.resample must be one of "bicubic", "bilinear", got "lanczos"/,
   );
   await assert.rejects(
     loadBundles(copy("contract", (d) => editManifest(d, (m) => (m.graphs.text.outputs[0].name = "features")))),
@@ -110,4 +117,83 @@ test("format 2: model.vqa_decoder_reads_image is read; the answer decoder then r
   const both = answerContext(q, image, true);
   assert.deepEqual([...both.hidden], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
   assert.equal(both.length, 5);
+});
+
+// ------------------------------------------------------------------------------ the contract files, shared with Python
+// training/tests/test_contract.py reads the same two files: a rename there is one edit on both sides.
+const EXPORT_DIR = path.join(ROOT, "training/dlip/export");
+const readJson = (file: string) => JSON.parse(readFileSync(file, "utf8"));
+const STUDENT = path.join(ROOT, "models/dlip-student");
+
+test("the fixture and the shipped student validate against manifest.schema.json and match contract.json", () => {
+  // a fresh Ajv on the file itself, not only the server's compiled copy
+  const check = new Ajv2020({ strict: true }).compile(readJson(path.join(EXPORT_DIR, "manifest.schema.json")));
+  for (const dir of [MICRO, STUDENT]) {
+    const m: Manifest = readJson(path.join(dir, "manifest.json"));
+    assert.ok(check(m), `${dir}: ${JSON.stringify(check.errors)}`);
+    assert.equal(schemaProblem(m), null);
+    assert.equal(contractProblem(m), null);
+    assert.equal(readManifest(dir).name, m.name);
+  }
+  const contract = readJson(path.join(EXPORT_DIR, "contract.json"));
+  assert.deepEqual(GRAPHS, Object.keys(contract.graphs));
+  assert.deepEqual(GRAPHS, MANIFEST_SCHEMA.properties.graphs.required);
+  // the student's decoder has 2 layers of width 64: the per-layer cache pattern, expanded
+  const student = readManifest(STUDENT);
+  const decoder = graphContract(student).decoder;
+  assert.deepEqual(
+    decoder.inputs.slice(4).map((t) => t.name),
+    ["past_key_0", "past_value_0", "past_key_1", "past_value_1"],
+  );
+  assert.deepEqual(decoder.outputs[2], { name: "present_value_0", dtype: "float32", shape: ["B", 2, "P+T", 64] });
+  assert.deepEqual(graphContract(student).vision.inputs[0].shape, ["B", 3, 64, 64]);
+});
+
+test("cache names come from the contract's per-layer pattern", () => {
+  assert.deepEqual(cacheNames(2), {
+    past: ["past_key_0", "past_value_0", "past_key_1", "past_value_1"],
+    present: ["present_key_0", "present_value_0", "present_key_1", "present_value_1"],
+  });
+  assert.deepEqual(cacheNames(0), { past: [], present: [] });
+});
+
+test("bad manifests are refused with the field named", () => {
+  const micro = readJson(path.join(MICRO, "manifest.json"));
+  const cases: [string, (m: Record<string, any>) => void, RegExp][] = [
+    ["not an object", (m) => Object.keys(m).forEach((k) => delete m[k]), /^missing field 'format_version'$/],
+    ["missing field", (m) => delete m.created, /^missing field 'created'$/],
+    ["missing graph", (m) => delete m.graphs.itm, /^missing field 'graphs\.itm'$/],
+    ["missing dim", (m) => delete m.model.vocab_size, /^missing field 'model\.vocab_size'$/],
+    ["boolean version", (m) => (m.format_version = true), /^format_version must be one of 1, 2, got true$/],
+    ["zero dim", (m) => (m.model.decoder_heads = 0), /^model\.decoder_heads must be >= 1, got 0$/],
+    ["string dim", (m) => (m.model.embed_dim = "32"), /^model\.embed_dim must be an integer, got "32"$/],
+    ["std", (m) => (m.preprocessing.std = [1, 0, 1]), /^preprocessing\.std\[1\] must be > 0, got 0$/],
+    ["mean", (m) => (m.preprocessing.mean = [0.5, 0.5]), /^preprocessing\.mean must have at least 3 items/],
+    ["token limit", (m) => (m.tokenizer.max_text_tokens = 1), /^tokenizer\.max_text_tokens must be >= 2, got 1$/],
+    ["tokenizer path", (m) => (m.tokenizer.file = "../t.json"), /^tokenizer\.file must be a plain file name/],
+    ["manifest listed", (m) => (m.files["manifest.json"] = "0".repeat(64)), /^files key "manifest\.json" must be/],
+    ["sha", (m) => (m.files["tokenizer.json"] = "abc"), /^files\.tokenizer\.json must be a sha256 digest/],
+    ["dtype", (m) => (m.graphs.itm.inputs[1].dtype = "int32"), /^graphs\.itm\.inputs\[1\]\.dtype must be one of/],
+    [
+      "shape",
+      (m) => (m.graphs.text.inputs[0].shape = ["B", 1.5]),
+      /^graphs\.text\.inputs\[0\]\.shape\[1\] must be an integer or a string, got 1\.5$/,
+    ],
+    ["task", (m) => (m.tasks = ["ocr"]), /^tasks\[0\] must be one of "retrieval", "captioning", "vqa", got "ocr"$/],
+    ["source", (m) => (m.source.run = 3), /^source\.run must be a string or null, got 3$/],
+  ];
+  for (const [what, edit, message] of cases) {
+    const m = structuredClone(micro);
+    edit(m);
+    assert.match(String(schemaProblem(m)), message, what);
+  }
+  const wide = structuredClone(micro);
+  wide.model.text_width = 64;
+  assert.equal(schemaProblem(wide), null, "a schema cannot compare two fields");
+  assert.match(String(contractProblem(wide)), /model\.text_width \(64\) must equal model\.vision_width \(32\)/);
+});
+
+test("src/bundle/manifest.types.ts is what scripts/manifest-types.ts makes of the schema", async () => {
+  const current = readFileSync(TYPES_FILE, "utf8");
+  assert.equal(current, await manifestTypes(), "run `npm run --silent gen:types` and commit the result");
 });

@@ -381,5 +381,5 @@ def test_manifest_format_versions(tmp_path, random_bundle):
         read_manifest(edited("v1", lambda m: m["model"].update(vqa_decoder_reads_image=True)))
     with pytest.raises(ValueError, match="format_version 2 needs"):
         read_manifest(edited("v2", lambda m: m.update(format_version=2)))
-    with pytest.raises(ValueError, match="format_version 3 is not one of 1, 2"):
+    with pytest.raises(ValueError, match="format_version must be one of 1, 2, got 3"):
         read_manifest(edited("v3", lambda m: m.update(format_version=3)))

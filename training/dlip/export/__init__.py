@@ -1,8 +1,9 @@
 """ONNX model bundles (FORMAT.md): export a trained model and check a bundle.
 
-- ``contract``: graph names, exact input/output names, dtypes, shapes and dynamic axes (the one place);
+- ``contract``: the graph table of ``contract.json`` (exact input/output names, dtypes, shapes, dynamic axes) for a
+  model's dims, and ``manifest.schema.json``, the two files the server reads too;
 - ``wrappers``: one thin ``nn.Module`` per graph; ``export``: ``export_run`` / ``export_random`` write a bundle;
-- ``manifest``: ``write_manifest`` / ``validate_bundle``;
+- ``manifest``: ``write_manifest`` / ``read_manifest`` (the schema) / ``validate_bundle``.
 
 Running and scoring a bundle live downstream of this package: ``dlip.infer.ort_backend`` (onnxruntime inference
 behind the evaluation protocol's ``Backend``) and ``dlip.eval.bundle`` (test-split metrics, decoding parity with the

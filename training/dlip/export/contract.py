@@ -1,29 +1,41 @@
-"""The bundle contract in code: graph names, files, exact input/output names, dtypes and shapes (FORMAT.md).
+"""The bundle contract (FORMAT.md), read from ``contract.json`` and ``manifest.schema.json`` beside this module.
 
-This is the one place these names live: the export wrappers, the exporter, the manifest checks and the onnxruntime
-model all read them from here, and the server mirrors them. Shapes mix fixed sizes (ints, from the model) with
-symbolic names for dynamic axes (strings): ``B`` batch, ``L`` text tokens, ``Lq`` question tokens, ``T`` new decoder
-tokens, ``P`` cached decoder positions, ``P+T`` past and new positions, ``M`` encoder tokens the decoder attends to.
+Those two files are the one place the contract lives; the server reads the same files (``src/bundle/contract.ts``,
+``src/bundle/manifest.ts``). This module turns them into Python: the graph table as ``GraphSpec``s for a model's
+dims (``graph_specs``), the decoder's cache names, file names and the opset. Shapes mix fixed sizes (ints: from the
+contract or the model's dims) with symbolic names for dynamic axes (strings): ``B`` batch, ``L`` text tokens, ``Lq``
+question tokens, ``T`` new decoder tokens, ``P`` cached decoder positions, ``P+T`` past and new positions, ``M``
+encoder tokens the decoder attends to (``contract.json``'s ``axes``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..config import ModelConfig
 
+CONTRACT_PATH = Path(__file__).with_name("contract.json")
+SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")
+CONTRACT: dict[str, Any] = json.loads(CONTRACT_PATH.read_text())
+MANIFEST_SCHEMA: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
+
 # 1: the VQA answer decoder reads the question states (BLIP). 2: adds model.vqa_decoder_reads_image; where true, it
 # reads the question states followed by the image tokens. A bundle is written as 1 unless it needs 2.
-FORMAT_VERSION = 2
-FORMAT_VERSIONS = (1, 2)
-OPSET = 17
-MANIFEST_FILE = "manifest.json"
-TOKENIZER_FILE = "tokenizer.json"
+FORMAT_VERSIONS: tuple[int, ...] = tuple(MANIFEST_SCHEMA["properties"]["format_version"]["enum"])
+OPSET: int = CONTRACT["opset"]
+MANIFEST_FILE: str = CONTRACT["files"]["manifest"]
+TOKENIZER_FILE: str = CONTRACT["files"]["tokenizer"]
+TASKS: list[str] = list(MANIFEST_SCHEMA["properties"]["tasks"]["items"]["enum"])
 
+# the graph names code refers to; contract.json must hold exactly these, in this order
 VISION, TEXT, ITM, VQA_ENCODER, DECODER = "vision", "text", "itm", "vqa_encoder", "decoder"
 GRAPHS = (VISION, TEXT, ITM, VQA_ENCODER, DECODER)
-TASKS = ["retrieval", "captioning", "vqa"]
+assert tuple(CONTRACT["graphs"]) == GRAPHS, f"{CONTRACT_PATH}: graphs {list(CONTRACT['graphs'])} != {GRAPHS}"
+assert MANIFEST_SCHEMA["properties"]["graphs"]["required"] == list(GRAPHS), f"{SCHEMA_PATH}: graphs.required"
 
 FLOAT32, INT64 = "float32", "int64"
 Dim = int | str
@@ -31,21 +43,13 @@ Dim = int | str
 
 def graph_file(graph: str, int8: bool = False) -> str:
     """``vision.onnx`` / ``vision.int8.onnx``."""
-    return f"{graph}.int8.onnx" if int8 else f"{graph}.onnx"
-
-
-def past_names(layers: int) -> list[str]:
-    """Decoder cache inputs in order: past_key_0, past_value_0, past_key_1, ..."""
-    return [f"past_{kind}_{i}" for i in range(layers) for kind in ("key", "value")]
-
-
-def present_names(layers: int) -> list[str]:
-    return [f"present_{kind}_{i}" for i in range(layers) for kind in ("key", "value")]
+    return CONTRACT["graphs"][graph]["int8_file" if int8 else "file"]
 
 
 @dataclass(frozen=True)
 class ModelDims:
-    """The fixed sizes a bundle's graphs are built with (the manifest's ``model`` section plus the image size)."""
+    """The fixed sizes a bundle's graphs are built with (the manifest's ``model`` section plus the image size); the
+    field names are ``contract.json``'s dims."""
 
     image_size: int  # S: input side in pixels
     image_tokens: int  # N = 1 + (S / patch)^2
@@ -70,19 +74,19 @@ class ModelDims:
                    decoder_head_dim=dec.hidden_size // dec.num_heads, vocab_size=dec.vocab_size)
 
     def manifest_model(self) -> dict[str, int]:
-        """The manifest's ``model`` section (the image size lives under ``preprocessing``)."""
-        return {"embed_dim": self.embed_dim, "image_tokens": self.image_tokens, "vision_width": self.vision_width,
-                "text_width": self.text_width, "decoder_layers": self.decoder_layers,
-                "decoder_heads": self.decoder_heads, "decoder_head_dim": self.decoder_head_dim,
-                "vocab_size": self.vocab_size}
+        """The manifest's ``model`` section: the dims that ``contract.json`` places under ``model``, in its order
+        (the image size lives under ``preprocessing``)."""
+        return {name: getattr(self, name) for name, (section, _) in _DIM_PATHS.items() if section == "model"}
 
     @classmethod
     def from_manifest(cls, manifest: dict[str, Any]) -> ModelDims:
-        """Reads the dims back from a manifest (``model`` and ``preprocessing.image_size``)."""
-        model = manifest["model"]
-        return cls(image_size=manifest["preprocessing"]["image_size"],
-                   **{k: model[k] for k in ("image_tokens", "vision_width", "text_width", "embed_dim",
-                                            "decoder_layers", "decoder_heads", "decoder_head_dim", "vocab_size")})
+        """Reads the dims back from a manifest, where ``contract.json``'s dims say they are."""
+        return cls(**{name: manifest[section][key] for name, (section, key) in _DIM_PATHS.items()})
+
+
+_DIM_PATHS: dict[str, tuple[str, str]] = {name: tuple(d["manifest"]) for name, d in CONTRACT["dims"].items()}
+assert set(_DIM_PATHS) == {f.name for f in dataclasses.fields(ModelDims)}, f"{CONTRACT_PATH}: dims != ModelDims"
+assert not set(_DIM_PATHS) & set(CONTRACT["axes"]), f"{CONTRACT_PATH}: a name is both a dim and an axis"
 
 
 @dataclass(frozen=True)
@@ -115,28 +119,66 @@ class GraphSpec:
                 for t in self.inputs + self.outputs}
 
 
+def _resolve(entry: dict[str, Any], d: ModelDims, i: int | None = None) -> TensorSpec:
+    """One tensor of ``contract.json`` for dims ``d``: dim names become sizes, axis names stay; ``{i}`` in a
+    repeated tensor's name becomes the layer index."""
+    def size(x: Dim) -> Dim:
+        if isinstance(x, int) or x in CONTRACT["axes"]:
+            return x
+        if x in _DIM_PATHS:
+            return getattr(d, x)
+        raise ValueError(f"{CONTRACT_PATH}: {entry['name']}: {x!r} is neither a dim nor an axis")
+
+    name = entry["name"] if i is None else entry["name"].format(i=i)
+    return TensorSpec(name, entry["dtype"], tuple(size(x) for x in entry["shape"]))
+
+
+def _tensors(entries: list[dict[str, Any]], d: ModelDims) -> tuple[TensorSpec, ...]:
+    """A graph's inputs or outputs: plain entries, and ``repeat`` blocks (the decoder's per-layer cache) expanded
+    once per index ``i`` below the named dim, their tensors in order for each ``i``."""
+    out: list[TensorSpec] = []
+    for e in entries:
+        if "repeat" in e:
+            out += [_resolve(t, d, i) for i in range(getattr(d, e["repeat"])) for t in e["tensors"]]
+        else:
+            out.append(_resolve(e, d))
+    return tuple(out)
+
+
 def graph_specs(d: ModelDims) -> dict[str, GraphSpec]:
-    """Every graph of FORMAT.md's table for a model of dims ``d``."""
-    s, n, dv, dt, e = d.image_size, d.image_tokens, d.vision_width, d.text_width, d.embed_dim
-    h, dh, v = d.decoder_heads, d.decoder_head_dim, d.vocab_size
-    image_embeds = TensorSpec("image_embeds", FLOAT32, ("B", n, dv))
+    """Every graph of ``contract.json`` for a model of dims ``d``."""
+    return {name: GraphSpec(name, _tensors(g["inputs"], d), _tensors(g["outputs"], d))
+            for name, g in CONTRACT["graphs"].items()}
 
-    def text_in(length: str) -> tuple[TensorSpec, TensorSpec]:
-        return TensorSpec("input_ids", INT64, ("B", length)), TensorSpec("attention_mask", INT64, ("B", length))
 
-    past = tuple(TensorSpec(name, FLOAT32, ("B", h, "P", dh)) for name in past_names(d.decoder_layers))
-    present = tuple(TensorSpec(name, FLOAT32, ("B", h, "P+T", dh)) for name in present_names(d.decoder_layers))
-    specs = [
-        GraphSpec(VISION, (TensorSpec("pixel_values", FLOAT32, ("B", 3, s, s)),),
-                  (image_embeds, TensorSpec("image_feat", FLOAT32, ("B", e)))),
-        GraphSpec(TEXT, text_in("L"), (TensorSpec("text_feat", FLOAT32, ("B", e)),)),
-        GraphSpec(ITM, (image_embeds, *text_in("L")), (TensorSpec("itm_logits", FLOAT32, ("B", 2)),)),
-        GraphSpec(VQA_ENCODER, (image_embeds, *text_in("Lq")),
-                  (TensorSpec("question_states", FLOAT32, ("B", "Lq", dt)),)),
-        GraphSpec(DECODER,
-                  (TensorSpec("input_ids", INT64, ("B", "T")), TensorSpec("attention_mask", INT64, ("B", "P+T")),
-                   TensorSpec("encoder_hidden", FLOAT32, ("B", "M", dv)),
-                   TensorSpec("encoder_mask", INT64, ("B", "M")), *past),
-                  (TensorSpec("logits", FLOAT32, ("B", "T", v)), *present)),
-    ]
-    return {g.name: g for g in specs}
+def _cache_names(cache: str, layers: int) -> list[str]:
+    side = "inputs" if cache == "past" else "outputs"
+    (block,) = [e for e in CONTRACT["graphs"][DECODER][side] if e.get("cache") == cache]
+    return [t["name"].format(i=i) for i in range(layers) for t in block["tensors"]]
+
+
+def past_names(layers: int) -> list[str]:
+    """Decoder cache inputs in order: past_key_0, past_value_0, past_key_1, ..."""
+    return _cache_names("past", layers)
+
+
+def present_names(layers: int) -> list[str]:
+    """Decoder cache outputs in order (the next step's past): present_key_0, present_value_0, ..."""
+    return _cache_names("present", layers)
+
+
+def contract_problem(manifest: dict[str, Any]) -> str | None:
+    """The first way a schema-valid manifest's graph entries differ from the contract for its own dims, or None;
+    what ``manifest.schema.json`` cannot say (``src/bundle/contract.ts`` checks the same)."""
+    model = manifest["model"]
+    if model["text_width"] != model["vision_width"]:
+        return (f"model.text_width ({model['text_width']}) must equal model.vision_width ({model['vision_width']}): "
+                f"the decoder reads both")
+    specs = graph_specs(ModelDims.from_manifest(manifest))
+    for graph in GRAPHS:
+        for key in ("inputs", "outputs"):
+            got = manifest["graphs"][graph][key]
+            expected = [t.to_json() for t in getattr(specs[graph], key)]
+            if got != expected:
+                return f"graphs.{graph}.{key} differ from the contract: {got} != {expected}"
+    return None

@@ -1,0 +1,276 @@
+// Generated from training/dlip/export/manifest.schema.json by scripts/manifest-types.ts: do not edit, run
+// `npm run --silent gen:types` after changing the schema (test/unit/manifest.test.ts checks this file is current).
+// Objects list only the keys the schema names: a manifest may carry more, the server relies on none of them.
+
+/**
+ * a sha256 digest in lowercase hex (64 characters)
+ */
+export type Sha256 = string;
+/**
+ * a plain file name of the bundle: no '/' or '\', not '.', '..' or manifest.json
+ */
+export type FileName = string;
+export type TokenId = number;
+export type Count = number;
+
+/**
+ * manifest.json of a DLIP model bundle (FORMAT.md). Read at run time by training/dlip/export/manifest.py (jsonschema) and src/bundle/manifest.ts (Ajv). What a schema cannot say is checked in code on both sides: each graph's inputs and outputs are those of contract.json for this manifest's dims, model.text_width equals model.vision_width, and the checksums match the files.
+ */
+export interface Manifest {
+  /**
+   * 1, or 2 where model.vqa_decoder_reads_image is true: an exporter writes 1 when it can, so that readers of format 1 refuse exactly the bundles they would answer wrongly. Format 2 adds model.vqa_decoder_reads_image.
+   */
+  format_version: 1 | 2;
+  /**
+   * a short label of letters, digits, '.', '_' or '-' (1-64 characters, starting with a letter or digit; the model's name in requests, never a file path)
+   */
+  name: string;
+  /**
+   * The model's version string, reported with its name.
+   */
+  version: string;
+  /**
+   * Where the weights come from.
+   */
+  source: {
+    /**
+     * The run folder exported (absolute path), or null for random weights.
+     */
+    run?: string | null;
+    /**
+     * sha256 of the run's checkpoints/last.pt, or null for random weights.
+     */
+    checkpoint_sha256?: Sha256 | null;
+    /**
+     * True for randomly initialised weights (test fixtures).
+     */
+    random_init?: boolean;
+    /**
+     * The model size preset (dlip/presets.json).
+     */
+    preset?: string | null;
+    /**
+     * The random seed of random-init bundles.
+     */
+    seed?: number;
+  };
+  /**
+   * ISO 8601 time of export, e.g. 2025-01-31T12:00:00+00:00.
+   */
+  created: string;
+  preprocessing: Preprocessing;
+  /**
+   * The text tokenizer (file: a Hugging Face tokenizers file, lowercase WordPiece with a [CLS] $A [SEP] post-processor) and the token limits of the evaluation.
+   */
+  tokenizer: {
+    file: FileName;
+    /**
+     * Whether text is lowercased before tokenizing.
+     */
+    lowercase: boolean;
+    special_tokens: SpecialTokenIds;
+    /**
+     * Most tokens of a text or question, special tokens included.
+     */
+    max_text_tokens: number;
+    /**
+     * Most tokens of a generated VQA answer.
+     */
+    max_answer_tokens: number;
+    /**
+     * Most tokens of a generated caption.
+     */
+    max_caption_tokens: number;
+  };
+  /**
+   * The sizes the graphs are built with; contract.json's dims name these keys.
+   */
+  model: {
+    /**
+     * E: ITC embedding size.
+     */
+    embed_dim: number;
+    /**
+     * N = 1 + (S / patch)^2 image tokens, [CLS] first.
+     */
+    image_tokens: number;
+    /**
+     * Dv: image token width.
+     */
+    vision_width: number;
+    /**
+     * Dt: text token width; must equal vision_width (the decoder cross-attends to image tokens and question states with the same weights).
+     */
+    text_width: number;
+    /**
+     * K: decoder layers (the decoder graph has a key and a value cache per layer).
+     */
+    decoder_layers: number;
+    /**
+     * H: decoder attention heads.
+     */
+    decoder_heads: number;
+    /**
+     * Dh: width of one decoder head.
+     */
+    decoder_head_dim: number;
+    /**
+     * V: vocabulary size.
+     */
+    vocab_size: number;
+    /**
+     * Format 2 only (absent in format 1, which means false): where true, the VQA answer decoder reads the question states followed by the image tokens; where false, the question states alone (BLIP).
+     */
+    vqa_decoder_reads_image?: boolean;
+  };
+  /**
+   * One entry per graph of contract.json, with its inputs and outputs for this manifest's dims: vision (image -> image token embeddings + ITC image feature), text (text -> ITC text feature), itm (image tokens + [ENC] text -> ITM logits), vqa_encoder (image tokens + [ENC] question -> question states), decoder (one decoder step with a key/value cache, for captions and VQA answers).
+   */
+  graphs: {
+    vision: GraphSpec;
+    text: GraphSpec;
+    itm: GraphSpec;
+    vqa_encoder: GraphSpec;
+    decoder: GraphSpec;
+  };
+  /**
+   * sha256 of every file of the bundle except manifest.json, by file name.
+   */
+  files: {
+    [k: string]: Sha256;
+  };
+  /**
+   * Parameter counts; the four parts sum to total.
+   */
+  params: {
+    /**
+     * Every parameter of the model.
+     */
+    total: number;
+    /**
+     * The ViT image encoder.
+     */
+    vision: number;
+    /**
+     * The BERT text encoder, its cross-attention included.
+     */
+    text_encoder: number;
+    /**
+     * The text decoder, its LM head included.
+     */
+    text_decoder: number;
+    /**
+     * ITC projections, the ITM head and the ITC temperature.
+     */
+    heads: number;
+    [k: string]: Count;
+  };
+  /**
+   * The evaluation of this exact model: retrieval_tr1, retrieval_ir1, caption_bleu4, caption_cider, vqa_acc (the headline of the run's metrics.json: percentages, CIDEr x100) and summary (the whole metrics.json, whose settings say how it was measured); {} for random weights, for a run never evaluated, and for a metrics.json older than the checkpoint.
+   */
+  metrics: {
+    [k: string]: unknown;
+  };
+  /**
+   * The tasks the bundle serves.
+   */
+  tasks: ("retrieval" | "captioning" | "vqa")[];
+}
+/**
+ * How an image becomes pixel_values; the server reproduces exactly these steps.
+ */
+export interface Preprocessing {
+  /**
+   * S: images are resized to S x S pixels (the vision graph's input side).
+   */
+  image_size: number;
+  /**
+   * Per-channel mean (RGB) subtracted after scaling.
+   *
+   * @minItems 3
+   * @maxItems 3
+   */
+  mean: [number, number, number];
+  /**
+   * Per-channel standard deviation (RGB) divided by after the mean, each > 0.
+   *
+   * @minItems 3
+   * @maxItems 3
+   */
+  std: [number, number, number];
+  /**
+   * The resize filter (Pillow's, which the server reproduces).
+   */
+  resample: "bicubic" | "bilinear";
+  /**
+   * Transparent pixels are composited over white.
+   */
+  alpha: "composite_white";
+  /**
+   * A one-channel image is replicated to three channels.
+   */
+  grayscale: "replicate";
+  /**
+   * The EXIF orientation is applied before resizing.
+   */
+  exif: "apply";
+  /**
+   * Tensor layout of pixel_values.
+   */
+  layout: "NCHW";
+  /**
+   * Pixel values are divided by 255 before normalisation.
+   */
+  scale: "1/255";
+}
+/**
+ * Ids of the special tokens: [PAD], [UNK], [CLS] (text encoder), [SEP] (end), [MASK], [ENC] (ITM and VQA encoder input), [DEC] (first decoder token).
+ */
+export interface SpecialTokenIds {
+  pad: TokenId;
+  unk: TokenId;
+  cls: TokenId;
+  sep: TokenId;
+  mask: TokenId;
+  enc: TokenId;
+  dec: TokenId;
+}
+/**
+ * A graph's file, checksum, inputs and outputs (contract.json's, for the manifest's dims).
+ */
+export interface GraphSpec {
+  file: FileName;
+  sha256: Sha256;
+  /**
+   * The graph's inputs in order, as in contract.json.
+   */
+  inputs: TensorSpec[];
+  /**
+   * The graph's outputs in order, as in contract.json.
+   */
+  outputs: TensorSpec[];
+  /**
+   * The optional dynamic-quantised variant: same inputs and outputs.
+   */
+  int8?: {
+    file: FileName;
+    sha256: Sha256;
+  };
+}
+/**
+ * One input or output of a graph.
+ */
+export interface TensorSpec {
+  /**
+   * The exact input or output name.
+   */
+  name: string;
+  /**
+   * float32 activations, int64 token ids and masks.
+   */
+  dtype: "float32" | "int64";
+  /**
+   * Integers for fixed axes, symbolic names for dynamic ones (contract.json's axes), e.g. ["B", 2, "P+T", 16].
+   */
+  shape: (number | string)[];
+}

@@ -10,14 +10,14 @@ import type { Config } from "./config.js";
 import { ApiError, toApiError } from "./errors.js";
 import batching from "./plugins/batching.js";
 import metrics from "./plugins/metrics.js";
-import sessions from "./plugins/sessions.js";
+import models from "./plugins/models.js";
 import captions from "./routes/captions.js";
 import embeddings from "./routes/embeddings.js";
 import health from "./routes/health.js";
-import models from "./routes/models.js";
+import modelList from "./routes/models.js";
 import rank from "./routes/rank.js";
 import { requestSignal } from "./routes/input.js";
-import { ErrorBody } from "./routes/schemas.js";
+import { BYTES_KEYWORD, ErrorBody, FORM_LIMITS, NON_BLANK } from "./routes/schemas.js";
 import vqa from "./routes/vqa.js";
 
 const REQUEST_ID = /^[\w.:-]{1,64}$/;
@@ -26,15 +26,9 @@ export const app = fp<{ config: Config }>(
   async (app, { config }) => {
     app.removeContentTypeParser(["text/plain"]); // JSON and multipart only: anything else is 415
     app.addSchema(ErrorBody);
+    app.decorate("config", config);
     await app.register(multipart, {
-      limits: {
-        fileSize: config.fileLimitBytes,
-        files: 300,
-        fields: 300,
-        parts: 600,
-        fieldSize: 64 * 1024,
-        headerPairs: 64,
-      },
+      limits: { ...FORM_LIMITS, fileSize: config.fileLimitBytes },
       throwFileSizeLimit: true,
     });
     await app.register(swagger, {
@@ -49,19 +43,14 @@ export const app = fp<{ config: Config }>(
     await app.register(swaggerUi, { routePrefix: "/docs" });
 
     await app.register(metrics);
-    await app.register(sessions, { config });
+    await app.register(models, { config });
     await app.register(batching, { config });
 
     app.decorateRequest("deadline", null as unknown as AbortSignal);
     app.addHook("onRequest", async (req, reply) => {
       reply.header("x-request-id", req.id);
       if (!req.url.startsWith("/v1/")) return;
-      if (app.lifecycle.draining)
-        throw new ApiError("draining", "the server is shutting down; retry on another instance", 5);
-      if (!app.lifecycle.ready) throw new ApiError("not_ready", "models are not loaded and warmed up yet", 1);
-      // admitted: a drain waits for it
-      app.lifecycle.inflight++;
-      reply.raw.once("close", () => app.lifecycle.inflight--);
+      reply.raw.once("close", app.lifecycle.admit()); // 503 unless open; a drain waits for it until answered
       req.deadline = requestSignal(req, reply, config.requestTimeoutMs);
     });
 
@@ -80,15 +69,21 @@ export const app = fp<{ config: Config }>(
       }),
     );
 
-    await app.register(captions, { config });
-    await app.register(vqa, { config });
-    await app.register(embeddings, { config });
-    await app.register(rank, { config });
-    await app.register(models);
+    await app.register(captions);
+    await app.register(vqa);
+    await app.register(embeddings);
+    await app.register(rank);
+    await app.register(modelList);
     await app.register(health);
   },
   { name: "dlip-app" },
 );
+
+declare module "fastify" {
+  interface FastifyInstance {
+    config: Config;
+  }
+}
 
 interface AjvError {
   keyword: string;
@@ -106,18 +101,29 @@ export function schemaErrorFormatter(errors: AjvError[], dataVar: string): Error
       .slice(1)
       .map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`))
       .join("");
-  const anyOf = errors.find((e) => e.keyword === "anyOf");
-  const e = anyOf ?? errors[0];
+  // a rank query matches neither form: the error inside the field it gives ("body.query.text is blank"), else what
+  // the two forms are (an image slot's anyOf, a string or multipart bytes, puts the string branch's error first)
+  const query = errors.find((e) => e.keyword === "anyOf" && e.instancePath.endsWith("/query"));
+  const inQuery = query && errors.find((e) => e.instancePath.startsWith(`${query.instancePath}/`));
+  const e = inQuery ?? query ?? errors[0];
   let msg: string;
-  if (e.keyword === "additionalProperties")
+  if (e === query) msg = `${where(e.instancePath)} must be {"text": string} or {"image": base64 string}`;
+  else if (e.keyword === "additionalProperties")
     msg = `${where(e.instancePath)} has an unknown field '${String(e.params.additionalProperty).slice(0, 64)}'`;
   else if (e.keyword === "required")
     msg = `${where(e.instancePath)} is missing the field '${String(e.params.missingProperty)}'`;
-  else if (anyOf && e.instancePath.endsWith("/query"))
-    msg = `${where(e.instancePath)} must be {"text": string} or {"image": base64 string}`;
+  else if (e.keyword === "maxLength") msg = `${where(e.instancePath)} is longer than ${e.params.limit} characters`;
+  else if (e.keyword === "pattern" && e.params.pattern === NON_BLANK) msg = `${where(e.instancePath)} is blank`;
+  else if (e.keyword === "enum")
+    msg = `${where(e.instancePath)} must be one of ${(e.params.allowedValues as unknown[]).join(", ")}`;
   else msg = `${where(e.instancePath)} ${e.message ?? "is invalid"}`;
   return Object.assign(new Error(msg), { validation: errors });
 }
+
+type AjvPlugin = NonNullable<NonNullable<FastifyServerOptions["ajv"]>["plugins"]>[number];
+
+/** The `bytes` keyword of an image slot (routes/schemas.ts). */
+const bytesKeyword: AjvPlugin = (ajv) => ajv.addKeyword(BYTES_KEYWORD);
 
 /** A configured Fastify instance with the app registered and loaded (sessions up, warmed), not listening. */
 export async function buildApp(
@@ -133,7 +139,7 @@ export async function buildApp(
       const given = req.headers["x-request-id"];
       return typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
     },
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false }, plugins: [bytesKeyword] },
     schemaErrorFormatter,
     return503OnClosing: true,
     forceCloseConnections: "idle",

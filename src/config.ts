@@ -3,62 +3,54 @@
 import os from "node:os";
 import { parseArgs } from "node:util";
 
-export type Device = "auto" | "cpu" | "cuda";
-export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
-
-export interface Config {
-  port: number; // TCP port to listen on
-  host: string; // interface to bind
-  modelsDir: string; // directory holding one sub-directory per model bundle
-  defaultModel: string | null; // bundle served when a request names none (null: "default", else the first by name)
-  device: Device; // execution provider: auto = CUDA where it loads, else CPU (with a warning)
-  workers: number; // inference worker threads (each holds its own sessions)
-  threadsPerWorker: number; // onnxruntime intra-op threads per worker
-  maxBatchSize: number; // rows per inference run
-  maxBatchDelayMs: number; // how long a non-full batch may wait for more rows once a worker is free
-  maxQueue: number; // rows waiting per model and graph before requests are refused (429)
-  requestTimeoutMs: number; // a request's deadline, from arrival (504 past it)
-  bodyLimitBytes: number; // whole request body
-  fileLimitBytes: number; // one image (multipart file or decoded base64)
-  maxImagePixels: number; // decoded width * height per image (decompression bombs)
-  drainMs: number; // on SIGTERM: how long in-flight requests get to finish
-  logLevel: LogLevel;
-}
-
-export class ConfigError extends Error {}
-
-interface Setting {
-  key: keyof Config;
-  env: string;
-  flag: string;
-  kind: "int" | "string" | "enum";
-  min?: number;
-  choices?: readonly string[];
-  help: string;
-}
-
-// One row per setting: the README's configuration table lists the same names and defaults.
-export const SETTINGS: readonly Setting[] = [
-  { key: "port", env: "PORT", flag: "port", kind: "int", min: 0, help: "TCP port" },
-  { key: "host", env: "HOST", flag: "host", kind: "string", help: "interface to bind" },
-  { key: "modelsDir", env: "MODELS_DIR", flag: "models-dir", kind: "string", help: "directory of model bundles" },
-  { key: "defaultModel", env: "DEFAULT_MODEL", flag: "default-model", kind: "string", help: "default model name" },
+// One row per setting: its Config key, environment variable, flag, kind, default and meaning. The Config type and
+// the defaults follow from these rows; the README's configuration table lists the same names and defaults (a test
+// compares them).
+export const SETTINGS = [
+  { key: "port", env: "PORT", flag: "port", kind: "int", min: 0, default: 8080, help: "TCP port" },
+  { key: "host", env: "HOST", flag: "host", kind: "string", default: "0.0.0.0", help: "interface to bind" },
+  {
+    key: "modelsDir",
+    env: "MODELS_DIR",
+    flag: "models-dir",
+    kind: "string",
+    default: "models",
+    help: "directory of model bundles (one sub-directory each)",
+  },
+  {
+    key: "defaultModel",
+    env: "DEFAULT_MODEL",
+    flag: "default-model",
+    kind: "string",
+    default: null, // the bundle named "default", else the first by name
+    help: "default model name",
+  },
   {
     key: "device",
     env: "DEVICE",
     flag: "device",
     kind: "enum",
-    choices: ["auto", "cpu", "cuda"],
+    choices: ["auto", "cpu", "cuda"], // auto: CUDA where it loads, else CPU (with a warning)
+    default: "auto",
     help: "auto|cpu|cuda",
   },
-  { key: "workers", env: "WORKERS", flag: "workers", kind: "int", min: 1, help: "inference worker threads" },
+  {
+    key: "workers",
+    env: "WORKERS",
+    flag: "workers",
+    kind: "int",
+    min: 1,
+    default: 1,
+    help: "inference worker threads (each holds its own sessions)",
+  },
   {
     key: "threadsPerWorker",
     env: "THREADS_PER_WORKER",
     flag: "threads-per-worker",
     kind: "int",
     min: 1,
-    help: "onnxruntime threads per worker",
+    default: (cpus: number, workers: number) => defaultThreadsPerWorker(cpus, workers),
+    help: "onnxruntime intra-op threads per worker",
   },
   {
     key: "maxBatchSize",
@@ -66,6 +58,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: "max-batch-size",
     kind: "int",
     min: 1,
+    default: 32,
     help: "rows per inference run",
   },
   {
@@ -74,7 +67,8 @@ export const SETTINGS: readonly Setting[] = [
     flag: "max-batch-delay-ms",
     kind: "int",
     min: 0,
-    help: "batch gathering delay (ms)",
+    default: 0,
+    help: "how long a non-full batch may wait for more rows once a worker is free (ms)",
   },
   {
     key: "maxQueue",
@@ -82,7 +76,8 @@ export const SETTINGS: readonly Setting[] = [
     flag: "max-queue",
     kind: "int",
     min: 1,
-    help: "queued rows per model and graph",
+    default: 256,
+    help: "rows waiting per model and graph before requests are refused (429)",
   },
   {
     key: "requestTimeoutMs",
@@ -90,7 +85,8 @@ export const SETTINGS: readonly Setting[] = [
     flag: "request-timeout-ms",
     kind: "int",
     min: 1,
-    help: "request deadline (ms)",
+    default: 30_000,
+    help: "a request's deadline from arrival (ms; 504 past it)",
   },
   {
     key: "bodyLimitBytes",
@@ -98,6 +94,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: "body-limit-bytes",
     kind: "int",
     min: 1024,
+    default: 20 * 1024 * 1024,
     help: "request body limit (bytes)",
   },
   {
@@ -106,7 +103,8 @@ export const SETTINGS: readonly Setting[] = [
     flag: "file-limit-bytes",
     kind: "int",
     min: 1,
-    help: "per-image limit (bytes)",
+    default: 10 * 1024 * 1024,
+    help: "per-image limit: a multipart file or decoded base64 (bytes)",
   },
   {
     key: "maxImagePixels",
@@ -114,18 +112,44 @@ export const SETTINGS: readonly Setting[] = [
     flag: "max-image-pixels",
     kind: "int",
     min: 1,
-    help: "decoded pixels per image",
+    default: 40_000_000,
+    help: "decoded width x height per image (decompression bombs)",
   },
-  { key: "drainMs", env: "DRAIN_MS", flag: "drain-ms", kind: "int", min: 0, help: "shutdown drain time (ms)" },
+  {
+    key: "drainMs",
+    env: "DRAIN_MS",
+    flag: "drain-ms",
+    kind: "int",
+    min: 0,
+    default: 10_000,
+    help: "on SIGTERM, how long admitted requests get to finish (ms)",
+  },
   {
     key: "logLevel",
     env: "LOG_LEVEL",
     flag: "log-level",
     kind: "enum",
     choices: ["fatal", "error", "warn", "info", "debug", "trace", "silent"],
+    default: "info",
     help: "log level",
   },
-];
+] as const;
+
+type Setting = (typeof SETTINGS)[number];
+type Value<S extends Setting> = S extends { kind: "int" }
+  ? number
+  : S extends { kind: "enum"; choices: readonly (infer C)[] }
+    ? C
+    : S extends { default: null }
+      ? string | null
+      : string;
+
+/** The resolved configuration: one field per setting, typed by its kind. */
+export type Config = { -readonly [S in Setting as S["key"]]: Value<S> };
+export type Device = Config["device"];
+export type LogLevel = Config["logLevel"];
+
+export class ConfigError extends Error {}
 
 /**
  * THREADS_PER_WORKER's default: the cores but one, shared among the workers (at least 1). The spare core is the HTTP
@@ -137,24 +161,16 @@ export function defaultThreadsPerWorker(cpus: number, workers: number): number {
 }
 
 export function defaultConfig(cpus: number = os.availableParallelism()): Config {
-  return {
-    port: 8080,
-    host: "0.0.0.0",
-    modelsDir: "models",
-    defaultModel: null,
-    device: "auto",
-    workers: 1,
-    threadsPerWorker: defaultThreadsPerWorker(cpus, 1),
-    maxBatchSize: 32,
-    maxBatchDelayMs: 0,
-    maxQueue: 256,
-    requestTimeoutMs: 30_000,
-    bodyLimitBytes: 20 * 1024 * 1024,
-    fileLimitBytes: 10 * 1024 * 1024,
-    maxImagePixels: 40_000_000,
-    drainMs: 10_000,
-    logLevel: "info",
-  };
+  return withDefaults({}, cpus);
+}
+
+/** `given` completed with each setting's default; a computed default (threads) sees the given or default workers. */
+function withDefaults(given: Record<string, unknown>, cpus: number): Config {
+  const cfg: Record<string, unknown> = {};
+  for (const s of SETTINGS) if (typeof s.default !== "function") cfg[s.key] = given[s.key] ?? s.default;
+  for (const s of SETTINGS)
+    if (typeof s.default === "function") cfg[s.key] = given[s.key] ?? s.default(cpus, cfg.workers as number);
+  return cfg as Config;
 }
 
 /** Resolves the configuration: defaults < environment < flags. Throws ConfigError naming the bad variable/flag. */
@@ -176,19 +192,15 @@ export function loadConfig(
     throw new ConfigError((err as Error).message.split("\n")[0]);
   }
   if (values.help) throw new ConfigError(usage());
-  const cfg: Record<string, unknown> = { ...defaultConfig() };
-  // threads default to the cores but one shared among workers; recomputed once workers is known
-  let threadsSet = false;
+  const given: Record<string, unknown> = {};
   for (const s of SETTINGS) {
     const fromFlag = values[s.flag];
     const raw = typeof fromFlag === "string" ? fromFlag : env[s.env];
     if (raw === undefined || raw === "") continue;
     const source = typeof fromFlag === "string" ? `--${s.flag}` : s.env;
-    cfg[s.key] = parseValue(s, raw.trim(), source);
-    if (s.key === "threadsPerWorker") threadsSet = true;
+    given[s.key] = parseValue(s, raw.trim(), source);
   }
-  if (!threadsSet) cfg.threadsPerWorker = defaultThreadsPerWorker(os.availableParallelism(), cfg.workers as number);
-  const out = { ...(cfg as unknown as Config), ...overrides };
+  const out = { ...withDefaults(given, os.availableParallelism()), ...overrides };
   if (out.port > 65535) throw new ConfigError(`PORT must be <= 65535, got ${out.port}`);
   if (out.fileLimitBytes > out.bodyLimitBytes) {
     throw new ConfigError(
@@ -206,8 +218,8 @@ function parseValue(s: Setting, raw: string, source: string): unknown {
       throw new ConfigError(`${source} must be an integer >= ${s.min ?? 0}, got '${raw}'`);
     return n;
   }
-  if (s.kind === "enum" && !s.choices!.includes(raw)) {
-    throw new ConfigError(`${source} must be one of ${s.choices!.join(", ")}, got '${raw}'`);
+  if (s.kind === "enum" && !(s.choices as readonly string[]).includes(raw)) {
+    throw new ConfigError(`${source} must be one of ${s.choices.join(", ")}, got '${raw}'`);
   }
   return raw;
 }

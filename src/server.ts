@@ -37,12 +37,9 @@ async function main(): Promise<void> {
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    app.lifecycle.draining = true;
     app.log.info({ signal, inflight: app.lifecycle.inflight, drainMs: config.drainMs }, "draining");
-    const end = Date.now() + config.drainMs;
-    while (app.lifecycle.inflight > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
-    if (app.lifecycle.inflight > 0)
-      app.log.warn({ inflight: app.lifecycle.inflight }, "drain time over; closing with requests unanswered");
+    const unanswered = await app.lifecycle.drain(config.drainMs);
+    if (unanswered > 0) app.log.warn({ inflight: unanswered }, "drain time over; closing with requests unanswered");
     await app.close();
     app.log.info("stopped");
     process.exit(0);

@@ -22,9 +22,8 @@ export default async function health(app: FastifyInstance) {
     "/readyz",
     { schema: { summary: "Readiness", tags: ["probes"], response: { 200: Status, 503: ErrorBody } } },
     async () => {
-      if (app.lifecycle.draining) throw new ApiError("draining", "the server is shutting down", 5);
-      if (!app.lifecycle.ready || !app.pool.alive())
-        throw new ApiError("not_ready", "models are not loaded and warmed up yet", 1);
+      app.lifecycle.assertReady();
+      if (!app.pool.alive()) throw new ApiError("not_ready", "an inference worker is down (restarting)", 1);
       return { status: "ready" };
     },
   );

@@ -1,6 +1,6 @@
-// Request input shared by the task routes: JSON bodies (validated by the route schema) or multipart/form-data
-// (read here into the same shape), images as bytes (base64 / data URIs / uploads; never fetched from URLs),
-// the request's deadline and client-gone signal, and timing of preprocessing.
+// Request input shared by the task routes: multipart/form-data parts (read here, converted by each route into its
+// JSON body's shape), image strings to bytes (base64 / data URIs; never fetched from URLs), and the request's
+// deadline and client-gone signal.
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { ApiError, invalidField, invalidImage } from "../errors.js";
 import type { Config } from "../config.js";
@@ -61,10 +61,14 @@ export async function readMultipart(
   }
 }
 
-/** Typed access to form fields, with the same rules as the JSON schemas. */
+/**
+ * A multipart form's parts by name, for a route's conversion into its JSON body's shape. The conversion renames and
+ * groups parts; the route's schema then validates the result as it validates JSON (types, ranges, counts, lengths).
+ */
 export class Form {
   constructor(private readonly input: FormInput) {}
 
+  /** A field given at most once. */
   one(name: string): string | undefined {
     const v = this.input.fields.get(name);
     if (v && v.length > 1) throw invalidField(`field '${name}' is given ${v.length} times; give it once`);
@@ -75,25 +79,21 @@ export class Form {
     return this.input.fields.get(name) ?? [];
   }
 
+  /** A file part given at most once. */
+  file(name: string): Buffer | undefined {
+    const v = this.files(name);
+    if (v.length > 1) throw invalidField(`send one '${name}' file part, got ${v.length}`);
+    return v[0];
+  }
+
   files(name: string): Buffer[] {
     return this.input.files.get(name) ?? [];
   }
 
-  int(name: string, min: number, max: number): number | undefined {
+  /** A field holding an integer: a number when it reads as one, else the text, which the schema then refuses. */
+  int(name: string): number | string | undefined {
     const raw = this.one(name);
-    if (raw === undefined) return undefined;
-    if (!/^\s*-?\d+\s*$/.test(raw)) throw invalidField(`field '${name}' must be an integer, got '${raw.slice(0, 32)}'`);
-    const n = Number(raw);
-    if (n < min || n > max) throw invalidField(`field '${name}' must be between ${min} and ${max}, got ${n}`);
-    return n;
-  }
-
-  choice<T extends string>(name: string, choices: readonly T[]): T | undefined {
-    const raw = this.one(name);
-    if (raw === undefined) return undefined;
-    if (!choices.includes(raw as T))
-      throw invalidField(`field '${name}' must be one of ${choices.join(", ")}, got '${raw.slice(0, 32)}'`);
-    return raw as T;
+    return raw !== undefined && /^\s*-?\d+\s*$/.test(raw) ? Number(raw) : raw;
   }
 }
 
@@ -149,23 +149,4 @@ export function requestSignal(req: FastifyRequest, reply: FastifyReply, timeoutM
   });
   req.log.debug({ timeoutMs }, "deadline set");
   return ctl.signal;
-}
-
-/** Resolves with `p`, or rejects as soon as `signal` aborts (the batch may still finish; its result is ignored). */
-export function guard<T>(signal: AbortSignal, p: Promise<T>): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(v);
-      },
-      (e) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(e);
-      },
-    );
-  });
 }

@@ -236,24 +236,21 @@ test("a request whose client disconnects is dropped before inference", async () 
 });
 
 test("503 with Retry-After while not ready or draining; probes say so", async () => {
-  app.lifecycle.draining = true;
-  try {
-    const res = await post("/v1/embeddings").send({ texts: ["x"] });
-    isError(res, 503, "draining");
-    assert.ok(Number(res.headers["retry-after"]) > 0);
-    isError(await request(app.server).get("/readyz"), 503, "draining");
-    await request(app.server).get("/healthz").expect(200); // alive all the same
-  } finally {
-    app.lifecycle.draining = false;
-  }
-  app.lifecycle.ready = false;
+  app.lifecycle.close(); // as while the sessions close
   try {
     isError(await post("/v1/embeddings").send({ texts: ["x"] }), 503, "not_ready");
     isError(await request(app.server).get("/readyz"), 503, "not_ready");
   } finally {
-    app.lifecycle.ready = true;
+    app.lifecycle.open();
   }
   await request(app.server).get("/readyz").expect(200);
+  // last: a drain does not end (the app closes after it)
+  assert.equal(await app.lifecycle.drain(0), 0, "nothing in flight");
+  const res = await post("/v1/embeddings").send({ texts: ["x"] });
+  isError(res, 503, "draining");
+  assert.ok(Number(res.headers["retry-after"]) > 0);
+  isError(await request(app.server).get("/readyz"), 503, "draining");
+  await request(app.server).get("/healthz").expect(200); // alive all the same
 });
 
 test("no 500 so far: the only 5xx answers above are the deliberate 503s and 504s", async () => {

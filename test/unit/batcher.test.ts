@@ -99,6 +99,26 @@ test("aborted requests leave the queue before inference (client gone, deadline)"
   await assert.rejects(b.submit([1], late.signal), (e: unknown) => (e as ApiError).status === 504);
 });
 
+test("a request aborted while its batch runs is rejected at once; the batch's late outputs are ignored", async () => {
+  const s = new Scheduler(1);
+  const { batches, run } = fakeRun(500);
+  const b = new Batcher({ model: "m", graph: "g" }, opts, run, s);
+  const ctl = new AbortController();
+  const t0 = performance.now();
+  const mine = b.submit([1, 2], ctl.signal);
+  const other = b.submit([3]); // queued behind the running batch, not aborted
+  setTimeout(() => ctl.abort(new ApiError("deadline_exceeded", "late")), 50);
+  await assert.rejects(mine, (e: unknown) => (e as ApiError).code === "deadline_exceeded");
+  const waited = performance.now() - t0;
+  assert.ok(waited < 300, `rejected ${waited.toFixed(0)} ms after submit, not when the 500 ms batch ended`);
+  assert.deepEqual(
+    batches.map((x) => x.inputs),
+    [[1, 2]],
+    "it was running when the abort came",
+  );
+  assert.deepEqual(await other, [6], "the queue carries on");
+});
+
 test("two workers run two batches at once; the oldest queue goes first", async () => {
   const s = new Scheduler(2);
   const a = fakeRun(30);

@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import { test } from "node:test";
+import { fileURLToPath } from "node:url";
 import { ConfigError, defaultConfig, defaultThreadsPerWorker, loadConfig, SETTINGS } from "../../src/config.js";
 
 test("defaults, then environment, then flags", () => {
@@ -43,5 +46,20 @@ test("every setting has an env name, a flag and a default", () => {
     assert.ok(s.key in d, s.key);
     assert.match(s.env, /^[A-Z_]+$/);
     assert.match(s.flag, /^[a-z-]+$/);
+  }
+});
+
+test("the README's configuration table lists every setting, in order, with its flag and literal default", () => {
+  const readme = readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../README.md"), "utf8");
+  const rows = [...readme.matchAll(/^\| `([A-Z_]+)` \| `--([a-z-]+)` \| ([^|]+) \|/gm)];
+  assert.deepEqual(
+    rows.map((r) => [r[1], r[2]]),
+    SETTINGS.map((s) => [s.env, s.flag]),
+  );
+  const d = defaultConfig() as unknown as Record<string, unknown>;
+  for (const [row, s] of rows.map((r, i) => [r, SETTINGS[i]] as const)) {
+    const literal = /^`([^`]+)`/.exec(row[3].trim()); // computed defaults are described in words
+    if (literal) assert.equal(literal[1], String(d[s.key]), s.env);
+    else assert.equal(typeof s.default === "function" || s.default === null, true, `${s.env}: a literal default`);
   }
 });

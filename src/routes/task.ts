@@ -1,0 +1,91 @@
+// What every task route shares. `taskRoute()` gives a route's options: its schemas (the body, typed through the
+// TypeBox type provider; a reply per status) and, for multipart/form-data, a preValidation step that reads the form
+// and converts it into the JSON body's shape, so that Fastify validates both kinds of body with the route's one
+// compiled schema. Then the steps handlers share: images to pixels and texts to token rows, each timed into the
+// preprocessing histogram.
+import type { FastifyRequest } from "fastify";
+import type { TSchema } from "typebox";
+import { ApiError } from "../errors.js";
+import { preprocessImage } from "../preprocess/image.js";
+import type { ServedModel } from "../services/models.js";
+import { decodeImageString, Form, readMultipart } from "./input.js";
+import { TASK_ERRORS } from "./schemas.js";
+
+export interface FormSpec {
+  fields: string[]; // field names the form may have
+  files: string[]; // file part names the form may have
+  parts: string; // the form described for the OpenAPI document
+  /** The form as the JSON body it stands for (validated by the route's schema next, so not yet typed). */
+  toBody: (form: Form) => Record<string, unknown>;
+}
+
+export function taskRoute<B extends TSchema, R extends TSchema>(spec: {
+  summary: string;
+  body: B;
+  reply: R;
+  form: FormSpec;
+}) {
+  const { form } = spec;
+  return {
+    schema: {
+      summary: spec.summary,
+      description: `JSON body as described, or multipart/form-data with ${form.parts}.`,
+      tags: ["tasks"],
+      body: spec.body,
+      response: { 200: spec.reply, ...TASK_ERRORS },
+    },
+    async preValidation(req: FastifyRequest) {
+      if (req.isMultipart()) req.body = form.toBody(new Form(await readMultipart(req, req.server.config, form)));
+      else if (req.body === undefined) throw new ApiError("invalid_json", "the request has no body");
+    },
+  };
+}
+
+/** Images of either form (JSON strings, multipart bytes) -> model pixels; `label(i)` names an image in errors. */
+export async function prepareImages(
+  req: FastifyRequest,
+  model: ServedModel,
+  images: (string | Buffer)[],
+  label: (i: number) => string,
+): Promise<Float32Array[]> {
+  const t0 = performance.now();
+  const limit = req.server.config.fileLimitBytes;
+  const pixels = await Promise.all(
+    images.map((im, i) =>
+      preprocessImage(typeof im === "string" ? decodeImageString(im, label(i), limit) : im, model.image, label(i)),
+    ),
+  );
+  req.server.metrics.preprocessDuration.labels(model.name, "image").observe((performance.now() - t0) / 1000);
+  req.deadline.throwIfAborted();
+  return pixels;
+}
+
+/** `images[i]`-style labels for prepareImages. */
+export const at =
+  (name: string) =>
+  (i: number): string =>
+    `${name}[${i}]`;
+
+/** Token rows for texts: [CLS] text [SEP] (or `first` in place of [CLS]), truncated to the model's max_text_tokens. */
+export function prepareTexts(req: FastifyRequest, model: ServedModel, texts: string[], first?: number): number[][] {
+  const t0 = performance.now();
+  const max = model.manifest.tokenizer.max_text_tokens;
+  const rows = texts.map((t) =>
+    first === undefined ? model.tokenizer.encode(t, max) : model.tokenizer.encodeWithFirst(t, max, first),
+  );
+  req.server.metrics.preprocessDuration.labels(model.name, "text").observe((performance.now() - t0) / 1000);
+  return rows;
+}
+
+export function l2normalise(v: Float32Array): number[] {
+  let s = 0;
+  for (const x of v) s += x * x;
+  const n = Math.sqrt(s) || 1;
+  return Array.from(v, (x) => x / n);
+}
+
+declare module "fastify" {
+  interface FastifyRequest {
+    deadline: AbortSignal; // the request's deadline and client-gone signal (task routes only)
+  }
+}

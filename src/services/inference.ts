@@ -1,0 +1,135 @@
+// The inference service: one batching queue per model and graph over the worker pool, and the typed calls routes
+// make: `app.inference.images(model, pixels, signal)` and so on. A call's rows leave their queue, or are rejected
+// while their batch runs, as soon as `signal` aborts (the request's deadline or its client leaving).
+import { Batcher, type BatchKey, type Scheduler } from "../batching/batcher.js";
+import type { GenResult } from "../decode/search.js";
+import {
+  fusedFeeds,
+  generationFeeds,
+  splitRows,
+  splitStates,
+  splitVision,
+  textFeeds,
+  visionFeeds,
+  type FusedRow,
+  type GenInput,
+  type ImageRow,
+  type StatesRow,
+} from "../inference/graphs.js";
+import type { WorkerPool } from "../inference/pool.js";
+import type { JobReply, WireTensor } from "../inference/protocol.js";
+import type { ServedModel } from "./models.js";
+
+interface ModelQueues {
+  vision: Batcher<Float32Array, ImageRow>;
+  text: Batcher<number[], Float32Array>;
+  itm: Batcher<FusedRow, number>;
+  vqa_encoder: Batcher<FusedRow, StatesRow>;
+  decoder: Batcher<GenInput, GenResult>;
+}
+
+export class Inference {
+  private readonly queues = new Map<string, ModelQueues>();
+
+  constructor(
+    readonly scheduler: Scheduler,
+    private readonly pool: WorkerPool,
+    models: ServedModel[],
+    opts: { maxBatch: number; maxDelayMs: number; maxQueue: number },
+  ) {
+    for (const m of models) {
+      const key = (graph: string): BatchKey => ({ model: m.name, graph });
+      const pad = m.manifest.tokenizer.special_tokens.pad;
+      const { image_tokens: N, vision_width: Dv } = m.manifest.model;
+      const run = async (worker: number, graph: string, feeds: Record<string, WireTensor>) => {
+        const reply = await this.pool.run(worker, { type: "run", model: m.name, graph, feeds }, transferables(feeds));
+        return (reply as Extract<JobReply, { type: "result" }>).outputs;
+      };
+      this.queues.set(m.name, {
+        vision: new Batcher(
+          key("vision"),
+          opts,
+          async (px, w) => splitVision(await run(w, "vision", visionFeeds(px, m.image.size)), px.length),
+          scheduler,
+        ),
+        text: new Batcher(
+          key("text"),
+          opts,
+          async (ids, w) => splitRows((await run(w, "text", textFeeds(ids, pad))).text_feat, ids.length),
+          scheduler,
+        ),
+        itm: new Batcher(
+          key("itm"),
+          opts,
+          async (rows, w) => {
+            const logits = (await run(w, "itm", fusedFeeds(rows, pad, N, Dv))).itm_logits; // (B, 2)
+            return rows.map((_, i) => (logits.data as Float32Array)[i * 2 + 1]); // the match logit
+          },
+          scheduler,
+        ),
+        vqa_encoder: new Batcher(
+          key("vqa_encoder"),
+          opts,
+          async (rows, w) => splitStates(await run(w, "vqa_encoder", fusedFeeds(rows, pad, N, Dv)), rows),
+          scheduler,
+        ),
+        decoder: new Batcher(
+          key("decoder"),
+          opts,
+          async (rows, w) => {
+            const { hidden, mask } = generationFeeds(rows, rows[0].hidden.length / rows[0].length); // D: Dv (captions) = Dt (VQA)
+            const sp = m.manifest.tokenizer.special_tokens;
+            const reply = await this.pool.run(
+              w,
+              {
+                type: "generate",
+                model: m.name,
+                encoderHidden: hidden,
+                encoderMask: mask,
+                rows: rows.map((r) => r.row),
+                bos: sp.dec,
+                eos: sp.sep,
+              },
+              [hidden.data.buffer as ArrayBuffer, mask.data.buffer as ArrayBuffer],
+            );
+            return (reply as Extract<JobReply, { type: "generated" }>).results;
+          },
+          scheduler,
+        ),
+      });
+    }
+  }
+
+  private q(model: ServedModel): ModelQueues {
+    return this.queues.get(model.name)!;
+  }
+
+  /** Image tokens and ITC features, one row per image. */
+  images(model: ServedModel, pixels: Float32Array[], signal?: AbortSignal): Promise<ImageRow[]> {
+    return this.q(model).vision.submit(pixels, signal);
+  }
+
+  /** ITC features of token rows starting with [CLS]. */
+  texts(model: ServedModel, ids: number[][], signal?: AbortSignal): Promise<Float32Array[]> {
+    return this.q(model).text.submit(ids, signal);
+  }
+
+  /** ITM match logits of (image tokens, [ENC] text) pairs. */
+  itm(model: ServedModel, rows: FusedRow[], signal?: AbortSignal): Promise<number[]> {
+    return this.q(model).itm.submit(rows, signal);
+  }
+
+  /** Question states (cross-attention over the image) for VQA. */
+  questions(model: ServedModel, rows: FusedRow[], signal?: AbortSignal): Promise<StatesRow[]> {
+    return this.q(model).vqa_encoder.submit(rows, signal);
+  }
+
+  /** Greedy or beam decoding; caption and VQA rows decode in the same batches. */
+  generate(model: ServedModel, rows: GenInput[], signal?: AbortSignal): Promise<GenResult[]> {
+    return this.q(model).decoder.submit(rows, signal);
+  }
+}
+
+function transferables(feeds: Record<string, WireTensor>): ArrayBuffer[] {
+  return Object.values(feeds).map((t) => t.data.buffer as ArrayBuffer);
+}

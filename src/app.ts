@@ -7,7 +7,7 @@ import multipart from "@fastify/multipart";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import type { Config } from "./config.js";
-import { ApiError, toApiError } from "./errors.js";
+import { ApiError, errorBody, type ErrorDialect, toApiError } from "./errors.js";
 import batching from "./plugins/batching.js";
 import metrics from "./plugins/metrics.js";
 import models from "./plugins/models.js";
@@ -47,9 +47,12 @@ export const app = fp<{ config: Config }>(
     await app.register(batching, { config });
 
     app.decorateRequest("deadline", null as unknown as AbortSignal);
+    app.decorateRequest("errorDialect", "dlip");
     app.addHook("onRequest", async (req, reply) => {
       reply.header("x-request-id", req.id);
-      if (!req.url.startsWith("/v1/")) return;
+      const route = req.routeOptions.config;
+      req.errorDialect = route.dialect ?? "dlip";
+      if (!(route.api ?? req.url.startsWith("/v1/"))) return; // probes, metrics and docs are not admitted
       reply.raw.once("close", app.lifecycle.admit()); // 503 unless open; a drain waits for it until answered
       req.deadline = requestSignal(req, reply, config.requestTimeoutMs);
     });
@@ -61,13 +64,11 @@ export const app = fp<{ config: Config }>(
       if (e.status === 429 || e.status === 503 || e.status === 504) app.metrics.rejected.labels(e.code).inc();
       if (e.code === "client_gone") app.metrics.rejected.labels(e.code).inc();
       if (e.retryAfterS !== undefined) reply.header("retry-after", String(e.retryAfterS));
-      return reply.status(e.status === 499 ? 400 : e.status).send({ error: { code: e.code, message: e.message } });
+      return reply.status(e.status === 499 ? 400 : e.status).send(errorBody(e, req.errorDialect));
     });
-    app.setNotFoundHandler(async (req, reply) =>
-      reply.status(404).send({
-        error: { code: "not_found", message: `no route ${req.method} ${req.url.split("?")[0].slice(0, 200)}` },
-      }),
-    );
+    app.setNotFoundHandler(async (req) => {
+      throw new ApiError("not_found", `no route ${req.method} ${req.url.split("?")[0].slice(0, 200)}`);
+    });
 
     await app.register(captions);
     await app.register(vqa);
@@ -82,6 +83,13 @@ export const app = fp<{ config: Config }>(
 declare module "fastify" {
   interface FastifyInstance {
     config: Config;
+  }
+  interface FastifyRequest {
+    errorDialect: ErrorDialect; // the shape of this request's error body: the route's `dialect`, or a handler's choice
+  }
+  interface FastifyContextConfig {
+    api?: boolean; // admitted by the lifecycle (503 while not ready or draining) and given a deadline; default: /v1/*
+    dialect?: ErrorDialect; // the error body shape of this route (default "dlip")
   }
 }
 

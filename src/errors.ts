@@ -1,5 +1,7 @@
 // The error taxonomy: every failure a client can cause maps to one of these, and one handler (app.ts) turns them
-// into {"error": {"code", "message"}} with the right status. 4xx messages say exactly what was wrong; 5xx are masked.
+// into an error body with the right status. 4xx messages say exactly what was wrong; 5xx are masked. The body's
+// shape is the dialect of the API the request spoke (errorBody): ours {"error": {"code", "message"}}, OpenAI's
+// {"error": {"message", "type", "param", "code"}}, or KServe v2's {"error": "message"}.
 
 export type ErrorCode =
   | "invalid_json"
@@ -44,6 +46,7 @@ export class ApiError extends Error {
     readonly code: ErrorCode,
     message: string,
     readonly retryAfterS?: number,
+    readonly param?: string, // the request field at fault, where one is (OpenAI's error `param`)
   ) {
     super(message);
     this.status = STATUS[code];
@@ -98,4 +101,26 @@ export function toApiError(err: unknown): ApiError {
     return new ApiError("invalid_field", `malformed multipart body: ${msg}`);
   }
   return new ApiError("internal", "internal error");
+}
+
+/** The error body shapes, one per API surface; a route names its own (route config `dialect`). */
+export type ErrorDialect = "dlip" | "openai" | "kserve";
+
+/** OpenAI's error `type` for a status (what its SDKs map to exception classes by status anyway). */
+function openaiType(status: number): string {
+  if (status === 401) return "authentication_error";
+  if (status === 429) return "rate_limit_error";
+  return status >= 500 ? "server_error" : "invalid_request_error";
+}
+
+/** The body of an error answer in the request's dialect (the status is `e.status`, 499 sent as 400). */
+export function errorBody(e: ApiError, dialect: ErrorDialect): unknown {
+  switch (dialect) {
+    case "openai":
+      return { error: { message: e.message, type: openaiType(e.status), param: e.param ?? null, code: e.code } };
+    case "kserve":
+      return { error: e.message };
+    default:
+      return { error: { code: e.code, message: e.message } };
+  }
 }

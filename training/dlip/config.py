@@ -129,7 +129,7 @@ class ModelConfig:
     # "where is ..." questions from the question states alone only slowly; given the image tokens too, much faster.
     vqa_decoder_reads_image: bool = False
 
-    def with_vocab(self, vocab_size: int, pad_token_id: int) -> "ModelConfig":
+    def with_vocab(self, vocab_size: int, pad_token_id: int) -> ModelConfig:
         """Returns a copy whose text stacks use the tokenizer's vocabulary."""
         text = dataclasses.replace(self.text, vocab_size=vocab_size, pad_token_id=pad_token_id)
         decoder = dataclasses.replace(self.decoder, vocab_size=vocab_size, pad_token_id=pad_token_id)

@@ -27,7 +27,8 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import torch
 
@@ -68,7 +69,7 @@ class RunFolder:
         self.path = Path(path)
 
     @classmethod
-    def create(cls, path: str | Path, config: Mapping[str, Any], overwrite: bool = False) -> "RunFolder":
+    def create(cls, path: str | Path, config: Mapping[str, Any], overwrite: bool = False) -> RunFolder:
         """Makes ``path`` a run folder holding ``config`` as ``config.json``.
 
         A folder that already holds a ``config.json`` is refused unless ``overwrite=True``: then the previous run's
@@ -92,7 +93,7 @@ class RunFolder:
         return run
 
     @classmethod
-    def open(cls, path: str | Path) -> "RunFolder":
+    def open(cls, path: str | Path) -> RunFolder:
         """An existing run folder; ``ValueError`` if ``path`` has no ``config.json``."""
         run = cls(path)
         if not run.config_path.is_file():

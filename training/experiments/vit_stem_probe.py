@@ -82,5 +82,6 @@ for step in range(1, steps + 1):
             o = head(vit(x_val).last_hidden[:, 0])
         shape_acc = 100 * (o[:, :5].argmax(1) == s_val).float().mean()
         region_acc = 100 * (o[:, 5:].argmax(1) == r_val).float().mean()
-        print(f"| {stem} | {step} | {loss.item():.3f} | {shape_acc:.0f}% | {region_acc:.0f}% | {time.time() - t0:.0f} |",
+        print(f"| {stem} | {step} | {loss.item():.3f} | {shape_acc:.0f}% | {region_acc:.0f}% "
+              f"| {time.time() - t0:.0f} |",
               flush=True)

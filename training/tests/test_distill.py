@@ -87,7 +87,8 @@ def test_zero_weight_terms_are_not_computed(micro_run, monkeypatch):
 
     monkeypatch.setattr(step_module.terms, "attention_distill_loss",
                         count("attn", step_module.terms.attention_distill_loss))
-    monkeypatch.setattr(step_module.terms, "hidden_distill_loss", count("hidden", step_module.terms.hidden_distill_loss))
+    monkeypatch.setattr(step_module.terms, "hidden_distill_loss",
+                        count("hidden", step_module.terms.hidden_distill_loss))
     teacher_encode = teacher.encode_image
     monkeypatch.setattr(teacher, "encode_image", count("teacher", teacher_encode))
     seen_kwargs = []

@@ -362,7 +362,8 @@ def test_a_conv_stem_model_exports_and_its_vision_graph_matches_pytorch(tmp_path
         t_embeds = model.encode_image(torch.from_numpy(pixels)).last_hidden
         _close(embeds, t_embeds)
         _close(feats, model.image_feature(t_embeds))
-        assert tasks.generate_captions(bundle, embeds) == tasks.generate_captions(TorchBackend(model, tokenizer), t_embeds)
+        torch_backend = TorchBackend(model, tokenizer)
+        assert tasks.generate_captions(bundle, embeds) == tasks.generate_captions(torch_backend, t_embeds)
 
 
 def test_manifest_format_versions(tmp_path, random_bundle):

@@ -100,7 +100,7 @@ def test_report_block_is_filled_from_metrics(micro_metrics, micro_run, tmp_path)
     text = out.read_text()
     assert "old numbers" not in text and "prose stays" in text and "more prose" in text
     h = micro_metrics["headline"]
-    assert f"| micro | " in text and f"{h['vqa_acc']:.1f}" in text
+    assert "| micro | " in text and f"{h['vqa_acc']:.1f}" in text
     assert text.count(" (met) |") + text.count(" (NOT met) |") == 4  # the four teacher bars
 
 

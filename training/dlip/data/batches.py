@@ -26,7 +26,7 @@ class CaptionBatch:
     attention_mask: Tensor  # (B, L)
     image_ids: Tensor  # (B,) source image of each caption
 
-    def to(self, device: torch.device) -> "CaptionBatch":
+    def to(self, device: torch.device) -> CaptionBatch:
         return _to(self, device)
 
 
@@ -40,7 +40,7 @@ class VQABatch:
     answer_weights: Tensor  # (sum n,)
     n_answers: Tensor  # (B,)
 
-    def to(self, device: torch.device) -> "VQABatch":
+    def to(self, device: torch.device) -> VQABatch:
         return _to(self, device)
 
 

@@ -91,7 +91,7 @@ class ShapeObject:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ShapeObject":
+    def from_dict(cls, d: dict[str, Any]) -> ShapeObject:
         """Inverse of ``to_dict`` (derived keys "center" and "region" are recomputed, not read)."""
         return cls(
             shape=d["shape"],
@@ -113,7 +113,7 @@ class Scene:
         return {"background": list(self.background), "objects": [o.to_dict() for o in self.objects]}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Scene":
+    def from_dict(cls, d: dict[str, Any]) -> Scene:
         return cls(
             background=tuple(int(v) for v in d["background"]),
             objects=tuple(ShapeObject.from_dict(o) for o in d["objects"]),

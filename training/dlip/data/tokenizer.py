@@ -187,7 +187,8 @@ def _special_without_enc(tok: Tokenizer, names: dict[str, str], where: str) -> S
         raise DataError(f"{where}: special token {names['dec']} (dec) is not in the vocabulary")
     if dec != tok.get_vocab_size(with_added_tokens=True) - 1:
         raise DataError(f"{where}: the tokenizer has no [ENC] and {names['dec']} (id {dec}) is not the last token")
-    warnings.warn(f"{where}: the tokenizer has no [ENC] token; using id {dec + 1} (the id after [DEC]), as BLIP does")
+    warnings.warn(f"{where}: the tokenizer has no [ENC] token; using id {dec + 1} (the id after [DEC]), as BLIP does",
+                  stacklevel=2)
     return dataclasses.replace(_special_by_name(tok, {**names, "enc": names["dec"]}, where), enc=dec + 1)
 
 

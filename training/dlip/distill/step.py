@@ -62,7 +62,7 @@ class DistillStep(nn.Module):
             embed = settings.include_embeddings and not part.startswith("cross")
             self.pairs[part] = resolve_layer_map(spec, ns, nt, include_embeddings=embed)
 
-    def train(self, mode: bool = True) -> "DistillStep":
+    def train(self, mode: bool = True) -> DistillStep:
         super().train(mode)
         self.teacher[0].eval()  # stays in eval mode whatever the student does
         return self

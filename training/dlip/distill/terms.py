@@ -8,7 +8,7 @@ Soft-target terms are computed in float32 so mixed-precision inputs do not lose 
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F

@@ -43,13 +43,14 @@ def bundle_latency(path: str | Path, batch_sizes=(1, 32), repeats: int = 5, thre
     for b in batch_sizes:
         pixels = rng.standard_normal((b, 3, size, size), dtype=np.float32)
 
-        def encode():
+        # the closures run within this iteration; the defaults bind this batch's values all the same
+        def encode(pixels=pixels, b=b):
             return tasks.encode_images(model, pixels, batch_size=b)[0]
 
         def caption():
             tasks.caption_ids(model, encode(), max_tokens, num_beams=1, min_tokens=max_tokens)
 
-        def vqa():
+        def vqa(b=b):
             tasks.answer_questions(model, encode(), [QUESTION] * b, model.max_text_tokens, model.max_answer_tokens)
 
         for task, fn in zip(TASKS, (encode, caption, vqa)):

@@ -56,7 +56,8 @@ def results_markdown(runs: dict[str, Path]) -> str:
         first = first or m
         h, itc, c = m["headline"], m["retrieval"]["itc"], m["costs"]
         rows.append(f"| {name} | {c['params_total'] / 1e6:.2f}M | {c['image_caption_gflops']:.3f} | "
-                    f"{h['retrieval_tr1']:.1f} | {h['retrieval_ir1']:.1f} | {itc['txt_r1']:.1f} | {itc['img_r1']:.1f} | "
+                    f"{h['retrieval_tr1']:.1f} | {h['retrieval_ir1']:.1f} | "
+                    f"{itc['txt_r1']:.1f} | {itc['img_r1']:.1f} | "
                     f"{h['caption_bleu4']:.1f} | {h['caption_cider']:.1f} | {h['vqa_acc']:.1f} | "
                     f"{train_wall_seconds(run) / 60:.1f} min |")
     b = first["baselines"]

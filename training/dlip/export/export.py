@@ -12,7 +12,7 @@ import logging
 import re
 import shutil
 import warnings
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +118,8 @@ def check_graph_file(path: str | Path, graph: str, dims: ModelDims) -> None:
     spec = graph_specs(dims)[graph]
     inputs, outputs = onnx_io(path)
     if inputs != [t.to_json() for t in spec.inputs] or outputs != [t.to_json() for t in spec.outputs]:
-        raise ValueError(f"{path}: exported inputs/outputs differ from the contract of '{graph}': {inputs} -> {outputs}")
+        raise ValueError(f"{path}: exported inputs/outputs differ from the contract of '{graph}': "
+                         f"{inputs} -> {outputs}")
 
 
 # --------------------------------------------------------------------------------------------------- bundle
@@ -171,7 +172,7 @@ def _write_files(model: BlipMED, tokenizer: TextTokenizer, out: Path, *, name: s
         "name": name,
         "version": version,
         "source": source,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "preprocessing": preprocessing_section(ImagePreprocess(dims.image_size)),
         "tokenizer": {"file": TOKENIZER_FILE, "lowercase": True,
                       "special_tokens": {"pad": sp.pad, "unk": sp.unk, "cls": sp.cls, "sep": sp.sep, "mask": sp.mask,
@@ -214,7 +215,8 @@ def run_metrics(run: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     if ckpt.is_file() and path.stat().st_mtime < ckpt.stat().st_mtime:
-        warnings.warn(f"{path} is older than {ckpt}: not copied into the manifest (rerun `python -m dlip eval`)")
+        warnings.warn(f"{path} is older than {ckpt}: not copied into the manifest (rerun `python -m dlip eval`)",
+                      stacklevel=2)
         return {}
     try:
         full = json.loads(path.read_text())

@@ -47,7 +47,8 @@ def itm_scores(backend: Backend, image_embeds: Tokens, enc_ids: np.ndarray, mask
                batch_size: int = 256) -> np.ndarray:
     """Match logits (P,) for P aligned (image tokens, [ENC] text) pairs."""
     return np.concatenate([backend.itm_logits(image_embeds[s:s + batch_size], enc_ids[s:s + batch_size],
-                                              mask[s:s + batch_size])[:, 1] for s in range(0, len(enc_ids), batch_size)])
+                                              mask[s:s + batch_size])[:, 1]
+                           for s in range(0, len(enc_ids), batch_size)])
 
 
 def _topk(x: np.ndarray, k: int) -> np.ndarray:

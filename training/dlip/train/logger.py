@@ -7,7 +7,8 @@ import json
 import math
 import os
 import time
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import torch
 

@@ -34,7 +34,7 @@ def read_jsonl(path: str | Path) -> list[dict]:
             record = json.loads(line)
         except json.JSONDecodeError as err:
             if i == len(lines) - 1:
-                warnings.warn(f"{path}:{i + 1}: skipping a torn last line ({err})")
+                warnings.warn(f"{path}:{i + 1}: skipping a torn last line ({err})", stacklevel=2)
                 continue
             raise ValueError(f"{path}:{i + 1}: invalid JSON ({err})") from None
         if not isinstance(record, dict):

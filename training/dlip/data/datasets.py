@@ -7,6 +7,7 @@ with a ``DataError`` naming the missing file instead of minutes into training.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -26,12 +27,10 @@ from .annotations import (
 from .transforms import ImagePreprocess
 
 
-class CaptionTrainDataset(Dataset):
-    """One item per caption: ``(image (3, S, S), caption, image_index)``.
-
-    ``image_index`` is a dense id 0..num_images-1 per distinct ``image_id`` (in order of first appearance), like
-    BLIP's ``idx``: ITC treats captions that share it as positives of each other.
-    """
+class _CaptionDataset(Dataset):
+    """Caption annotations read by ``load`` (a file of BLIP's format), over images under ``image_root``; a sample of
+    ``verify_images`` of the images is checked at load, so a wrong root fails here rather than mid-epoch.
+    Subclasses index the records in ``_index`` (captions normalised with ``pre_caption`` to ``max_words``)."""
 
     def __init__(
         self,
@@ -41,10 +40,29 @@ class CaptionTrainDataset(Dataset):
         max_words: int = 30,
         verify_images: int = 8,
     ):
-        self.pairs: list[CaptionPair] = load_caption_train(ann_path)
-        check_images(self.pairs, image_root, sample=verify_images, source=ann_path)
+        records = self.load(ann_path)
+        check_images(records, image_root, sample=verify_images, source=ann_path)
         self.image_root = image_root
         self.preprocess = preprocess
+        self._index(records, max_words)
+
+    load: Callable[[str | os.PathLike], list]  # the subclass's annotation reader
+
+    def _index(self, records: list, max_words: int) -> None:
+        raise NotImplementedError
+
+
+class CaptionTrainDataset(_CaptionDataset):
+    """One item per caption: ``(image (3, S, S), caption, image_index)``.
+
+    ``image_index`` is a dense id 0..num_images-1 per distinct ``image_id`` (in order of first appearance), like
+    BLIP's ``idx``: ITC treats captions that share it as positives of each other.
+    """
+
+    load = staticmethod(load_caption_train)
+
+    def _index(self, records: list[CaptionPair], max_words: int) -> None:
+        self.pairs = records
         self.captions = [pre_caption(p.caption, max_words) for p in self.pairs]
         dense: dict[str | int, int] = {}
         self.image_index = [dense.setdefault(p.image_id, len(dense)) for p in self.pairs]
@@ -58,7 +76,7 @@ class CaptionTrainDataset(Dataset):
         return image, self.captions[index], self.image_index[index]
 
 
-class CaptionEvalDataset(Dataset):
+class CaptionEvalDataset(_CaptionDataset):
     """One item per image: ``(image (3, S, S), image_index)``; the texts are attributes, as in BLIP's
     ``re_eval_dataset``:
 
@@ -68,18 +86,11 @@ class CaptionEvalDataset(Dataset):
     - ``images``: the raw annotations (raw captions, e.g. as captioning references).
     """
 
-    def __init__(
-        self,
-        ann_path: str | os.PathLike,
-        image_root: str | os.PathLike,
-        preprocess: ImagePreprocess,
-        max_words: int = 30,
-        verify_images: int = 8,
-    ):
-        self.images: list[CaptionImage] = load_caption_eval(ann_path)
-        check_images(self.images, image_root, sample=verify_images, source=ann_path)
-        self.preprocess = preprocess
-        self.image_paths = [os.path.join(image_root, im.image) for im in self.images]
+    load = staticmethod(load_caption_eval)
+
+    def _index(self, records: list[CaptionImage], max_words: int) -> None:
+        self.images = records
+        self.image_paths = [os.path.join(self.image_root, im.image) for im in self.images]
         self.texts: list[str] = []
         self.img2txt: dict[int, list[int]] = {}
         self.txt2img: dict[int, int] = {}

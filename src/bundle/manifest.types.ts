@@ -140,6 +140,19 @@ export interface Manifest {
     [k: string]: Sha256;
   };
   /**
+   * The weights the graphs were exported from, so that `dlip export BUNDLE` can write the bundle again (another bundle format, int8 graphs) without the run folder. Absent where the bundle has random weights (its source re-creates them) and in bundles exported before bundles carried weights. Both files are listed in files; the server does not read them.
+   */
+  weights?: {
+    /**
+     * a plain file name of the bundle: no '/' or '\', not '.', '..' or manifest.json
+     */
+    file: string;
+    /**
+     * a plain file name of the bundle: no '/' or '\', not '.', '..' or manifest.json
+     */
+    config: string;
+  };
+  /**
    * Parameter counts; the four parts sum to total.
    */
   params: {

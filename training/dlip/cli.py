@@ -115,12 +115,16 @@ def _add_distill_report(sub) -> None:
 
 
 def _add_export(sub) -> None:
-    p = sub.add_parser("export", help="write an ONNX model bundle (dlip/export/FORMAT.md) from a run folder")
-    p.add_argument("run", nargs="?", help="run folder (omit with --random-init)")
+    p = sub.add_parser("export", help="write an ONNX model bundle (dlip/export/FORMAT.md) from a run folder, or "
+                                      "again from a bundle that carries its weights")
+    p.add_argument("run", nargs="?", help="run folder, or a bundle directory that carries its weights (omit with "
+                                          "--random-init)")
     p.add_argument("--out", required=True, help="bundle directory to create (e.g. models/NAME)")
-    p.add_argument("--name", help="model label in the manifest (default: the --out folder name)")
-    p.add_argument("--version", default="1", help="model version string in the manifest")
-    p.add_argument("--int8", action="store_true", help="also write dynamic-quantised *.int8.onnx graphs")
+    p.add_argument("--name", help="model label in the manifest (default: the source bundle's name, else the --out "
+                                  "folder name)")
+    p.add_argument("--version", help="model version string in the manifest (default: the source bundle's, else 1)")
+    p.add_argument("--int8", action="store_true", default=None,
+                   help="also write dynamic-quantised *.int8.onnx graphs (default from a bundle: as the source)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     p.add_argument("--random-init", action="store_true", help="random weights (test fixtures) instead of a run")
     p.add_argument("--preset", default="micro", help="with --random-init: model size preset")
@@ -355,18 +359,22 @@ def cmd_eval(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export.export import export_random, export_run
+    from .export.contract import MANIFEST_FILE
+    from .export.export import export_bundle, export_random, export_run
 
+    version, int8 = args.version or "1", bool(args.int8)
     if args.random_init:
         if args.run:
             raise ValueError(f"export: pass either a run folder ({args.run}) or --random-init, not both")
         out = export_random(args.preset, args.out, data_root=args.data, seed=args.seed, vocab_size=args.vocab_size,
-                            name=args.name, version=args.version, int8=args.int8, overwrite=args.overwrite)
+                            name=args.name, version=version, int8=int8, overwrite=args.overwrite)
+    elif not args.run:
+        raise ValueError("export: pass a run folder, or --random-init --preset NAME for random weights")
+    elif (Path(args.run) / MANIFEST_FILE).is_file():
+        out = export_bundle(args.run, args.out, name=args.name, version=args.version, int8=args.int8,
+                            overwrite=args.overwrite)
     else:
-        if not args.run:
-            raise ValueError("export: pass a run folder, or --random-init --preset NAME for random weights")
-        out = export_run(args.run, args.out, name=args.name, version=args.version, int8=args.int8,
-                         overwrite=args.overwrite)
+        out = export_run(args.run, args.out, name=args.name, version=version, int8=int8, overwrite=args.overwrite)
     total = sum(p.stat().st_size for p in Path(out).iterdir())
     print(f"wrote bundle {out} ({total / 1e6:.2f} MB)")
     return 0

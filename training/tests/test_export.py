@@ -181,7 +181,8 @@ def test_manifest_fields(exported, ort_model):
     assert m["source"]["checkpoint_sha256"] == sha256_file(run / "checkpoints" / "last.pt")
     assert m["source"]["random_init"] is False
     bundle_files = {p.name for p in exported["bundle"].iterdir()} - {MANIFEST_FILE}
-    assert set(m["files"]) == bundle_files and len(bundle_files) == 1 + 2 * len(GRAPHS)
+    # the tokenizer, fp32 and int8 graphs, and the weights with their model config
+    assert set(m["files"]) == bundle_files and len(bundle_files) == 1 + 2 * len(GRAPHS) + 2
     assert m["preprocessing"]["image_size"] == 32 and m["preprocessing"]["scale"] == "1/255"
     assert m["tokenizer"]["special_tokens"]["enc"] == 5 and m["tokenizer"]["max_caption_tokens"] == 20
     model = exported["loaded"].model

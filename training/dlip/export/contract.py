@@ -29,6 +29,8 @@ FORMAT_VERSIONS: tuple[int, ...] = tuple(MANIFEST_SCHEMA["properties"]["format_v
 OPSET: int = CONTRACT["opset"]
 MANIFEST_FILE: str = CONTRACT["files"]["manifest"]
 TOKENIZER_FILE: str = CONTRACT["files"]["tokenizer"]
+WEIGHTS_FILE: str = CONTRACT["files"]["weights"]  # the exported state dict (safetensors), for re-exports
+MODEL_CONFIG_FILE: str = CONTRACT["files"]["model_config"]  # the resolved model config it belongs to
 TASKS: list[str] = list(MANIFEST_SCHEMA["properties"]["tasks"]["items"]["enum"])
 
 # the graph names code refers to; contract.json must hold exactly these, in this order

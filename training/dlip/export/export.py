@@ -18,15 +18,17 @@ from typing import Any
 
 import onnx
 import torch
+from safetensors.torch import load_model, save_model
 from tqdm import tqdm
 
-from ..config import DataConfig, TrainConfig, model_preset
+from ..config import DataConfig, ModelConfig, TrainConfig, from_dict, model_preset, to_dict
 from ..data.tokenizer import TextTokenizer, train_wordpiece
 from ..data.transforms import ImagePreprocess
 from ..model.med import BlipMED
 from ..model.params import param_counts
 from ..run_folder import RunFolder, load_run
-from .contract import (DECODER, GRAPHS, ITM, MANIFEST_FILE, OPSET, TASKS, TEXT, TOKENIZER_FILE,
+from .contract import (DECODER, GRAPHS, ITM, MANIFEST_FILE, MODEL_CONFIG_FILE, OPSET, TASKS, TEXT, TOKENIZER_FILE,
+                       WEIGHTS_FILE,
                        VISION, VQA_ENCODER, ModelDims, graph_file, graph_specs)
 from .manifest import onnx_io, sha256_file, validate_bundle, write_manifest
 from .wrappers import WRAPPERS
@@ -126,8 +128,10 @@ def check_graph_file(path: str | Path, graph: str, dims: ModelDims) -> None:
 def write_bundle(model: BlipMED, tokenizer: TextTokenizer, out: str | Path, *, name: str | None = None,
                  version: str = "1", source: dict[str, Any], metrics: dict[str, Any], max_text_tokens: int,
                  max_answer_tokens: int, max_caption_tokens: int = MAX_CAPTION_TOKENS, int8: bool = False,
-                 overwrite: bool = False, progress: bool = True) -> Path:
-    """Writes every file of a bundle into ``out`` and validates the result; returns ``out``."""
+                 weights: bool = True, overwrite: bool = False, progress: bool = True) -> Path:
+    """Writes every file of a bundle into ``out`` and validates the result; returns ``out``. ``weights``: the bundle
+    carries the model's weights and config too (``weights.safetensors``, ``model.json``), so that ``export_bundle``
+    can write it again without the run folder."""
     out = Path(out)
     name = name or out.name
     if not _NAME.fullmatch(name):
@@ -139,7 +143,7 @@ def write_bundle(model: BlipMED, tokenizer: TextTokenizer, out: str | Path, *, n
     try:
         _write_files(model.eval(), tokenizer, tmp, name=name, version=version, source=source, metrics=metrics,
                      max_text_tokens=max_text_tokens, max_answer_tokens=max_answer_tokens,
-                     max_caption_tokens=max_caption_tokens, int8=int8, progress=progress)
+                     max_caption_tokens=max_caption_tokens, int8=int8, weights=weights, progress=progress)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -150,11 +154,14 @@ def write_bundle(model: BlipMED, tokenizer: TextTokenizer, out: str | Path, *, n
 
 def _write_files(model: BlipMED, tokenizer: TextTokenizer, out: Path, *, name: str, version: str,
                  source: dict[str, Any], metrics: dict[str, Any], max_text_tokens: int, max_answer_tokens: int,
-                 max_caption_tokens: int, int8: bool, progress: bool) -> None:
+                 max_caption_tokens: int, int8: bool, weights: bool, progress: bool) -> None:
     dims = ModelDims.from_config(model.cfg)
     if tokenizer.vocab_size != dims.vocab_size:
         raise ValueError(f"tokenizer has {tokenizer.vocab_size} tokens but the model's vocabulary is {dims.vocab_size}")
     tokenizer.save(out / TOKENIZER_FILE)
+    if weights:
+        save_model(model, str(out / WEIGHTS_FILE))  # tied parameters stored once
+        (out / MODEL_CONFIG_FILE).write_text(json.dumps(to_dict(model.cfg), indent=2) + "\n")
     specs = graph_specs(dims)
     graphs: dict[str, Any] = {}
     for graph in tqdm(GRAPHS, desc="export graphs", disable=not progress, leave=False):
@@ -182,6 +189,7 @@ def _write_files(model: BlipMED, tokenizer: TextTokenizer, out: Path, *, name: s
         "model": {**dims.manifest_model(), **({"vqa_decoder_reads_image": True} if reads_image else {})},
         "graphs": graphs,
         "files": {},
+        **({"weights": {"file": WEIGHTS_FILE, "config": MODEL_CONFIG_FILE}} if weights else {}),
         "params": param_counts(model),
         "metrics": metrics,
         "tasks": list(TASKS),
@@ -255,9 +263,45 @@ def export_random(preset: str, out: str | Path, data_root: str | Path | None = N
     model = BlipMED(model_preset(preset).with_vocab(tokenizer.vocab_size, tokenizer.special.pad)).eval()
     data = DataConfig()
     source = {"run": None, "checkpoint_sha256": None, "random_init": True, "preset": preset, "seed": seed}
+    # no weights file: the source (preset, seed, tokenizer corpus) re-creates them, and the micro fixture stays small
     return write_bundle(model, tokenizer, out, name=name or f"{preset}-random", version=version, source=source,
                         metrics={}, max_text_tokens=data.max_text_tokens, max_answer_tokens=data.max_answer_tokens,
-                        int8=int8, overwrite=overwrite, progress=progress)
+                        int8=int8, weights=False, overwrite=overwrite, progress=progress)
+
+
+def export_bundle(bundle: str | Path, out: str | Path, name: str | None = None, version: str | None = None,
+                  int8: bool | None = None, overwrite: bool = False, progress: bool = True) -> Path:
+    """Writes a bundle again from the weights it carries (``python -m dlip export BUNDLE --out DIR``): with this
+    exporter's bundle format and graphs, the same tokenizer, token limits, metrics and provenance (``source`` gains
+    the bundle it came from). ``name``, ``version`` and ``int8`` default to the source bundle's. ``out`` may be the
+    source bundle itself (with ``overwrite``): everything is read before the new bundle replaces it."""
+    bundle = Path(bundle)
+    manifest = validate_bundle(bundle)  # the checksums cover the weights and their config
+    if "weights" not in manifest:
+        src = manifest["source"]
+        how = (f"--random-init --preset {src.get('preset')} --seed {src.get('seed')}" if src.get("random_init")
+               else f"its run folder ({src.get('run')})")
+        raise ValueError(f"{bundle}: carries no weights to export from (random weights, or exported before bundles "
+                         f"carried them); export it from {how} instead")
+    config_path = bundle / manifest["weights"]["config"]
+    try:
+        cfg = from_dict(ModelConfig, json.loads(config_path.read_text()), where=str(config_path))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{config_path}: invalid JSON ({err})") from None
+    model = BlipMED(cfg)
+    missing, unexpected = load_model(model, str(bundle / manifest["weights"]["file"]), strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{bundle / manifest['weights']['file']} does not fit the model of {config_path}: "
+                         f"missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}")
+    tok = manifest["tokenizer"]
+    source = {**manifest["source"], "bundle": {"name": manifest["name"], "version": manifest["version"],
+                                               "weights_sha256": manifest["files"][manifest["weights"]["file"]]}}
+    has_int8 = any("int8" in g for g in manifest["graphs"].values())
+    return write_bundle(model, TextTokenizer.from_file(bundle / tok["file"]), out, name=name or manifest["name"],
+                        version=version or manifest["version"], source=source, metrics=manifest["metrics"],
+                        max_text_tokens=tok["max_text_tokens"], max_answer_tokens=tok["max_answer_tokens"],
+                        max_caption_tokens=tok["max_caption_tokens"], int8=has_int8 if int8 is None else int8,
+                        overwrite=overwrite, progress=progress)
 
 
 def builtin_corpus() -> list[str]:

@@ -1,0 +1,94 @@
+"""Bundles that carry their weights (weights.safetensors + model.json) and `export` from such a bundle: the new
+bundle's graphs compute what the source's do, with the same tokenizer, limits, metrics and provenance."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from dlip.cli import main
+from dlip.export.contract import GRAPHS, MODEL_CONFIG_FILE, WEIGHTS_FILE, ModelDims
+from dlip.export.export import example_inputs, export_bundle, export_run
+from dlip.export.manifest import read_manifest, validate_bundle
+from dlip.run_folder import load_run
+
+
+@pytest.fixture(scope="module")
+def run_bundle(micro_run, tmp_path_factory):
+    """The micro run exported with int8 graphs (a bundle that carries its weights)."""
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("weights") / "src"
+    return export_run(micro_run, out, name="micro-run", version="7", int8=True, progress=False)
+
+
+def _outputs(bundle, graph: str, dims: ModelDims) -> list[np.ndarray]:
+    """Every output of one graph of ``bundle`` on the exporter's example inputs."""
+    manifest = read_manifest(bundle)
+    session = ort.InferenceSession(str(bundle / manifest["graphs"][graph]["file"]), providers=["CPUExecutionProvider"])
+    feeds = {i.name: x.numpy() for i, x in zip(session.get_inputs(), example_inputs(graph, dims, seed=3))}
+    return session.run(None, feeds)
+
+
+def test_a_run_export_carries_the_weights_and_config(run_bundle, micro_run):
+    manifest = validate_bundle(run_bundle)
+    assert manifest["weights"] == {"file": WEIGHTS_FILE, "config": MODEL_CONFIG_FILE}
+    assert {WEIGHTS_FILE, MODEL_CONFIG_FILE} <= set(manifest["files"])
+    model = load_run(micro_run).model
+    assert json.loads((run_bundle / MODEL_CONFIG_FILE).read_text())["text"]["hidden_size"] == model.cfg.text.hidden_size
+    stored = load_file(str(run_bundle / WEIGHTS_FILE))
+    state = model.state_dict()
+    assert set(stored) <= set(state) and len(stored) > 0.9 * len(state)  # tied parameters are stored once
+    for key, tensor in stored.items():
+        assert torch.equal(tensor, state[key]), key
+
+
+def test_export_from_a_bundle_writes_the_same_model(run_bundle, tmp_path):
+    out = export_bundle(run_bundle, tmp_path / "again", progress=False)
+    src, new = read_manifest(run_bundle), validate_bundle(out)
+    for key in ("name", "version", "tokenizer", "model", "params", "metrics", "preprocessing", "tasks", "weights"):
+        assert new[key] == src[key], key
+    assert new["source"]["run"] == src["source"]["run"]
+    assert new["source"]["bundle"] == {"name": "micro-run", "version": "7",
+                                       "weights_sha256": src["files"][WEIGHTS_FILE]}
+    assert all("int8" in g for g in new["graphs"].values())  # as the source
+    assert new["files"][WEIGHTS_FILE] == src["files"][WEIGHTS_FILE]
+    dims = ModelDims.from_manifest(src)
+    for graph in GRAPHS:
+        for a, b in zip(_outputs(run_bundle, graph, dims), _outputs(out, graph, dims), strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=graph)
+
+
+def test_export_from_a_bundle_in_place_and_through_the_cli(run_bundle, tmp_path):
+    bundle = tmp_path / "b"
+    shutil.copytree(run_bundle, bundle)
+    assert main(["export", str(bundle), "--out", str(bundle), "--overwrite", "--version", "8"]) == 0
+    manifest = validate_bundle(bundle)
+    assert manifest["version"] == "8" and manifest["name"] == "micro-run"
+    assert manifest["files"][WEIGHTS_FILE] == read_manifest(run_bundle)["files"][WEIGHTS_FILE]
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_a_bundle_without_weights_says_how_to_export_it(tmp_path, capsys):
+    out = tmp_path / "micro"
+    assert main(["export", "--random-init", "--preset", "micro", "--seed", "3", "--out", str(out)]) == 0
+    assert "weights" not in read_manifest(out) and not (out / WEIGHTS_FILE).exists()
+    with pytest.raises(ValueError, match="--random-init --preset micro --seed 3"):
+        export_bundle(out, tmp_path / "again")
+    assert main(["export", str(out), "--out", str(tmp_path / "again")]) == 2  # a user error
+    assert "carries no weights" in capsys.readouterr().err
+
+
+def test_tampered_or_mismatched_weights_are_refused(run_bundle, tmp_path):
+    bundle = tmp_path / "b"
+    shutil.copytree(run_bundle, bundle)
+    data = bytearray((bundle / WEIGHTS_FILE).read_bytes())
+    data[-1] ^= 0xFF
+    (bundle / WEIGHTS_FILE).write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="sha256"):
+        export_bundle(bundle, tmp_path / "x")

@@ -134,6 +134,13 @@ def _add_export(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="with --random-init: weight initialisation seed")
 
 
+def _add_recover_weights(sub) -> None:
+    p = sub.add_parser("recover-weights", help="give a bundle exported before bundles carried weights its weights, "
+                                               "recovered from its graphs and checked by exporting them again")
+    p.add_argument("bundle", help="bundle directory (rewritten in place once the check passes)")
+    p.add_argument("--preset", help="model preset of the bundle (default: the manifest's source.preset)")
+
+
 def _add_eval_bundle(sub) -> None:
     p = sub.add_parser("eval-bundle", help="score a model bundle with onnxruntime on the test split")
     p.add_argument("bundle", help="bundle directory")
@@ -172,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(sub)
     _add_distill_report(sub)
     _add_export(sub)
+    _add_recover_weights(sub)
     _add_eval_bundle(sub)
     _add_latency(sub)
     return parser
@@ -380,6 +388,14 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_recover_weights(args) -> int:
+    from .export.recover import recover_bundle_weights
+
+    out = recover_bundle_weights(args.bundle, preset=args.preset)
+    print(f"{out}: weights recovered from its graphs, checked against them, written into the bundle")
+    return 0
+
+
 def cmd_eval_bundle(args) -> int:
     from .eval.evaluate import EvalSettings
     from .eval.bundle import compare_decoding, evaluate_bundle, headline_table
@@ -421,6 +437,7 @@ COMMANDS = {
     "report": cmd_report,
     "distill-report": cmd_distill_report,
     "export": cmd_export,
+    "recover-weights": cmd_recover_weights,
     "eval-bundle": cmd_eval_bundle,
     "latency": cmd_latency,
 }

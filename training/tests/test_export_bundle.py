@@ -92,3 +92,28 @@ def test_tampered_or_mismatched_weights_are_refused(run_bundle, tmp_path):
     (bundle / WEIGHTS_FILE).write_bytes(bytes(data))
     with pytest.raises(ValueError, match="sha256"):
         export_bundle(bundle, tmp_path / "x")
+
+
+def test_weights_are_recovered_from_an_old_bundles_graphs(micro_run, tmp_path):
+    from dlip.export.export import write_bundle
+    from dlip.export.recover import recover_bundle_weights
+
+    loaded = load_run(micro_run)
+    old = write_bundle(loaded.model, loaded.tokenizer, tmp_path / "old", source={"run": None, "preset": "micro"},
+                       metrics={"vqa_acc": 1.0}, max_text_tokens=30, max_answer_tokens=8, weights=False,
+                       progress=False)
+    graphs = {g: (old / f"{g}.onnx").read_bytes() for g in GRAPHS}
+    with pytest.raises(ValueError, match="not hold a 'student-small' model"):
+        recover_bundle_weights(old, preset="student-small", progress=False)
+    assert main(["recover-weights", str(old)]) == 0
+    manifest = validate_bundle(old)
+    assert manifest["weights"]["file"] == WEIGHTS_FILE and "weights_recovered" in manifest["source"]
+    assert manifest["metrics"] == {"vqa_acc": 1.0} and manifest["tokenizer"]["max_answer_tokens"] == 8
+    for g in GRAPHS:  # exported again from the recovered weights: the same graphs, to the byte
+        assert (old / f"{g}.onnx").read_bytes() == graphs[g], g
+    stored, state = load_file(str(old / WEIGHTS_FILE)), loaded.model.state_dict()
+    for key, tensor in stored.items():
+        if key != "temp":  # the ITC temperature is in no graph
+            assert torch.equal(tensor, state[key]), key
+    with pytest.raises(ValueError, match="already carries its weights"):
+        recover_bundle_weights(old, progress=False)

@@ -116,12 +116,7 @@ export class WorkerPool extends EventEmitter {
    * Runs one job on worker `index`; the caller (the scheduler) makes sure it is idle. `onToken` hears a generate
    * job's token reports as they come, all before the job's reply.
    */
-  run(
-    index: number,
-    job: Job,
-    transfer: ArrayBuffer[] = [],
-    onToken?: (t: TokenReport) => void,
-  ): Promise<JobReply> {
+  run(index: number, job: Job, transfer: ArrayBuffer[] = [], onToken?: (t: TokenReport) => void): Promise<JobReply> {
     const slot = this.slots[index];
     if (!slot?.alive) return Promise.reject(new Error(`inference worker ${index} is not running`));
     const id = this.nextId++;

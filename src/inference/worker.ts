@@ -4,15 +4,7 @@ import { parentPort } from "node:worker_threads";
 import * as ort from "onnxruntime-node";
 import { generate } from "../decode/search.js";
 import { CUDNN_SONAME, explainCudaFailure, findCudaProvider, loadable, missingLinkedLibraries } from "./cuda.js";
-import type {
-  InitMessage,
-  InitReply,
-  JobMessage,
-  JobReply,
-  TokenReport,
-  WireTensor,
-  WorkerModel,
-} from "./protocol.js";
+import type { InitMessage, InitReply, JobMessage, JobReply, TokenReport, WireTensor, WorkerModel } from "./protocol.js";
 import { OnnxStepper } from "./stepper.js";
 
 const port = parentPort!;

@@ -80,7 +80,9 @@ export class Inference {
             const { hidden, mask } = generationFeeds(rows, rows[0].hidden.length / rows[0].length); // D: Dv (captions) = Dt (VQA)
             const sp = m.manifest.tokenizer.special_tokens;
             const stop = new Int32Array(new SharedArrayBuffer(4 * rows.length)); // 1: the worker drops that row
-            const unlisten = rows.map((r, i) => watchAbort(r.signal, () => Atomics.store(stop, i, 1)));
+            const unlisten = [...rowsBySignal(rows)].map(([signal, at]) =>
+              watchAbort(signal, () => at.forEach((i) => Atomics.store(stop, i, 1))),
+            );
             try {
               const reply = await this.pool.run(
                 w,
@@ -153,9 +155,17 @@ export class Inference {
   }
 }
 
+/** The rows of each request (their abort signal) in a batch: one listener per request, not per row. */
+function rowsBySignal(rows: GenInput[]): Map<AbortSignal, number[]> {
+  const by = new Map<AbortSignal, number[]>();
+  rows.forEach((r, i) => {
+    if (r.signal) by.set(r.signal, [...(by.get(r.signal) ?? []), i]);
+  });
+  return by;
+}
+
 /** Calls `fn` once when `signal` aborts (now, if it already has); returns what removes the listener. */
-function watchAbort(signal: AbortSignal | undefined, fn: () => void): () => void {
-  if (!signal) return () => {};
+function watchAbort(signal: AbortSignal, fn: () => void): () => void {
   if (signal.aborted) {
     fn();
     return () => {};

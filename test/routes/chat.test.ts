@@ -242,41 +242,57 @@ test("stream: role chunk, one chunk per token, finish chunk, usage chunk, [DONE]
   // without include_usage: no usage chunk, no usage field
   const res = await chat({ messages: [user(red)], stream: true }).expect(200);
   const ev = events(res.text) as Record<string, any>[];
-  assert.equal(ev.at(-2).choices[0].finish_reason !== null, true);
+  assert.notEqual(ev.at(-2)!.choices[0].finish_reason, null);
   for (const c of ev.slice(0, -1)) assert.equal("usage" in c, false);
 });
 
 test("a client leaving mid-stream stops its decode at the next step (dropped decoder rows)", async () => {
-  const srv = app.server.address() ?? (await app.listen({ port: 0, host: "127.0.0.1" }), app.server.address());
-  const { port } = srv as AddressInfo;
-  const labels = { model: "micro", graph: "decoder", reason: "client_gone" };
-  const before = await metricValue(app, "dlip_dropped_rows_total", labels);
-  const body = JSON.stringify({ model: "micro", messages: [user(red)], stream: true, max_tokens: 20 });
-  await new Promise<void>((resolve, reject) => {
-    const req = http.request(
-      {
-        host: "127.0.0.1",
-        port,
-        path: "/v1/chat/completions",
-        method: "POST",
-        headers: { "content-type": "application/json" },
-      },
-      (res) => {
-        let seen = "";
-        res.on("data", (d: Buffer) => {
-          seen += d.toString();
-          if (seen.includes('"content":"') && seen.split("data: ").length > 3) {
-            req.destroy(); // gone after the first tokens
-            resolve();
-          }
-        });
-        res.on("end", () => reject(new Error("the stream ended before the client left: " + seen.slice(-200))));
-      },
+  // its own app: a batch waits up to 150 ms to fill, so the stream decodes in one batch with 31 beam-search
+  // captions (8 beams, 20 tokens), and the decode lasts long enough for the client to leave in the middle of it
+  const slow = await testApp({ maxBatchDelayMs: 150 });
+  try {
+    await slow.listen({ port: 0, host: "127.0.0.1" });
+    const { port } = slow.server.address() as AddressInfo;
+    const labels = { model: "micro", graph: "decoder", reason: "client_gone" };
+    const before = await metricValue(slow, "dlip_dropped_rows_total", labels);
+    const heavy = request(slow.server)
+      .post("/v1/captions")
+      .send({ images: Array(31).fill(red), num_beams: 8, max_tokens: 20 })
+      .then((r) => r);
+    const body = JSON.stringify({ model: "micro", messages: [user(red)], stream: true, task: "caption" });
+    let tokens = 0;
+    await new Promise<void>((resolve, reject) => {
+      const req = http.request(
+        {
+          host: "127.0.0.1",
+          port,
+          path: "/v1/chat/completions",
+          method: "POST",
+          headers: { "content-type": "application/json" },
+        },
+        (res) => {
+          let seen = "";
+          res.on("data", (d: Buffer) => {
+            seen += d.toString();
+            tokens = seen.split("data: ").length - 2; // after the role chunk
+            if (tokens >= 1) {
+              req.destroy(); // gone after the first token
+              resolve();
+            }
+          });
+          res.on("end", () => reject(new Error(`the stream ended before the client left: ${seen.slice(-200)}`)));
+        },
+      );
+      req.on("error", () => {});
+      req.end(body);
+    });
+    assert.equal((await heavy).status, 200, "the other rows of the batch decode on");
+    assert.equal(
+      await metricValue(slow, "dlip_dropped_rows_total", labels),
+      before + 1,
+      "the stream's row was stopped inside the running decode",
     );
-    req.on("error", () => {});
-    req.end(body);
-  });
-  for (let i = 0; i < 100 && (await metricValue(app, "dlip_dropped_rows_total", labels)) === before; i++)
-    await new Promise((r) => setTimeout(r, 20));
-  assert.equal(await metricValue(app, "dlip_dropped_rows_total", labels), before + 1);
+  } finally {
+    await slow.close();
+  }
 });

@@ -296,3 +296,30 @@ test("a client leaving mid-stream stops its decode at the next step (dropped dec
     await slow.close();
   }
 });
+
+test("image URLs through chat: fetched from a host allowed by name, the same caption as the bytes", async () => {
+  const png = Buffer.from(red.split(",")[1], "base64");
+  const srv = http.createServer((req, res) =>
+    req.url === "/red.png" ? res.writeHead(200, { "content-type": "image/png" }).end(png) : res.writeHead(404).end(),
+  );
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}/red.png`;
+  const withUrls = await testApp({ imageUrlHosts: "127.0.0.1" });
+  try {
+    const ref = await chat({ messages: [user(red)] }).expect(200);
+    const res = await request(withUrls.server)
+      .post("/v1/chat/completions")
+      .send({ model: "micro", messages: [user(url)] })
+      .expect(200);
+    assert.equal(res.body.choices[0].message.content, ref.body.choices[0].message.content);
+    const missing = await request(withUrls.server)
+      .post("/v1/chat/completions")
+      .send({ model: "micro", messages: [user(url.replace("red", "nothing"))] })
+      .expect(400);
+    assert.equal(missing.body.error.param, "messages[0].content[0].image_url");
+    assert.match(missing.body.error.message, /HTTP 404/);
+  } finally {
+    await withUrls.close();
+    srv.close();
+  }
+});

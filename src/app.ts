@@ -12,6 +12,7 @@ import batching from "./plugins/batching.js";
 import metrics from "./plugins/metrics.js";
 import models from "./plugins/models.js";
 import captions from "./routes/captions.js";
+import chat from "./routes/openai/chat.js";
 import embeddings from "./routes/embeddings.js";
 import health from "./routes/health.js";
 import modelList from "./routes/models.js";
@@ -76,6 +77,7 @@ export const app = fp<{ config: Config }>(
     await app.register(rank);
     await app.register(modelList);
     await app.register(health);
+    await app.register(chat);
   },
   { name: "dlip-app" },
 );

@@ -116,6 +116,32 @@ export const SETTINGS = [
     help: "decoded width x height per image (decompression bombs)",
   },
   {
+    key: "imageUrlHosts",
+    env: "IMAGE_URL_HOSTS",
+    flag: "image-url-hosts",
+    kind: "string",
+    default: null, // no URLs
+    help: "hosts image URLs may be fetched from, comma-separated: exact names or *.domain (empty: no URLs)",
+  },
+  {
+    key: "imageUrlMaxBytes",
+    env: "IMAGE_URL_MAX_BYTES",
+    flag: "image-url-max-bytes",
+    kind: "int",
+    min: 1,
+    default: 10 * 1024 * 1024,
+    help: "bytes read from an image URL at most (413 past it)",
+  },
+  {
+    key: "imageUrlTimeoutMs",
+    env: "IMAGE_URL_TIMEOUT_MS",
+    flag: "image-url-timeout-ms",
+    kind: "int",
+    min: 1,
+    default: 5000,
+    help: "time for one image URL fetch, connect to last byte (ms; 504 past it)",
+  },
+  {
     key: "drainMs",
     env: "DRAIN_MS",
     flag: "drain-ms",

@@ -4,6 +4,9 @@
 //
 // Unlike the Python code, every row carries its own beam count, token budget and minimum length, so requests that
 // arrive together decode together; a row stops as soon as it is finished (Python's result for that row alone).
+// Beyond the Python code, for the OpenAI-style chat route: a row may start from forced prompt tokens after [DEC]
+// (BLIP's conditioned captions), return its `numReturn` best beam hypotheses, report each greedy token as it is
+// chosen (`onToken`, streaming) and be stopped between steps (`stopped`, its client left).
 
 /** One decoder step for the live slots (beams). */
 export interface DecoderStepper {
@@ -20,11 +23,27 @@ export interface GenRow {
   numBeams: number; // 1 = greedy
   maxTokens: number; // generated tokens at most (the final [SEP] included, as Python's loop)
   minTokens: number; // [SEP] is forbidden before this many tokens
+  prefix?: number[]; // forced tokens after [DEC] (a caption prompt), not part of the result nor of maxTokens
+  numReturn?: number; // beam rows: how many finished hypotheses to return (default 1, at most numBeams)
+  stream?: boolean; // greedy rows: report each chosen token through `onToken`
 }
 
-export interface GenResult {
-  ids: number[]; // generated ids, without [DEC] and without the final [SEP]
+/** Why a hypothesis ended: [SEP] chosen, the token budget spent, or the row stopped from outside. */
+export type FinishReason = "stop" | "length" | "aborted";
+
+export interface Hypothesis {
+  ids: number[]; // generated ids, without [DEC], the prefix and the final [SEP]
   logprob: number; // greedy: sum of log p of the emitted tokens ([SEP] included); beam: the hypothesis score
+  finish: FinishReason;
+}
+
+export interface GenResult extends Hypothesis {
+  nbest?: Hypothesis[]; // rows with numReturn > 1: that many best hypotheses, best first (the first is this one)
+}
+
+export interface GenHooks {
+  onToken?(row: number, token: number): void; // a `stream` greedy row chose `token` (never [SEP])
+  stopped?(row: number): boolean; // asked before each step's choice: true ends the row now ("aborted")
 }
 
 interface Slot {
@@ -33,25 +52,29 @@ interface Slot {
   score: number; // sum of log p so far (beam)
 }
 
+type Finished = [number, number[], FinishReason]; // (normalised score, hyp, why it ended)
+
 export async function generate(
   stepper: DecoderStepper,
   rows: readonly GenRow[],
   bos: number,
   eos: number,
   lengthPenalty = 1,
+  hooks: GenHooks = {},
 ): Promise<GenResult[]> {
   for (const r of rows) {
-    if (!(r.numBeams >= 1 && r.maxTokens >= 1 && r.minTokens >= 0))
+    const n = r.numReturn ?? 1;
+    if (!(r.numBeams >= 1 && r.maxTokens >= 1 && r.minTokens >= 0 && n >= 1 && n <= r.numBeams))
       throw new Error(`generate: bad row ${JSON.stringify(r)}`);
   }
   const V = stepper.vocab;
   const results: (GenResult | null)[] = rows.map(() => null);
-  const finished: [number, number[]][][] = rows.map(() => []); // beam rows: (normalised score, hyp)
+  const finished: Finished[][] = rows.map(() => []); // beam rows
   let slots: Slot[] = rows.map((_, row) => ({ row, seq: [], score: 0 })); // one slot per row at first
   let tokens = rows.map(() => bos);
   let from = rows.map((_, i) => i);
 
-  for (let t = 0; slots.length > 0; t++) {
+  for (let step = 0; slots.length > 0; step++) {
     const logits = await stepper.step(tokens, from);
     if (logits.length !== slots.length * V)
       throw new Error(`generate: stepper returned ${logits.length} logits for ${slots.length} x ${V}`);
@@ -64,6 +87,22 @@ export async function generate(
       while (b < slots.length && slots[b].row === slots[a].row) b++;
       const row = slots[a].row;
       const spec = rows[row];
+      const forced = spec.prefix ?? [];
+      if (hooks.stopped?.(row)) {
+        const s = slots[a]; // greedy: the row's slot; beam: its best live beam (slots are kept best first)
+        results[row] = { ids: s.seq, logprob: s.score, finish: "aborted" };
+        a = b;
+        continue;
+      }
+      if (step < forced.length) {
+        // a prompt token: fed as given, whatever the logits say (one slot: beams expand after the prompt)
+        next.push(slots[a]);
+        nextTokens.push(forced[step]);
+        nextFrom.push(a);
+        a = b;
+        continue;
+      }
+      const t = step - forced.length; // generated tokens so far
       const last = t === spec.maxTokens - 1;
       if (spec.numBeams === 1) {
         const lp = logSoftmaxRow(logits, a, V);
@@ -71,8 +110,9 @@ export async function generate(
         const tok = argmax(lp);
         const s = slots[a];
         const score = s.score + lp[tok];
-        if (tok === eos) results[row] = { ids: s.seq, logprob: score };
-        else if (last) results[row] = { ids: [...s.seq, tok], logprob: score };
+        if (tok !== eos && spec.stream) hooks.onToken?.(row, tok);
+        if (tok === eos) results[row] = { ids: s.seq, logprob: score, finish: "stop" };
+        else if (last) results[row] = { ids: [...s.seq, tok], logprob: score, finish: "length" };
         else {
           next.push({ row, seq: [...s.seq, tok], score });
           nextTokens.push(tok);
@@ -87,7 +127,8 @@ export async function generate(
           const parent = slots[slot];
           if (tok === eos || last) {
             const hyp = tok === eos ? parent.seq : [...parent.seq, tok];
-            finished[row].push([s / Math.max(hyp.length + 1, 1) ** lengthPenalty, hyp]);
+            const why = tok === eos ? "stop" : "length";
+            finished[row].push([s / Math.max(hyp.length + 1, 1) ** lengthPenalty, hyp, why]);
             continue;
           }
           live.push({ row, seq: [...parent.seq, tok], score: s });
@@ -98,7 +139,7 @@ export async function generate(
         if (last || live.length === 0 || rowDone(finished[row], live, k, lengthPenalty, t + 2)) {
           nextTokens.length -= live.length;
           nextFrom.length -= live.length;
-          results[row] = bestHypothesis(finished[row]);
+          results[row] = bestHypotheses(finished[row], spec.numReturn ?? 1);
         } else next.push(...live);
       }
       a = b;
@@ -107,22 +148,24 @@ export async function generate(
     tokens = nextTokens;
     from = nextFrom;
   }
-  return results.map((r) => r ?? { ids: [], logprob: -Infinity });
+  return results.map((r) => r ?? { ids: [], logprob: -Infinity, finish: "stop" });
 }
 
 /** Python's _all_done for one row: k finished hypotheses, none beaten by what the live beams may still score. */
-function rowDone(hyps: [number, number[]][], live: Slot[], k: number, lengthPenalty: number, nextLen: number): boolean {
+function rowDone(hyps: Finished[], live: Slot[], k: number, lengthPenalty: number, nextLen: number): boolean {
   if (hyps.length < k) return false;
   const worstKept = hyps.map((h) => h[0]).sort((x, y) => y - x)[k - 1];
   const bestLive = Math.max(...live.map((s) => s.score));
   return !(bestLive !== -Infinity && bestLive / nextLen ** lengthPenalty > worstKept);
 }
 
-function bestHypothesis(hyps: [number, number[]][]): GenResult {
-  if (hyps.length === 0) return { ids: [], logprob: -Infinity };
-  let best = hyps[0];
-  for (const h of hyps) if (h[0] > best[0]) best = h; // first of equals, as Python's max
-  return { ids: best[1], logprob: best[0] };
+/** The best finished hypothesis (first of equals, as Python's max); with n > 1 also the n best, best first. */
+function bestHypotheses(hyps: Finished[], n: number): GenResult {
+  if (hyps.length === 0) return { ids: [], logprob: -Infinity, finish: "stop" };
+  const ranked = hyps.map((h, i) => [h, i] as const).sort((x, y) => y[0][0] - x[0][0] || x[1] - y[1]); // stable
+  const as = ([[score, ids, finish]]: readonly [Finished, number]): Hypothesis => ({ ids, logprob: score, finish });
+  const best = as(ranked[0]);
+  return n === 1 ? best : { ...best, nbest: ranked.slice(0, n).map(as) };
 }
 
 /** The `n` best (score + log p) candidates over slots [a, b) of a row, best first; ties by (slot, token) order. */

@@ -25,6 +25,9 @@ export interface GenInput {
   hidden: Float32Array; // (M * D) encoder states: image tokens (captions) or question states (VQA)
   length: number; // M
   row: GenRow;
+  // main thread only (never sent to a worker): where this row's streamed tokens go, and what stops it mid-decode
+  onToken?: (token: number) => void;
+  signal?: AbortSignal;
 }
 
 export function visionFeeds(pixels: Float32Array[], size: number): Feeds {

@@ -2,7 +2,7 @@
 // batching/ decides which), replaced when one dies. `alive()` is what /healthz reports.
 import { EventEmitter } from "node:events";
 import { Worker } from "node:worker_threads";
-import type { InitMessage, InitReply, JobMessage, JobReply } from "./protocol.js";
+import type { InitMessage, InitReply, JobMessage, JobReply, TokenReport } from "./protocol.js";
 
 // Built, the worker is worker.js beside this file. Under tsx (tests, development) it is worker.ts, and a worker
 // thread does not inherit tsx's loader: a one-line bootstrap registers it in the thread, then imports the worker.
@@ -16,7 +16,7 @@ function workerUrl(): URL {
 const WORKER_URL = workerUrl();
 
 type Job = JobMessage extends infer M ? (M extends JobMessage ? Omit<M, "id"> : never) : never;
-type Pending = { resolve: (r: JobReply) => void; reject: (e: Error) => void };
+type Pending = { resolve: (r: JobReply) => void; reject: (e: Error) => void; onToken?: (t: TokenReport) => void };
 
 interface Slot {
   worker: Worker;
@@ -59,7 +59,7 @@ export class WorkerPool extends EventEmitter {
     this.slots[index] = slot;
     return new Promise<void>((resolve, reject) => {
       let ready = false;
-      worker.on("message", (msg: InitReply | JobReply) => {
+      worker.on("message", (msg: InitReply | JobReply | TokenReport) => {
         if (msg.type === "ready") {
           ready = true;
           slot.alive = true;
@@ -75,6 +75,10 @@ export class WorkerPool extends EventEmitter {
         }
         const p = slot.pending.get(msg.id);
         if (!p) return;
+        if (msg.type === "token") {
+          p.onToken?.(msg); // the job goes on
+          return;
+        }
         slot.pending.delete(msg.id);
         if (msg.type === "error") p.reject(new Error(msg.message));
         else p.resolve(msg);
@@ -108,13 +112,16 @@ export class WorkerPool extends EventEmitter {
     return this.slots[index]?.alive === true;
   }
 
-  /** Runs one job on worker `index`; the caller (the scheduler) makes sure it is idle. */
-  run(index: number, job: Job, transfer: ArrayBuffer[] = []): Promise<JobReply> {
+  /**
+   * Runs one job on worker `index`; the caller (the scheduler) makes sure it is idle. `onToken` hears a generate
+   * job's token reports as they come, all before the job's reply.
+   */
+  run(index: number, job: Job, transfer: ArrayBuffer[] = [], onToken?: (t: TokenReport) => void): Promise<JobReply> {
     const slot = this.slots[index];
     if (!slot?.alive) return Promise.reject(new Error(`inference worker ${index} is not running`));
     const id = this.nextId++;
     return new Promise<JobReply>((resolve, reject) => {
-      slot.pending.set(id, { resolve, reject });
+      slot.pending.set(id, { resolve, reject, onToken });
       slot.worker.postMessage({ ...job, id } as JobMessage, transfer);
     });
   }

@@ -44,8 +44,17 @@ export type JobMessage =
       rows: GenRow[];
       bos: number;
       eos: number;
+      stop: Int32Array; // over a SharedArrayBuffer, one flag per row: the main thread sets 1 to stop that row
     }
   | { type: "block"; id: number; ms: number }; // tests only: keeps the worker busy, as a long run() does
+
+/** Sent while a generate job runs, before its reply: a `stream` row chose a token. */
+export interface TokenReport {
+  type: "token";
+  id: number;
+  row: number;
+  token: number;
+}
 
 export type JobReply =
   | { type: "result"; id: number; outputs: Record<string, WireTensor> }

@@ -4,7 +4,7 @@ import { parentPort } from "node:worker_threads";
 import * as ort from "onnxruntime-node";
 import { generate } from "../decode/search.js";
 import { CUDNN_SONAME, explainCudaFailure, findCudaProvider, loadable, missingLinkedLibraries } from "./cuda.js";
-import type { InitMessage, InitReply, JobMessage, JobReply, WireTensor, WorkerModel } from "./protocol.js";
+import type { InitMessage, InitReply, JobMessage, JobReply, TokenReport, WireTensor, WorkerModel } from "./protocol.js";
 import { OnnxStepper } from "./stepper.js";
 
 const port = parentPort!;
@@ -181,7 +181,11 @@ async function handle(msg: JobMessage): Promise<JobReply> {
     M,
     D,
   );
-  const results = await generate(stepper, msg.rows, msg.bos, msg.eos);
+  const { id, stop } = msg;
+  const results = await generate(stepper, msg.rows, msg.bos, msg.eos, 1, {
+    onToken: (row, token) => port.postMessage({ type: "token", id, row, token } satisfies TokenReport),
+    stopped: (row) => Atomics.load(stop, row) === 1,
+  });
   return { type: "generated", id: msg.id, results, steps: stepper.steps };
 }
 

@@ -75,7 +75,7 @@ export function createMetrics() {
     }),
     droppedRows: new client.Counter({
       name: `${PREFIX}dropped_rows_total`,
-      help: "Queued rows dropped before inference because their request was aborted (client gone, deadline passed)",
+      help: "Rows dropped because their request was aborted (client gone, deadline passed): queued ones before inference, decoding ones at the next step",
       labelNames: ["model", "graph", "reason"] as const,
       ...reg,
     }),

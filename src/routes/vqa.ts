@@ -2,8 +2,8 @@
 // cross-attention over the image ([ENC] question), then the decoder generates the answer greedily from it.
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import Type from "typebox";
-import { answerContext } from "../inference/graphs.js";
-import { prepareImages, prepareTexts, taskRoute } from "./task.js";
+import { answerInput } from "./generation.js";
+import { prepareImages, taskRoute } from "./task.js";
 import { Image, ModelField, Text } from "./schemas.js";
 
 const Body = Type.Object({ image: Image, question: Text, model: ModelField }, { additionalProperties: false });
@@ -31,12 +31,9 @@ const vqa: FastifyPluginAsyncTypebox = async (app) => {
     const model = app.models.get(req.body.model);
     const tk = model.manifest.tokenizer;
     const [pixels] = await prepareImages(req, model, [req.body.image], () => "image");
-    const [ids] = prepareTexts(req, model, [req.body.question], tk.special_tokens.enc);
-    const [image] = await app.inference.images(model, [pixels], req.deadline);
-    const [q] = await app.inference.questions(model, [{ embeds: image.embeds, ids }], req.deadline);
-    const context = answerContext(q, image, model.manifest.model.vqa_decoder_reads_image === true);
     const row = { numBeams: 1, maxTokens: tk.max_answer_tokens, minTokens: 0 }; // greedy, as the Python evaluation
-    const [answer] = await app.inference.generate(model, [{ ...context, row }], req.deadline);
+    const { input } = await answerInput(req, model, pixels, req.body.question, row);
+    const [answer] = await app.inference.generate(model, [input], req.deadline);
     app.metrics.generatedTokens.labels(model.name, "vqa").inc(answer.ids.length);
     return { model: model.name, answer: model.tokenizer.decode(answer.ids), score: Math.exp(answer.logprob) };
   });

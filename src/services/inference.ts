@@ -79,20 +79,35 @@ export class Inference {
           async (rows, w) => {
             const { hidden, mask } = generationFeeds(rows, rows[0].hidden.length / rows[0].length); // D: Dv (captions) = Dt (VQA)
             const sp = m.manifest.tokenizer.special_tokens;
-            const reply = await this.pool.run(
-              w,
-              {
-                type: "generate",
-                model: m.name,
-                encoderHidden: hidden,
-                encoderMask: mask,
-                rows: rows.map((r) => r.row),
-                bos: sp.dec,
-                eos: sp.sep,
-              },
-              [hidden.data.buffer as ArrayBuffer, mask.data.buffer as ArrayBuffer],
+            const stop = new Int32Array(new SharedArrayBuffer(4 * rows.length)); // 1: the worker drops that row
+            const unlisten = [...rowsBySignal(rows)].map(([signal, at]) =>
+              watchAbort(signal, () => at.forEach((i) => Atomics.store(stop, i, 1))),
             );
-            return (reply as Extract<JobReply, { type: "generated" }>).results;
+            try {
+              const reply = await this.pool.run(
+                w,
+                {
+                  type: "generate",
+                  model: m.name,
+                  encoderHidden: hidden,
+                  encoderMask: mask,
+                  rows: rows.map((r) => r.row),
+                  bos: sp.dec,
+                  eos: sp.sep,
+                  stop,
+                },
+                [hidden.data.buffer as ArrayBuffer, mask.data.buffer as ArrayBuffer],
+                (t) => rows[t.row].onToken?.(t.token),
+              );
+              const { results } = reply as Extract<JobReply, { type: "generated" }>;
+              results.forEach((r, i) => {
+                // a row whose request went away mid-decode: counted as dropped, by its abort reason
+                if (r.finish === "aborted") scheduler.events.onDrop?.(key("decoder"), 1, abortCode(rows[i].signal));
+              });
+              return results;
+            } finally {
+              for (const off of unlisten) off();
+            }
           },
           scheduler,
         ),
@@ -124,10 +139,43 @@ export class Inference {
     return this.q(model).vqa_encoder.submit(rows, signal);
   }
 
-  /** Greedy or beam decoding; caption and VQA rows decode in the same batches. */
-  generate(model: ServedModel, rows: GenInput[], signal?: AbortSignal): Promise<GenResult[]> {
-    return this.q(model).decoder.submit(rows, signal);
+  /**
+   * Greedy or beam decoding; caption and VQA rows decode in the same batches. Rows with `row.stream` report each
+   * token to `onToken(i, token)` (i: the row's index in `rows`) as the worker chooses it. When `signal` aborts, the
+   * rows leave their queue or, already decoding, stop at the decoder's next step.
+   */
+  generate(
+    model: ServedModel,
+    rows: GenInput[],
+    signal?: AbortSignal,
+    onToken?: (i: number, token: number) => void,
+  ): Promise<GenResult[]> {
+    const inputs = rows.map((r, i) => ({ ...r, signal, onToken: onToken && ((t: number) => onToken(i, t)) }));
+    return this.q(model).decoder.submit(inputs, signal);
   }
+}
+
+/** The rows of each request (their abort signal) in a batch: one listener per request, not per row. */
+function rowsBySignal(rows: GenInput[]): Map<AbortSignal, number[]> {
+  const by = new Map<AbortSignal, number[]>();
+  rows.forEach((r, i) => {
+    if (r.signal) by.set(r.signal, [...(by.get(r.signal) ?? []), i]);
+  });
+  return by;
+}
+
+/** Calls `fn` once when `signal` aborts (now, if it already has); returns what removes the listener. */
+function watchAbort(signal: AbortSignal, fn: () => void): () => void {
+  if (signal.aborted) {
+    fn();
+    return () => {};
+  }
+  signal.addEventListener("abort", fn, { once: true });
+  return () => signal.removeEventListener("abort", fn);
+}
+
+function abortCode(signal: AbortSignal | undefined): string {
+  return (signal?.reason as { code?: string } | undefined)?.code ?? "aborted";
 }
 
 function transferables(feeds: Record<string, WireTensor>): ArrayBuffer[] {

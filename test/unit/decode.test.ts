@@ -40,8 +40,8 @@ class FakeStepper implements DecoderStepper {
 
 // ---- references: straight ports of training/dlip/infer/search.py for one row ------------------------------
 
-function refGreedy(row: number, seed: number, max: number, min: number): number[] {
-  const hist = [BOS];
+function refGreedy(row: number, seed: number, max: number, min: number, prefix: number[] = []): number[] {
+  const hist = [BOS, ...prefix];
   const out: number[] = [];
   for (let t = 0; t < max; t++) {
     const l = logitsFor(row, hist, seed);
@@ -56,6 +56,11 @@ function refGreedy(row: number, seed: number, max: number, min: number): number[
 }
 
 function refBeam(row: number, seed: number, max: number, k: number, min: number, lp = 1): number[] {
+  return refBeamAll(row, seed, max, k, min, lp)[0]?.[1] ?? [];
+}
+
+/** Every finished hypothesis of the reference beam search, best first (stable: first of equals first). */
+function refBeamAll(row: number, seed: number, max: number, k: number, min: number, lp = 1): [number, number[]][] {
   // k slots from the start, beams 1.. at -inf, as the Python code (B = 1)
   let seqs: number[][] = Array.from({ length: k }, () => []);
   let scores = Array.from({ length: k }, (_, i) => (i === 0 ? 0 : -Infinity));
@@ -98,10 +103,10 @@ function refBeam(row: number, seed: number, max: number, k: number, min: number,
     seqs = src.map((b, i) => [...seqs[b], tok[i]]);
     scores = newScores;
   }
-  if (!finished.length) return [];
-  let best = finished[0];
-  for (const f of finished) if (f[0] > best[0]) best = f;
-  return best[1];
+  return finished
+    .map((f, i) => [f, i] as const)
+    .sort((x, y) => y[0][0] - x[0][0] || x[1] - y[1])
+    .map(([f]) => f);
 }
 
 test("greedy equals the reference, per row, min_tokens honoured", async () => {
@@ -163,4 +168,96 @@ test("max_tokens = 1 yields exactly one token when [SEP] is forbidden", async ()
 
 test("bad rows are refused", async () => {
   await assert.rejects(generate(new FakeStepper(1), [{ numBeams: 0, maxTokens: 3, minTokens: 0 }], BOS, EOS));
+});
+
+test("n-best: the n best finished hypotheses of a beam row, best first; the first is the n = 1 result", async () => {
+  for (const seed of [1, 2, 3, 4, 5, 6]) {
+    for (const k of [2, 3, 4]) {
+      const one = await generate(new FakeStepper(seed), [{ numBeams: k, maxTokens: 9, minTokens: 1 }], BOS, EOS);
+      const row = { numBeams: k, maxTokens: 9, minTokens: 1, numReturn: k };
+      const [res] = await generate(new FakeStepper(seed), [row], BOS, EOS);
+      const ref = refBeamAll(0, seed, 9, k, 1).slice(0, k);
+      assert.deepEqual(
+        res.nbest!.map((h) => h.ids),
+        ref.map((r) => r[1]),
+        `seed ${seed} k ${k}`,
+      );
+      assert.deepEqual(
+        res.nbest!.map((h) => h.logprob),
+        ref.map((r) => r[0]),
+      );
+      for (let i = 1; i < res.nbest!.length; i++) assert.ok(res.nbest![i - 1].logprob >= res.nbest![i].logprob);
+      assert.deepEqual({ ...res, nbest: undefined }, { ...one[0], nbest: undefined }, "best = the n = 1 result");
+      assert.equal(one[0].nbest, undefined, "n = 1 results carry no list");
+    }
+  }
+  await assert.rejects(
+    generate(new FakeStepper(1), [{ numBeams: 2, maxTokens: 3, minTokens: 0, numReturn: 3 }], BOS, EOS),
+    /bad row/,
+  );
+});
+
+test("finish: stop when [SEP] ended a row, length when the budget did", async () => {
+  for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
+    for (const max of [1, 2, 4, 12]) {
+      const ref = refGreedy(0, seed, max, 0);
+      const [g] = await generate(new FakeStepper(seed), [{ numBeams: 1, maxTokens: max, minTokens: 0 }], BOS, EOS);
+      assert.equal(g.finish, ref.length === max ? "length" : "stop", `seed ${seed} max ${max}`);
+      const [b] = await generate(
+        new FakeStepper(seed),
+        [{ numBeams: 3, maxTokens: max, minTokens: 0, numReturn: 3 }],
+        BOS,
+        EOS,
+      );
+      for (const h of b.nbest!) assert.equal(h.finish, h.ids.length === max ? "length" : "stop");
+    }
+  }
+  const [cut] = await generate(new FakeStepper(2), [{ numBeams: 1, maxTokens: 1, minTokens: 1 }], BOS, EOS);
+  assert.equal(cut.finish, "length");
+});
+
+test("a prompt prefix is fed after [DEC] and left out of the result and of the budget", async () => {
+  for (const seed of [1, 2, 3, 4]) {
+    const prefix = [0, 6, 2];
+    const rows: GenRow[] = [
+      { numBeams: 1, maxTokens: 6, minTokens: 1, prefix },
+      { numBeams: 1, maxTokens: 6, minTokens: 1 },
+    ];
+    const res = await generate(new FakeStepper(seed), rows, BOS, EOS);
+    assert.deepEqual(res[0].ids, refGreedy(0, seed, 6, 1, prefix), `seed ${seed}`);
+    assert.deepEqual(res[1].ids, refGreedy(1, seed, 6, 1), "other rows of the batch are unchanged");
+  }
+});
+
+test("streaming rows report each token as it is chosen; stopped rows end at the next step", async () => {
+  const seen: [number, number, number][] = [];
+  const stepper = new FakeStepper(4);
+  const rows: GenRow[] = [
+    { numBeams: 1, maxTokens: 12, minTokens: 3, stream: true },
+    { numBeams: 1, maxTokens: 12, minTokens: 3 },
+  ];
+  const res = await generate(stepper, rows, BOS, EOS, 1, {
+    onToken: (row, tok) => seen.push([row, stepper.calls.length, tok]),
+  });
+  assert.deepEqual(
+    seen.map(([, , t]) => t),
+    res[0].ids,
+    "one report per generated token, in order",
+  );
+  assert.deepEqual(
+    seen.map(([, step]) => step),
+    res[0].ids.map((_, i) => i + 1),
+    "reported at the step that chose it",
+  );
+  const stop = new Set<number>();
+  const s2 = new FakeStepper(4);
+  const cut = await generate(s2, [{ ...rows[0], minTokens: 12 }, rows[1]], BOS, EOS, 1, {
+    onToken: (row, tok) => {
+      if (row === 0 && tok >= 0 && s2.calls.length === 2) stop.add(0);
+    },
+    stopped: (row) => stop.has(row),
+  });
+  assert.equal(cut[0].finish, "aborted");
+  assert.equal(cut[0].ids.length, 2, "the row stopped at the step after it was asked to");
+  assert.deepEqual(cut[1].ids, refGreedy(1, 4, 12, 3), "the other row decodes on");
 });

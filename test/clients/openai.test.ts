@@ -8,7 +8,7 @@ import { execFile } from "node:child_process";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import type { FastifyInstance } from "fastify";
-import OpenAI from "openai";
+import OpenAI, { APIError } from "openai";
 import { ROOT, testApp } from "../helpers/app.js";
 import { solid } from "../helpers/images.js";
 import { venvTool } from "../helpers/tools.js";
@@ -134,14 +134,19 @@ test("the openai Node package: models, text and image embeddings (float and its 
     "base64",
   );
 
-  const refused = async (call: () => Promise<unknown>, cls: typeof OpenAI.APIError, status: number, param: unknown) => {
+  const refused = async (
+    call: () => Promise<unknown>,
+    cls: abstract new (...args: never[]) => APIError,
+    status: number,
+    param: unknown,
+  ) => {
     const err = await call().then(
       () => assert.fail("expected an error"),
       (e: unknown) => e,
     );
     assert.ok(err instanceof cls, `${String(err)} is a ${cls.name}`);
-    assert.equal((err as OpenAI.APIError).status, status);
-    assert.equal((err as OpenAI.APIError).param, param);
+    assert.equal((err as APIError).status, status);
+    assert.equal((err as APIError).param, param);
   };
   await refused(
     () => client.embeddings.create({ model: "micro", input: "x", dimensions: 8 }),

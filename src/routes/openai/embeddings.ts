@@ -136,9 +136,11 @@ export function inputItems(input: unknown, modality?: "text" | "image"): InputIt
 
 /**
  * An image string of OpenAI's input -> its bytes: base64 or a data URI. The one place an image string becomes
- * bytes on this surface, where a URL fetcher plugs in; until one does, http(s) URLs are refused.
+ * bytes on this surface, where a URL fetcher plugs in (given the request's deadline, `signal`); until one does,
+ * http(s) URLs are refused.
  */
-export async function imageBytes(s: string, label: string, config: Config): Promise<Buffer> {
+export async function imageBytes(s: string, label: string, config: Config, signal: AbortSignal): Promise<Buffer> {
+  signal.throwIfAborted();
   if (/^https?:\/\//i.test(s.slice(0, 8))) {
     throw invalidImage(`${label} is an image URL; image URLs are off on this server: send a data URI or base64`);
   }
@@ -164,7 +166,9 @@ export async function openaiEmbeddings(req: FastifyRequest, body: Body): Promise
   const label = (j: number) => `input[${imageAt[j]}]`;
   let out;
   try {
-    const images = await Promise.all(imageAt.map((i, j) => imageBytes(items[i].value, label(j), req.server.config)));
+    const images = await Promise.all(
+      imageAt.map((i, j) => imageBytes(items[i].value, label(j), req.server.config, req.deadline)),
+    );
     out = await embed(
       req,
       model,

@@ -6,6 +6,7 @@ import fp from "fastify-plugin";
 import multipart from "@fastify/multipart";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
+import { apiKeyCheck } from "./auth.js";
 import type { Config } from "./config.js";
 import { ApiError, errorBody, type ErrorDialect, toApiError } from "./errors.js";
 import batching from "./plugins/batching.js";
@@ -15,7 +16,7 @@ import captions from "./routes/captions.js";
 import chat from "./routes/openai/chat.js";
 import embeddings from "./routes/embeddings.js";
 import health from "./routes/health.js";
-import modelList from "./routes/models.js";
+import modelList from "./routes/openai/models.js";
 import rank from "./routes/rank.js";
 import { requestSignal } from "./routes/input.js";
 import { BYTES_KEYWORD, ErrorBody, FORM_LIMITS, NON_BLANK } from "./routes/schemas.js";
@@ -49,10 +50,12 @@ export const app = fp<{ config: Config }>(
 
     app.decorateRequest("deadline", null as unknown as AbortSignal);
     app.decorateRequest("errorDialect", "dlip");
+    const authorize = apiKeyCheck(config); // null when no API key is set
     app.addHook("onRequest", async (req, reply) => {
       reply.header("x-request-id", req.id);
       const route = req.routeOptions.config;
       req.errorDialect = route.dialect ?? "dlip";
+      authorize?.(req, reply); // 401 before admission: a request without a key never takes a slot
       if (!(route.api ?? req.url.startsWith("/v1/"))) return; // probes, metrics and docs are not admitted
       reply.raw.once("close", app.lifecycle.admit()); // 503 unless open; a drain waits for it until answered
       req.deadline = requestSignal(req, reply, config.requestTimeoutMs);
@@ -65,6 +68,9 @@ export const app = fp<{ config: Config }>(
       if (e.status === 429 || e.status === 503 || e.status === 504) app.metrics.rejected.labels(e.code).inc();
       if (e.code === "client_gone") app.metrics.rejected.labels(e.code).inc();
       if (e.retryAfterS !== undefined) reply.header("retry-after", String(e.retryAfterS));
+      // the OpenAI SDKs retry by status unless told not to; a 4xx other than 408/409/429 fails again as it is
+      if (e.status >= 400 && e.status < 500 && ![408, 409, 429].includes(e.status))
+        reply.header("x-should-retry", "false");
       return reply.status(e.status === 499 ? 400 : e.status).send(errorBody(e, req.errorDialect));
     });
     app.setNotFoundHandler(async (req) => {

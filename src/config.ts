@@ -159,6 +159,22 @@ export const SETTINGS = [
     default: "info",
     help: "log level",
   },
+  {
+    key: "apiKeys",
+    env: "API_KEYS",
+    flag: "api-keys",
+    kind: "string",
+    default: null, // no key: the API is open
+    help: "comma-separated API keys; when set, /v1, /v2 and the OpenAI routes need 'Authorization: Bearer <key>'",
+  },
+  {
+    key: "apiKeysFile",
+    env: "API_KEYS_FILE",
+    flag: "api-keys-file",
+    kind: "string",
+    default: null,
+    help: "a file of API keys, one per line (e.g. a mounted Kubernetes Secret), added to API_KEYS",
+  },
 ] as const;
 
 type Setting = (typeof SETTINGS)[number];
@@ -232,6 +248,9 @@ export function loadConfig(
     throw new ConfigError(
       `FILE_LIMIT_BYTES (${out.fileLimitBytes}) must not exceed BODY_LIMIT_BYTES (${out.bodyLimitBytes})`,
     );
+  }
+  if (out.apiKeys !== null && out.apiKeys.split(",").every((k) => k.trim() === "")) {
+    throw new ConfigError(`API_KEYS holds no key, got '${out.apiKeys}' (leave it unset for an open API)`);
   }
   return out;
 }

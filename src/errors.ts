@@ -7,6 +7,7 @@ export type ErrorCode =
   | "invalid_json"
   | "invalid_field"
   | "invalid_image"
+  | "unauthorized"
   | "unknown_model"
   | "not_found"
   | "body_too_large"
@@ -25,6 +26,7 @@ const STATUS: Record<ErrorCode, number> = {
   invalid_json: 400,
   invalid_field: 400,
   invalid_image: 400,
+  unauthorized: 401,
   unknown_model: 404,
   not_found: 404,
   body_too_large: 413,
@@ -53,7 +55,12 @@ export class ApiError extends Error {
   }
 }
 
-export const invalidField = (message: string) => new ApiError("invalid_field", message);
+export const invalidField = (message: string, param?: string) =>
+  new ApiError("invalid_field", message, undefined, param);
+
+/** `e` naming the request field at fault (OpenAI's `param`), unless it names one already. */
+export const withParam = (e: ApiError, param: string): ApiError =>
+  e.param ? e : new ApiError(e.code, e.message, e.retryAfterS, param);
 export const invalidImage = (message: string) => new ApiError("invalid_image", message);
 
 /** Maps errors thrown by Fastify and its plugins (by their code) onto the taxonomy; unknown errors become 500. */

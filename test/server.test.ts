@@ -112,7 +112,7 @@ test("DEVICE=cuda without the CUDA provider refuses to start; DEVICE=auto falls 
     /^DEVICE=auto: onnxruntime-node's CUDA provider library .* is not installed.*; using the CPU provider$/,
   );
   const models = JSON.parse((await call(port, "GET", "/v1/models")).body);
-  assert.equal(models.models[0].provider, "cpu");
+  assert.equal(models.data[0].provider, "cpu");
   const metrics = (await call(port, "GET", "/metrics")).body;
   assert.match(metrics, /^dlip_model_info\{model="micro",version="[^"]+",provider="cpu"\} 1$/m, "the provider in use");
   q.child.kill("SIGTERM");

@@ -1,9 +1,23 @@
-// POST /v1/embeddings: texts and/or images -> L2-normalised embeddings in the shared ITC space.
+// POST /v1/embeddings (and /embeddings, for OpenAI clients whose base_url has no /v1): texts and/or images ->
+// L2-normalised embeddings in the shared ITC space. Two bodies, told apart by their fields: ours (`texts` /
+// `images`, JSON or multipart), answered in our form and our error dialect; OpenAI's (`input`, routes/openai/),
+// answered in OpenAI's form and envelope. Both embed through the same step (routes/embed.ts).
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import type { FastifyRequest } from "fastify";
 import Type from "typebox";
 import { invalidField } from "../errors.js";
-import { at, l2normalise, prepareImages, prepareTexts, taskRoute } from "./task.js";
-import { Image, MAX_IMAGES, MAX_TEXT_CHARS, MAX_TEXTS, ModelField } from "./schemas.js";
+import { embed } from "./embed.js";
+import {
+  checkOpenAIBody,
+  isOpenAIBody,
+  OpenAIEmbeddingsBody,
+  OpenAIEmbeddingsReply,
+  openaiEmbeddings,
+} from "./openai/embeddings.js";
+import { openaiPaths } from "./openai/shared.js";
+import { schemaErrorFormatter } from "../app.js";
+import { at, taskRoute } from "./task.js";
+import { Image, MAX_IMAGES, MAX_TEXT_CHARS, MAX_TEXTS, ModelField, TASK_ERRORS } from "./schemas.js";
 
 const Body = Type.Object(
   {
@@ -22,7 +36,17 @@ const Reply = Type.Object({
   image_embeddings: Vectors,
 });
 
-const route = taskRoute({
+/** An error in either dialect: ours {code, message}, or OpenAI's, which adds `type` and `param`. */
+const EitherErrorBody = Type.Object({
+  error: Type.Object({
+    code: Type.String(),
+    message: Type.String(),
+    type: Type.Optional(Type.String()),
+    param: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+  }),
+});
+
+const base = taskRoute({
   summary: "Embed texts and images in the shared retrieval (ITC) space",
   body: Body,
   reply: Reply,
@@ -34,24 +58,48 @@ const route = taskRoute({
   },
 });
 
+const route = {
+  schema: {
+    ...base.schema,
+    description:
+      `Our body (\`texts\` / \`images\`): ${base.schema.description} ` +
+      "Or OpenAI's body (`input`), answered in OpenAI's form; mixing both is a 400.",
+    body: Type.Union([Body, OpenAIEmbeddingsBody]),
+    response: {
+      200: Type.Union([Reply, OpenAIEmbeddingsReply]),
+      ...Object.fromEntries(Object.keys(TASK_ERRORS).map((s) => [s, EitherErrorBody])),
+    },
+  },
+  /** Reads a form into our body; then picks the body's form and checks it, each in its own error dialect. */
+  async preValidation(req: FastifyRequest) {
+    await base.preValidation(req);
+    if (isOpenAIBody(req.body)) {
+      req.errorDialect = "openai";
+      checkOpenAIBody(req, req.body);
+      return;
+    }
+    const valid = req.compileValidationSchema(Body, "body");
+    if (!valid(req.body)) throw schemaErrorFormatter((valid.errors ?? []) as never, "body");
+  },
+};
+
 const embeddings: FastifyPluginAsyncTypebox = async (app) => {
-  app.post("/v1/embeddings", route, async (req) => {
-    const { texts = [], images = [] } = req.body;
-    if (texts.length === 0 && images.length === 0) throw invalidField("nothing to embed: send 'texts' and/or 'images'");
-    const model = app.models.get(req.body.model);
-    const pixels = await prepareImages(req, model, images, at("images"));
-    const ids = prepareTexts(req, model, texts);
-    const [textFeats, imageRows] = await Promise.all([
-      app.inference.texts(model, ids, req.deadline),
-      app.inference.images(model, pixels, req.deadline),
-    ]);
-    return {
-      model: model.name,
-      dim: model.manifest.model.embed_dim,
-      text_embeddings: textFeats.map(l2normalise),
-      image_embeddings: imageRows.map((r) => l2normalise(r.feat)),
-    };
-  });
+  for (const url of openaiPaths("/embeddings")) {
+    app.post(url, { ...route, config: { api: true } }, async (req) => {
+      if ("input" in req.body) return openaiEmbeddings(req, req.body);
+      const { texts = [], images = [] } = req.body;
+      if (texts.length === 0 && images.length === 0)
+        throw invalidField("nothing to embed: send 'texts' and/or 'images' (or OpenAI's 'input')");
+      const model = app.models.get(req.body.model);
+      const out = await embed(req, model, texts, images, at("images"));
+      return {
+        model: model.name,
+        dim: model.manifest.model.embed_dim,
+        text_embeddings: out.texts,
+        image_embeddings: out.images,
+      };
+    });
+  }
 };
 
 export default embeddings;

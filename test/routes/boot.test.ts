@@ -35,7 +35,7 @@ test("two bundles are served side by side, chosen per request", async () => {
   try {
     const models = await app.inject({ method: "GET", url: "/v1/models" });
     assert.deepEqual(
-      models.json().models.map((x: { name: string }) => x.name),
+      models.json().data.map((x: { id: string }) => x.id),
       ["micro", "other"],
     );
     assert.equal(models.json().default, "other");

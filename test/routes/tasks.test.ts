@@ -143,15 +143,18 @@ test("POST /v1/rank: text query over images and image query over texts, best fir
   assert.equal(formImage.body.results.length, 2);
 });
 
-test("the model field picks a served model; GET /v1/models lists them with provider and metrics", async () => {
+test("the model field picks a served model; GET /v1/models lists them (OpenAI's list) with provider and metrics", async () => {
   await request(app.server)
     .post("/v1/embeddings")
     .send({ texts: ["x"], model: "micro" })
     .expect(200);
   const res = await request(app.server).get("/v1/models").expect(200);
   assert.equal(res.body.default, "micro");
-  assert.equal(res.body.models.length, 1);
-  const m = res.body.models[0];
+  assert.equal(res.body.object, "list");
+  assert.equal(res.body.data.length, 1);
+  const m = res.body.data[0];
+  assert.deepEqual([m.id, m.object, m.owned_by], ["micro", "model", "dlip-serve"]);
+  assert.equal(m.created, Math.floor(Date.parse(app.models.get().manifest.created) / 1000), "manifest's, in seconds");
   assert.deepEqual([m.name, m.version, m.provider], ["micro", "1", "cpu"]);
   assert.deepEqual(m.tasks, ["retrieval", "captioning", "vqa"]);
   assert.deepEqual(m.metrics, {});

@@ -19,7 +19,8 @@ import health from "./routes/health.js";
 import modelList from "./routes/openai/models.js";
 import rank from "./routes/rank.js";
 import { requestSignal } from "./routes/input.js";
-import { BYTES_KEYWORD, ErrorBody, FORM_LIMITS, NON_BLANK } from "./routes/schemas.js";
+import { BYTES_KEYWORD, ErrorBody, FORM_LIMITS } from "./routes/schemas.js";
+import { schemaErrorFormatter } from "./schema-errors.js";
 import vqa from "./routes/vqa.js";
 
 const REQUEST_ID = /^[\w.:-]{1,64}$/;
@@ -99,41 +100,6 @@ declare module "fastify" {
     api?: boolean; // admitted by the lifecycle (503 while not ready or draining) and given a deadline; default: /v1/*
     dialect?: ErrorDialect; // the error body shape of this route (default "dlip")
   }
-}
-
-interface AjvError {
-  keyword: string;
-  instancePath: string;
-  message?: string;
-  params: Record<string, unknown>;
-}
-
-/** Schema errors as one sentence naming the field: "body.images[2] must be string". */
-export function schemaErrorFormatter(errors: AjvError[], dataVar: string): Error {
-  const where = (path: string) =>
-    dataVar +
-    path
-      .split("/")
-      .slice(1)
-      .map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`))
-      .join("");
-  // a rank query matches neither form: the error inside the field it gives ("body.query.text is blank"), else what
-  // the two forms are (an image slot's anyOf, a string or multipart bytes, puts the string branch's error first)
-  const query = errors.find((e) => e.keyword === "anyOf" && e.instancePath.endsWith("/query"));
-  const inQuery = query && errors.find((e) => e.instancePath.startsWith(`${query.instancePath}/`));
-  const e = inQuery ?? query ?? errors[0];
-  let msg: string;
-  if (e === query) msg = `${where(e.instancePath)} must be {"text": string} or {"image": base64 string}`;
-  else if (e.keyword === "additionalProperties")
-    msg = `${where(e.instancePath)} has an unknown field '${String(e.params.additionalProperty).slice(0, 64)}'`;
-  else if (e.keyword === "required")
-    msg = `${where(e.instancePath)} is missing the field '${String(e.params.missingProperty)}'`;
-  else if (e.keyword === "maxLength") msg = `${where(e.instancePath)} is longer than ${e.params.limit} characters`;
-  else if (e.keyword === "pattern" && e.params.pattern === NON_BLANK) msg = `${where(e.instancePath)} is blank`;
-  else if (e.keyword === "enum")
-    msg = `${where(e.instancePath)} must be one of ${(e.params.allowedValues as unknown[]).join(", ")}`;
-  else msg = `${where(e.instancePath)} ${e.message ?? "is invalid"}`;
-  return Object.assign(new Error(msg), { validation: errors });
 }
 
 type AjvPlugin = NonNullable<NonNullable<FastifyServerOptions["ajv"]>["plugins"]>[number];

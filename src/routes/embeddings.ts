@@ -15,7 +15,7 @@ import {
   openaiEmbeddings,
 } from "./openai/embeddings.js";
 import { openaiPaths } from "./openai/shared.js";
-import { schemaErrorFormatter } from "../app.js";
+import { schemaErrorFormatter } from "../schema-errors.js";
 import { at, taskRoute } from "./task.js";
 import { Image, MAX_IMAGES, MAX_TEXT_CHARS, MAX_TEXTS, ModelField, TASK_ERRORS } from "./schemas.js";
 

@@ -2,6 +2,8 @@
 // /v1/embeddings and /embeddings with OpenAI's body beside ours (how the forms are told apart, modality, objects,
 // dimensions, encoding_format, usage, limits, errors in OpenAI's envelope with `param` and `x-should-retry`).
 import assert from "node:assert/strict";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { after, before, test } from "node:test";
 import type { FastifyInstance } from "fastify";
 import request from "supertest";
@@ -190,8 +192,12 @@ test("bad OpenAI bodies: 400 in OpenAI's envelope naming the field", async () =>
     [{ input: "a", extra: 1 }, "extra", /body has an unknown field 'extra'/],
     [{ input: "a", encoding_format: "int8" }, "encoding_format", /must be one of float, base64/],
     [{ input: "a", model: "" }, "model", /body\.model must NOT have fewer than 1 characters/],
-    [{ input: [{ image: "https://example.com/cat.png" }] }, "input", /input\[0\] is an image URL; image URLs are off/],
-    [{ input: ["http://example.com/a.png"], modality: "image" }, "input", /image URLs are off/],
+    [
+      { input: [{ image: "https://example.com/cat.png" }] },
+      "input",
+      /input\[0\] is a URL, and this server fetches no image URLs/,
+    ],
+    [{ input: ["http://example.com/a.png"], modality: "image" }, "input", /this server fetches no image URLs/],
     [{ input: [{ image: "" }] }, "input", /input\[0\] is empty/],
     [{ input: ["data:image/png;base64,%%%"] }, "input", /input\[0\] is not valid base64/],
     [{ input: [uri(Buffer.from("not an image").toString("base64"))] }, "input", /input\[0\] is not an image/],
@@ -225,4 +231,29 @@ test("errors a retry cannot fix carry x-should-retry: false; answers do not", as
   assert.equal(ourErr.headers["x-should-retry"], "false");
   const missing = await request(app.server).get("/v1/nothing").expect(404);
   assert.equal(missing.headers["x-should-retry"], "false");
+});
+
+test("image URLs in OpenAI's input: fetched from a host allowed by name, the same vector as the bytes", async () => {
+  const png = Buffer.from(red, "base64");
+  const srv = http.createServer((req, res) =>
+    req.url === "/red.png" ? res.writeHead(200, { "content-type": "image/png" }).end(png) : res.writeHead(404).end(),
+  );
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}/red.png`;
+  const withUrls = await testApp({ imageUrlHosts: "127.0.0.1" });
+  try {
+    const want = (await ours([], [red])).images[0];
+    const res = await request(withUrls.server)
+      .post("/v1/embeddings")
+      .send({ input: [{ image: url }], encoding_format: "float" })
+      .expect(200);
+    close(res.body.data[0].embedding, want, "fetched image");
+    const missing = await request(withUrls.server)
+      .post("/v1/embeddings")
+      .send({ input: [url.replace("red", "nothing")], modality: "image" });
+    openaiError(missing, 400, "input", /HTTP 404/);
+  } finally {
+    await withUrls.close();
+    srv.close();
+  }
 });

@@ -17,16 +17,8 @@ import type { ServedModel } from "../../services/models.js";
 import { answerInput, captionInputs } from "../generation.js";
 import { prepareImages } from "../task.js";
 import { ChatBody, parseChat, type ChatTask } from "./chat-request.js";
+import { namedModel, OpenAIErrorBody } from "./shared.js";
 import { EventStream } from "./sse.js";
-
-const ChatErrorBody = Type.Object({
-  error: Type.Object({
-    message: Type.String(),
-    type: Type.String(),
-    param: Type.Union([Type.String(), Type.Null()]),
-    code: Type.Union([Type.String(), Type.Null()]),
-  }),
-});
 
 const Usage = Type.Object({
   prompt_tokens: Type.Integer({ description: "the model's image tokens + the text tokens the model read" }),
@@ -50,7 +42,7 @@ const ChatCompletion = Type.Object({
   usage: Usage,
 });
 
-const ERRORS = Object.fromEntries([400, 404, 413, 415, 429, 500, 503, 504].map((s) => [s, ChatErrorBody]));
+const ERRORS = Object.fromEntries([400, 401, 404, 413, 415, 429, 500, 503, 504].map((s) => [s, OpenAIErrorBody]));
 
 /** What one request decodes: the decoder input, its prompt prefix (captions) and its prompt token count. */
 interface Prepared {
@@ -61,15 +53,10 @@ interface Prepared {
 
 const chat: FastifyPluginAsyncTypebox = async (app) => {
   const policy = urlPolicy(app.config);
-  // OpenAI's SDKs retry on this header's word: a 4xx that a retry cannot fix says so (408, 409, 429 may pass)
-  app.addHook("onError", async (_req, reply, err) => {
-    const s = toApiError(err).status;
-    if (s >= 400 && s < 500 && s !== 408 && s !== 409 && s !== 429) reply.header("x-should-retry", "false");
-  });
 
   const handler = async (req: FastifyRequest<{ Body: ChatBody }>, reply: FastifyReply) => {
     const task = parseChat(req.body);
-    const model = app.models.get(req.body.model);
+    const model = namedModel(app, req.body.model ?? undefined);
     const { prefix, maxTokens } = budget(model, task);
     const bytes = await withParam(
       imageSourceBytes(task.image, task.imageParam, {

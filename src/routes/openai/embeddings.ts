@@ -7,9 +7,9 @@ import type { FastifyRequest } from "fastify";
 import Type, { type Static } from "typebox";
 import type { Config } from "../../config.js";
 import { ApiError, invalidField, invalidImage, withParam } from "../../errors.js";
-import { schemaErrorFormatter } from "../../app.js";
+import { schemaErrorFormatter } from "../../schema-errors.js";
+import { imageSourceBytes, urlPolicy } from "../../preprocess/fetch.js";
 import { embed } from "../embed.js";
-import { decodeImageString } from "../input.js";
 import { MAX_IMAGES, MAX_TEXT_CHARS, MAX_TEXTS, ModelField } from "../schemas.js";
 import { namedModel } from "./shared.js";
 
@@ -141,10 +141,7 @@ export function inputItems(input: unknown, modality?: "text" | "image"): InputIt
  */
 export async function imageBytes(s: string, label: string, config: Config, signal: AbortSignal): Promise<Buffer> {
   signal.throwIfAborted();
-  if (/^https?:\/\//i.test(s.slice(0, 8))) {
-    throw invalidImage(`${label} is an image URL; image URLs are off on this server: send a data URI or base64`);
-  }
-  return decodeImageString(s, label, config.fileLimitBytes);
+  return imageSourceBytes(s, label, { policy: urlPolicy(config), fileLimitBytes: config.fileLimitBytes, signal });
 }
 
 /** Errors that come from an input item (then `param` is "input"), not from the server's state. */

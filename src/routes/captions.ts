@@ -1,7 +1,10 @@
 // POST /v1/captions: images -> captions (greedy or beam search with the key/value cache), in input order.
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import type { FastifyRequest } from "fastify";
 import Type from "typebox";
 import { invalidField } from "../errors.js";
+import type { ImageRow } from "../inference/graphs.js";
+import type { ServedModel } from "../services/models.js";
 import { at, prepareImages, taskRoute } from "./task.js";
 import { Image, MAX_IMAGES, ModelField } from "./schemas.js";
 
@@ -55,19 +58,30 @@ const captions: FastifyPluginAsyncTypebox = async (app) => {
     if (maxTokens > cap) throw invalidField(`max_tokens must be <= ${cap} for model '${model.name}', got ${maxTokens}`);
     const pixels = await prepareImages(req, model, images, at("images"));
     const encoded = await app.inference.images(model, pixels, req.deadline);
-    const row = { numBeams: num_beams, maxTokens, minTokens: 1 }; // at least one word, as the Python evaluation
-    const length = model.manifest.model.image_tokens;
-    const gen = await app.inference.generate(
-      model,
-      encoded.map((im) => ({ hidden: im.embeds, length, row })),
-      req.deadline,
-    );
-    app.metrics.generatedTokens.labels(model.name, "captioning").inc(gen.reduce((n, g) => n + g.ids.length, 0));
     return {
       model: model.name,
-      captions: gen.map((g) => ({ text: model.tokenizer.decode(g.ids), tokens: g.ids.length })),
+      captions: await captionImages(req, model, encoded, { numBeams: num_beams, maxTokens }),
     };
   });
 };
 
 export default captions;
+
+/** Captions of encoded images (the step /v1/captions and the v2 `caption` output share): decoded, with token counts. */
+export async function captionImages(
+  req: FastifyRequest,
+  model: ServedModel,
+  encoded: ImageRow[],
+  opts: { numBeams: number; maxTokens: number },
+): Promise<{ text: string; tokens: number }[]> {
+  const { inference, metrics } = req.server;
+  const row = { ...opts, minTokens: 1 }; // at least one word, as the Python evaluation
+  const length = model.manifest.model.image_tokens;
+  const gen = await inference.generate(
+    model,
+    encoded.map((im) => ({ hidden: im.embeds, length, row })),
+    req.deadline,
+  );
+  metrics.generatedTokens.labels(model.name, "captioning").inc(gen.reduce((n, g) => n + g.ids.length, 0));
+  return gen.map((g) => ({ text: model.tokenizer.decode(g.ids), tokens: g.ids.length }));
+}

@@ -1,8 +1,10 @@
 // POST /v1/vqa: an image and a question -> a generated answer, BLIP's way: the question is encoded with
 // cross-attention over the image ([ENC] question), then the decoder generates the answer greedily from it.
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import type { FastifyRequest } from "fastify";
 import Type from "typebox";
-import { answerContext } from "../inference/graphs.js";
+import { answerContext, type ImageRow } from "../inference/graphs.js";
+import type { ServedModel } from "../services/models.js";
 import { prepareImages, prepareTexts, taskRoute } from "./task.js";
 import { Image, ModelField, Text } from "./schemas.js";
 
@@ -29,17 +31,37 @@ const route = taskRoute({
 const vqa: FastifyPluginAsyncTypebox = async (app) => {
   app.post("/v1/vqa", route, async (req) => {
     const model = app.models.get(req.body.model);
-    const tk = model.manifest.tokenizer;
     const [pixels] = await prepareImages(req, model, [req.body.image], () => "image");
-    const [ids] = prepareTexts(req, model, [req.body.question], tk.special_tokens.enc);
     const [image] = await app.inference.images(model, [pixels], req.deadline);
-    const [q] = await app.inference.questions(model, [{ embeds: image.embeds, ids }], req.deadline);
-    const context = answerContext(q, image, model.manifest.model.vqa_decoder_reads_image === true);
-    const row = { numBeams: 1, maxTokens: tk.max_answer_tokens, minTokens: 0 }; // greedy, as the Python evaluation
-    const [answer] = await app.inference.generate(model, [{ ...context, row }], req.deadline);
-    app.metrics.generatedTokens.labels(model.name, "vqa").inc(answer.ids.length);
-    return { model: model.name, answer: model.tokenizer.decode(answer.ids), score: Math.exp(answer.logprob) };
+    const [answer] = await answerQuestions(req, model, [image], [req.body.question]);
+    return { model: model.name, ...answer };
   });
 };
 
 export default vqa;
+
+/** Answers to questions, question i about encoded image i (the step /v1/vqa and the v2 `answer` output share). */
+export async function answerQuestions(
+  req: FastifyRequest,
+  model: ServedModel,
+  images: ImageRow[],
+  questions: string[],
+): Promise<{ answer: string; score: number }[]> {
+  const { inference, metrics } = req.server;
+  const tk = model.manifest.tokenizer;
+  const ids = prepareTexts(req, model, questions, tk.special_tokens.enc);
+  const states = await inference.questions(
+    model,
+    images.map((im, i) => ({ embeds: im.embeds, ids: ids[i] })),
+    req.deadline,
+  );
+  const readsImage = model.manifest.model.vqa_decoder_reads_image === true;
+  const row = { numBeams: 1, maxTokens: tk.max_answer_tokens, minTokens: 0 }; // greedy, as the Python evaluation
+  const answers = await inference.generate(
+    model,
+    states.map((q, i) => ({ ...answerContext(q, images[i], readsImage), row })),
+    req.deadline,
+  );
+  metrics.generatedTokens.labels(model.name, "vqa").inc(answers.reduce((n, a) => n + a.ids.length, 0));
+  return answers.map((a) => ({ answer: model.tokenizer.decode(a.ids), score: Math.exp(a.logprob) }));
+}

@@ -14,6 +14,7 @@ import models from "./plugins/models.js";
 import captions from "./routes/captions.js";
 import embeddings from "./routes/embeddings.js";
 import health from "./routes/health.js";
+import kserve from "./routes/kserve/index.js";
 import modelList from "./routes/models.js";
 import rank from "./routes/rank.js";
 import { requestSignal } from "./routes/input.js";
@@ -76,6 +77,7 @@ export const app = fp<{ config: Config }>(
     await app.register(rank);
     await app.register(modelList);
     await app.register(health);
+    await app.register(kserve, { prefix: "/v2" }); // KServe v2 / Open Inference Protocol
   },
   { name: "dlip-app" },
 );

@@ -16,6 +16,7 @@ import captions from "./routes/captions.js";
 import chat from "./routes/openai/chat.js";
 import embeddings from "./routes/embeddings.js";
 import health from "./routes/health.js";
+import kserve from "./routes/kserve/index.js";
 import modelList from "./routes/openai/models.js";
 import rank from "./routes/rank.js";
 import { requestSignal } from "./routes/input.js";
@@ -85,6 +86,7 @@ export const app = fp<{ config: Config }>(
     await app.register(modelList);
     await app.register(health);
     await app.register(chat);
+    await app.register(kserve, { prefix: "/v2" }); // KServe v2 / Open Inference Protocol
   },
   { name: "dlip-app" },
 );

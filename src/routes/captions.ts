@@ -2,7 +2,7 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import Type from "typebox";
 import { invalidField } from "../errors.js";
-import { captionInputs } from "./generation.js";
+import { captionImages } from "./generation.js";
 import { at, prepareImages, taskRoute } from "./task.js";
 import { Image, MAX_IMAGES, ModelField } from "./schemas.js";
 
@@ -55,12 +55,10 @@ const captions: FastifyPluginAsyncTypebox = async (app) => {
     const maxTokens = max_tokens ?? cap;
     if (maxTokens > cap) throw invalidField(`max_tokens must be <= ${cap} for model '${model.name}', got ${maxTokens}`);
     const pixels = await prepareImages(req, model, images, at("images"));
-    const row = { numBeams: num_beams, maxTokens, minTokens: 1 }; // at least one word, as the Python evaluation
-    const gen = await app.inference.generate(model, await captionInputs(req, model, pixels, row), req.deadline);
-    app.metrics.generatedTokens.labels(model.name, "captioning").inc(gen.reduce((n, g) => n + g.ids.length, 0));
+    const encoded = await app.inference.images(model, pixels, req.deadline);
     return {
       model: model.name,
-      captions: gen.map((g) => ({ text: model.tokenizer.decode(g.ids), tokens: g.ids.length })),
+      captions: await captionImages(req, model, encoded, { numBeams: num_beams, maxTokens }),
     };
   });
 };

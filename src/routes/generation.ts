@@ -1,36 +1,67 @@
-// The steps captioning and VQA share between their routes (/v1/captions, /v1/vqa, the chat completions route):
-// what the decoder reads for an image (its tokens) or for an image and a question (the question's states, BLIP's
-// way), as inputs for `app.inference.generate`. One place, so that every surface gives the same answer.
+// The steps captioning and VQA share between their surfaces (/v1/captions, /v1/vqa, the chat completions route,
+// the KServe v2 `caption` and `answer` outputs): what the decoder reads for an encoded image (its tokens) or for an
+// image and a question (the question's states, BLIP's way), and the whole caption/answer step on top. One place, so
+// that every surface gives the same answer.
 import type { FastifyRequest } from "fastify";
 import type { GenRow } from "../decode/search.js";
-import { answerContext, type GenInput } from "../inference/graphs.js";
+import { answerContext, type GenInput, type ImageRow } from "../inference/graphs.js";
 import type { ServedModel } from "../services/models.js";
 import { prepareTexts } from "./task.js";
 
-/** Decoder inputs for captions: each image's tokens, with `row` as the search settings. */
-export async function captionInputs(
-  req: FastifyRequest,
-  model: ServedModel,
-  pixels: Float32Array[],
-  row: GenRow,
-): Promise<GenInput[]> {
-  const encoded = await req.server.inference.images(model, pixels, req.deadline);
+/** Decoder inputs for captions: each encoded image's tokens, with `row` as the search settings. */
+export function captionInputs(model: ServedModel, encoded: ImageRow[], row: GenRow): GenInput[] {
   const length = model.manifest.model.image_tokens;
   return encoded.map((im) => ({ hidden: im.embeds, length, row }));
 }
 
-/** Decoder input for a VQA answer: the question ([ENC] question [SEP]) encoded over the image; `ids` its tokens. */
-export async function answerInput(
+/** Decoder inputs for VQA answers, question i about encoded image i: the question ([ENC] question [SEP]) encoded
+ * over its image; `ids` are the question's tokens. */
+export async function answerInputs(
   req: FastifyRequest,
   model: ServedModel,
-  pixels: Float32Array,
-  question: string,
+  images: ImageRow[],
+  questions: string[],
   row: GenRow,
-): Promise<{ input: GenInput; ids: number[] }> {
-  const app = req.server;
-  const [ids] = prepareTexts(req, model, [question], model.manifest.tokenizer.special_tokens.enc);
-  const [image] = await app.inference.images(model, [pixels], req.deadline);
-  const [q] = await app.inference.questions(model, [{ embeds: image.embeds, ids }], req.deadline);
-  const context = answerContext(q, image, model.manifest.model.vqa_decoder_reads_image === true);
-  return { input: { ...context, row }, ids };
+): Promise<{ input: GenInput; ids: number[] }[]> {
+  const ids = prepareTexts(req, model, questions, model.manifest.tokenizer.special_tokens.enc);
+  const states = await req.server.inference.questions(
+    model,
+    images.map((im, i) => ({ embeds: im.embeds, ids: ids[i] })),
+    req.deadline,
+  );
+  const readsImage = model.manifest.model.vqa_decoder_reads_image === true;
+  return states.map((q, i) => ({ input: { ...answerContext(q, images[i], readsImage), row }, ids: ids[i] }));
+}
+
+/** Captions of encoded images, decoded, with their token counts (at least one word, as the Python evaluation). */
+export async function captionImages(
+  req: FastifyRequest,
+  model: ServedModel,
+  encoded: ImageRow[],
+  opts: { numBeams: number; maxTokens: number },
+): Promise<{ text: string; tokens: number }[]> {
+  const { inference, metrics } = req.server;
+  const inputs = captionInputs(model, encoded, { ...opts, minTokens: 1 });
+  const gen = await inference.generate(model, inputs, req.deadline);
+  metrics.generatedTokens.labels(model.name, "captioning").inc(gen.reduce((n, g) => n + g.ids.length, 0));
+  return gen.map((g) => ({ text: model.tokenizer.decode(g.ids), tokens: g.ids.length }));
+}
+
+/** Greedy answers (as the Python evaluation) to questions about encoded images, with their probabilities. */
+export async function answerQuestions(
+  req: FastifyRequest,
+  model: ServedModel,
+  images: ImageRow[],
+  questions: string[],
+): Promise<{ answer: string; score: number }[]> {
+  const { inference, metrics } = req.server;
+  const row = { numBeams: 1, maxTokens: model.manifest.tokenizer.max_answer_tokens, minTokens: 0 };
+  const inputs = await answerInputs(req, model, images, questions, row);
+  const answers = await inference.generate(
+    model,
+    inputs.map((x) => x.input),
+    req.deadline,
+  );
+  metrics.generatedTokens.labels(model.name, "vqa").inc(answers.reduce((n, a) => n + a.ids.length, 0));
+  return answers.map((a) => ({ answer: model.tokenizer.decode(a.ids), score: Math.exp(a.logprob) }));
 }

@@ -13,7 +13,7 @@ export default async function health(app: FastifyInstance) {
     "/healthz",
     { schema: { summary: "Liveness", tags: ["probes"], response: { 200: Status, 503: ErrorBody } } },
     async () => {
-      if (!app.pool.alive()) throw new ApiError("not_ready", "an inference worker is down (restarting)", 1);
+      assertLive(app);
       return { status: "ok" };
     },
   );
@@ -22,8 +22,7 @@ export default async function health(app: FastifyInstance) {
     "/readyz",
     { schema: { summary: "Readiness", tags: ["probes"], response: { 200: Status, 503: ErrorBody } } },
     async () => {
-      app.lifecycle.assertReady();
-      if (!app.pool.alive()) throw new ApiError("not_ready", "an inference worker is down (restarting)", 1);
+      assertReady(app);
       return { status: "ready" };
     },
   );
@@ -36,4 +35,15 @@ export default async function health(app: FastifyInstance) {
       return app.metrics.registry.metrics();
     },
   );
+}
+
+/** Liveness (/healthz, /v2/health/live): every inference worker is up, else the 503 to answer. */
+export function assertLive(app: FastifyInstance): void {
+  if (!app.pool.alive()) throw new ApiError("not_ready", "an inference worker is down (restarting)", 1);
+}
+
+/** Readiness (/readyz, /v2/health/ready): models loaded and warmed up, not draining, workers up; else the 503. */
+export function assertReady(app: FastifyInstance): void {
+  app.lifecycle.assertReady();
+  assertLive(app);
 }

@@ -128,8 +128,8 @@ async function imageQuery(
   };
 }
 
-/** The ITM input's token row: [ENC] in place of [CLS]. */
-function withEnc(model: ServedModel, ids: number[]): number[] {
+/** The ITM input's token row: [ENC] in place of [CLS] (also the v2 `itm_score` output's). */
+export function withEnc(model: ServedModel, ids: number[]): number[] {
   return [model.manifest.tokenizer.special_tokens.enc, ...ids.slice(1)];
 }
 

@@ -2,7 +2,7 @@
 // cross-attention over the image ([ENC] question), then the decoder generates the answer greedily from it.
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import Type from "typebox";
-import { answerInput } from "./generation.js";
+import { answerQuestions } from "./generation.js";
 import { prepareImages, taskRoute } from "./task.js";
 import { Image, ModelField, Text } from "./schemas.js";
 
@@ -29,13 +29,10 @@ const route = taskRoute({
 const vqa: FastifyPluginAsyncTypebox = async (app) => {
   app.post("/v1/vqa", route, async (req) => {
     const model = app.models.get(req.body.model);
-    const tk = model.manifest.tokenizer;
     const [pixels] = await prepareImages(req, model, [req.body.image], () => "image");
-    const row = { numBeams: 1, maxTokens: tk.max_answer_tokens, minTokens: 0 }; // greedy, as the Python evaluation
-    const { input } = await answerInput(req, model, pixels, req.body.question, row);
-    const [answer] = await app.inference.generate(model, [input], req.deadline);
-    app.metrics.generatedTokens.labels(model.name, "vqa").inc(answer.ids.length);
-    return { model: model.name, answer: model.tokenizer.decode(answer.ids), score: Math.exp(answer.logprob) };
+    const [image] = await app.inference.images(model, [pixels], req.deadline);
+    const [answer] = await answerQuestions(req, model, [image], [req.body.question]);
+    return { model: model.name, ...answer };
   });
 };
 

@@ -15,6 +15,7 @@ import captions from "./routes/captions.js";
 import embeddings from "./routes/embeddings.js";
 import health from "./routes/health.js";
 import modelList from "./routes/models.js";
+import playground from "./routes/playground.js";
 import rank from "./routes/rank.js";
 import { requestSignal } from "./routes/input.js";
 import { BYTES_KEYWORD, ErrorBody, FORM_LIMITS, NON_BLANK } from "./routes/schemas.js";
@@ -76,6 +77,7 @@ export const app = fp<{ config: Config }>(
     await app.register(rank);
     await app.register(modelList);
     await app.register(health);
+    await app.register(playground);
   },
   { name: "dlip-app" },
 );

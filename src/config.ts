@@ -133,6 +133,15 @@ export const SETTINGS = [
     default: "info",
     help: "log level",
   },
+  {
+    key: "playground",
+    env: "PLAYGROUND",
+    flag: "playground",
+    kind: "enum",
+    choices: ["true", "false"],
+    default: "true",
+    help: "serve the playground page at / (false: 404)",
+  },
 ] as const;
 
 type Setting = (typeof SETTINGS)[number];

@@ -2,10 +2,10 @@
 #   gpu (default): NVIDIA CUDA 12 runtime with cuDNN 9; onnxruntime-node's CUDA provider installed by npm ci.
 #   cpu:           Node 20 slim; onnxruntime-node's CPU provider only.
 #   docker build -t dlip-serve:gpu .            docker build --target cpu -t dlip-serve:cpu .
-# Both: production dependencies, compiled JavaScript, the bundle contract (training/dlip/export/*.json), the bundles
-# of models/ in /app/models (mount others over it, or elsewhere with MODELS_DIR), a non-root user, nothing written
-# at run time (a read-only root file system works; give it a /tmp), tini as PID 1 so SIGTERM reaches Node and the
-# server drains.
+# Both: production dependencies, compiled JavaScript, the bundle contract (training/dlip/export/*.json), the
+# playground page (static/), the bundles of models/ in /app/models (mount others over it, or elsewhere with
+# MODELS_DIR), a non-root user, nothing written at run time (a read-only root file system works; give it a /tmp),
+# tini as PID 1 so SIGTERM reaches Node and the server drains.
 # test/deploy/container.test.ts starts the server with this file's ENTRYPOINT, CMD, WORKDIR and ENV.
 
 FROM node:20.20.2-bookworm-slim AS node
@@ -48,6 +48,8 @@ COPY --from=build /src/dist ./dist
 COPY package.json ./
 # The bundle contract the server reads at run time (dist/bundle/ resolves it two folders up, as from src/bundle/).
 COPY training/dlip/export/contract.json training/dlip/export/manifest.schema.json ./training/dlip/export/
+# The playground page's files (dist/routes/ resolves them two folders up, as from src/routes/).
+COPY static ./static
 COPY models ./models
 # The files stay root's and read-only to the server; it runs as an unprivileged numeric user (Kubernetes'
 # runAsNonRoot can only check a numeric one).
@@ -72,6 +74,7 @@ RUN ldd node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_provi
 COPY --from=build /src/dist ./dist
 COPY package.json ./
 COPY training/dlip/export/contract.json training/dlip/export/manifest.schema.json ./training/dlip/export/
+COPY static ./static
 COPY models ./models
 USER 10001:10001
 # auto: CUDA where the container sees a GPU, else CPU with a warning; DEVICE=cuda refuses to start without one.

@@ -13,4 +13,5 @@ cd "$root/training"
 .venv/bin/python -m pytest -q "$@"
 cd "$root"
 bash scripts/get-promtool.sh >/dev/null  # promtool for the metrics test (Debian package, no root)
+bash scripts/get-chromium.sh >/dev/null  # Debian chromium for the playground browser test (apt-get as root, else unpacked)
 npm run --silent test:server

@@ -18,6 +18,7 @@ import embeddings from "./routes/embeddings.js";
 import health from "./routes/health.js";
 import kserve from "./routes/kserve/index.js";
 import modelList from "./routes/openai/models.js";
+import playground from "./routes/playground.js";
 import rank from "./routes/rank.js";
 import { requestSignal } from "./routes/input.js";
 import { BYTES_KEYWORD, ErrorBody, FORM_LIMITS } from "./routes/schemas.js";
@@ -87,6 +88,7 @@ export const app = fp<{ config: Config }>(
     await app.register(health);
     await app.register(chat);
     await app.register(kserve, { prefix: "/v2" }); // KServe v2 / Open Inference Protocol
+    await app.register(playground);
   },
   { name: "dlip-app" },
 );

@@ -175,6 +175,15 @@ export const SETTINGS = [
     default: null,
     help: "a file of API keys, one per line (e.g. a mounted Kubernetes Secret), added to API_KEYS",
   },
+  {
+    key: "playground",
+    env: "PLAYGROUND",
+    flag: "playground",
+    kind: "enum",
+    choices: ["true", "false"],
+    default: "true",
+    help: "serve the playground page at / (false: 404)",
+  },
 ] as const;
 
 type Setting = (typeof SETTINGS)[number];

@@ -48,7 +48,8 @@ before(() => {
     [path.join(ROOT, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.build.json", "--outDir", `${app}/dist`],
     { cwd: ROOT, stdio: "inherit" },
   );
-  // the target's COPYs from the build context (package.json, the bundle contract); models/ gets the micro fixture
+  // the target's COPYs from the build context (package.json, the bundle contract, static/); models/ gets the micro
+  // fixture
   for (const ins of stages.find((s) => s.name === "cpu")!.instructions) {
     if (ins.op !== "COPY" || ins.args.startsWith("--from=")) continue;
     const sources = ins.args.split(/\s+/);
@@ -159,6 +160,8 @@ for (const target of ["cpu", "gpu"]) {
     const caption = JSON.parse(res.body).captions[0];
     assert.equal(typeof caption.text, "string");
     assert.ok(caption.tokens >= 1);
+    // the playground page and its script, from the image's static/ (dist/routes/ reads them two folders up)
+    for (const url of ["/", "/playground/playground.js"]) assert.equal((await get(s.port, url)).status, 200, url);
     const metrics = (await get(s.port, "/metrics")).body;
     // on this machine (no CUDA) both targets serve on the CPU; the gpu target's DEVICE=auto says so
     assert.match(metrics, /^dlip_model_info\{model="micro",version="[^"]+",provider="cpu"\} 1$/m);

@@ -1,0 +1,350 @@
+// The playground's logic: an ES module, no framework, no build step. It calls the public API only, as any client:
+// GET /v1/models, POST /v1/captions, /v1/vqa and /v1/rank as multipart forms (the image files as they are). Where
+// the server wants an API key (a 401), it asks for one, keeps it in sessionStorage and sends it as a Bearer token.
+
+const KEY_STORE = "dlip-playground-api-key";
+const TIMING_HEADERS = [
+  ["x-queue-time", "queue"],
+  ["x-preprocess-time", "preprocess"],
+  ["x-inference-time", "inference"],
+];
+const DEFAULT_CANDIDATES = ["a red circle", "a blue square", "two green triangles"];
+
+const $ = (id) => document.getElementById(id);
+const state = { image: null, images: [], previews: [] }; // the query image (a File); the images to search
+
+/** An API failure: the reply's own message (error.message in our and OpenAI's dialects, error in KServe's). */
+class ApiFailure extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+// ---- API calls ----
+
+/** Calls the API with the stored key; returns the parsed reply and timings, or throws ApiFailure. */
+async function api(path, body) {
+  const headers = { accept: "application/json" };
+  const key = sessionStorage.getItem(KEY_STORE);
+  if (key) headers.authorization = `Bearer ${key}`;
+  const t0 = performance.now();
+  let res;
+  try {
+    res = await fetch(path, { method: body ? "POST" : "GET", headers, body });
+  } catch (err) {
+    throw new ApiFailure(0, `the server did not answer (${err.message})`);
+  }
+  const text = await res.text();
+  const ms = performance.now() - t0;
+  let json = null;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    // not JSON: the status says it
+  }
+  if (!res.ok) {
+    const e = json && json.error;
+    const message = (e && typeof e.message === "string" && e.message) || (typeof e === "string" && e) || "";
+    if (res.status === 401) askForKey(message || "this server needs an API key");
+    throw new ApiFailure(res.status, `${res.status} ${message || res.statusText || "request failed"}`);
+  }
+  const server = TIMING_HEADERS.filter(([h]) => res.headers.has(h)).map(([h, name]) => {
+    const v = res.headers.get(h);
+    return `${name} ${/^\d+(\.\d+)?$/.test(v) ? `${v} ms` : v}`;
+  });
+  return { json, ms, server };
+}
+
+/** "412 ms in the page; server: queue 3 ms, inference 400 ms" */
+function timing({ ms, server }) {
+  const page = `${Math.round(ms)} ms in the page`;
+  return server.length ? `${page}; server: ${server.join(", ")}` : page;
+}
+
+// ---- messages and the key ----
+
+function say(text, kind = "error") {
+  const p = document.createElement("p");
+  p.className = kind;
+  p.textContent = text;
+  $("messages").replaceChildren(p);
+}
+
+function clearMessages() {
+  $("messages").replaceChildren();
+}
+
+function askForKey(message) {
+  const form = $("key-form");
+  const first = form.hidden;
+  form.hidden = false;
+  if (first) $("api-key").focus();
+  say(`401 ${message}: enter the API key`);
+}
+
+$("key-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const key = $("api-key").value.trim();
+  if (!key) return;
+  sessionStorage.setItem(KEY_STORE, key);
+  $("api-key").value = "";
+  if (await loadModels()) {
+    $("key-form").hidden = true;
+    say("key accepted", "ok");
+  }
+});
+
+// ---- models ----
+
+/** The models of GET /v1/models in either shape: {default, models:[{name,...}]} or OpenAI's {object:"list", data}. */
+export function modelsOf(reply) {
+  const list = Array.isArray(reply.data) ? reply.data : Array.isArray(reply.models) ? reply.models : [];
+  const models = list.map((m) => ({ name: m.name ?? m.id, version: m.version, tasks: m.tasks ?? [] }));
+  return { models, default: reply.default ?? models[0]?.name };
+}
+
+async function loadModels() {
+  try {
+    const { json } = await api("/v1/models");
+    const { models, default: def } = modelsOf(json);
+    const select = $("model");
+    select.replaceChildren(
+      ...models.map((m) => {
+        const o = document.createElement("option");
+        o.value = m.name;
+        o.textContent = m.name === def ? `${m.name} (default)` : m.name;
+        o.dataset.info = [m.version && `version ${m.version}`, m.tasks.join(", ")].filter(Boolean).join("; ");
+        return o;
+      }),
+    );
+    select.value = def;
+    select.disabled = models.length === 0;
+    showModelInfo();
+    if (models.length === 0) say("the server serves no model");
+    return true;
+  } catch (err) {
+    say(err.message);
+    return false;
+  }
+}
+
+function showModelInfo() {
+  const o = $("model").selectedOptions[0];
+  $("model-info").textContent = o?.dataset.info ?? "";
+}
+$("model").addEventListener("change", showModelInfo);
+
+function withModel(form) {
+  const model = $("model").value;
+  if (model && !$("model").disabled) form.append("model", model);
+  return form;
+}
+
+// ---- images ----
+
+function setImage(file) {
+  if (!file) return;
+  if (!file.type.startsWith("image/") && file.type !== "") {
+    say(`${file.name} is not an image (${file.type})`);
+    return;
+  }
+  state.image = file;
+  const img = $("preview");
+  if (img.src) URL.revokeObjectURL(img.src);
+  img.src = URL.createObjectURL(file);
+  img.alt = `preview of ${file.name || "the pasted image"}`;
+  img.hidden = false;
+  $("image-name").textContent = `${file.name || "pasted image"}, ${Math.round(file.size / 1024)} KiB`;
+  clearMessages();
+}
+
+function setImages(files) {
+  const list = [...files].filter((f) => f.type.startsWith("image/") || f.type === "");
+  if (!list.length) return;
+  for (const url of state.previews) URL.revokeObjectURL(url);
+  state.images = list;
+  state.previews = list.map((f) => URL.createObjectURL(f));
+  $("thumbs").replaceChildren(
+    ...list.map((f, i) => {
+      const img = document.createElement("img");
+      img.src = state.previews[i];
+      img.alt = f.name;
+      img.title = f.name;
+      return img;
+    }),
+  );
+  $("image-ranking").replaceChildren();
+}
+
+/** A drop zone: a label around a file input (reachable and operable by keyboard), which also takes dropped files. */
+function dropZone(zone, input, take) {
+  input.addEventListener("change", () => take(input.files));
+  zone.addEventListener("dragover", (ev) => {
+    ev.preventDefault();
+    zone.classList.add("over");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (ev) => {
+    ev.preventDefault();
+    zone.classList.remove("over");
+    if (ev.dataTransfer?.files.length) take(ev.dataTransfer.files);
+  });
+}
+dropZone($("drop"), $("image-file"), (files) => setImage(files[0]));
+dropZone($("drop-many"), $("image-files"), setImages);
+document.addEventListener("paste", (ev) => {
+  const file = [...(ev.clipboardData?.files ?? [])].find((f) => f.type.startsWith("image/"));
+  if (file) setImage(file);
+});
+
+function needImage() {
+  if (state.image) return true;
+  say("choose an image first (drop, paste or pick one)");
+  $("image-file").focus();
+  return false;
+}
+
+// ---- tasks ----
+
+/** Runs one task with its button disabled meanwhile; an ApiFailure shows the API's message. */
+async function run(button, timingEl, task) {
+  button.disabled = true;
+  button.setAttribute("aria-busy", "true");
+  timingEl.textContent = "working...";
+  try {
+    const r = await task();
+    timingEl.textContent = timing(r);
+    clearMessages();
+  } catch (err) {
+    timingEl.textContent = "";
+    say(err.message);
+  } finally {
+    button.disabled = false;
+    button.removeAttribute("aria-busy");
+  }
+}
+
+$("caption-btn").addEventListener("click", () => {
+  if (!needImage()) return;
+  run($("caption-btn"), $("caption-time"), async () => {
+    const form = withModel(new FormData());
+    form.append("image", state.image);
+    form.append("num_beams", $("num-beams").value || "1");
+    const r = await api("/v1/captions", form);
+    const [c] = r.json.captions;
+    $("caption").textContent = c.text || "(empty caption)";
+    return r;
+  });
+});
+
+$("vqa-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  if (!needImage()) return;
+  run($("vqa-btn"), $("vqa-time"), async () => {
+    const form = withModel(new FormData());
+    form.append("image", state.image);
+    form.append("question", $("question").value);
+    const r = await api("/v1/vqa", form);
+    $("answer").textContent = `${r.json.answer || "(empty answer)"}  (p = ${r.json.score.toFixed(3)})`;
+    return r;
+  });
+});
+
+$("rank-btn").addEventListener("click", () => {
+  if (!needImage()) return;
+  const texts = $("candidates")
+    .value.split("\n")
+    .map((t) => t.trim())
+    .filter(Boolean);
+  if (!texts.length) return say("write at least one candidate text");
+  run($("rank-btn"), $("rank-time"), async () => {
+    const form = withModel(new FormData());
+    form.append("query_image", state.image);
+    for (const t of texts) form.append("text", t);
+    form.append("rerank", $("rerank").value);
+    form.append("top_k", String(texts.length));
+    const r = await api("/v1/rank", form);
+    $("ranking").replaceChildren(...rows(r.json.results, (i) => textLabel(texts[i]), "text"));
+    return r;
+  });
+});
+
+$("search-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  if (!state.images.length) {
+    say("choose or drop the images to search first");
+    $("image-files").focus();
+    return;
+  }
+  run($("search-btn"), $("search-time"), async () => {
+    const form = withModel(new FormData());
+    form.append("query", $("query").value);
+    for (const f of state.images) form.append("image", f);
+    form.append("top_k", String(state.images.length));
+    form.append("rerank", $("rerank").value);
+    const r = await api("/v1/rank", form);
+    $("image-ranking").replaceChildren(...rows(r.json.results, imageLabel, "image"));
+    return r;
+  });
+});
+
+// ---- ranking rows: one per candidate, ITC and ITM as separate bars ----
+
+function textLabel(text) {
+  const span = document.createElement("span");
+  span.className = "label";
+  span.textContent = text;
+  return span;
+}
+
+function imageLabel(i) {
+  const img = document.createElement("img");
+  img.src = state.previews[i];
+  img.alt = state.images[i].name;
+  img.className = "label";
+  return img;
+}
+
+/**
+ * Bar widths: the ITC cosine over [-1, 1]; the ITM match logit (a logit, not a probability) relative to this
+ * ranking's highest, over a span of at least ITM_SPAN logits so that near-equal logits get near-equal bars.
+ */
+const ITM_SPAN = 2;
+function rows(results, label, kind) {
+  const itm = results.map((r) => r.itm_score).filter((v) => v !== null);
+  const hi = Math.max(...itm);
+  const span = Math.max(ITM_SPAN, hi - Math.min(...itm));
+  return results.map((r) => {
+    const li = document.createElement("li");
+    li.className = `rank-row ${kind}`;
+    const bars = document.createElement("div");
+    bars.className = "bars";
+    bars.append(bar("ITC", r.itc_score, (r.itc_score + 1) / 2));
+    if (r.itm_score !== null) bars.append(bar("ITM", r.itm_score, 1 - (hi - r.itm_score) / span));
+    li.append(label(r.index), bars);
+    return li;
+  });
+}
+
+function bar(name, value, fraction) {
+  const wrap = document.createElement("div");
+  wrap.className = `bar ${name.toLowerCase()}`;
+  const title = document.createElement("span");
+  title.className = "bar-name";
+  title.textContent = name;
+  const track = document.createElement("span");
+  track.className = "track";
+  const fill = document.createElement("span");
+  fill.className = "fill";
+  fill.style.width = `${Math.max(0, Math.min(1, fraction)) * 100}%`;
+  track.append(fill);
+  const num = document.createElement("span");
+  num.className = "value";
+  num.textContent = value.toFixed(3);
+  wrap.append(title, track, num);
+  return wrap;
+}
+
+$("candidates").value = DEFAULT_CANDIDATES.join("\n");
+loadModels();

@@ -8,6 +8,7 @@ import type { TSchema } from "typebox";
 import { ApiError } from "../errors.js";
 import { preprocessImage } from "../preprocess/image.js";
 import type { ServedModel } from "../services/models.js";
+import { addTiming } from "../timings.js";
 import { decodeImageString, Form, readMultipart } from "./input.js";
 import { TASK_ERRORS } from "./schemas.js";
 
@@ -55,7 +56,7 @@ export async function prepareImages(
       preprocessImage(typeof im === "string" ? decodeImageString(im, label(i), limit) : im, model.image, label(i)),
     ),
   );
-  req.server.metrics.preprocessDuration.labels(model.name, "image").observe((performance.now() - t0) / 1000);
+  observePreprocess(req, model, "image", performance.now() - t0);
   req.deadline.throwIfAborted();
   return pixels;
 }
@@ -73,8 +74,14 @@ export function prepareTexts(req: FastifyRequest, model: ServedModel, texts: str
   const rows = texts.map((t) =>
     first === undefined ? model.tokenizer.encode(t, max) : model.tokenizer.encodeWithFirst(t, max, first),
   );
-  req.server.metrics.preprocessDuration.labels(model.name, "text").observe((performance.now() - t0) / 1000);
+  observePreprocess(req, model, "text", performance.now() - t0);
   return rows;
+}
+
+/** One preprocessing step's duration: into the histogram and the request's x-preprocess-time, the same number. */
+function observePreprocess(req: FastifyRequest, model: ServedModel, kind: "image" | "text", ms: number): void {
+  req.server.metrics.preprocessDuration.labels(model.name, kind).observe(ms / 1000);
+  addTiming(req, "preprocess", ms);
 }
 
 export function l2normalise(v: Float32Array): number[] {

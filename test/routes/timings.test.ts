@@ -17,7 +17,9 @@ after(() => app.close());
 
 async function preprocessSumS(): Promise<number> {
   const m = await app.metrics.registry.getSingleMetric("dlip_preprocess_duration_seconds")!.get();
-  return m.values.filter((v) => v.metricName?.endsWith("_sum")).reduce((s, v) => s + v.value, 0);
+  return m.values
+    .filter((v) => (v as { metricName?: string }).metricName?.endsWith("_sum"))
+    .reduce((s, v) => s + v.value, 0);
 }
 
 const routes: [string, () => object][] = [

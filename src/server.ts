@@ -1,6 +1,7 @@
 // Entry point: validates the configuration, builds the app, listens, and on SIGTERM/SIGINT drains: readiness turns
 // 503 and new /v1 requests are refused (503, Retry-After) while admitted ones finish, for at most DRAIN_MS; then the
 // listener and the inference workers close and the process exits 0.
+import os from "node:os";
 import type { FastifyInstance } from "fastify";
 import { buildApp } from "./app.js";
 import { BundleError, findBundleDirs, noBundleMessage } from "./bundle/manifest.js";
@@ -32,6 +33,7 @@ async function main(): Promise<void> {
     fail(err instanceof BundleError ? err.message : `could not start: ${(err as Error).message}`, 1);
   }
   await app.listen({ port: config.port, host: config.host });
+  logThreadPool(app);
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -46,6 +48,15 @@ async function main(): Promise<void> {
   };
   process.once("SIGTERM", () => void stop("SIGTERM"));
   process.once("SIGINT", () => void stop("SIGINT"));
+}
+
+/** libuv's pool (sharp decodes, zlib inflates) is sized from the environment at launch only: see README. */
+function logThreadPool(app: FastifyInstance): void {
+  const given = process.env.UV_THREADPOOL_SIZE;
+  const cores = os.availableParallelism();
+  app.log.info({ uvThreadpoolSize: given ?? "4 (libuv default)", cores }, "libuv thread pool");
+  if (given === undefined && cores > 4)
+    app.log.warn(`UV_THREADPOOL_SIZE is unset: at most 4 images decode at once on ${cores} cores; set it at launch`);
 }
 
 main().catch((err) => fail(String((err as Error)?.stack ?? err), 1));

@@ -4,7 +4,7 @@
 import sharp, { type Metadata } from "sharp";
 import { ApiError } from "../errors.js";
 import type { Preprocessing } from "../bundle/manifest.js";
-import { pilResize } from "./resample.js";
+import { resize } from "./resample.js";
 
 export const SUPPORTED_FORMATS = ["jpeg", "png", "webp", "gif", "tiff", "avif"] as const;
 export type ImageFormat = (typeof SUPPORTED_FORMATS)[number];
@@ -136,7 +136,7 @@ export async function decodeToRgb(bytes: Uint8Array, spec: ImageSpec, label = "i
     let rgb: Uint8Array = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     if (info.channels === 4) rgb = compositeOverWhite(rgb);
     if (!exact || (info.width === spec.size && info.height === spec.size)) return rgb;
-    return pilResize(rgb, info.width, info.height, 3, spec.size, spec.size, spec.resample);
+    return resize(rgb, info.width, info.height, 3, spec.size, spec.size, spec.resample);
   } catch (err) {
     if (/pixel limit/i.test(String(err))) {
       throw new ApiError(

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { cachedCoefficients, coefficients, FILTERS, pilResize, resize } from "../../src/preprocess/resample.js";
+import { cachedCoefficients, coefficients, FILTERS, resize } from "../../src/preprocess/resample.js";
+import { pilResize } from "../helpers/pil-resize.js";
 
 test("coefficients of each output sum to 1 (in fixed point) and stay inside the input", () => {
   for (const [inSize, outSize] of [

@@ -115,10 +115,10 @@ class TextTransformer(nn.Module):
             raise ValueError(f"sequence of {past_len + length} tokens exceeds max_position_embeddings "
                              f"{self.cfg.max_position_embeddings}")
         if position_ids is None:
-            pos = self.pos_embed(torch.arange(past_len, past_len + length, device=input_ids.device))[None]
+            positions = torch.arange(past_len, past_len + length, device=input_ids.device)
+            x = self.embed_norm(self.word_embed(input_ids) + self.pos_embed(positions)[None])  # (B, L, Dt)
         else:
-            pos = self.pos_embed(position_ids)  # (B, L, Dt)
-        x = self.embed_norm(self.word_embed(input_ids) + pos)  # (B, L, Dt)
+            x = self.embed_norm(self.word_embed(input_ids) + self.pos_embed(position_ids))
         dtype = x.dtype
         if self.causal:
             self_mask = causal_padding_mask(attention_mask, length, dtype)  # (B, 1, L, past+L)

@@ -112,7 +112,7 @@ MICRO = _load(REPO / "test/fixtures/micro" / MANIFEST_FILE)
     (lambda m: m["model"].pop("vocab_size"), r"missing field 'model\.vocab_size'"),
     (lambda m: m.update(format_version=True), r"format_version must be one of 3, got true"),
     (lambda m: m["model"].pop("vqa_decoder_reads_image"), r"format_version 3 needs model\.vqa_decoder_reads_image"),
-    (lambda m: m["model"].update(vqa_decoder_reads_image=1), r"format_version 3 needs model\.vqa_decoder_reads_"),
+    (lambda m: m["model"].update(vqa_decoder_reads_image=1), r"model\.vqa_decoder_reads_image must be true or false"),
     (lambda m: m["graphs"].pop("cross_kv"), r"missing field 'graphs\.cross_kv'"),
     (lambda m: m.update(name="../../etc"), r"name must be a short label of letters.*, got \"\.\./\.\./etc\""),
     (lambda m: m["model"].update(decoder_heads=0), r"model\.decoder_heads must be >= 1, got 0"),

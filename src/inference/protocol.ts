@@ -39,8 +39,8 @@ export type JobMessage =
       type: "generate";
       id: number;
       model: string;
-      encoderHidden: WireTensor; // (B, M, D)
-      encoderMask: WireTensor; // (B, M) int64
+      encoderHidden: WireTensor; // (B, M, D), rows right-padded to the longest
+      encoderLengths: number[]; // each row's real M
       rows: GenRow[];
       bos: number;
       eos: number;

@@ -130,15 +130,8 @@ async function warmup(m: WorkerModel): Promise<void> {
   await g.get("itm")!.run({ image_embeds: embeds, input_ids: ids(m.special.enc), attention_mask: mask() });
   await g.get("vqa_encoder")!.run({ image_embeds: embeds, input_ids: ids(m.special.enc), attention_mask: mask() });
   const [, N, D] = embeds.dims;
-  const stepper = new OnnxStepper(
-    g.get("decoder")!,
-    ort.Tensor,
-    m.decoder,
-    embeds.data as Float32Array,
-    new BigInt64Array(N).fill(1n),
-    N,
-    D,
-  );
+  const stepper = new OnnxStepper(g.get("decoder")!, g.get("cross_kv")!, ort.Tensor, m.decoder, D);
+  stepper.addEncoders(embeds.data as Float32Array, [N]);
   await generate(stepper, [{ numBeams: 1, maxTokens: 2, minTokens: 0 }], m.special.dec, m.special.sep);
 }
 
@@ -171,16 +164,9 @@ async function handle(msg: JobMessage): Promise<JobReply> {
     };
   }
   const m = models.get(msg.model)!;
-  const [, M, D] = msg.encoderHidden.dims;
-  const stepper = new OnnxStepper(
-    graphs.get("decoder")!,
-    ort.Tensor,
-    m.decoder,
-    msg.encoderHidden.data as Float32Array,
-    msg.encoderMask.data as BigInt64Array,
-    M,
-    D,
-  );
+  const D = msg.encoderHidden.dims[2];
+  const stepper = new OnnxStepper(graphs.get("decoder")!, graphs.get("cross_kv")!, ort.Tensor, m.decoder, D);
+  stepper.addEncoders(msg.encoderHidden.data as Float32Array, msg.encoderLengths);
   const { id, stop } = msg;
   const results = await generate(stepper, msg.rows, msg.bos, msg.eos, 1, {
     onToken: (row, token) => port.postMessage({ type: "token", id, row, token } satisfies TokenReport),

@@ -77,7 +77,7 @@ export class Inference {
           key("decoder"),
           opts,
           async (rows, w) => {
-            const { hidden, mask } = generationFeeds(rows, rows[0].hidden.length / rows[0].length); // D: Dv (captions) = Dt (VQA)
+            const { hidden, lengths } = generationFeeds(rows, rows[0].hidden.length / rows[0].length); // D: Dv (captions) = Dt (VQA)
             const sp = m.manifest.tokenizer.special_tokens;
             const stop = new Int32Array(new SharedArrayBuffer(4 * rows.length)); // 1: the worker drops that row
             const unlisten = [...rowsBySignal(rows)].map(([signal, at]) =>
@@ -90,13 +90,13 @@ export class Inference {
                   type: "generate",
                   model: m.name,
                   encoderHidden: hidden,
-                  encoderMask: mask,
+                  encoderLengths: lengths,
                   rows: rows.map((r) => r.row),
                   bos: sp.dec,
                   eos: sp.sep,
                   stop,
                 },
-                [hidden.data.buffer as ArrayBuffer, mask.data.buffer as ArrayBuffer],
+                [hidden.data.buffer as ArrayBuffer],
                 (t) => rows[t.row].onToken?.(t.token),
               );
               const { results } = reply as Extract<JobReply, { type: "generated" }>;

@@ -21,6 +21,7 @@ import modelList from "./routes/openai/models.js";
 import playground from "./routes/playground.js";
 import rank from "./routes/rank.js";
 import { requestSignal } from "./routes/input.js";
+import { registerTimings } from "./routes/timing.js";
 import { BYTES_KEYWORD, ErrorBody, FORM_LIMITS } from "./routes/schemas.js";
 import { schemaErrorFormatter } from "./schema-errors.js";
 import vqa from "./routes/vqa.js";
@@ -51,6 +52,7 @@ export const app = fp<{ config: Config }>(
     await app.register(models, { config });
     await app.register(batching, { config });
 
+    registerTimings(app); // x-queue-time, x-inference-time: each request's timing record
     app.decorateRequest("deadline", null as unknown as AbortSignal);
     app.decorateRequest("errorDialect", "dlip");
     const authorize = apiKeyCheck(config); // null when no API key is set

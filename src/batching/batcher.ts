@@ -5,6 +5,13 @@
 // queue before inference; a request that does not fit in its queue is refused whole (429).
 import { ApiError } from "../errors.js";
 
+/** Hears a request's rows waiting and running (ms; routes/timing.ts's StageTimer). */
+export interface RowTimer {
+  waited(ms: number): void;
+  ran(start: number, end: number): void;
+  finish(): void;
+}
+
 export interface BatchOptions {
   maxBatch: number;
   maxDelayMs: number;
@@ -34,6 +41,7 @@ interface Item<I, O> {
   resolve: (o: O) => void;
   reject: (e: unknown) => void;
   settled: boolean;
+  timer?: RowTimer;
 }
 
 export class Batcher<I, O> {
@@ -58,7 +66,7 @@ export class Batcher<I, O> {
   }
 
   /** Queues a request's rows (all or none); resolves with their outputs in order. */
-  submit(inputs: I[], signal?: AbortSignal): Promise<O[]> {
+  submit(inputs: I[], signal?: AbortSignal, timer?: RowTimer): Promise<O[]> {
     if (inputs.length === 0) return Promise.resolve([]);
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.queue.length + inputs.length > this.opts.maxQueue) {
@@ -67,15 +75,22 @@ export class Batcher<I, O> {
       );
     }
     const now = performance.now();
+    let open = inputs.length;
+    const settle = (item: Item<I, O>) => {
+      item.settled = true;
+      if (--open === 0) timer?.finish(); // before any of the request's awaits resume
+    };
     const items = inputs.map((input) => {
-      const item = { input, enqueuedAt: now, settled: false } as Item<I, O>;
+      const item = { input, enqueuedAt: now, settled: false, timer } as Item<I, O>;
       const p = new Promise<O>((resolve, reject) => {
         item.resolve = (o) => {
-          item.settled = true;
+          if (item.settled) return;
+          settle(item);
           resolve(o);
         };
         item.reject = (e) => {
-          item.settled = true;
+          if (item.settled) return;
+          settle(item);
           reject(e);
         };
       });
@@ -119,21 +134,30 @@ export class Batcher<I, O> {
       items.length,
       items.map((i) => (now - i.enqueuedAt) / 1000),
     );
+    for (const i of items) i.timer?.waited(now - i.enqueuedAt);
     const t0 = performance.now();
     let ok = false;
+    const ran = () => {
+      const t1 = performance.now();
+      for (const i of items) i.timer?.ran(t0, t1); // before the rows settle: their requests' timings are complete
+      return t1;
+    };
+    let t1 = t0;
     try {
       const outputs = await this.runBatch(
         items.map((i) => i.input),
         worker,
       );
+      t1 = ran();
       if (outputs.length !== items.length)
         throw new Error(`batch of ${items.length} returned ${outputs.length} outputs`);
       items.forEach((item, i) => item.resolve(outputs[i]));
       ok = true;
     } catch (err) {
+      if (t1 === t0) t1 = ran();
       for (const item of items) item.reject(err);
     } finally {
-      this.scheduler.events.onRun?.(this.key, (performance.now() - t0) / 1000, ok);
+      this.scheduler.events.onRun?.(this.key, (t1 - t0) / 1000, ok);
     }
   }
 

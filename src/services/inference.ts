@@ -18,6 +18,7 @@ import {
 } from "../inference/graphs.js";
 import type { WorkerPool } from "../inference/pool.js";
 import type { JobReply, WireTensor } from "../inference/protocol.js";
+import { requestTimings, StageTimer } from "../routes/timing.js";
 import type { ServedModel } from "./models.js";
 
 interface ModelQueues {
@@ -121,22 +122,22 @@ export class Inference {
 
   /** Image tokens and ITC features, one row per image. */
   images(model: ServedModel, pixels: Float32Array[], signal?: AbortSignal): Promise<ImageRow[]> {
-    return this.q(model).vision.submit(pixels, signal);
+    return this.q(model).vision.submit(pixels, signal, new StageTimer(requestTimings()));
   }
 
   /** ITC features of token rows starting with [CLS]. */
   texts(model: ServedModel, ids: number[][], signal?: AbortSignal): Promise<Float32Array[]> {
-    return this.q(model).text.submit(ids, signal);
+    return this.q(model).text.submit(ids, signal, new StageTimer(requestTimings()));
   }
 
   /** ITM match logits of (image tokens, [ENC] text) pairs. */
   itm(model: ServedModel, rows: FusedRow[], signal?: AbortSignal): Promise<number[]> {
-    return this.q(model).itm.submit(rows, signal);
+    return this.q(model).itm.submit(rows, signal, new StageTimer(requestTimings()));
   }
 
   /** Question states (cross-attention over the image) for VQA. */
   questions(model: ServedModel, rows: FusedRow[], signal?: AbortSignal): Promise<StatesRow[]> {
-    return this.q(model).vqa_encoder.submit(rows, signal);
+    return this.q(model).vqa_encoder.submit(rows, signal, new StageTimer(requestTimings()));
   }
 
   /**
@@ -151,7 +152,7 @@ export class Inference {
     onToken?: (i: number, token: number) => void,
   ): Promise<GenResult[]> {
     const inputs = rows.map((r, i) => ({ ...r, signal, onToken: onToken && ((t: number) => onToken(i, t)) }));
-    return this.q(model).decoder.submit(inputs, signal);
+    return this.q(model).decoder.submit(inputs, signal, new StageTimer(requestTimings()));
   }
 }
 

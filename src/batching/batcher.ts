@@ -25,6 +25,8 @@ export interface BatchEvents {
   onDepth?(key: BatchKey, depth: number): void;
   /** rows of an aborted request left the queue before inference; reason: the abort reason's code */
   onDrop?(key: BatchKey, rows: number, reason: string): void;
+  /** rows joined a running decode (continuous batching): how long each waited */
+  onJoin?(key: BatchKey, waitsS: number[]): void;
 }
 
 export interface BatchKey {
@@ -35,7 +37,7 @@ export interface BatchKey {
 /** What runs a batch: `inputs` in order, one output per input, on worker `worker`. */
 export type RunBatch<I, O> = (inputs: I[], worker: number) => Promise<O[]>;
 
-interface Item<I, O> {
+export interface Item<I, O> {
   input: I;
   enqueuedAt: number; // ms (performance.now)
   resolve: (o: O) => void;
@@ -45,13 +47,13 @@ interface Item<I, O> {
 }
 
 export class Batcher<I, O> {
-  private queue: Item<I, O>[] = [];
+  protected queue: Item<I, O>[] = [];
 
   constructor(
     readonly key: BatchKey,
     readonly opts: BatchOptions,
     readonly runBatch: RunBatch<I, O>,
-    private readonly scheduler: Scheduler,
+    protected readonly scheduler: Scheduler,
   ) {
     scheduler.add(this as Batcher<unknown, unknown>);
   }

@@ -36,7 +36,9 @@ test("a caption alone: its queue and inference headers equal the histograms' sum
   assert.match(res.headers["x-inference-time"], /^\d+$/);
   assert.ok(queue >= 50, `queue ${queue} ms: it waited behind a 150 ms job`);
   assert.ok(Math.abs(queue - ((await sums("queue_wait_seconds")) - q0)) <= 1, "queue = the histogram's waits");
-  assert.ok(Math.abs(inference - ((await sums("inference_duration_seconds")) - i0)) <= 1, "inference = its runs");
+  // a decode row's run ends with its own result; the decode job's (the histogram's) with the worker's reply after it
+  const runs = (await sums("inference_duration_seconds")) - i0;
+  assert.ok(inference <= runs + 1 && inference >= runs - 5, `inference ${inference} ms vs the runs' ${runs} ms`);
 });
 
 test("embeddings, VQA and rank send both headers; routes without inference send none", async () => {

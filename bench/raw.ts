@@ -145,29 +145,24 @@ export class RawModel {
     return splitStates(out as unknown as Feeds, rows);
   }
 
-  /** Greedy or beam decoding of `rows` as the server's worker does it, with or without the key/value cache. */
+  /**
+   * Greedy or beam decoding of `rows` as the server's worker does it: cross_kv once, then the decoder steps with the
+   * self-attention cache; uncached: every step runs cross_kv and the decoder over the whole prefix, nothing kept.
+   */
   async generate(rows: GenInput[], cached = true): Promise<{ results: GenResult[]; steps: number }> {
     const D = rows[0].hidden.length / rows[0].length;
-    const { hidden, mask } = generationFeeds(rows, D);
-    const M = hidden.dims[1];
+    const { hidden, lengths } = generationFeeds(rows, D);
     const stepper = cached
-      ? new OnnxStepper(
-          this.sessions.decoder,
-          ort.Tensor,
-          this.decoderShape,
-          hidden.data as Float32Array,
-          mask.data as BigInt64Array,
-          M,
-          D,
-        )
+      ? new OnnxStepper(this.sessions.decoder, this.sessions.cross_kv, ort.Tensor, this.decoderShape, D)
       : new UncachedStepper(
           this.sessions.decoder,
+          this.sessions.cross_kv,
           this.decoderShape,
           hidden.data as Float32Array,
-          mask.data as BigInt64Array,
-          M,
+          lengths,
           D,
         );
+    if (stepper instanceof OnnxStepper) stepper.addEncoders(hidden.data as Float32Array, lengths);
     const results = await generate(
       stepper,
       rows.map((r) => r.row),
@@ -193,63 +188,76 @@ export class RawModel {
         Dv,
       );
     }
-    const P = DECODER_PAST;
-    const { hidden, mask } = generationFeeds(
+    const { hidden } = generationFeeds(
       images.map((im) => ({ hidden: im.embeds, length: N, row: { numBeams: 1, maxTokens: 1, minTokens: 0 } })),
       Dv,
     );
+    if (graph === "cross_kv") return { encoder_hidden: hidden };
+    const P = DECODER_PAST;
+    const names = cacheNames(this.manifest.model.decoder_layers);
     const feeds: Feeds = {
       input_ids: { type: "int64", dims: [B, 1], data: new BigInt64Array(B).fill(BigInt(this.special.dec)) },
+      position_ids: { type: "int64", dims: [B, 1], data: new BigInt64Array(B).fill(BigInt(P)) },
       attention_mask: { type: "int64", dims: [B, P + 1], data: new BigInt64Array(B * (P + 1)).fill(1n) },
-      encoder_hidden: hidden,
-      encoder_mask: mask,
+      encoder_mask: { type: "int64", dims: [B, N], data: new BigInt64Array(B * N).fill(1n) },
     };
-    for (const name of cacheNames(this.manifest.model.decoder_layers).past)
+    for (const name of names.past)
       feeds[name] = { type: "float32", dims: [B, H, P, Dh], data: new Float32Array(B * H * P * Dh).fill(0.01) };
+    for (const name of names.cross)
+      feeds[name] = { type: "float32", dims: [B, H, N, Dh], data: new Float32Array(B * H * N * Dh).fill(0.01) };
     return feeds;
   }
 }
 
 /**
- * Decoding without the key/value cache: every step feeds the whole prefix ([DEC] and the tokens so far) with an
- * empty cache (P = 0) and keeps the last position's logits. Same tokens as the cached stepper, more work per step.
+ * Decoding without any cache: every step runs cross_kv over the slots' encoder states again and feeds the whole
+ * prefix ([DEC] and the tokens so far) to the decoder with an empty past (P = 0), keeping the last position's logits.
+ * Same tokens as the cached stepper, more work per step (what a decoder without the format's caches would do).
  */
 export class UncachedStepper implements DecoderStepper {
   readonly vocab: number;
   steps = 0;
   private seqs: number[][] = []; // tokens fed so far per slot, [DEC] first
-  private hidden: Float32Array;
-  private mask: BigInt64Array;
+  private rows: number[] = []; // encoder row per slot
+  private readonly M: number;
 
   constructor(
-    private readonly session: ort.InferenceSession,
+    private readonly decoder: ort.InferenceSession,
+    private readonly crossKv: ort.InferenceSession,
     private readonly shape: DecoderShape,
-    encoderHidden: Float32Array,
-    encoderMask: BigInt64Array,
-    private readonly M: number,
+    private readonly hidden: Float32Array, // (B, M, D), rows right-padded
+    private readonly lengths: readonly number[],
     private readonly D: number,
   ) {
     this.vocab = shape.vocab;
-    this.hidden = encoderHidden;
-    this.mask = encoderMask;
+    this.M = hidden.length / (lengths.length * D);
   }
 
   async step(tokens: readonly number[], from: readonly number[]): Promise<Float32Array> {
     const R = tokens.length;
     const { layers, heads, headDim, vocab } = this.shape;
-    this.hidden = gatherRows(this.hidden, this.M * this.D, from);
-    this.mask = gatherRows(this.mask, this.M, from);
-    this.seqs = this.steps === 0 ? tokens.map((t) => [t]) : from.map((f, i) => [...this.seqs[f], tokens[i]]);
-    const T = this.seqs[0].length; // every live slot has fed the same number of tokens
+    const names = cacheNames(layers);
+    const M = this.M;
+    this.rows = from.map((f) => (f < 0 ? -1 - f : this.rows[f]));
+    this.seqs = from.map((f, i) => [...(f < 0 ? [] : this.seqs[f]), tokens[i]]);
+    const T = this.seqs[0].length; // every live slot has fed the same number of tokens (no rows join)
+    const hidden = gatherRows(this.hidden, M * this.D, this.rows);
+    const mask = new BigInt64Array(R * M);
+    this.rows.forEach((row, r) => mask.fill(1n, r * M, r * M + this.lengths[row]));
+    const cross = await this.crossKv.run({ encoder_hidden: new ort.Tensor("float32", hidden, [R, M, this.D]) });
     const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor("int64", BigInt64Array.from(this.seqs.flat(), BigInt), [R, T]),
+      position_ids: new ort.Tensor(
+        "int64",
+        BigInt64Array.from({ length: R * T }, (_, i) => BigInt(i % T)),
+        [R, T],
+      ),
       attention_mask: new ort.Tensor("int64", new BigInt64Array(R * T).fill(1n), [R, T]),
-      encoder_hidden: new ort.Tensor("float32", this.hidden, [R, this.M, this.D]),
-      encoder_mask: new ort.Tensor("int64", this.mask, [R, this.M]),
+      encoder_mask: new ort.Tensor("int64", mask, [R, M]),
     };
-    for (const name of cacheNames(layers).past)
-      feeds[name] = new ort.Tensor("float32", new Float32Array(0), [R, heads, 0, headDim]);
-    const out = await this.session.run(feeds);
+    for (const name of names.past) feeds[name] = new ort.Tensor("float32", new Float32Array(0), [R, heads, 0, headDim]);
+    for (const name of names.cross) feeds[name] = cross[name];
+    const out = await this.decoder.run(feeds);
     this.steps++;
     const all = out.logits.data as Float32Array; // (R, T, V): keep position T - 1 of each row
     const logits = new Float32Array(R * vocab);

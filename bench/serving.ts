@@ -167,6 +167,7 @@ export async function runServer(
     for (const [b, length] of [
       [1, "natural"],
       [decodeBatch, "natural"],
+      [32, "natural"], // issue 16's batch-32 target
       [1, "max"],
     ] as const) {
       if (kv.some((k) => k.batch === b && k.length === length)) continue;

@@ -21,6 +21,7 @@ import modelList from "./routes/openai/models.js";
 import playground from "./routes/playground.js";
 import rank from "./routes/rank.js";
 import { requestSignal } from "./routes/input.js";
+import { registerTimings } from "./routes/timing.js";
 import { BYTES_KEYWORD, ErrorBody, FORM_LIMITS } from "./routes/schemas.js";
 import { schemaErrorFormatter } from "./schema-errors.js";
 import { timingHeaders } from "./timings.js";
@@ -52,6 +53,7 @@ export const app = fp<{ config: Config }>(
     await app.register(models, { config });
     await app.register(batching, { config });
 
+    registerTimings(app); // x-queue-time, x-inference-time: each request's timing record
     app.decorateRequest("deadline", null as unknown as AbortSignal);
     app.decorateRequest("errorDialect", "dlip");
     timingHeaders(app); // x-preprocess-time (and x-queue-time, x-inference-time once set): src/timings.ts

@@ -71,6 +71,15 @@ export const SETTINGS = [
     help: "how long a non-full batch may wait for more rows once a worker is free (ms)",
   },
   {
+    key: "continuousBatching",
+    env: "CONTINUOUS_BATCHING",
+    flag: "continuous-batching",
+    kind: "enum",
+    choices: ["true", "false"], // false: a decode batch runs whole, rows arriving meanwhile wait for it
+    default: "true",
+    help: "true|false: caption and VQA rows join running decodes at step boundaries and leave when finished",
+  },
+  {
     key: "maxQueue",
     env: "MAX_QUEUE",
     flag: "max-queue",

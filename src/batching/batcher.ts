@@ -5,6 +5,13 @@
 // queue before inference; a request that does not fit in its queue is refused whole (429).
 import { ApiError } from "../errors.js";
 
+/** Hears a request's rows waiting and running (ms; routes/timing.ts's StageTimer). */
+export interface RowTimer {
+  waited(ms: number): void;
+  ran(start: number, end: number): void;
+  finish(): void;
+}
+
 export interface BatchOptions {
   maxBatch: number;
   maxDelayMs: number;
@@ -18,6 +25,8 @@ export interface BatchEvents {
   onDepth?(key: BatchKey, depth: number): void;
   /** rows of an aborted request left the queue before inference; reason: the abort reason's code */
   onDrop?(key: BatchKey, rows: number, reason: string): void;
+  /** rows joined a running decode (continuous batching): how long each waited */
+  onJoin?(key: BatchKey, waitsS: number[]): void;
 }
 
 export interface BatchKey {
@@ -28,22 +37,23 @@ export interface BatchKey {
 /** What runs a batch: `inputs` in order, one output per input, on worker `worker`. */
 export type RunBatch<I, O> = (inputs: I[], worker: number) => Promise<O[]>;
 
-interface Item<I, O> {
+export interface Item<I, O> {
   input: I;
   enqueuedAt: number; // ms (performance.now)
   resolve: (o: O) => void;
   reject: (e: unknown) => void;
   settled: boolean;
+  timer?: RowTimer;
 }
 
 export class Batcher<I, O> {
-  private queue: Item<I, O>[] = [];
+  protected queue: Item<I, O>[] = [];
 
   constructor(
     readonly key: BatchKey,
     readonly opts: BatchOptions,
     readonly runBatch: RunBatch<I, O>,
-    private readonly scheduler: Scheduler,
+    protected readonly scheduler: Scheduler,
   ) {
     scheduler.add(this as Batcher<unknown, unknown>);
   }
@@ -58,7 +68,7 @@ export class Batcher<I, O> {
   }
 
   /** Queues a request's rows (all or none); resolves with their outputs in order. */
-  submit(inputs: I[], signal?: AbortSignal): Promise<O[]> {
+  submit(inputs: I[], signal?: AbortSignal, timer?: RowTimer): Promise<O[]> {
     if (inputs.length === 0) return Promise.resolve([]);
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.queue.length + inputs.length > this.opts.maxQueue) {
@@ -67,15 +77,22 @@ export class Batcher<I, O> {
       );
     }
     const now = performance.now();
+    let open = inputs.length;
+    const settle = (item: Item<I, O>) => {
+      item.settled = true;
+      if (--open === 0) timer?.finish(); // before any of the request's awaits resume
+    };
     const items = inputs.map((input) => {
-      const item = { input, enqueuedAt: now, settled: false } as Item<I, O>;
+      const item = { input, enqueuedAt: now, settled: false, timer } as Item<I, O>;
       const p = new Promise<O>((resolve, reject) => {
         item.resolve = (o) => {
-          item.settled = true;
+          if (item.settled) return;
+          settle(item);
           resolve(o);
         };
         item.reject = (e) => {
-          item.settled = true;
+          if (item.settled) return;
+          settle(item);
           reject(e);
         };
       });
@@ -119,21 +136,30 @@ export class Batcher<I, O> {
       items.length,
       items.map((i) => (now - i.enqueuedAt) / 1000),
     );
+    for (const i of items) i.timer?.waited(now - i.enqueuedAt);
     const t0 = performance.now();
     let ok = false;
+    const ran = () => {
+      const t1 = performance.now();
+      for (const i of items) i.timer?.ran(t0, t1); // before the rows settle: their requests' timings are complete
+      return t1;
+    };
+    let t1 = t0;
     try {
       const outputs = await this.runBatch(
         items.map((i) => i.input),
         worker,
       );
+      t1 = ran();
       if (outputs.length !== items.length)
         throw new Error(`batch of ${items.length} returned ${outputs.length} outputs`);
       items.forEach((item, i) => item.resolve(outputs[i]));
       ok = true;
     } catch (err) {
+      if (t1 === t0) t1 = ran();
       for (const item of items) item.reject(err);
     } finally {
-      this.scheduler.events.onRun?.(this.key, (performance.now() - t0) / 1000, ok);
+      this.scheduler.events.onRun?.(this.key, (t1 - t0) / 1000, ok);
     }
   }
 

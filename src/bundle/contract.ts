@@ -31,10 +31,14 @@ interface ContractTensor {
   dtype: "float32" | "int64";
   shape: Dim[];
 }
-/** The decoder's per-layer cache: `tensors` once per index i below the dim `repeat`. */
+/**
+ * A per-layer block: `tensors` once per index i below the dim `repeat`. `cache` names it: `past` (decoder inputs) and
+ * `present` (decoder outputs) are the self-attention cache, `cross` the cross-attention keys and values (cross_kv's
+ * outputs, the decoder's inputs, the same names).
+ */
 interface RepeatBlock {
   repeat: string;
-  cache: "past" | "present";
+  cache: "past" | "present" | "cross";
   tensors: ContractTensor[];
 }
 interface ContractGraph {
@@ -89,16 +93,47 @@ export function graphContract(m: Manifest): Record<GraphName, { inputs: TensorSp
   ) as Record<GraphName, { inputs: TensorSpec[]; outputs: TensorSpec[] }>;
 }
 
-/** The decoder's cache names for `layers` layers, in feed order: past_key_0, past_value_0, past_key_1, ... */
-export function cacheNames(layers: number): { past: string[]; present: string[] } {
-  const names = (cache: "past" | "present") => {
-    const side = cache === "past" ? CONTRACT.graphs.decoder.inputs : CONTRACT.graphs.decoder.outputs;
+/**
+ * The decoder's cache names for `layers` layers, in feed order: past_key_0, past_value_0, past_key_1, ... (and the
+ * same for `present` outputs and the `cross` keys/values cross_kv returns and the decoder reads).
+ */
+export function cacheNames(layers: number): { past: string[]; present: string[]; cross: string[] } {
+  const names = (cache: "past" | "present" | "cross") => {
+    const side = cache === "present" ? CONTRACT.graphs.decoder.outputs : CONTRACT.graphs.decoder.inputs;
     const block = side.find((e): e is RepeatBlock => "repeat" in e && e.cache === cache)!;
     return Array.from({ length: layers }, (_, i) =>
       block.tensors.map((t) => t.name.replaceAll("{i}", String(i))),
     ).flat();
   };
-  return { past: names("past"), present: names("present") };
+  return { past: names("past"), present: names("present"), cross: names("cross") };
+}
+
+/** Bundle formats that fed `encoder_hidden` to every decoder step: refused at boot with how to re-export them. */
+export const OLDER_FORMATS: readonly number[] = [1, 2];
+
+/**
+ * Why a manifest of an older bundle format cannot be served, with the commands that write it again as format 3
+ * (worded as training/dlip/export/contract.py's format_problem), or null.
+ */
+export function formatProblem(m: unknown, bundle = "BUNDLE"): string | null {
+  const r = (m && typeof m === "object" ? m : {}) as Record<string, any>;
+  const version = r.format_version;
+  if (!OLDER_FORMATS.includes(version)) return null;
+  const source = r.source && typeof r.source === "object" ? r.source : {};
+  const again = `python -m dlip export ${bundle} --out ${bundle} --overwrite`;
+  let how: string;
+  if ("weights" in r) how = `\`${again}\``;
+  else if (source.random_init)
+    how = `\`python -m dlip export --random-init --preset ${source.preset} --seed ${source.seed} --out ${bundle} --overwrite\``;
+  else {
+    how = `\`python -m dlip recover-weights ${bundle}\` then \`${again}\``;
+    if (source.run)
+      how += `, or \`python -m dlip export ${source.run} --out ${bundle} --overwrite\` from its run folder`;
+  }
+  return (
+    `bundle format ${version} is no longer read (format 3: the decoder takes cross-attention keys/values from ` +
+    `cross_kv and per-row position_ids); re-export it (in training/): ${how}`
+  );
 }
 
 /** The first difference between a schema-valid manifest's graph entries and the contract, or null. */

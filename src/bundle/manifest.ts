@@ -4,7 +4,7 @@ import { createHash } from "node:crypto";
 import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { Ajv2020, type ErrorObject } from "ajv/dist/2020.js";
-import { CONTRACT, contractProblem, GRAPHS, readContractFile, type GraphName } from "./contract.js";
+import { CONTRACT, contractProblem, formatProblem, GRAPHS, readContractFile, type GraphName } from "./contract.js";
 import type { Manifest } from "./manifest.types.js";
 
 export { GRAPHS, type GraphName };
@@ -125,7 +125,7 @@ export function readManifest(dir: string): Manifest {
   } catch (err) {
     throw new BundleError(`${file}: not readable JSON (${(err as Error).message})`);
   }
-  const problem = schemaProblem(m) ?? contractProblem(m as Manifest);
+  const problem = formatProblem(m, dir) ?? schemaProblem(m) ?? contractProblem(m as Manifest);
   if (problem) throw new BundleError(`${file}: ${problem}`);
   return m as Manifest;
 }

@@ -18,9 +18,9 @@ export type Count = number;
  */
 export interface Manifest {
   /**
-   * 1, or 2 where model.vqa_decoder_reads_image is true: an exporter writes 1 when it can, so that readers of format 1 refuse exactly the bundles they would answer wrongly. Format 2 adds model.vqa_decoder_reads_image.
+   * 3: the decoder's cross-attention keys and values come from the cross_kv graph, computed once per image or question, and the decoder step takes per-row position_ids (a padded cache). Formats 1 and 2 (the decoder read encoder_hidden at every step) are no longer read: re-export such a bundle with `python -m dlip export BUNDLE --out BUNDLE --overwrite` (after `python -m dlip recover-weights BUNDLE` where it carries no weights) or from its run folder.
    */
-  format_version: 1 | 2;
+  format_version: 3;
   /**
    * a short label of letters, digits, '.', '_' or '-' (1-64 characters, starting with a letter or digit; the model's name in requests, never a file path)
    */
@@ -119,18 +119,19 @@ export interface Manifest {
      */
     vocab_size: number;
     /**
-     * Format 2 only (absent in format 1, which means false): where true, the VQA answer decoder reads the question states followed by the image tokens; where false, the question states alone (BLIP).
+     * Required (format 3): where true, the VQA answer decoder reads the question states followed by the image tokens (cross_kv's encoder_hidden for answers); where false, the question states alone (BLIP).
      */
     vqa_decoder_reads_image?: boolean;
   };
   /**
-   * One entry per graph of contract.json, with its inputs and outputs for this manifest's dims: vision (image -> image token embeddings + ITC image feature), text (text -> ITC text feature), itm (image tokens + [ENC] text -> ITM logits), vqa_encoder (image tokens + [ENC] question -> question states), decoder (one decoder step with a key/value cache, for captions and VQA answers).
+   * One entry per graph of contract.json, with its inputs and outputs for this manifest's dims: vision (image -> image token embeddings + ITC image feature), text (text -> ITC text feature), itm (image tokens + [ENC] text -> ITM logits), vqa_encoder (image tokens + [ENC] question -> question states), cross_kv (image tokens or question states -> the decoder's cross-attention keys and values, once per image or question), decoder (one decoder step with a key/value cache and per-row positions, for captions and VQA answers).
    */
   graphs: {
     vision: GraphSpec;
     text: GraphSpec;
     itm: GraphSpec;
     vqa_encoder: GraphSpec;
+    cross_kv: GraphSpec;
     decoder: GraphSpec;
   };
   /**

@@ -13,8 +13,9 @@ export interface DecoderStepper {
   readonly vocab: number;
   /**
    * Feeds `tokens[i]` to slot i and returns next-token logits, (R, V) row-major, R = tokens.length.
-   * First call: `from[i]` is the encoder row (request row) slot i reads. Later calls: `from[i]` is the slot of the
-   * previous call whose cache slot i continues (beams reorder, finished rows drop out).
+   * `from[i] >= 0`: slot i continues slot from[i] of the previous call (its cache: beams reorder, finished rows drop
+   * out); `from[i] < 0`: slot i starts a new row, reading encoder row `-1 - from[i]` with an empty cache (every slot
+   * of the first call; later, rows joining a running batch).
    */
   step(tokens: readonly number[], from: readonly number[]): Promise<Float32Array>;
 }
@@ -54,28 +55,76 @@ interface Slot {
 
 type Finished = [number, number[], FinishReason]; // (normalised score, hyp, why it ended)
 
-export async function generate(
-  stepper: DecoderStepper,
-  rows: readonly GenRow[],
-  bos: number,
-  eos: number,
-  lengthPenalty = 1,
-  hooks: GenHooks = {},
-): Promise<GenResult[]> {
-  for (const r of rows) {
-    const n = r.numReturn ?? 1;
-    if (!(r.numBeams >= 1 && r.maxTokens >= 1 && r.minTokens >= 0 && n >= 1 && n <= r.numBeams))
-      throw new Error(`generate: bad row ${JSON.stringify(r)}`);
-  }
-  const V = stepper.vocab;
-  const results: (GenResult | null)[] = rows.map(() => null);
-  const finished: Finished[][] = rows.map(() => []); // beam rows
-  let slots: Slot[] = rows.map((_, row) => ({ row, seq: [], score: 0 })); // one slot per row at first
-  let tokens = rows.map(() => bos);
-  let from = rows.map((_, i) => i);
+interface RowState {
+  spec: GenRow;
+  encoder: number; // the stepper's encoder row
+  step: number; // decoder steps this row has taken
+  finished: Finished[]; // beam rows
+  done: boolean;
+}
 
-  for (let step = 0; slots.length > 0; step++) {
-    const logits = await stepper.step(tokens, from);
+function checkRow(r: GenRow): void {
+  const n = r.numReturn ?? 1;
+  if (!(r.numBeams >= 1 && r.maxTokens >= 1 && r.minTokens >= 0 && n >= 1 && n <= r.numBeams))
+    throw new Error(`generate: bad row ${JSON.stringify(r)}`);
+}
+
+/**
+ * A running decode (iteration-level batching): rows `add`ed between steps join at the next `step`, each with its own
+ * step count; a row leaves as soon as it is finished, its result returned by that step. Rows are numbered in the
+ * order they were added (the number hooks and results name them).
+ */
+export class Decoding {
+  private readonly rows: RowState[] = [];
+  private slots: Slot[] = [];
+  private tokens: number[] = [];
+  private from: number[] = [];
+  private readonly V: number;
+
+  constructor(
+    private readonly stepper: DecoderStepper,
+    private readonly bos: number,
+    private readonly eos: number,
+    private readonly lengthPenalty = 1,
+    private readonly hooks: GenHooks = {},
+  ) {
+    this.V = stepper.vocab;
+  }
+
+  /** Rows that have not finished (added or decoding). */
+  get live(): number {
+    return this.rows.filter((r) => !r.done).length;
+  }
+
+  /** Adds rows reading the stepper's encoder rows `encoders`; returns their row numbers. They join at the next step. */
+  add(specs: readonly GenRow[], encoders: readonly number[]): number[] {
+    specs.forEach(checkRow);
+    return specs.map((spec, i) => {
+      const row = this.rows.push({ spec, encoder: encoders[i], step: 0, finished: [], done: false }) - 1;
+      this.slots.push({ row, seq: [], score: 0 });
+      this.tokens.push(this.bos);
+      this.from.push(-1 - encoders[i]);
+      return row;
+    });
+  }
+
+  /** The encoder row `row` reads. */
+  encoder(row: number): number {
+    return this.rows[row].encoder;
+  }
+
+  /** One decoder step for every live slot; returns the rows that finished in it, with their results. */
+  async step(): Promise<{ row: number; result: GenResult }[]> {
+    const { V, eos, hooks } = this;
+    const ended: { row: number; result: GenResult }[] = [];
+    const finish = (row: number, result: GenResult) => {
+      this.rows[row].done = true;
+      ended.push({ row, result });
+    };
+    // rows stopped from outside before their first step do not run it
+    if (this.slots.length === 0) return ended;
+    const slots = this.slots.slice(); // rows added while the step runs join the next one
+    const logits = await this.stepper.step(this.tokens.slice(), this.from.slice());
     if (logits.length !== slots.length * V)
       throw new Error(`generate: stepper returned ${logits.length} logits for ${slots.length} x ${V}`);
     const next: Slot[] = [];
@@ -86,11 +135,13 @@ export async function generate(
       let b = a;
       while (b < slots.length && slots[b].row === slots[a].row) b++;
       const row = slots[a].row;
-      const spec = rows[row];
+      const state = this.rows[row];
+      const spec = state.spec;
+      const step = state.step++;
       const forced = spec.prefix ?? [];
       if (hooks.stopped?.(row)) {
         const s = slots[a]; // greedy: the row's slot; beam: its best live beam (slots are kept best first)
-        results[row] = { ids: s.seq, logprob: s.score, finish: "aborted" };
+        finish(row, { ids: s.seq, logprob: s.score, finish: "aborted" });
         a = b;
         continue;
       }
@@ -111,8 +162,8 @@ export async function generate(
         const s = slots[a];
         const score = s.score + lp[tok];
         if (tok !== eos && spec.stream) hooks.onToken?.(row, tok);
-        if (tok === eos) results[row] = { ids: s.seq, logprob: score, finish: "stop" };
-        else if (last) results[row] = { ids: [...s.seq, tok], logprob: score, finish: "length" };
+        if (tok === eos) finish(row, { ids: s.seq, logprob: score, finish: "stop" });
+        else if (last) finish(row, { ids: [...s.seq, tok], logprob: score, finish: "length" });
         else {
           next.push({ row, seq: [...s.seq, tok], score });
           nextTokens.push(tok);
@@ -128,7 +179,7 @@ export async function generate(
           if (tok === eos || last) {
             const hyp = tok === eos ? parent.seq : [...parent.seq, tok];
             const why = tok === eos ? "stop" : "length";
-            finished[row].push([s / Math.max(hyp.length + 1, 1) ** lengthPenalty, hyp, why]);
+            state.finished.push([s / Math.max(hyp.length + 1, 1) ** this.lengthPenalty, hyp, why]);
             continue;
           }
           live.push({ row, seq: [...parent.seq, tok], score: s });
@@ -136,18 +187,40 @@ export async function generate(
           nextFrom.push(slot);
           if (live.length === k) break;
         }
-        if (last || live.length === 0 || rowDone(finished[row], live, k, lengthPenalty, t + 2)) {
+        if (last || live.length === 0 || rowDone(state.finished, live, k, this.lengthPenalty, t + 2)) {
           nextTokens.length -= live.length;
           nextFrom.length -= live.length;
-          results[row] = bestHypotheses(finished[row], spec.numReturn ?? 1);
+          finish(row, bestHypotheses(state.finished, spec.numReturn ?? 1));
         } else next.push(...live);
       }
       a = b;
     }
-    slots = next;
-    tokens = nextTokens;
-    from = nextFrom;
+    // rows added while this step ran (between its await and now) keep their place after the continuing slots
+    const added = this.slots.slice(slots.length);
+    this.slots = [...next, ...added];
+    this.tokens = [...nextTokens, ...this.tokens.slice(slots.length)];
+    this.from = [...nextFrom, ...this.from.slice(slots.length)];
+    return ended;
   }
+}
+
+/** Decodes `rows` (row i reads encoder row i) to the end; results in row order. */
+export async function generate(
+  stepper: DecoderStepper,
+  rows: readonly GenRow[],
+  bos: number,
+  eos: number,
+  lengthPenalty = 1,
+  hooks: GenHooks = {},
+): Promise<GenResult[]> {
+  rows.forEach(checkRow);
+  const d = new Decoding(stepper, bos, eos, lengthPenalty, hooks);
+  d.add(
+    rows,
+    rows.map((_, i) => i),
+  );
+  const results: (GenResult | null)[] = rows.map(() => null);
+  while (d.live > 0) for (const { row, result } of await d.step()) results[row] = result;
   return results.map((r) => r ?? { ids: [], logprob: -Infinity, finish: "stop" });
 }
 

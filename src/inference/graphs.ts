@@ -85,7 +85,7 @@ export function splitStates(out: Feeds, rows: FusedRow[]): StatesRow[] {
 
 /**
  * What the VQA answer decoder reads for one question: its states, followed by its image's tokens where the bundle says
- * so (format 2, `model.vqa_decoder_reads_image`); `length` counts both. Cross-attention has no positions, so packing
+ * so (`model.vqa_decoder_reads_image`); `length` counts both. Cross-attention has no positions, so packing
  * the real question tokens before the image tokens equals the exporter's padded layout.
  */
 export function answerContext(
@@ -101,17 +101,10 @@ export function answerContext(
   return { hidden, length: q.length + image.embeds.length / D };
 }
 
-/** Encoder states of several rows, right-padded to the longest, with their mask: (B, M, D) and (B, M). */
-export function generationFeeds(rows: GenInput[], D: number): { hidden: WireTensor; mask: WireTensor } {
+/** Encoder states of several rows, right-padded to the longest, (B, M, D), with each row's real length. */
+export function generationFeeds(rows: GenInput[], D: number): { hidden: WireTensor; lengths: number[] } {
   const M = Math.max(...rows.map((r) => r.length));
   const hidden = new Float32Array(rows.length * M * D);
-  const mask = new BigInt64Array(rows.length * M);
-  rows.forEach((r, i) => {
-    hidden.set(r.hidden.subarray(0, r.length * D), i * M * D);
-    mask.fill(1n, i * M, i * M + r.length);
-  });
-  return {
-    hidden: { type: "float32", dims: [rows.length, M, D], data: hidden },
-    mask: { type: "int64", dims: [rows.length, M], data: mask },
-  };
+  rows.forEach((r, i) => hidden.set(r.hidden.subarray(0, r.length * D), i * M * D));
+  return { hidden: { type: "float32", dims: [rows.length, M, D], data: hidden }, lengths: rows.map((r) => r.length) };
 }

@@ -2,7 +2,7 @@
 // batching/ decides which), replaced when one dies. `alive()` is what /healthz reports.
 import { EventEmitter } from "node:events";
 import { Worker } from "node:worker_threads";
-import type { InitMessage, InitReply, JobMessage, JobReply, TokenReport } from "./protocol.js";
+import type { InitMessage, InitReply, JobMessage, JobReply, RowReport, TokenReport } from "./protocol.js";
 
 // Built, the worker is worker.js beside this file. Under tsx (tests, development) it is worker.ts, and a worker
 // thread does not inherit tsx's loader: a one-line bootstrap registers it in the thread, then imports the worker.
@@ -16,7 +16,8 @@ function workerUrl(): URL {
 const WORKER_URL = workerUrl();
 
 type Job = JobMessage extends infer M ? (M extends JobMessage ? Omit<M, "id"> : never) : never;
-type Pending = { resolve: (r: JobReply) => void; reject: (e: Error) => void; onToken?: (t: TokenReport) => void };
+export type Report = TokenReport | RowReport;
+type Pending = { resolve: (r: JobReply) => void; reject: (e: Error) => void; onReport?: (t: Report) => void };
 
 interface Slot {
   worker: Worker;
@@ -59,7 +60,7 @@ export class WorkerPool extends EventEmitter {
     this.slots[index] = slot;
     return new Promise<void>((resolve, reject) => {
       let ready = false;
-      worker.on("message", (msg: InitReply | JobReply | TokenReport) => {
+      worker.on("message", (msg: InitReply | JobReply | Report) => {
         if (msg.type === "ready") {
           ready = true;
           slot.alive = true;
@@ -75,8 +76,8 @@ export class WorkerPool extends EventEmitter {
         }
         const p = slot.pending.get(msg.id);
         if (!p) return;
-        if (msg.type === "token") {
-          p.onToken?.(msg); // the job goes on
+        if (msg.type === "token" || msg.type === "row") {
+          p.onReport?.(msg); // the job goes on
           return;
         }
         slot.pending.delete(msg.id);
@@ -113,17 +114,30 @@ export class WorkerPool extends EventEmitter {
   }
 
   /**
-   * Runs one job on worker `index`; the caller (the scheduler) makes sure it is idle. `onToken` hears a generate
-   * job's token reports as they come, all before the job's reply.
+   * Runs one job on worker `index`; the caller (the scheduler) makes sure it is idle. `onReport` hears a generate
+   * job's token and row reports as they come, all before the job's reply. `onStart` gets the job's id (what `join`
+   * names).
    */
-  run(index: number, job: Job, transfer: ArrayBuffer[] = [], onToken?: (t: TokenReport) => void): Promise<JobReply> {
+  run(
+    index: number,
+    job: Job,
+    transfer: ArrayBuffer[] = [],
+    onReport?: (t: Report) => void,
+    onStart?: (id: number) => void,
+  ): Promise<JobReply> {
     const slot = this.slots[index];
     if (!slot?.alive) return Promise.reject(new Error(`inference worker ${index} is not running`));
     const id = this.nextId++;
+    onStart?.(id);
     return new Promise<JobReply>((resolve, reject) => {
-      slot.pending.set(id, { resolve, reject, onToken });
+      slot.pending.set(id, { resolve, reject, onReport });
       slot.worker.postMessage({ ...job, id } as JobMessage, transfer);
     });
+  }
+
+  /** Sends rows to generate job `id` running on worker `index` (no reply: its `generated` reply lists the joins). */
+  join(index: number, msg: Extract<JobMessage, { type: "join" }>, transfer: ArrayBuffer[] = []): void {
+    this.slots[index]?.worker.postMessage(msg, transfer);
   }
 
   async close(): Promise<void> {

@@ -39,12 +39,23 @@ export type JobMessage =
       type: "generate";
       id: number;
       model: string;
-      encoderHidden: WireTensor; // (B, M, D)
-      encoderMask: WireTensor; // (B, M) int64
+      encoderHidden: WireTensor; // (B, M, D), rows right-padded to the longest
+      encoderLengths: number[]; // each row's real M
       rows: GenRow[];
       bos: number;
       eos: number;
       stop: Int32Array; // over a SharedArrayBuffer, one flag per row: the main thread sets 1 to stop that row
+      continuous: boolean; // rows may join (`join` messages) and each finished row is reported at once (RowReport)
+    }
+  | {
+      // rows joining running generate job `id` at its next step (continuous batching); numbered from `base`
+      type: "join";
+      id: number;
+      base: number;
+      encoderHidden: WireTensor;
+      encoderLengths: number[];
+      rows: GenRow[];
+      stop: Int32Array;
     }
   | { type: "block"; id: number; ms: number }; // tests only: keeps the worker busy, as a long run() does
 
@@ -56,8 +67,18 @@ export interface TokenReport {
   token: number;
 }
 
+/** Sent while a continuous generate job runs: row `row` finished (it leaves the batch at once). */
+export interface RowReport {
+  type: "row";
+  id: number;
+  row: number;
+  result: GenResult;
+}
+
 export type JobReply =
   | { type: "result"; id: number; outputs: Record<string, WireTensor> }
-  | { type: "generated"; id: number; results: GenResult[]; steps: number }
+  // joined: the `base` of each join message the job took in (the others arrived after it ended: the main thread
+  // queues those rows again)
+  | { type: "generated"; id: number; results: GenResult[]; steps: number; joined: number[] }
   | { type: "done"; id: number }
   | { type: "error"; id: number; message: string };

@@ -2,9 +2,18 @@
 // (the cache stays here between steps). onnxruntime-node's run() blocks this thread, not the HTTP thread.
 import { parentPort } from "node:worker_threads";
 import * as ort from "onnxruntime-node";
-import { generate } from "../decode/search.js";
+import { Decoding, generate, type GenResult, type GenRow } from "../decode/search.js";
 import { CUDNN_SONAME, explainCudaFailure, findCudaProvider, loadable, missingLinkedLibraries } from "./cuda.js";
-import type { InitMessage, InitReply, JobMessage, JobReply, TokenReport, WireTensor, WorkerModel } from "./protocol.js";
+import type {
+  InitMessage,
+  InitReply,
+  JobMessage,
+  JobReply,
+  RowReport,
+  TokenReport,
+  WireTensor,
+  WorkerModel,
+} from "./protocol.js";
 import { OnnxStepper } from "./stepper.js";
 
 const port = parentPort!;
@@ -130,15 +139,8 @@ async function warmup(m: WorkerModel): Promise<void> {
   await g.get("itm")!.run({ image_embeds: embeds, input_ids: ids(m.special.enc), attention_mask: mask() });
   await g.get("vqa_encoder")!.run({ image_embeds: embeds, input_ids: ids(m.special.enc), attention_mask: mask() });
   const [, N, D] = embeds.dims;
-  const stepper = new OnnxStepper(
-    g.get("decoder")!,
-    ort.Tensor,
-    m.decoder,
-    embeds.data as Float32Array,
-    new BigInt64Array(N).fill(1n),
-    N,
-    D,
-  );
+  const stepper = new OnnxStepper(g.get("decoder")!, g.get("cross_kv")!, ort.Tensor, m.decoder, D);
+  stepper.addEncoders(embeds.data as Float32Array, [N]);
   await generate(stepper, [{ numBeams: 1, maxTokens: 2, minTokens: 0 }], m.special.dec, m.special.sep);
 }
 
@@ -157,6 +159,7 @@ async function handle(msg: JobMessage): Promise<JobReply> {
     while (Date.now() < end); // a synchronous stall, exactly what a long run() does to this thread
     return { type: "done", id: msg.id };
   }
+  if (msg.type === "join") throw new Error("worker: a join is not a job");
   const graphs = sessions.get(msg.model);
   if (!graphs) throw new Error(`worker: model ${msg.model} not loaded`);
   if (msg.type === "run") {
@@ -171,23 +174,44 @@ async function handle(msg: JobMessage): Promise<JobReply> {
     };
   }
   const m = models.get(msg.model)!;
-  const [, M, D] = msg.encoderHidden.dims;
-  const stepper = new OnnxStepper(
-    graphs.get("decoder")!,
-    ort.Tensor,
-    m.decoder,
-    msg.encoderHidden.data as Float32Array,
-    msg.encoderMask.data as BigInt64Array,
-    M,
-    D,
-  );
-  const { id, stop } = msg;
-  const results = await generate(stepper, msg.rows, msg.bos, msg.eos, 1, {
-    onToken: (row, token) => port.postMessage({ type: "token", id, row, token } satisfies TokenReport),
-    stopped: (row) => Atomics.load(stop, row) === 1,
+  const D = msg.encoderHidden.dims[2];
+  const stepper = new OnnxStepper(graphs.get("decoder")!, graphs.get("cross_kv")!, ort.Tensor, m.decoder, D);
+  const { id } = msg;
+  // wire row numbers (the job's rows, then each join's from its base) of the Decoding's rows, and their stop flags
+  const wire: number[] = [];
+  const stops: [Int32Array, number][] = [];
+  const decoding = new Decoding(stepper, msg.bos, msg.eos, 1, {
+    onToken: (row, token) => port.postMessage({ type: "token", id, row: wire[row], token } satisfies TokenReport),
+    stopped: (row) => Atomics.load(...stops[row]) === 1,
   });
-  return { type: "generated", id: msg.id, results, steps: stepper.steps };
+  const add = (hidden: WireTensor, lengths: number[], rows: GenRow[], stop: Int32Array, base: number) => {
+    const enc = stepper.addEncoders(hidden.data as Float32Array, lengths);
+    decoding.add(rows, enc).forEach((row, i) => {
+      wire[row] = base + i;
+      stops[row] = [stop, i];
+    });
+  };
+  add(msg.encoderHidden, msg.encoderLengths, msg.rows, msg.stop, 0);
+  const joined: number[] = [];
+  if (msg.continuous)
+    joins.set(id, (j) => (add(j.encoderHidden, j.encoderLengths, j.rows, j.stop, j.base), joined.push(j.base)));
+  const results: GenResult[] = [];
+  try {
+    while (decoding.live > 0) {
+      for (const { row, result } of await decoding.step()) {
+        stepper.release([decoding.encoder(row)]);
+        if (msg.continuous) port.postMessage({ type: "row", id, row: wire[row], result } satisfies RowReport);
+        else results[wire[row]] = result;
+      }
+    }
+  } finally {
+    joins.delete(id);
+  }
+  return { type: "generated", id, results, steps: stepper.steps, joined };
 }
+
+/** Running continuous generate jobs: what takes a join message in. */
+const joins = new Map<number, (j: Extract<JobMessage, { type: "join" }>) => void>();
 
 port.on("message", (msg: InitMessage | JobMessage) => {
   if (msg.type === "init") {
@@ -196,6 +220,10 @@ port.on("message", (msg: InitMessage | JobMessage) => {
       (err) =>
         port.postMessage({ type: "init_error", message: String((err as Error)?.message ?? err) } satisfies InitReply),
     );
+    return;
+  }
+  if (msg.type === "join") {
+    joins.get(msg.id)?.(msg); // a job that has ended lists the joins it took in; the main thread queues the rest again
     return;
   }
   handle(msg).then(

@@ -27,6 +27,9 @@ export default fp<{ config: Config }>(
         m.inferenceDuration.labels(...label(k)).observe(seconds);
         if (!ok) m.inferenceErrors.labels(...label(k)).inc();
       },
+      onJoin(k, waits) {
+        for (const w of waits) m.queueWait.labels(...label(k)).observe(w);
+      },
       onDepth: (k, depth) => m.queueDepth.labels(...label(k)).set(depth),
       onDrop: (k, rows, reason) => m.droppedRows.labels(...label(k), reason).inc(rows),
     });
@@ -35,6 +38,7 @@ export default fp<{ config: Config }>(
       maxBatch: config.maxBatchSize,
       maxDelayMs: config.maxBatchDelayMs,
       maxQueue: config.maxQueue,
+      continuous: config.continuousBatching === "true",
     });
     app.decorate("inference", inference);
     app.addHook("onClose", async () => scheduler.close());

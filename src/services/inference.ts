@@ -2,6 +2,7 @@
 // make: `app.inference.images(model, pixels, signal)` and so on. A call's rows leave their queue, or are rejected
 // while their batch runs, as soon as `signal` aborts (the request's deadline or its client leaving).
 import { Batcher, type BatchKey, type Scheduler } from "../batching/batcher.js";
+import { ContinuousBatcher, type DecodeJob } from "../batching/continuous.js";
 import type { GenResult } from "../decode/search.js";
 import {
   fusedFeeds,
@@ -18,6 +19,7 @@ import {
 } from "../inference/graphs.js";
 import type { WorkerPool } from "../inference/pool.js";
 import type { JobReply, WireTensor } from "../inference/protocol.js";
+import { requestTimings, StageTimer } from "../routes/timing.js";
 import type { ServedModel } from "./models.js";
 
 interface ModelQueues {
@@ -25,7 +27,7 @@ interface ModelQueues {
   text: Batcher<number[], Float32Array>;
   itm: Batcher<FusedRow, number>;
   vqa_encoder: Batcher<FusedRow, StatesRow>;
-  decoder: Batcher<GenInput, GenResult>;
+  decoder: Batcher<GenInput, GenResult>; // a ContinuousBatcher with CONTINUOUS_BATCHING
 }
 
 export class Inference {
@@ -35,7 +37,7 @@ export class Inference {
     readonly scheduler: Scheduler,
     private readonly pool: WorkerPool,
     models: ServedModel[],
-    opts: { maxBatch: number; maxDelayMs: number; maxQueue: number },
+    opts: { maxBatch: number; maxDelayMs: number; maxQueue: number; continuous?: boolean },
   ) {
     for (const m of models) {
       const key = (graph: string): BatchKey => ({ model: m.name, graph });
@@ -73,46 +75,93 @@ export class Inference {
           async (rows, w) => splitStates(await run(w, "vqa_encoder", fusedFeeds(rows, pad, N, Dv)), rows),
           scheduler,
         ),
-        decoder: new Batcher(
-          key("decoder"),
-          opts,
-          async (rows, w) => {
-            const { hidden, mask } = generationFeeds(rows, rows[0].hidden.length / rows[0].length); // D: Dv (captions) = Dt (VQA)
-            const sp = m.manifest.tokenizer.special_tokens;
-            const stop = new Int32Array(new SharedArrayBuffer(4 * rows.length)); // 1: the worker drops that row
-            const unlisten = [...rowsBySignal(rows)].map(([signal, at]) =>
-              watchAbort(signal, () => at.forEach((i) => Atomics.store(stop, i, 1))),
-            );
-            try {
-              const reply = await this.pool.run(
-                w,
-                {
-                  type: "generate",
-                  model: m.name,
-                  encoderHidden: hidden,
-                  encoderMask: mask,
-                  rows: rows.map((r) => r.row),
-                  bos: sp.dec,
-                  eos: sp.sep,
-                  stop,
-                },
-                [hidden.data.buffer as ArrayBuffer, mask.data.buffer as ArrayBuffer],
-                (t) => rows[t.row].onToken?.(t.token),
-              );
-              const { results } = reply as Extract<JobReply, { type: "generated" }>;
-              results.forEach((r, i) => {
-                // a row whose request went away mid-decode: counted as dropped, by its abort reason
-                if (r.finish === "aborted") scheduler.events.onDrop?.(key("decoder"), 1, abortCode(rows[i].signal));
-              });
-              return results;
-            } finally {
-              for (const off of unlisten) off();
-            }
-          },
-          scheduler,
-        ),
+        decoder: opts.continuous
+          ? new ContinuousBatcher<GenInput, GenResult>(
+              key("decoder"),
+              opts,
+              (rows, w, onRow) => this.decode(m, rows, w, onRow),
+              scheduler,
+            )
+          : new Batcher(
+              key("decoder"),
+              opts,
+              async (rows, w) => {
+                const results: GenResult[] = [];
+                const job = this.decode(m, rows, w, (i, r) => (results[i] = r), false);
+                await job.done;
+                return results;
+              },
+              scheduler,
+            ),
       });
     }
+  }
+
+  /**
+   * A generate job on worker `w`: rows 0..n-1 now, more through `join` while it runs (continuous), each row's result
+   * to `onRow` as it finishes (continuous) or all at the end. A row whose request went away mid-decode stops at the
+   * next step (its stop flag) and is counted as dropped, by its abort reason.
+   */
+  private decode(
+    m: ServedModel,
+    first: GenInput[],
+    w: number,
+    onRow: (row: number, r: GenResult) => void,
+    continuous = true,
+  ): DecodeJob<GenInput> {
+    const sp = m.manifest.tokenizer.special_tokens;
+    const D = first[0].hidden.length / first[0].length; // Dv (captions) = Dt (VQA)
+    const inputs: GenInput[] = [];
+    const unlisten: (() => void)[] = [];
+    const prepare = (rows: GenInput[], base: number) => {
+      rows.forEach((r, i) => (inputs[base + i] = r));
+      const stop = new Int32Array(new SharedArrayBuffer(4 * rows.length)); // 1: the worker drops that row
+      for (const [signal, at] of rowsBySignal(rows))
+        unlisten.push(watchAbort(signal, () => at.forEach((i) => Atomics.store(stop, i, 1))));
+      return { ...generationFeeds(rows, D), stop, rows: rows.map((r) => r.row) };
+    };
+    const result = (row: number, r: GenResult) => {
+      if (r.finish === "aborted")
+        this.scheduler.events.onDrop?.({ model: m.name, graph: "decoder" }, 1, abortCode(inputs[row].signal));
+      onRow(row, r);
+    };
+    let id = -1;
+    const f = prepare(first, 0);
+    const reply = this.pool.run(
+      w,
+      {
+        type: "generate",
+        model: m.name,
+        encoderHidden: f.hidden,
+        encoderLengths: f.lengths,
+        rows: f.rows,
+        bos: sp.dec,
+        eos: sp.sep,
+        stop: f.stop,
+        continuous,
+      },
+      [f.hidden.data.buffer as ArrayBuffer],
+      (t) => (t.type === "token" ? inputs[t.row].onToken?.(t.token) : result(t.row, t.result)),
+      (jobId) => (id = jobId),
+    );
+    const done = reply
+      .then((r) => {
+        const g = r as Extract<JobReply, { type: "generated" }>;
+        g.results.forEach((x, i) => x && result(i, x));
+        return g.joined;
+      })
+      .finally(() => unlisten.forEach((off) => off()));
+    return {
+      done,
+      join: (rows, base) => {
+        const j = prepare(rows, base);
+        this.pool.join(
+          w,
+          { type: "join", id, base, encoderHidden: j.hidden, encoderLengths: j.lengths, rows: j.rows, stop: j.stop },
+          [j.hidden.data.buffer as ArrayBuffer],
+        );
+      },
+    };
   }
 
   private q(model: ServedModel): ModelQueues {
@@ -121,22 +170,22 @@ export class Inference {
 
   /** Image tokens and ITC features, one row per image. */
   images(model: ServedModel, pixels: Float32Array[], signal?: AbortSignal): Promise<ImageRow[]> {
-    return this.q(model).vision.submit(pixels, signal);
+    return this.q(model).vision.submit(pixels, signal, new StageTimer(requestTimings()));
   }
 
   /** ITC features of token rows starting with [CLS]. */
   texts(model: ServedModel, ids: number[][], signal?: AbortSignal): Promise<Float32Array[]> {
-    return this.q(model).text.submit(ids, signal);
+    return this.q(model).text.submit(ids, signal, new StageTimer(requestTimings()));
   }
 
   /** ITM match logits of (image tokens, [ENC] text) pairs. */
   itm(model: ServedModel, rows: FusedRow[], signal?: AbortSignal): Promise<number[]> {
-    return this.q(model).itm.submit(rows, signal);
+    return this.q(model).itm.submit(rows, signal, new StageTimer(requestTimings()));
   }
 
   /** Question states (cross-attention over the image) for VQA. */
   questions(model: ServedModel, rows: FusedRow[], signal?: AbortSignal): Promise<StatesRow[]> {
-    return this.q(model).vqa_encoder.submit(rows, signal);
+    return this.q(model).vqa_encoder.submit(rows, signal, new StageTimer(requestTimings()));
   }
 
   /**
@@ -151,7 +200,7 @@ export class Inference {
     onToken?: (i: number, token: number) => void,
   ): Promise<GenResult[]> {
     const inputs = rows.map((r, i) => ({ ...r, signal, onToken: onToken && ((t: number) => onToken(i, t)) }));
-    return this.q(model).decoder.submit(inputs, signal);
+    return this.q(model).decoder.submit(inputs, signal, new StageTimer(requestTimings()));
   }
 }
 

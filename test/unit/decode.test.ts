@@ -23,14 +23,12 @@ class FakeStepper implements DecoderStepper {
   readonly vocab = V;
   calls: number[] = []; // slots per step
   private slots: { row: number; hist: number[] }[] = [];
-  private first = true;
   constructor(private readonly seed: number) {}
   async step(tokens: readonly number[], from: readonly number[]): Promise<Float32Array> {
     this.slots = tokens.map((tok, i) => {
-      const prev = this.first ? { row: from[i], hist: [] as number[] } : this.slots[from[i]];
+      const prev = from[i] < 0 ? { row: -1 - from[i], hist: [] as number[] } : this.slots[from[i]];
       return { row: prev.row, hist: [...prev.hist, tok] };
     });
-    this.first = false;
     this.calls.push(tokens.length);
     const out = new Float32Array(tokens.length * V);
     this.slots.forEach((s, i) => out.set(logitsFor(s.row, s.hist, this.seed), i * V));

@@ -60,16 +60,12 @@ test("a changed file, a missing file and a bad manifest are refused, naming the 
   );
   await assert.rejects(loadBundles(copy("gone", (d) => rmSync(path.join(d, "itm.onnx")))), /itm\.onnx: missing/);
   await assert.rejects(
-    loadBundles(copy("ver", (d) => editManifest(d, (m) => (m.format_version = 3)))),
-    /manifest\.json: format_version must be one of 1, 2, got 3/,
+    loadBundles(copy("ver", (d) => editManifest(d, (m) => (m.format_version = 4)))),
+    /manifest\.json: format_version must be one of 3, got 4/,
   );
   await assert.rejects(
-    loadBundles(copy("v2", (d) => editManifest(d, (m) => (m.format_version = 2)))),
-    /format_version 2 needs model\.vqa_decoder_reads_image/,
-  );
-  await assert.rejects(
-    loadBundles(copy("v1flag", (d) => editManifest(d, (m) => (m.model.vqa_decoder_reads_image = true)))),
-    /model\.vqa_decoder_reads_image needs format_version 2/,
+    loadBundles(copy("noflag", (d) => editManifest(d, (m) => delete m.model.vqa_decoder_reads_image))),
+    /format_version 3 needs model\.vqa_decoder_reads_image/,
   );
   await assert.rejects(
     loadBundles(copy("name", (d) => editManifest(d, (m) => (m.name = "../../etc")))),
@@ -89,7 +85,7 @@ test("a changed file, a missing file and a bad manifest are refused, naming the 
   );
   await assert.rejects(
     loadBundles(copy("dims", (d) => editManifest(d, (m) => (m.model.decoder_layers = 3)))),
-    /graphs\.decoder\.inputs/,
+    /graphs\.cross_kv\.outputs/,
   );
 });
 
@@ -101,16 +97,43 @@ test("default model: DEFAULT_MODEL, else 'default', else the first by name", () 
   assert.equal(readManifest(MICRO).tokenizer.max_caption_tokens, 20);
 });
 
-test("format 2: model.vqa_decoder_reads_image is read; the answer decoder then reads the question, then the image", async () => {
-  const [b] = await loadBundles(
-    copy("v2ok", (d) =>
+test("formats 1 and 2 are refused at boot with how to re-export them", async () => {
+  for (const version of [1, 2]) {
+    const root = copy(`v${version}`, (d) =>
       editManifest(d, (m) => {
-        m.format_version = 2;
-        m.model.vqa_decoder_reads_image = true;
+        m.format_version = version;
+        delete m.source.random_init;
+        if (version === 1) delete m.model.vqa_decoder_reads_image;
       }),
-    ),
+    );
+    await assert.rejects(loadBundles(root), (e: unknown) => {
+      const msg = (e as Error).message;
+      assert.ok(e instanceof BundleError, msg);
+      assert.match(msg, new RegExp(`bundle format ${version} is no longer read`));
+      const dir = path.join(root, "micro");
+      assert.ok(
+        msg.includes(
+          `python -m dlip recover-weights ${dir}\` then \`python -m dlip export ${dir} --out ${dir} --overwrite`,
+        ),
+        msg,
+      );
+      return true;
+    });
+  }
+  const withWeights = copy("v2w", (d) =>
+    editManifest(d, (m) => {
+      m.format_version = 2;
+      m.weights = { file: "weights.safetensors" };
+    }),
   );
-  assert.equal(b.manifest.model.vqa_decoder_reads_image, true);
+  await assert.rejects(
+    loadBundles(withWeights),
+    /re-export it \(in training\/\): `python -m dlip export \S+ --out \S+ --overwrite`$/,
+  );
+});
+
+test("the answer decoder reads the question, then the image, where the bundle says so", () => {
+  assert.equal(typeof readManifest(MICRO).model.vqa_decoder_reads_image, "boolean");
   const q = { states: Float32Array.from([1, 2, 3, 4]), length: 2 }; // 2 tokens of width 2
   const image = { embeds: Float32Array.from([5, 6, 7, 8, 9, 10]), feat: new Float32Array(0) }; // 3 tokens
   assert.deepEqual(answerContext(q, image, false), { hidden: q.states, length: 2 });
@@ -143,7 +166,16 @@ test("the fixture and the shipped student validate against manifest.schema.json 
   const decoder = graphContract(student).decoder;
   assert.deepEqual(
     decoder.inputs.slice(4).map((t) => t.name),
-    ["past_key_0", "past_value_0", "past_key_1", "past_value_1"],
+    [
+      "past_key_0",
+      "past_value_0",
+      "past_key_1",
+      "past_value_1",
+      "cross_key_0",
+      "cross_value_0",
+      "cross_key_1",
+      "cross_value_1",
+    ],
   );
   assert.deepEqual(decoder.outputs[2], { name: "present_value_0", dtype: "float32", shape: ["B", 2, "P+T", 64] });
   assert.deepEqual(graphContract(student).vision.inputs[0].shape, ["B", 3, 64, 64]);
@@ -153,8 +185,9 @@ test("cache names come from the contract's per-layer pattern", () => {
   assert.deepEqual(cacheNames(2), {
     past: ["past_key_0", "past_value_0", "past_key_1", "past_value_1"],
     present: ["present_key_0", "present_value_0", "present_key_1", "present_value_1"],
+    cross: ["cross_key_0", "cross_value_0", "cross_key_1", "cross_value_1"],
   });
-  assert.deepEqual(cacheNames(0), { past: [], present: [] });
+  assert.deepEqual(cacheNames(0), { past: [], present: [], cross: [] });
 });
 
 test("bad manifests are refused with the field named", () => {
@@ -164,7 +197,7 @@ test("bad manifests are refused with the field named", () => {
     ["missing field", (m) => delete m.created, /^missing field 'created'$/],
     ["missing graph", (m) => delete m.graphs.itm, /^missing field 'graphs\.itm'$/],
     ["missing dim", (m) => delete m.model.vocab_size, /^missing field 'model\.vocab_size'$/],
-    ["boolean version", (m) => (m.format_version = true), /^format_version must be one of 1, 2, got true$/],
+    ["boolean version", (m) => (m.format_version = true), /^format_version must be one of 3, got true$/],
     ["zero dim", (m) => (m.model.decoder_heads = 0), /^model\.decoder_heads must be >= 1, got 0$/],
     ["string dim", (m) => (m.model.embed_dim = "32"), /^model\.embed_dim must be an integer, got "32"$/],
     ["std", (m) => (m.preprocessing.std = [1, 0, 1]), /^preprocessing\.std\[1\] must be > 0, got 0$/],

@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 
 from dlip.export.contract import (CONTRACT_PATH, GRAPHS, MANIFEST_FILE, SCHEMA_PATH, ModelDims, contract_problem,
-                                  graph_specs, past_names, present_names)
+                                  cross_names, graph_specs, past_names, present_names)
 from dlip.export.manifest import onnx_io, read_manifest, schema_problem, validate_bundle, write_manifest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,7 +63,9 @@ def test_the_exporters_bundle_matches_contract_json_and_the_schema(bundle):
         assert {"inputs": entry["inputs"], "outputs": entry["outputs"]} == expected[graph], graph
         inputs, outputs = onnx_io(bundle / entry["file"])  # the ONNX files say the same
         assert (inputs, outputs) == (expected[graph]["inputs"], expected[graph]["outputs"]), graph
-    assert [t["name"] for t in expected["decoder"]["inputs"][4:]] == past_names(2)
+    assert [t["name"] for t in expected["decoder"]["inputs"][4:8]] == past_names(2)
+    assert [t["name"] for t in expected["decoder"]["inputs"][8:]] == cross_names(2)
+    assert [t["name"] for t in expected["cross_kv"]["outputs"]] == cross_names(2)
     assert [t["name"] for t in expected["decoder"]["outputs"][1:]] == present_names(2)
     assert contract["files"]["tokenizer"] in manifest["files"]
 
@@ -108,9 +110,10 @@ MICRO = _load(REPO / "test/fixtures/micro" / MANIFEST_FILE)
     (lambda m: m.clear(), r"missing field 'format_version'"),
     (lambda m: m["graphs"].pop("itm"), r"missing field 'graphs\.itm'"),
     (lambda m: m["model"].pop("vocab_size"), r"missing field 'model\.vocab_size'"),
-    (lambda m: m.update(format_version=True), r"format_version must be one of 1, 2, got true"),
-    (lambda m: m.update(format_version=2), r"format_version 2 needs model\.vqa_decoder_reads_image"),
-    (lambda m: m["model"].update(vqa_decoder_reads_image=False), r"model\.vqa_decoder_reads_image needs format_"),
+    (lambda m: m.update(format_version=True), r"format_version must be one of 3, got true"),
+    (lambda m: m["model"].pop("vqa_decoder_reads_image"), r"format_version 3 needs model\.vqa_decoder_reads_image"),
+    (lambda m: m["model"].update(vqa_decoder_reads_image=1), r"model\.vqa_decoder_reads_image must be true or false"),
+    (lambda m: m["graphs"].pop("cross_kv"), r"missing field 'graphs\.cross_kv'"),
     (lambda m: m.update(name="../../etc"), r"name must be a short label of letters.*, got \"\.\./\.\./etc\""),
     (lambda m: m["model"].update(decoder_heads=0), r"model\.decoder_heads must be >= 1, got 0"),
     (lambda m: m["model"].update(embed_dim="32"), r"model\.embed_dim must be an integer, got \"32\""),
@@ -140,7 +143,10 @@ def test_what_a_schema_cannot_say_is_checked_in_code(tmp_path):
     assert "model.text_width (64) must equal model.vision_width (32)" in contract_problem(wide)
     layers = copy.deepcopy(MICRO)
     layers["model"]["decoder_layers"] = 3
-    assert contract_problem(layers).startswith("graphs.decoder.inputs differ from the contract")
+    assert contract_problem(layers).startswith("graphs.cross_kv.outputs differ from the contract")
+    older = copy.deepcopy(MICRO)
+    older["format_version"] = 2
+    assert contract_problem(older).startswith("bundle format 2 is no longer read")
 
 
 def test_the_exporter_writes_no_manifest_the_schema_refuses(bundle, tmp_path):

@@ -115,10 +115,17 @@ def test_cached_decoder_steps_match_uncached_forward(exported, ort_model, b):
     for enc, enc_mask in ((image, np.ones(image.shape[:2], dtype=np.int64)), (states, q_mask)):
         full = model.decode(torch.from_numpy(ids), torch.ones(b, length, dtype=torch.long), torch.from_numpy(enc),
                             torch.from_numpy(enc_mask)).logits
+        cross = ort_model.cross_kv(enc)  # once for every step
+        t_cross = model.decoder_cross_key_values(torch.from_numpy(enc))
+        for (key, value), (t_key, t_value) in zip(zip(cross[::2], cross[1::2]), t_cross, strict=True):
+            _close(key, t_key)
+            _close(value, t_value)
+            assert key.shape == (b, d.decoder_heads, enc.shape[1], d.decoder_head_dim)
         past, start = ort_model.empty_past(b), 0
         for end in (1, 3, 4, 7):
-            logits, past = ort_model.decoder_step(ids[:, start:end], np.ones((b, end), dtype=np.int64), enc,
-                                                  enc_mask, past)
+            positions = np.broadcast_to(np.arange(start, end), (b, end - start))
+            logits, past = ort_model.decoder_step(ids[:, start:end], positions, np.ones((b, end), dtype=np.int64),
+                                                  enc_mask, past, cross)
             _close(logits, full[:, start:end])
             assert all(p.shape == (b, d.decoder_heads, end, d.decoder_head_dim) for p in past)
             start = end
@@ -177,7 +184,8 @@ def test_bundle_evaluation_matches_pytorch_headline(exported, ort_model, shapes_
 
 def test_manifest_fields(exported, ort_model):
     m, run = ort_model.manifest, exported["run"]
-    assert m["format_version"] == 1 and m["name"] == "bundle" and m["tasks"] == ["retrieval", "captioning", "vqa"]
+    assert m["format_version"] == 3 and m["name"] == "bundle" and m["tasks"] == ["retrieval", "captioning", "vqa"]
+    assert m["model"]["vqa_decoder_reads_image"] is False
     assert m["source"]["checkpoint_sha256"] == sha256_file(run / "checkpoints" / "last.pt")
     assert m["source"]["random_init"] is False
     bundle_files = {p.name for p in exported["bundle"].iterdir()} - {MANIFEST_FILE}
@@ -189,8 +197,16 @@ def test_manifest_fields(exported, ort_model):
     assert m["params"]["total"] == sum(p.numel() for p in model.parameters())
     assert sum(v for k, v in m["params"].items() if k != "total") == m["params"]["total"]
     decoder = m["graphs"]["decoder"]
-    assert [t["name"] for t in decoder["inputs"]][4:] == ["past_key_0", "past_value_0", "past_key_1", "past_value_1"]
+    assert [t["name"] for t in decoder["inputs"]][:4] == ["input_ids", "position_ids", "attention_mask",
+                                                          "encoder_mask"]
+    assert [t["name"] for t in decoder["inputs"]][4:8] == ["past_key_0", "past_value_0", "past_key_1", "past_value_1"]
+    assert [t["name"] for t in decoder["inputs"]][8:] == ["cross_key_0", "cross_value_0", "cross_key_1",
+                                                          "cross_value_1"]
     assert decoder["outputs"][1] == {"name": "present_key_0", "dtype": "float32", "shape": ["B", 2, "P+T", 16]}
+    cross_kv = m["graphs"]["cross_kv"]
+    assert cross_kv["inputs"] == [{"name": "encoder_hidden", "dtype": "float32", "shape": ["B", "M", 32]}]
+    assert [t["name"] for t in cross_kv["outputs"]] == [t["name"] for t in decoder["inputs"]][8:]
+    assert cross_kv["outputs"][0] == {"name": "cross_key_0", "dtype": "float32", "shape": ["B", 2, "M", 16]}
 
 
 def test_random_init_fixture_is_small_and_has_no_metrics(random_bundle):
@@ -275,7 +291,10 @@ def test_graph_specs_name_every_dynamic_axis():
     dims = ModelDims(32, 17, 32, 32, 32, 2, 2, 16, 100)
     axes = graph_specs(dims)["decoder"].dynamic_axes()
     assert axes["attention_mask"] == {0: "B", 1: "P+T"} and axes["past_value_1"] == {0: "B", 2: "P"}
-    assert axes["logits"] == {0: "B", 1: "T"} and axes["encoder_hidden"] == {0: "B", 1: "M"}
+    assert axes["logits"] == {0: "B", 1: "T"} and axes["position_ids"] == {0: "B", 1: "T"}
+    assert axes["cross_value_1"] == {0: "B", 2: "M"} and "encoder_hidden" not in axes
+    cross = graph_specs(dims)["cross_kv"].dynamic_axes()
+    assert cross["encoder_hidden"] == {0: "B", 1: "M"} and cross["cross_key_0"] == {0: "B", 2: "M"}
 
 
 def test_cli_eval_bundle_and_errors(exported, shapes_dir, capsys):
@@ -292,7 +311,7 @@ def test_cli_eval_bundle_and_errors(exported, shapes_dir, capsys):
     assert "pass a run folder" in err and "exists and is not empty" in err
 
 
-def test_a_model_whose_answer_decoder_reads_the_image_exports_as_format_2_and_answers_like_pytorch(tmp_path):
+def test_a_model_whose_answer_decoder_reads_the_image_says_so_and_answers_like_pytorch(tmp_path):
     import dataclasses
 
     from dlip.config import model_preset
@@ -308,7 +327,7 @@ def test_a_model_whose_answer_decoder_reads_the_image_exports_as_format_2_and_an
     out = write_bundle(model, tokenizer, tmp_path / "b", source={}, metrics={}, max_text_tokens=35,
                        max_answer_tokens=10, progress=False)
     m = read_manifest(out)
-    assert m["format_version"] == 2 and m["model"]["vqa_decoder_reads_image"] is True
+    assert m["format_version"] == 3 and m["model"]["vqa_decoder_reads_image"] is True
     bundle = OrtBackend(out)
     pixels = _rng().standard_normal((4, 3, 32, 32)).astype(np.float32)
     embeds, _ = bundle.encode_images(pixels)
@@ -323,7 +342,8 @@ def test_a_model_whose_answer_decoder_reads_the_image_exports_as_format_2_and_an
         ctx, ctx_mask = answer_context(bundle, embeds, q_ids, q_mask)
         assert ctx.shape[1] == q_ids.shape[1] + embeds.shape[1]
         bos = np.full((4, 1), tokenizer.special.dec, dtype=np.int64)
-        got, _ = bundle.decoder_step(bos, np.ones((4, 1), dtype=np.int64), ctx, ctx_mask, bundle.empty_past(4))
+        got, _ = bundle.decoder_step(bos, np.zeros((4, 1), dtype=np.int64), np.ones((4, 1), dtype=np.int64),
+                                     ctx_mask, bundle.empty_past(4), bundle.cross_kv(ctx))
         t_states = model.fuse(torch.from_numpy(enc_ids), torch.from_numpy(q_mask), t_embeds).last_hidden
         t_ctx, t_mask = model.answer_context(t_states, torch.from_numpy(q_mask), t_embeds)
         want = model.decode(torch.from_numpy(bos), torch.ones(4, 1, dtype=torch.long), t_ctx, t_mask).logits
@@ -378,10 +398,104 @@ def test_manifest_format_versions(tmp_path, random_bundle):
         (d / MANIFEST_FILE).write_text(json.dumps(m))
         return d
 
-    assert read_manifest(random_bundle)["format_version"] == 1  # written as 1 when 2 is not needed
-    with pytest.raises(ValueError, match="needs format_version 2"):
-        read_manifest(edited("v1", lambda m: m["model"].update(vqa_decoder_reads_image=True)))
-    with pytest.raises(ValueError, match="format_version 2 needs"):
-        read_manifest(edited("v2", lambda m: m.update(format_version=2)))
-    with pytest.raises(ValueError, match="format_version must be one of 1, 2, got 3"):
-        read_manifest(edited("v3", lambda m: m.update(format_version=3)))
+    m = read_manifest(random_bundle)
+    assert m["format_version"] == 3 and m["model"]["vqa_decoder_reads_image"] is False  # always written
+    with pytest.raises(ValueError, match="format_version 3 needs model.vqa_decoder_reads_image"):
+        read_manifest(edited("v3", lambda m: m["model"].pop("vqa_decoder_reads_image")))
+    with pytest.raises(ValueError, match="format_version must be one of 3, got 4"):
+        read_manifest(edited("v4", lambda m: m.update(format_version=4)))
+    for version in (1, 2):  # the decoder read encoder_hidden at every step: refused, saying how to re-export
+        old = edited(f"v{version}", lambda m, v=version: m.update(format_version=v))
+        for read in (read_manifest, validate_bundle, OrtBackend):
+            with pytest.raises(ValueError, match=rf"bundle format {version} is no longer read .*re-export it: "
+                                                 rf"`python -m dlip export --random-init --preset micro --seed 0"):
+                read(old)
+        assert validate_bundle(old, older_formats=True)["format_version"] == version  # for `dlip export BUNDLE`
+
+
+def test_the_format_message_says_how_to_re_export_each_kind_of_bundle():
+    from dlip.export.contract import format_problem
+
+    run = {"format_version": 1, "source": {"run": "/runs/student", "random_init": False}}
+    assert format_problem(run, "models/s").endswith(
+        "re-export it: `python -m dlip recover-weights models/s` then `python -m dlip export models/s --out models/s "
+        "--overwrite`, or `python -m dlip export /runs/student --out models/s --overwrite` from its run folder")
+    weights = dict(run, format_version=2, weights={"file": "weights.safetensors", "config": "model.json"})
+    assert format_problem(weights, "b").endswith("re-export it: `python -m dlip export b --out b --overwrite`")
+    assert format_problem(dict(run, format_version=3)) is None
+
+
+# ------------------------------------------------------------------------------------------------ format 3 decoder
+def _decoder_inputs(model, rng, b, p, t, m):
+    d = model.cfg.decoder
+    heads, hd = d.num_heads, d.hidden_size // d.num_heads
+    ids = torch.from_numpy(rng.integers(7, d.vocab_size, (b, t)))
+    past = tuple((torch.randn(b, heads, p, hd), torch.randn(b, heads, p, hd)) for _ in range(d.num_layers))
+    enc = torch.randn(b, m, model.cfg.vision.hidden_size)
+    enc_mask = torch.ones(b, m, dtype=torch.long)
+    enc_mask[0, -2:] = 0
+    return ids, past, enc, enc_mask
+
+
+@torch.no_grad()
+def test_a_padded_cache_row_gives_the_logits_it_gives_alone(random_bundle):
+    """Rows with 1, 3 and 5 real cached positions in one batch of P=5 (padding at the start, in the middle, none):
+    each row's logits and new keys/values, through the PyTorch wrapper and the exported graph, are those of the row
+    decoded alone with its real cache only (to 1e-5)."""
+    from dlip.export.wrappers import CrossKVGraph, DecoderGraph
+
+    bundle = OrtBackend(random_bundle)
+    model = _random_micro_model(bundle, seed=0)
+    rng = _rng()
+    b, p, t, m = 3, 5, 2, 6
+    ids, past, enc, enc_mask = _decoder_inputs(model, rng, b, p, t, m)
+    real = [[3], [0, 2, 4], [0, 1, 2, 3, 4]]  # the real cached positions of each row
+    mask = torch.zeros(b, p + t, dtype=torch.long)
+    mask[:, p:] = 1
+    for r, keep in enumerate(real):
+        mask[r, keep] = 1
+    positions = mask[:, :p].sum(dim=1, keepdim=True) + torch.arange(t)  # each row after its own real positions
+    cross = CrossKVGraph(model)(enc)
+    flat_past = [x for kv in past for x in kv]
+    batch = DecoderGraph(model)(ids, positions, mask, enc_mask, *flat_past, *cross)
+    onnx_batch = bundle.decoder_step(ids.numpy(), positions.numpy(), mask.numpy(), enc_mask.numpy(),
+                                     [x.numpy() for x in flat_past], [x.numpy() for x in cross])
+    for r, keep in enumerate(real):
+        alone_past = [x[r:r + 1][:, :, keep] for x in flat_past]
+        alone = model.decode(ids[r:r + 1], torch.ones(1, len(keep) + t, dtype=torch.long), enc[r:r + 1],
+                             enc_mask[r:r + 1], past_key_values=tuple(zip(alone_past[::2], alone_past[1::2])),
+                             use_cache=True)
+        for got in (batch[0], onnx_batch[0]):
+            got = got.numpy() if isinstance(got, torch.Tensor) else got
+            assert np.abs(got[r:r + 1] - alone.logits.numpy()).max() <= 1e-5, r
+        new_kv = [x for kv in alone.past_key_values for x in kv]
+        for got, fed, want in zip(onnx_batch[1], flat_past, new_kv, strict=True):  # past as fed, then the new
+            assert got.shape == (b, want.shape[1], p + t, want.shape[3])
+            np.testing.assert_array_equal(got[r, :, :p], fed[r].numpy())
+            assert np.abs(got[r:r + 1, :, p:] - want[:, :, len(keep):].numpy()).max() <= 1e-5, r
+
+
+@torch.no_grad()
+def test_position_ids_shift_positions_as_pytorch_does(random_bundle):
+    """Tokens fed at positions k.. with an empty cache give the logits PyTorch gives after k cached positions that
+    are all masked out (it numbers new tokens after the cache): position_ids is what moves a token along."""
+    from dlip.export.wrappers import CrossKVGraph, DecoderGraph
+
+    bundle = OrtBackend(random_bundle)
+    model = _random_micro_model(bundle, seed=0)
+    rng = _rng()
+    b, k, t, m = 2, 4, 3, 5
+    ids, past, enc, enc_mask = _decoder_inputs(model, rng, b, k, t, m)
+    masked = torch.cat([torch.zeros(b, k, dtype=torch.long), torch.ones(b, t, dtype=torch.long)], dim=1)
+    want = model.decode(ids, masked, enc, enc_mask, past_key_values=past, use_cache=True).logits
+    cross = CrossKVGraph(model)(enc)
+    empty = [x[:, :, :0] for kv in past for x in kv]
+    positions = k + torch.arange(t).expand(b, t)
+    got = DecoderGraph(model)(ids, positions, torch.ones(b, t, dtype=torch.long), enc_mask, *empty, *cross)[0]
+    assert (got - want).abs().max() <= 1e-5
+    onnx_got = bundle.decoder_step(ids.numpy(), positions.numpy(), np.ones((b, t), dtype=np.int64),
+                                   enc_mask.numpy(), [x.numpy() for x in empty], [x.numpy() for x in cross])[0]
+    assert np.abs(onnx_got - want.numpy()).max() <= 1e-5
+    unshifted = DecoderGraph(model)(ids, torch.arange(t).expand(b, t), torch.ones(b, t, dtype=torch.long), enc_mask,
+                                    *empty, *cross)[0]
+    assert (unshifted - want).abs().max() > 1e-3  # the positions are read

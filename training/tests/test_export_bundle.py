@@ -117,3 +117,100 @@ def test_weights_are_recovered_from_an_old_bundles_graphs(micro_run, tmp_path):
             assert torch.equal(tensor, state[key]), key
     with pytest.raises(ValueError, match="already carries its weights"):
         recover_bundle_weights(old, progress=False)
+
+
+def _as_older_format(bundle, version: int, weights: bool) -> None:
+    """Rewrites ``bundle`` in place as format ``version`` was written: no cross_kv graph, a decoder that reads
+    ``encoder_hidden`` at every step (exported here with that interface), vqa_decoder_reads_image absent in 1."""
+    from dlip.export.export import example_inputs
+    from dlip.export.manifest import onnx_io, sha256_file
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    model = load_run(manifest["source"]["run"]).model if weights else None
+    if model is None:
+        from dlip.export.recover import recovered_model
+        model = recovered_model(bundle, manifest, "micro")
+
+    class OlderDecoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask, encoder_hidden, encoder_mask, *past):
+            out = self.model.decode(input_ids, attention_mask, encoder_hidden, encoder_mask, use_cache=True,
+                                    past_key_values=tuple((past[i], past[i + 1]) for i in range(0, len(past), 2)))
+            return (out.logits, *[t for kv in out.past_key_values for t in kv])
+
+    dims = ModelDims.from_manifest(manifest)
+    ids, positions, mask, enc_mask, *caches = example_inputs("decoder", dims)
+    past = caches[:2 * dims.decoder_layers]
+    hidden = example_inputs("cross_kv", dims)[0]
+    names = [f"{kind}_{i}" for i in range(dims.decoder_layers) for kind in ("past_key", "past_value")]
+    outs = [f"{kind}_{i}" for i in range(dims.decoder_layers) for kind in ("present_key", "present_value")]
+    axes = {"input_ids": {0: "B", 1: "T"}, "attention_mask": {0: "B", 1: "P+T"}, "encoder_hidden": {0: "B", 1: "M"},
+            "encoder_mask": {0: "B", 1: "M"}, "logits": {0: "B", 1: "T"}, **{n: {0: "B", 2: "P"} for n in names},
+            **{n: {0: "B", 2: "P+T"} for n in outs}}
+    with torch.no_grad():
+        torch.onnx.export(OlderDecoder().eval(), (ids, torch.ones_like(mask), hidden, enc_mask, *past),
+                          str(bundle / "decoder.onnx"), input_names=["input_ids", "attention_mask", "encoder_hidden",
+                                                                      "encoder_mask", *names],
+                          output_names=["logits", *outs], dynamic_axes=axes, opset_version=17, dynamo=False)
+    for name in ("cross_kv.onnx", "cross_kv.int8.onnx", "decoder.int8.onnx"):
+        (bundle / name).unlink(missing_ok=True)
+    graphs = {g: e for g, e in manifest["graphs"].items() if g != "cross_kv"}
+    graphs["decoder"].pop("int8", None)
+    graphs["decoder"]["inputs"], graphs["decoder"]["outputs"] = onnx_io(bundle / "decoder.onnx")
+    manifest["format_version"] = version
+    if version == 1:
+        manifest["model"].pop("vqa_decoder_reads_image")
+    manifest["files"] = {p.name: sha256_file(p) for p in sorted(bundle.iterdir()) if p.name != "manifest.json"}
+    for entry in graphs.values():
+        entry["sha256"] = manifest["files"][entry["file"]]
+        if "int8" in entry:
+            entry["int8"]["sha256"] = manifest["files"][entry["int8"]["file"]]
+    manifest["graphs"] = graphs
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_an_older_format_bundle_is_refused_and_re_exported_as_format_3(run_bundle, tmp_path):
+    """A format-1 bundle that carries its weights (as models/dlip-student was): readers refuse it with the command
+    that re-exports it; that command, in place, writes format 3 graphs that compute what its graphs did."""
+    bundle = tmp_path / "b"
+    shutil.copytree(run_bundle, bundle)
+    _as_older_format(bundle, 1, weights=True)
+    with pytest.raises(ValueError, match=rf"format 1 is no longer read.*`python -m dlip export {bundle} --out "
+                                         rf"{bundle} --overwrite`"):
+        validate_bundle(bundle)
+    old = validate_bundle(bundle, older_formats=True)
+    old_decoder = (bundle / "decoder.onnx").read_bytes()
+    (tmp_path / "old_decoder.onnx").write_bytes(old_decoder)
+    assert main(["export", str(bundle), "--out", str(bundle), "--overwrite"]) == 0
+    new = validate_bundle(bundle)
+    assert new["format_version"] == 3 and new["model"]["vqa_decoder_reads_image"] is False
+    assert new["files"][WEIGHTS_FILE] == old["files"][WEIGHTS_FILE] and new["metrics"] == old["metrics"]
+    from dlip.export.recover import _older_decoder_outputs
+
+    for a, b in zip(*_older_decoder_outputs(tmp_path / "old_decoder.onnx", bundle, ModelDims.from_manifest(new)),
+                    strict=True):
+        assert a.shape == b.shape and np.abs(a - b).max() <= 1e-5
+
+
+def test_weights_are_recovered_from_an_older_format_bundle(micro_run, tmp_path):
+    """recover-weights reads a format-2 bundle without weights (its decoder holds the cross-attention projections
+    that cross_kv now computes), checks the recovered model against its graphs and writes format 3."""
+    from dlip.export.export import write_bundle
+    from dlip.export.recover import recover_bundle_weights
+
+    loaded = load_run(micro_run)
+    old = write_bundle(loaded.model, loaded.tokenizer, tmp_path / "old", source={"run": None, "preset": "micro"},
+                       metrics={}, max_text_tokens=30, max_answer_tokens=8, weights=False, progress=False)
+    _as_older_format(old, 2, weights=False)
+    with pytest.raises(ValueError, match=r"format 2 is no longer read.*recover-weights"):
+        validate_bundle(old)
+    recover_bundle_weights(old, progress=False)
+    manifest = validate_bundle(old)
+    assert manifest["format_version"] == 3 and "cross_kv" in manifest["graphs"]
+    stored, state = load_file(str(old / WEIGHTS_FILE)), loaded.model.state_dict()
+    for key, tensor in stored.items():
+        if key != "temp":
+            assert torch.equal(tensor, state[key]), key

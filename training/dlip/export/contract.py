@@ -6,6 +6,8 @@ dims (``graph_specs``), the decoder's cache names, file names and the opset. Sha
 contract or the model's dims) with symbolic names for dynamic axes (strings): ``B`` batch, ``L`` text tokens, ``Lq``
 question tokens, ``T`` new decoder tokens, ``P`` cached decoder positions, ``P+T`` past and new positions, ``M``
 encoder tokens the decoder attends to (``contract.json``'s ``axes``).
+
+Only the current bundle format (3) is read; ``format_problem`` says how to re-export a bundle of an older one.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")
 CONTRACT: dict[str, Any] = json.loads(CONTRACT_PATH.read_text())
 MANIFEST_SCHEMA: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
 
-# 1: the VQA answer decoder reads the question states (BLIP). 2: adds model.vqa_decoder_reads_image; where true, it
-# reads the question states followed by the image tokens. A bundle is written as 1 unless it needs 2.
+# 3: cross-attention keys/values from the cross_kv graph, per-row decoder positions. 1 (the answer decoder reads the
+# question states) and 2 (model.vqa_decoder_reads_image) fed encoder_hidden to every decoder step: no longer read.
 FORMAT_VERSIONS: tuple[int, ...] = tuple(MANIFEST_SCHEMA["properties"]["format_version"]["enum"])
+(FORMAT_VERSION,) = FORMAT_VERSIONS  # what the exporter writes and the readers read
+OLDER_FORMATS: tuple[int, ...] = (1, 2)  # refused with how to re-export (format_problem)
 OPSET: int = CONTRACT["opset"]
 MANIFEST_FILE: str = CONTRACT["files"]["manifest"]
 TOKENIZER_FILE: str = CONTRACT["files"]["tokenizer"]
@@ -34,8 +38,8 @@ MODEL_CONFIG_FILE: str = CONTRACT["files"]["model_config"]  # the resolved model
 TASKS: list[str] = list(MANIFEST_SCHEMA["properties"]["tasks"]["items"]["enum"])
 
 # the graph names code refers to; contract.json must hold exactly these, in this order
-VISION, TEXT, ITM, VQA_ENCODER, DECODER = "vision", "text", "itm", "vqa_encoder", "decoder"
-GRAPHS = (VISION, TEXT, ITM, VQA_ENCODER, DECODER)
+VISION, TEXT, ITM, VQA_ENCODER, CROSS_KV, DECODER = "vision", "text", "itm", "vqa_encoder", "cross_kv", "decoder"
+GRAPHS = (VISION, TEXT, ITM, VQA_ENCODER, CROSS_KV, DECODER)
 assert tuple(CONTRACT["graphs"]) == GRAPHS, f"{CONTRACT_PATH}: graphs {list(CONTRACT['graphs'])} != {GRAPHS}"
 assert MANIFEST_SCHEMA["properties"]["graphs"]["required"] == list(GRAPHS), f"{SCHEMA_PATH}: graphs.required"
 
@@ -70,6 +74,10 @@ class ModelDims:
             raise ValueError(f"export needs text.hidden_size == vision.hidden_size (VQA feeds question states to "
                              f"the decoder's cross-attention), got {cfg.text.hidden_size} and {cfg.vision.hidden_size}")
         dec = cfg.decoder
+        if dec.num_fusion_layers != dec.num_layers:
+            # the contract has one cross-attention key/value pair per decoder layer (cross_kv -> decoder)
+            raise ValueError(f"export needs cross-attention in every decoder layer, got {dec.num_fusion_layers} of "
+                             f"{dec.num_layers} (decoder.fusion_layers)")
         return cls(image_size=cfg.vision.image_size, image_tokens=cfg.vision.num_patches + 1,
                    vision_width=cfg.vision.hidden_size, text_width=cfg.text.hidden_size, embed_dim=cfg.embed_dim,
                    decoder_layers=dec.num_layers, decoder_heads=dec.num_heads,
@@ -154,7 +162,7 @@ def graph_specs(d: ModelDims) -> dict[str, GraphSpec]:
 
 
 def _cache_names(cache: str, layers: int) -> list[str]:
-    side = "inputs" if cache == "past" else "outputs"
+    side = "outputs" if cache == "present" else "inputs"
     (block,) = [e for e in CONTRACT["graphs"][DECODER][side] if e.get("cache") == cache]
     return [t["name"].format(i=i) for i in range(layers) for t in block["tensors"]]
 
@@ -169,9 +177,45 @@ def present_names(layers: int) -> list[str]:
     return _cache_names("present", layers)
 
 
+def cross_names(layers: int) -> list[str]:
+    """The cross-attention keys and values in order, cross_kv's outputs and the decoder's inputs after the past:
+    cross_key_0, cross_value_0, cross_key_1, ..."""
+    return _cache_names("cross", layers)
+
+
+_CROSS_OUT = [e for e in CONTRACT["graphs"][CROSS_KV]["outputs"] if e.get("cache") == "cross"]
+assert len(_CROSS_OUT) == 1 and _CROSS_OUT[0]["tensors"] == next(
+    e for e in CONTRACT["graphs"][DECODER]["inputs"] if e.get("cache") == "cross")["tensors"], \
+    f"{CONTRACT_PATH}: cross_kv's outputs must be the decoder's cross inputs"
+
+
+def format_problem(manifest: Any, bundle: str | Path = "BUNDLE") -> str | None:
+    """Why a manifest of an older bundle format cannot be read, with the commands that write it again as format
+    ``FORMAT_VERSION``, or None (other values are the schema's to refuse)."""
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    if version not in OLDER_FORMATS:
+        return None
+    source = manifest.get("source") if isinstance(manifest.get("source"), dict) else {}
+    again = f"python -m dlip export {bundle} --out {bundle} --overwrite"
+    if "weights" in manifest:
+        how = f"`{again}`"
+    elif source.get("random_init"):
+        how = (f"`python -m dlip export --random-init --preset {source.get('preset')} --seed {source.get('seed')} "
+               f"--out {bundle} --overwrite`")
+    else:
+        how = f"`python -m dlip recover-weights {bundle}` then `{again}`"
+        if source.get("run"):
+            how += f", or `python -m dlip export {source['run']} --out {bundle} --overwrite` from its run folder"
+    return (f"bundle format {version} is no longer read (format {FORMAT_VERSION}: the decoder takes cross-attention "
+            f"keys/values from cross_kv and per-row position_ids); re-export it: {how}")
+
+
 def contract_problem(manifest: dict[str, Any]) -> str | None:
     """The first way a schema-valid manifest's graph entries differ from the contract for its own dims, or None;
     what ``manifest.schema.json`` cannot say (``src/bundle/contract.ts`` checks the same)."""
+    problem = format_problem(manifest)
+    if problem:
+        return problem
     model = manifest["model"]
     if model["text_width"] != model["vision_width"]:
         return (f"model.text_width ({model['text_width']}) must equal model.vision_width ({model['vision_width']}): "

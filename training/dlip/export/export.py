@@ -27,9 +27,8 @@ from ..data.transforms import ImagePreprocess
 from ..model.med import BlipMED
 from ..model.params import param_counts
 from ..run_folder import RunFolder, load_run
-from .contract import (DECODER, GRAPHS, ITM, MANIFEST_FILE, MODEL_CONFIG_FILE, OPSET, TASKS, TEXT, TOKENIZER_FILE,
-                       WEIGHTS_FILE,
-                       VISION, VQA_ENCODER, ModelDims, graph_file, graph_specs)
+from .contract import (CROSS_KV, DECODER, FORMAT_VERSION, GRAPHS, ITM, MANIFEST_FILE, MODEL_CONFIG_FILE, OPSET, TASKS,
+                       TEXT, TOKENIZER_FILE, VISION, VQA_ENCODER, WEIGHTS_FILE, ModelDims, graph_file, graph_specs)
 from .manifest import onnx_io, sha256_file, validate_bundle, write_manifest
 from .wrappers import WRAPPERS
 
@@ -40,7 +39,8 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # --------------------------------------------------------------------------------------------------- graphs
 def example_inputs(graph: str, dims: ModelDims, seed: int = 0) -> tuple[torch.Tensor, ...]:
     """Inputs to trace ``graph`` with. Batch 2 and lengths > 1 so that no dynamic axis is traced at size 1 (where
-    the tracer may specialise); the decoder gets a non-empty cache (P=3) and two new tokens."""
+    the tracer may specialise); the decoder gets a non-empty cache (P=3) whose second row is padded at its start
+    (two real positions, so its new tokens sit at positions 2 and 3), and two new tokens."""
     g = torch.Generator().manual_seed(seed)
     b, n, v = 2, dims.image_tokens, dims.vocab_size
 
@@ -57,12 +57,19 @@ def example_inputs(graph: str, dims: ModelDims, seed: int = 0) -> tuple[torch.Te
         return ids(5)
     if graph in (ITM, VQA_ENCODER):
         return (embeds, *ids(5))
+    if graph == CROSS_KV:
+        return (embeds,)
     assert graph == DECODER, graph
     p, t = 3, 2
-    past = [torch.randn(b, dims.decoder_heads, p, dims.decoder_head_dim, generator=g)
-            for _ in range(2 * dims.decoder_layers)]
-    return (torch.randint(7, v, (b, t), generator=g), torch.ones(b, p + t, dtype=torch.long), embeds,
-            torch.ones(b, n, dtype=torch.long), *past)
+    heads, hd = dims.decoder_heads, dims.decoder_head_dim
+    past = [torch.randn(b, heads, p, hd, generator=g) for _ in range(2 * dims.decoder_layers)]
+    cross = [torch.randn(b, heads, n, hd, generator=g) for _ in range(2 * dims.decoder_layers)]
+    mask = torch.ones(b, p + t, dtype=torch.long)
+    mask[1, 0] = 0  # row 1: a padded cache position
+    positions = (mask[:, :p].sum(dim=1, keepdim=True) + torch.arange(t)).long()  # each row after its real ones
+    enc_mask = torch.ones(b, n, dtype=torch.long)
+    enc_mask[1, -1] = 0
+    return (torch.randint(7, v, (b, t), generator=g), positions, mask, enc_mask, *past, *cross)
 
 
 def export_graph(model: BlipMED, graph: str, path: str | Path, dims: ModelDims | None = None) -> Path:
@@ -175,7 +182,7 @@ def _write_files(model: BlipMED, tokenizer: TextTokenizer, out: Path, *, name: s
     sp = tokenizer.special
     reads_image = model.cfg.vqa_decoder_reads_image
     manifest = {
-        "format_version": 2 if reads_image else 1,  # readers of format 1 would feed the answer decoder wrongly
+        "format_version": FORMAT_VERSION,
         "name": name,
         "version": version,
         "source": source,
@@ -186,7 +193,7 @@ def _write_files(model: BlipMED, tokenizer: TextTokenizer, out: Path, *, name: s
                                          "enc": sp.enc, "dec": sp.dec},
                       "max_text_tokens": max_text_tokens, "max_answer_tokens": max_answer_tokens,
                       "max_caption_tokens": max_caption_tokens},
-        "model": {**dims.manifest_model(), **({"vqa_decoder_reads_image": True} if reads_image else {})},
+        "model": {**dims.manifest_model(), "vqa_decoder_reads_image": bool(reads_image)},
         "graphs": graphs,
         "files": {},
         **({"weights": {"file": WEIGHTS_FILE, "config": MODEL_CONFIG_FILE}} if weights else {}),
@@ -276,13 +283,14 @@ def export_bundle(bundle: str | Path, out: str | Path, name: str | None = None, 
     the bundle it came from). ``name``, ``version`` and ``int8`` default to the source bundle's. ``out`` may be the
     source bundle itself (with ``overwrite``): everything is read before the new bundle replaces it."""
     bundle = Path(bundle)
-    manifest = validate_bundle(bundle)  # the checksums cover the weights and their config
+    manifest = validate_bundle(bundle, older_formats=True)  # the checksums cover the weights and their config
     if "weights" not in manifest:
         src = manifest["source"]
         how = (f"--random-init --preset {src.get('preset')} --seed {src.get('seed')}" if src.get("random_init")
                else f"its run folder ({src.get('run')})")
         raise ValueError(f"{bundle}: carries no weights to export from (random weights, or exported before bundles "
-                         f"carried them); export it from {how} instead")
+                         f"carried them); export it from {how} instead, or first give it its weights with "
+                         f"`python -m dlip recover-weights {bundle}`")
     config_path = bundle / manifest["weights"]["config"]
     try:
         cfg = from_dict(ModelConfig, json.loads(config_path.read_text()), where=str(config_path))

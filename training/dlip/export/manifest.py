@@ -3,7 +3,9 @@
 ``read_manifest`` checks the manifest against ``manifest.schema.json`` (the file the server checks it against too);
 ``validate_bundle`` also rejects, with a ``ValueError`` naming the offending file, a bundle where a file is missing,
 a checksum differs, a graph's inputs/outputs differ from the manifest, or the manifest's graph entries differ from
-the contract for the manifest's own model sizes (``contract.contract_problem``).
+the contract for the manifest's own model sizes (``contract.contract_problem``). Both refuse a bundle of an older
+format with how to re-export it (``contract.format_problem``), unless asked to read one (``older_formats``: what
+``dlip export BUNDLE`` and ``dlip recover-weights`` do to write it again as the current format).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import jsonschema
 import onnx
 from jsonschema.exceptions import ValidationError, best_match
 
-from .contract import GRAPHS, MANIFEST_FILE, MANIFEST_SCHEMA, TOKENIZER_FILE, contract_problem
+from .contract import (GRAPHS, MANIFEST_FILE, MANIFEST_SCHEMA, OLDER_FORMATS, TOKENIZER_FILE, contract_problem,
+                       format_problem)
 
 jsonschema.Draft202012Validator.check_schema(MANIFEST_SCHEMA)
 _SCHEMA = jsonschema.Draft202012Validator(MANIFEST_SCHEMA)
@@ -70,9 +73,10 @@ def write_manifest(bundle: str | Path, manifest: dict[str, Any]) -> Path:
     return path
 
 
-def read_manifest(bundle: str | Path) -> dict[str, Any]:
+def read_manifest(bundle: str | Path, older_formats: bool = False) -> dict[str, Any]:
     """Parses ``manifest.json`` and checks it against ``manifest.schema.json`` (no file is opened besides the
-    manifest)."""
+    manifest). A manifest of an older format is refused with how to re-export it; with ``older_formats`` it is
+    returned unchecked (the schema describes the current format only), for the readers that write it again."""
     path = Path(bundle) / MANIFEST_FILE
     if not Path(bundle).is_dir():
         raise ValueError(f"no such bundle directory: {bundle}")
@@ -82,10 +86,18 @@ def read_manifest(bundle: str | Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: invalid JSON ({err})") from None
+    if is_older_format(manifest):
+        if older_formats:
+            return manifest
+        raise ValueError(f"{path}: {format_problem(manifest, bundle)}")
     problem = schema_problem(manifest)
     if problem:
         raise ValueError(f"{path}: {problem}")
     return manifest
+
+
+def is_older_format(manifest: Any) -> bool:
+    return isinstance(manifest, dict) and manifest.get("format_version") in OLDER_FORMATS
 
 
 def schema_problem(manifest: Any) -> str | None:
@@ -143,15 +155,18 @@ def _rule(schema_path: list[str | int]) -> str | None:
     return None
 
 
-def validate_bundle(bundle: str | Path, check_graphs: bool = True) -> dict[str, Any]:
+def validate_bundle(bundle: str | Path, check_graphs: bool = True, older_formats: bool = False) -> dict[str, Any]:
     """Checks a bundle directory against its manifest and the contract; returns the manifest.
 
     Files: every ``files`` entry exists with its sha256; the tokenizer and each graph file (and int8 variant) are
     listed there with the same checksum. Graphs (``check_graphs``): each ONNX file's inputs/outputs equal the
-    manifest's, and the manifest's equal the contract for the manifest's ``model`` sizes.
+    manifest's, and the manifest's equal the contract for the manifest's ``model`` sizes. ``older_formats``: a
+    bundle of an older format is read too (files, checksums and its graphs against its own manifest; the contract
+    is the current format's, so it is not compared).
     """
     bundle = Path(bundle)
-    manifest = read_manifest(bundle)
+    manifest = read_manifest(bundle, older_formats)
+    older = is_older_format(manifest)
     mpath = bundle / MANIFEST_FILE
     files: dict[str, str] = manifest["files"]
     for name, digest in files.items():
@@ -164,10 +179,10 @@ def validate_bundle(bundle: str | Path, check_graphs: bool = True) -> dict[str, 
     if tok_file not in files:
         raise ValueError(f"{bundle / tok_file}: missing file (not listed in {MANIFEST_FILE})")
 
-    problem = contract_problem(manifest)
+    problem = None if older else contract_problem(manifest)
     if problem:
         raise ValueError(f"{mpath}: {problem}")
-    for graph in GRAPHS:
+    for graph in list(manifest["graphs"]) if older else GRAPHS:
         entry = manifest["graphs"][graph]
         variants = [(entry.get("file"), entry.get("sha256"))]
         if "int8" in entry:

@@ -7,6 +7,10 @@ state dict of a ``BlipMED`` of the bundle's preset; the ITC temperature, which n
 value. Nothing is trusted: every parameter must be found (an initializer that maps nowhere, a parameter found in
 two graphs with different values, or one found nowhere is an error), and ``recover_bundle_weights`` exports the
 recovered model again and requires every graph to give the bundle's own outputs before it writes anything.
+
+A bundle of an older format (1, 2) is read too and written back as the current one: its decoder, which projected
+``encoder_hidden`` to cross-attention keys and values at every step, holds the parameters that ``cross_kv`` and the
+decoder now share, and is checked against the two run in turn (``_older_decoder_outputs``).
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ from onnx import numpy_helper
 from ..config import model_preset
 from ..data.tokenizer import TextTokenizer
 from ..model.med import BlipMED
-from .contract import GRAPHS, ModelDims
+from .contract import CROSS_KV, DECODER, ModelDims, graph_file
 from .export import example_inputs, write_bundle
-from .manifest import validate_bundle
+from .manifest import is_older_format, validate_bundle
 
 PREFIX = "model."  # the export wrappers hold the BlipMED as `.model`
 NOT_IN_GRAPHS = ("temp",)  # the ITC temperature: training only
@@ -71,7 +75,7 @@ def recovered_model(bundle: str | Path, manifest: dict[str, Any], preset: str) -
     model = BlipMED(model_preset(preset).with_vocab(manifest["model"]["vocab_size"], tok["special_tokens"]["pad"]))
     state = model.state_dict()
     found: dict[str, np.ndarray] = {}
-    for graph in GRAPHS:
+    for graph in manifest["graphs"]:  # the bundle's own graphs, of whichever format
         for key, array in graph_parameters(Path(bundle) / manifest["graphs"][graph]["file"]).items():
             if key in found and not np.array_equal(found[key], array):
                 raise ValueError(f"{bundle}: {key} differs between graphs")
@@ -86,10 +90,37 @@ def recovered_model(bundle: str | Path, manifest: dict[str, Any], preset: str) -
     return model.eval()
 
 
+def _session(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
 def _outputs(path: Path, graph: str, dims: ModelDims) -> list[np.ndarray]:
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = _session(path)
     feeds = {i.name: x.numpy() for i, x in zip(session.get_inputs(), example_inputs(graph, dims, seed=1))}
     return session.run(None, feeds)
+
+
+def _older_decoder_outputs(old: Path, new: Path, dims: ModelDims) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """An older format's decoder step (input_ids, attention_mask, encoder_hidden, encoder_mask, past...) and the
+    same step through the current graphs (cross_kv of encoder_hidden, then the decoder with the positions the older
+    graph derived from P), on the same inputs."""
+    g = torch.Generator().manual_seed(1)
+    b, p, t, n = 2, 3, 2, dims.image_tokens
+    ids = torch.randint(7, dims.vocab_size, (b, t), generator=g).numpy()
+    mask = np.ones((b, p + t), dtype=np.int64)
+    hidden = torch.randn(b, n, dims.vision_width, generator=g).numpy()
+    enc_mask = np.ones((b, n), dtype=np.int64)
+    enc_mask[1, -1] = 0
+    past = [torch.randn(b, dims.decoder_heads, p, dims.decoder_head_dim, generator=g).numpy()
+            for _ in range(2 * dims.decoder_layers)]
+    older = _session(old)
+    got = older.run(None, dict(zip([i.name for i in older.get_inputs()], [ids, mask, hidden, enc_mask, *past])))
+    cross = _session(new / graph_file(CROSS_KV)).run(None, {"encoder_hidden": hidden})
+    decoder = _session(new / graph_file(DECODER))
+    positions = np.broadcast_to(np.arange(p, p + t), (b, t)).astype(np.int64)
+    want = decoder.run(None, dict(zip([i.name for i in decoder.get_inputs()],
+                                      [ids, positions, mask, enc_mask, *past, *cross])))
+    return got, want
 
 
 def recover_bundle_weights(bundle: str | Path, preset: str | None = None, progress: bool = True) -> Path:
@@ -98,7 +129,7 @@ def recover_bundle_weights(bundle: str | Path, preset: str | None = None, progre
     in place with them (same name, version, tokenizer, limits, metrics; ``source.weights_recovered`` says where
     they came from)."""
     bundle = Path(bundle)
-    manifest = validate_bundle(bundle)
+    manifest = validate_bundle(bundle, older_formats=True)
     if "weights" in manifest:
         raise ValueError(f"{bundle}: already carries its weights ({manifest['weights']['file']})")
     preset = preset or manifest["source"].get("preset")
@@ -114,9 +145,13 @@ def recover_bundle_weights(bundle: str | Path, preset: str | None = None, progre
                      version=manifest["version"], source=manifest["source"], metrics=manifest["metrics"],
                      max_text_tokens=tok["max_text_tokens"], max_answer_tokens=tok["max_answer_tokens"],
                      max_caption_tokens=tok["max_caption_tokens"], int8=False, weights=False, progress=progress)
-        for graph in GRAPHS:
-            file = manifest["graphs"][graph]["file"]
-            for a, b in zip(_outputs(bundle / file, graph, dims), _outputs(check / file, graph, dims), strict=True):
+        for graph, entry in manifest["graphs"].items():
+            file = entry["file"]
+            if graph == DECODER and is_older_format(manifest):
+                pairs = _older_decoder_outputs(bundle / file, check, dims)
+            else:
+                pairs = _outputs(bundle / file, graph, dims), _outputs(check / file, graph, dims)
+            for a, b in zip(*pairs, strict=True):
                 if a.shape != b.shape or not np.allclose(a, b, rtol=0, atol=1e-6):
                     raise ValueError(f"{bundle}: the recovered weights do not reproduce {file} "
                                      f"(max difference {np.abs(a - b).max():.3g}); not written")

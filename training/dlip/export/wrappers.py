@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..model.med import BlipMED
-from .contract import DECODER, ITM, TEXT, VISION, VQA_ENCODER
+from .contract import CROSS_KV, DECODER, ITM, TEXT, VISION, VQA_ENCODER
 
 
 class VisionGraph(nn.Module):
@@ -57,28 +57,45 @@ class VQAEncoderGraph(nn.Module):
         return self.model.fuse(input_ids, attention_mask, image_embeds).last_hidden
 
 
-class DecoderGraph(nn.Module):
-    """One decoder step with the key/value cache.
+class CrossKVGraph(nn.Module):
+    """encoder_hidden (B, M, Dv) -> cross_key_0, cross_value_0, cross_key_1, ... each (B, H, M, Dh): the decoder
+    layers' cross-attention key/value projections, computed once per image (captions) or question (VQA answers)
+    instead of at every decoder step."""
 
-    input_ids (B, T) new tokens; attention_mask (B, P+T); encoder_hidden (B, M, De); encoder_mask (B, M);
-    ``past`` = past_key_0, past_value_0, ... each (B, H, P, Dh), P may be 0.
-    Returns logits (B, T, V), then present_key_0, present_value_0, ... each (B, H, P+T, Dh).
+    def __init__(self, model: BlipMED):
+        super().__init__()
+        self.model = model
+
+    def forward(self, encoder_hidden: Tensor) -> tuple[Tensor, ...]:
+        return tuple(t for kv in self.model.decoder_cross_key_values(encoder_hidden) for t in kv)
+
+
+class DecoderGraph(nn.Module):
+    """One decoder step with the key/value cache, over cross_kv's keys and values.
+
+    input_ids (B, T) new tokens; position_ids (B, T) each row's positions; attention_mask (B, P+T), 0 over padded
+    past positions; encoder_mask (B, M); then ``caches``: past_key_0, past_value_0, ... each (B, H, P, Dh), P may
+    be 0, followed by cross_key_0, cross_value_0, ... each (B, H, M, Dh).
+    Returns logits (B, T, V), then present_key_0, present_value_0, ... each (B, H, P+T, Dh) (past, then new).
     """
 
     def __init__(self, model: BlipMED):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor, encoder_hidden: Tensor, encoder_mask: Tensor,
-                *past: Tensor) -> tuple[Tensor, ...]:
-        assert len(past) == 2 * len(self.model.text_decoder.layers), "one key and one value per decoder layer"
-        past_key_values = tuple((past[i], past[i + 1]) for i in range(0, len(past), 2))
-        out = self.model.decode(input_ids, attention_mask, encoder_hidden, encoder_mask,
-                                past_key_values=past_key_values, use_cache=True)
+    def forward(self, input_ids: Tensor, position_ids: Tensor, attention_mask: Tensor, encoder_mask: Tensor,
+                *caches: Tensor) -> tuple[Tensor, ...]:
+        layers = len(self.model.text_decoder.layers)
+        assert len(caches) == 4 * layers, "one past key and value, one cross key and value per decoder layer"
+        past_key_values = tuple((caches[i], caches[i + 1]) for i in range(0, 2 * layers, 2))
+        cross_key_values = tuple((caches[i], caches[i + 1]) for i in range(2 * layers, 4 * layers, 2))
+        out = self.model.decode(input_ids, attention_mask, None, encoder_mask, past_key_values=past_key_values,
+                                use_cache=True, position_ids=position_ids, cross_key_values=cross_key_values)
         present = [t for kv in out.past_key_values for t in kv]
         return (out.logits, *present)
 
 
 WRAPPERS: dict[str, type[nn.Module]] = {
-    VISION: VisionGraph, TEXT: TextGraph, ITM: ITMGraph, VQA_ENCODER: VQAEncoderGraph, DECODER: DecoderGraph,
+    VISION: VisionGraph, TEXT: TextGraph, ITM: ITMGraph, VQA_ENCODER: VQAEncoderGraph, CROSS_KV: CrossKVGraph,
+    DECODER: DecoderGraph,
 }

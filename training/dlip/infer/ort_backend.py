@@ -1,5 +1,9 @@
 """The onnxruntime backend: a model bundle (FORMAT.md) run on CPU behind the ``Backend`` interface, NumPy only.
 The reference for what the server does with a bundle, and what ``dlip eval-bundle`` scores.
+
+Decoding as format 3 means it: ``cross_kv`` turns a batch's image tokens or question states into the decoder's
+cross-attention keys and values once, then each ``decoder`` step takes them with its self-attention cache, the mask
+over past and new positions and each row's ``position_ids`` (the count of its real cached positions onwards).
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ import onnxruntime as ort
 
 from ..data.tokenizer import TextTokenizer
 from ..data.transforms import ImagePreprocess
-from ..export.contract import DECODER, GRAPHS, ITM, TEXT, VISION, VQA_ENCODER, ModelDims, graph_specs, present_names
+from ..export.contract import (CROSS_KV, DECODER, GRAPHS, ITM, TEXT, VISION, VQA_ENCODER, ModelDims, cross_names,
+                               graph_specs, present_names)
 from ..export.manifest import read_manifest, validate_bundle
 
 
@@ -28,7 +33,7 @@ class OrtBackend:
         self.path = Path(path)
         self.manifest: dict[str, Any] = validate_bundle(self.path) if validate else read_manifest(self.path)
         self.dims = ModelDims.from_manifest(self.manifest)
-        self.reads_image = bool(self.manifest["model"].get("vqa_decoder_reads_image", False))
+        self.reads_image = bool(self.manifest["model"]["vqa_decoder_reads_image"])
         tok = self.manifest["tokenizer"]
         self.tokenizer = TextTokenizer.from_file(self.path / tok["file"])
         special = {k: getattr(self.tokenizer.special, k) for k in tok["special_tokens"]}
@@ -94,28 +99,38 @@ class OrtBackend:
         return [np.zeros((batch, d.decoder_heads, 0, d.decoder_head_dim), dtype=np.float32)
                 for _ in range(2 * d.decoder_layers)]
 
-    def decoder_step(self, input_ids: np.ndarray, attention_mask: np.ndarray, encoder_hidden: np.ndarray,
-                     encoder_mask: np.ndarray, past: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    def cross_kv(self, encoder_hidden: np.ndarray) -> list[np.ndarray]:
+        """One run of the ``cross_kv`` graph: cross_key_0, cross_value_0, ... (B, H, M, Dh) of ``encoder_hidden``."""
+        return self.run(CROSS_KV, encoder_hidden)
+
+    def decoder_step(self, input_ids: np.ndarray, position_ids: np.ndarray, attention_mask: np.ndarray,
+                     encoder_mask: np.ndarray, past: list[np.ndarray],
+                     cross: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         """One run of the ``decoder`` graph: logits (B, T, V) and the grown cache (B, H, P+T, Dh) per key/value."""
-        assert len(past) == len(present_names(self.dims.decoder_layers)), "one key and value per decoder layer"
-        logits, *present = self.run(DECODER, input_ids, attention_mask, encoder_hidden, encoder_mask, *past)
+        layers = self.dims.decoder_layers
+        assert len(past) == len(present_names(layers)), "one key and value per decoder layer"
+        assert len(cross) == len(cross_names(layers)), "one cross-attention key and value per decoder layer"
+        logits, *present = self.run(DECODER, input_ids, position_ids, attention_mask, encoder_mask, *past, *cross)
         return logits, present
 
 
 class OrtDecoder:
-    """The ``decoder`` graph's cache (past_key_i / past_value_i arrays) and the decoder mask between steps."""
+    """The ``decoder`` graph's cache (past_key_i / past_value_i arrays) and the decoder mask between steps, over
+    the cross-attention keys and values ``cross_kv`` computed once for the batch."""
 
     def __init__(self, backend: OrtBackend, encoder_hidden: np.ndarray, encoder_mask: np.ndarray, cached: bool):
         self.backend, self.cached = backend, cached
-        self.encoder_hidden, self.encoder_mask = encoder_hidden, encoder_mask
+        self.cross, self.encoder_mask = backend.cross_kv(encoder_hidden), encoder_mask
         b = len(encoder_hidden)
         self.past = backend.empty_past(b)
         self.mask = np.empty((b, 0), dtype=np.int64)
 
     def step(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         mask = np.concatenate([self.mask, attention_mask.astype(np.int64)], axis=1)  # (B, P+T)
-        logits, present = self.backend.decoder_step(input_ids, mask, self.encoder_hidden, self.encoder_mask,
-                                                    self.past)
+        # each row continues after its own real cached positions (all of them here: the protocol never pads a past)
+        positions = self.mask.sum(axis=1, keepdims=True) + np.arange(input_ids.shape[1], dtype=np.int64)
+        logits, present = self.backend.decoder_step(input_ids, positions, mask, self.encoder_mask, self.past,
+                                                    self.cross)
         if self.cached:
             self.past, self.mask = present, mask
         return logits

@@ -77,12 +77,21 @@ class BlipMED(nn.Module):
         image_mask = torch.ones(image_embeds.shape[:2], dtype=question_mask.dtype, device=question_mask.device)
         return torch.cat([question_states, image_embeds], dim=1), torch.cat([question_mask, image_mask], dim=1)
 
-    def decode(self, input_ids: Tensor, attention_mask: Tensor, encoder_hidden: Tensor,
+    def decode(self, input_ids: Tensor, attention_mask: Tensor, encoder_hidden: Tensor | None,
                encoder_mask: Tensor | None = None, output_hidden_states: bool = False,
-               output_attentions: bool = False, past_key_values=None, use_cache: bool = False) -> TextOutput:
+               output_attentions: bool = False, past_key_values=None, use_cache: bool = False,
+               position_ids: Tensor | None = None, cross_key_values=None) -> TextOutput:
         """Causal decoding conditioned on ``encoder_hidden`` (image tokens for captions, fused question states for
-        VQA). ``input_ids`` start with [DEC]; ``logits`` (B, L, V) predict the next token at every position."""
+        VQA), or on their ``cross_key_values`` (``decoder_cross_key_values``, computed once for every step; then
+        ``encoder_hidden`` may be None). ``input_ids`` start with [DEC]; ``logits`` (B, L, V) predict the next
+        token at every position; ``position_ids`` (B, L) give each row its own positions (a padded cache)."""
         return self.text_decoder(input_ids, attention_mask, encoder_hidden, encoder_mask,
                                  output_hidden_states=output_hidden_states, output_attentions=output_attentions,
-                                 past_key_values=past_key_values, use_cache=use_cache)
+                                 past_key_values=past_key_values, use_cache=use_cache, position_ids=position_ids,
+                                 cross_key_values=cross_key_values)
+
+    def decoder_cross_key_values(self, encoder_hidden: Tensor) -> tuple[tuple[Tensor, Tensor], ...]:
+        """The decoder's cross-attention keys and values of ``encoder_hidden`` (B, M, D), one (B, H, M, Dh) pair
+        per decoder layer with cross-attention."""
+        return self.text_decoder.cross_key_values(encoder_hidden)
 

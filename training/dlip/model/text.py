@@ -31,11 +31,16 @@ class BertAttention(nn.Module):
         self.out = nn.Linear(d, d)
         self.norm = nn.LayerNorm(d, eps=cfg.layer_norm_eps)
 
-    def forward(self, x: Tensor, context: Tensor, mask: Tensor | None, need_weights: bool,
-                past: KV | None = None) -> tuple[Tensor, Tensor | None, KV]:
+    def project_kv(self, context: Tensor) -> KV:
+        """The keys and values of ``context`` (B, Lk, kv_width), each (B, nh, Lk, hd)."""
+        return split_heads(self.key(context), self.num_heads), split_heads(self.value(context), self.num_heads)
+
+    def forward(self, x: Tensor, context: Tensor | None, mask: Tensor | None, need_weights: bool,
+                past: KV | None = None, kv: KV | None = None) -> tuple[Tensor, Tensor | None, KV]:
+        """``kv``: the keys and values of ``context`` already projected (``project_kv``; cross-attention, whose
+        context is the same at every decoder step), in which case ``context`` is not read."""
         q = split_heads(self.query(x), self.num_heads)  # (B, nh, Lq, hd)
-        k = split_heads(self.key(context), self.num_heads)  # (B, nh, Lk, hd)
-        v = split_heads(self.value(context), self.num_heads)
+        k, v = kv if kv is not None else self.project_kv(context)  # (B, nh, Lk, hd)
         if past is not None:  # decoder cache: prepend earlier positions
             k = torch.cat([past[0], k], dim=2)
             v = torch.cat([past[1], v], dim=2)
@@ -53,11 +58,12 @@ class BertLayer(nn.Module):
         self.ffn_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
 
     def forward(self, x: Tensor, self_mask: Tensor, image: Tensor | None, image_mask: Tensor | None,
-                need_weights: bool, past: KV | None) -> tuple[Tensor, Tensor | None, Tensor | None, KV]:
+                need_weights: bool, past: KV | None,
+                cross_kv: KV | None = None) -> tuple[Tensor, Tensor | None, Tensor | None, KV]:
         x, self_probs, kv = self.self_attn(x, x, self_mask, need_weights, past)
         cross_probs = None
-        if image is not None and self.cross_attn is not None:
-            x, cross_probs, _ = self.cross_attn(x, image, image_mask, need_weights)
+        if (image is not None or cross_kv is not None) and self.cross_attn is not None:
+            x, cross_probs, _ = self.cross_attn(x, image, image_mask, need_weights, kv=cross_kv)
         x = self.ffn_norm(self.fc2(F.gelu(self.fc1(x))) + x)
         return x, self_probs, cross_probs, kv
 
@@ -93,31 +99,47 @@ class TextTransformer(nn.Module):
     def forward(self, input_ids: Tensor, attention_mask: Tensor, image_embeds: Tensor | None = None,
                 image_mask: Tensor | None = None, output_hidden_states: bool = False,
                 output_attentions: bool = False, past_key_values: tuple[KV, ...] | None = None,
-                use_cache: bool = False) -> TextOutput:
+                use_cache: bool = False, position_ids: Tensor | None = None,
+                cross_key_values: tuple[KV, ...] | None = None) -> TextOutput:
         """``image_embeds`` None = unimodal (no cross-attention). With ``past_key_values`` (decoder), ``input_ids``
-        holds only the new tokens and ``attention_mask`` covers past + new positions."""
+        holds only the new tokens and ``attention_mask`` covers past + new positions (0 over padded past ones).
+
+        ``position_ids`` (B, L): each row's own positions (a row with fewer real cached positions than the cache
+        holds continues from its own count); None: ``past_len .. past_len + L - 1`` for every row.
+        ``cross_key_values``: the cross-attention keys and values of ``image_embeds``, one pair per layer with
+        cross-attention (the method ``cross_key_values``), given instead of ``image_embeds`` (they do not change between
+        decoder steps); ``image_mask`` then covers their positions."""
         b, length = input_ids.shape
         past_len = past_key_values[0][0].shape[2] if past_key_values is not None else 0
         if past_len + length > self.cfg.max_position_embeddings:
             raise ValueError(f"sequence of {past_len + length} tokens exceeds max_position_embeddings "
                              f"{self.cfg.max_position_embeddings}")
-        positions = torch.arange(past_len, past_len + length, device=input_ids.device)
-        x = self.embed_norm(self.word_embed(input_ids) + self.pos_embed(positions)[None])  # (B, L, Dt)
+        if position_ids is None:
+            positions = torch.arange(past_len, past_len + length, device=input_ids.device)
+            x = self.embed_norm(self.word_embed(input_ids) + self.pos_embed(positions)[None])  # (B, L, Dt)
+        else:
+            x = self.embed_norm(self.word_embed(input_ids) + self.pos_embed(position_ids))
         dtype = x.dtype
         if self.causal:
             self_mask = causal_padding_mask(attention_mask, length, dtype)  # (B, 1, L, past+L)
         else:
             self_mask = padding_mask(attention_mask, dtype)  # (B, 1, 1, L)
+        cross = iter(cross_key_values) if cross_key_values is not None else None
+        if cross is not None and image_mask is None:
+            k = cross_key_values[0][0]  # (B, nh, M, hd)
+            image_mask = torch.ones(k.shape[0], k.shape[2], dtype=torch.long, device=k.device)
         if image_embeds is not None and image_mask is None:
             image_mask = torch.ones(image_embeds.shape[:2], dtype=torch.long, device=image_embeds.device)
-        cross_mask = padding_mask(image_mask, dtype) if image_embeds is not None else None
+        cross_mask = padding_mask(image_mask, dtype) if image_mask is not None else None
 
         hidden, self_attns, cross_attns, cache = [], [], [], []
         for i, layer in enumerate(self.layers):
             if output_hidden_states:
                 hidden.append(x)
             past = past_key_values[i] if past_key_values is not None else None
-            x, self_probs, cross_probs, kv = layer(x, self_mask, image_embeds, cross_mask, output_attentions, past)
+            cross_kv = next(cross) if cross is not None and layer.cross_attn is not None else None
+            x, self_probs, cross_probs, kv = layer(x, self_mask, image_embeds, cross_mask, output_attentions, past,
+                                                   cross_kv)
             if output_attentions:
                 self_attns.append(self_probs)
                 if cross_probs is not None:
@@ -134,6 +156,13 @@ class TextTransformer(nn.Module):
             past_key_values=tuple(cache) if use_cache else None,
             logits=self.lm_head(x) if self.lm_head is not None else None,
         )
+
+    def cross_key_values(self, image_embeds: Tensor) -> tuple[KV, ...]:
+        """The cross-attention keys and values of ``image_embeds`` (B, M, Dv), (B, nh, M, hd) each, one pair per
+        layer with cross-attention, in layer order: what ``forward(cross_key_values=...)`` takes, computed once
+        for all the decoder steps over the same image tokens or question states."""
+        return tuple(layer.cross_attn.project_kv(image_embeds) for layer in self.layers
+                     if layer.cross_attn is not None)
 
 
 def _init_bert(module: nn.Module) -> None:

@@ -24,7 +24,6 @@ import { requestSignal } from "./routes/input.js";
 import { registerTimings } from "./routes/timing.js";
 import { BYTES_KEYWORD, ErrorBody, FORM_LIMITS } from "./routes/schemas.js";
 import { schemaErrorFormatter } from "./schema-errors.js";
-import { timingHeaders } from "./timings.js";
 import vqa from "./routes/vqa.js";
 
 const REQUEST_ID = /^[\w.:-]{1,64}$/;
@@ -56,7 +55,6 @@ export const app = fp<{ config: Config }>(
     registerTimings(app); // x-queue-time, x-inference-time: each request's timing record
     app.decorateRequest("deadline", null as unknown as AbortSignal);
     app.decorateRequest("errorDialect", "dlip");
-    timingHeaders(app); // x-preprocess-time (and x-queue-time, x-inference-time once set): src/timings.ts
     const authorize = apiKeyCheck(config); // null when no API key is set
     app.addHook("onRequest", async (req, reply) => {
       reply.header("x-request-id", req.id);

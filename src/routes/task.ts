@@ -8,7 +8,7 @@ import type { TSchema } from "typebox";
 import { ApiError } from "../errors.js";
 import { preprocessImage } from "../preprocess/image.js";
 import type { ServedModel } from "../services/models.js";
-import { addTiming } from "../timings.js";
+import { addTiming } from "./timing.js";
 import { decodeImageString, Form, readMultipart } from "./input.js";
 import { TASK_ERRORS } from "./schemas.js";
 
@@ -81,7 +81,7 @@ export function prepareTexts(req: FastifyRequest, model: ServedModel, texts: str
 /** One preprocessing step's duration: into the histogram and the request's x-preprocess-time, the same number. */
 function observePreprocess(req: FastifyRequest, model: ServedModel, kind: "image" | "text", ms: number): void {
   req.server.metrics.preprocessDuration.labels(model.name, kind).observe(ms / 1000);
-  addTiming(req, "preprocess", ms);
+  addTiming(req.timings, "preprocess", ms);
 }
 
 export function l2normalise(v: Float32Array): number[] {

@@ -1,7 +1,10 @@
 // Per-request timings sent back as response headers, as text-embeddings-inference sends them: `x-<name>-time` in
-// whole milliseconds, for each of `req.timings` that the request's work set. One record per request, one onSend hook.
+// milliseconds (three decimals: sub-millisecond steps are common here), for each of `req.timings` that the request's
+// work set. One record per request, one onSend hook.
 //
 // Definitions (the same events the histograms observe):
+// - preprocess: the request's image decoding and resizing and text tokenising (routes/task.ts), the durations
+//   dlip_preprocess_duration_seconds observes for it.
 // - queue: for each call the request made to an inference queue (one graph: vision, then the decoder, ...), the time
 //   from submission until its last row started running (dlip_queue_wait_seconds observes each row's wait), summed
 //   over the request's calls.
@@ -77,7 +80,7 @@ export function registerTimings(app: FastifyInstance): void {
   });
   app.addHook("onSend", async (req, reply, payload) => {
     for (const [name, ms] of Object.entries(req.timings ?? {}))
-      if (typeof ms === "number") reply.header(`x-${name}-time`, String(Math.round(ms)));
+      if (typeof ms === "number") reply.header(`x-${name}-time`, ms.toFixed(3));
     return payload;
   });
 }

@@ -1,4 +1,4 @@
-// x-queue-time and x-inference-time (routes/timing.ts): whole milliseconds, as text-embeddings-inference sends them,
+// x-queue-time and x-inference-time (routes/timing.ts): milliseconds with three decimals, as text-embeddings-inference sends them,
 // summing what the request's rows waited and ran over its graph calls, the events the histograms observe.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
@@ -32,8 +32,8 @@ test("a caption alone: its queue and inference headers equal the histograms' sum
   await blocked;
   const queue = Number(res.headers["x-queue-time"]);
   const inference = Number(res.headers["x-inference-time"]);
-  assert.match(res.headers["x-queue-time"], /^\d+$/);
-  assert.match(res.headers["x-inference-time"], /^\d+$/);
+  assert.match(res.headers["x-queue-time"], /^\d+\.\d{3}$/);
+  assert.match(res.headers["x-inference-time"], /^\d+\.\d{3}$/);
   assert.ok(queue >= 50, `queue ${queue} ms: it waited behind a 150 ms job`);
   assert.ok(Math.abs(queue - ((await sums("queue_wait_seconds")) - q0)) <= 1, "queue = the histogram's waits");
   // a decode row's run ends with its own result; the decode job's (the histogram's) with the worker's reply after it
@@ -50,8 +50,8 @@ test("embeddings, VQA and rank send both headers; routes without inference send 
   ] as const;
   for (const [url, body] of cases) {
     const res = await request(app.server).post(url).send(body).expect(200);
-    assert.match(res.headers["x-queue-time"] ?? "", /^\d+$/, url);
-    assert.match(res.headers["x-inference-time"] ?? "", /^\d+$/, url);
+    assert.match(res.headers["x-queue-time"] ?? "", /^\d+\.\d{3}$/, url);
+    assert.match(res.headers["x-inference-time"] ?? "", /^\d+\.\d{3}$/, url);
   }
   const health = await request(app.server).get("/healthz");
   assert.equal(health.headers["x-queue-time"], undefined);

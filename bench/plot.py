@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-GRAPHS = ["vision", "text", "itm", "vqa_encoder", "decoder"]
+GRAPHS = ["vision", "text", "itm", "vqa_encoder", "cross_kv", "decoder"]  # contract.json's graphs, in its order
 COLORS = {"embed_image": "C0", "embed_text": "C1", "caption": "C2", "vqa": "C3", "rank": "C4",
           "student": "C0", "teacher": "C1"}
 

@@ -9,7 +9,8 @@ import type { Stamp } from "./stamp.js";
 import { checkTargets } from "./targets.js";
 
 export const PLOTS = {
-  "server_throughput.png": "Throughput vs concurrency (dashed: the graphs-only ceiling; dotted: the in-process ceiling)",
+  "server_throughput.png":
+    "Throughput vs concurrency (dashed: the graphs-only ceiling; dotted: the in-process ceiling)",
   "server_latency.png": "Latency percentiles vs throughput",
   "student_vs_teacher.png": "Student vs teacher",
   "models_graphs.png": "Graph latency by batch size",
@@ -235,7 +236,7 @@ export function ceilingTable(s: ServerResult): string[] {
       "graphs-only: ms per request by graph",
       "graphs-only req/s",
       "server / graphs-only",
-      "in-process: batch",
+      "in-process: concurrency, batch",
       "in-process: graphs, preprocessing ms/request",
       "in-process req/s",
       "server / in-process",
@@ -252,7 +253,7 @@ export function ceilingTable(s: ServerResult): string[] {
           .join(", "),
         f(c!.throughput_rps, 1),
         pct(c!.ratio),
-        ip ? ip.batch : "-",
+        ip ? `${ip.concurrency}, ${ip.batch}` : "-",
         ip ? `${f(ip.graphs_ms_per_request, 3)}, ${f(ip.preprocess_ms_per_request, 3)}` : "-",
         f(ip?.throughput_rps, 1),
         pct(ip?.ratio),
@@ -263,11 +264,12 @@ export function ceilingTable(s: ServerResult): string[] {
     "Server req/s: the endpoint's saturation point. **Graphs-only**: each graph of the task on raw onnxruntime-node " +
       "in this process at the batch sizes the server formed at saturation (its mean rows per run, rounded); req/s = " +
       "1 / the sum of each graph's run time per row. **In-process**: a measured end-to-end loop in this process on " +
-      "the same cores and threads, no HTTP, JSON or queue: each iteration takes a batch of requests (the largest " +
-      "batch the server formed for the task's graphs at saturation), preprocesses their PNGs with the server's own " +
-      "code (`src/preprocess/image.ts`: decode, resize, normalise; VQA questions tokenised), then runs every graph " +
-      "of the task on those rows at that batch size, decoding as the server does (greedy, the model's caps); the " +
-      "next batch's preprocessing runs while this batch's graphs run, as the server overlaps them. In-process " +
+      "the same cores and threads, no HTTP, JSON or queue: each iteration takes as many requests as the server had " +
+      "connections at saturation and preprocesses their PNGs all at once with the server's own code " +
+      "(`src/preprocess/image.ts`: decode, resize, normalise; VQA questions tokenised), then runs every graph of the " +
+      "task on those rows in batches of the largest batch the server formed for the task's graphs at saturation, " +
+      "decoding as the server does (greedy, the model's caps); the next iteration's preprocessing runs while this " +
+      "one's graphs run, as the server overlaps them. In-process " +
       "req/s = requests / wall time of the measured loop; its ms/request columns are the wall time of each phase per " +
       "request (they overlap, so they can sum to more than 1000 / req/s). CPU time per request (all threads) does " +
       "not depend on what else the machine runs; wall-clock numbers do.",

@@ -180,17 +180,18 @@ export async function runServer(
         `ceiling: ${task} at batches ${JSON.stringify(batches)}: ${c.throughput_rps} req/s raw; server ${sat.throughput_rps} (${ceilings[task]!.ratio}x)`,
       );
     }
-    // the in-process ceiling: the request's whole work (preprocessing + graphs) at the largest batch the server
-    // formed for the task's graphs at saturation
+    // the in-process ceiling: the request's whole work, preprocessing at the server's saturation concurrency, the
+    // graphs at the largest batch the server formed for the task's graphs there
     const inProcess: ServerResult["in_process_ceiling"] = {};
     for (const task of ["embed_image", "caption", "vqa"] as const) {
       const c = ceilings[task];
       if (!c) continue;
       const B = Math.max(1, ...Object.values(c.batches).map((b) => b ?? 1));
-      const r = await inProcessCeiling(raw, w.images, w.questions, task, B, timing);
+      const C = endpoints[task]!.saturation.concurrency;
+      const r = await inProcessCeiling(raw, w.images, w.questions, task, C, B, timing);
       inProcess[task] = { ...r, server_rps: c.server_rps, ratio: round(c.server_rps / r.throughput_rps) };
       log(
-        `in-process ceiling: ${task} at batch ${B}: ${r.throughput_rps} req/s (graphs ${r.graphs_ms_per_request} ms, ` +
+        `in-process ceiling: ${task}, ${C} at once, batch ${B}: ${r.throughput_rps} req/s (graphs ${r.graphs_ms_per_request} ms, ` +
           `preprocessing ${r.preprocess_ms_per_request} ms per request); server ${c.server_rps} (${inProcess[task]!.ratio}x)`,
       );
     }

@@ -135,3 +135,90 @@ export async function cacheComparison(
     same_tokens: same,
   };
 }
+
+export interface InProcessCeiling {
+  concurrency: number; // requests preprocessed at once: the server's connections at saturation
+  batch: number; // rows per graph run: the largest batch the server formed for the task's graphs at saturation
+  requests: number; // requests done in the measured window
+  throughput_rps: number; // requests / wall time of the measured window
+  cpu_ms_per_request: number; // CPU time of this process per request (all threads)
+  graphs_ms_per_request: number; // graph wall time per request, measured inside the loop
+  preprocess_ms_per_request: number; // preprocessing wall time per request (decode, resize, normalise; tokenise)
+}
+
+/**
+ * The in-process ceiling: a measured end-to-end loop doing a request's whole work in this process on the same cores,
+ * with no HTTP, JSON, queue or worker thread. Each iteration takes `concurrency` requests (PNG bytes of the
+ * workload, as the server has them after base64) and preprocesses them all at once with the server's code
+ * (src/preprocess/image.ts; VQA questions tokenised too), as the server does its concurrent requests; then it runs
+ * every graph of the task on those rows in batches of `batch`, decoding as the server does. The next iteration's
+ * preprocessing runs while this one's graphs run (the server overlaps them too). Throughput: requests over the
+ * measured window's wall time.
+ */
+export async function inProcessCeiling(
+  model: RawModel,
+  images: Buffer[],
+  questions: string[],
+  task: CeilingTask,
+  concurrency: number,
+  batch: number,
+  timing: { minRuns: number; minSeconds: number },
+): Promise<InProcessCeiling> {
+  const spec = imageSpec(model.manifest.preprocessing, 40_000_000);
+  const tk = model.manifest.tokenizer;
+  const N = model.manifest.model.image_tokens;
+  const reads = model.manifest.model.vqa_decoder_reads_image === true;
+  let next = 0; // request index into the workload, cycling
+  const prep = async () => {
+    const idx = Array.from({ length: concurrency }, () => next++ % images.length);
+    const t0 = performance.now();
+    const pixels = await Promise.all(idx.map((i) => preprocessImage(images[i], spec)));
+    const ids =
+      task === "vqa"
+        ? idx.map((i) => model.tokenizer.encodeWithFirst(questions[i], tk.max_text_tokens, model.special.enc))
+        : [];
+    return { pixels, ids, ms: performance.now() - t0 };
+  };
+  const graphs = async (all: Float32Array[], allIds: number[][]) => {
+    const t0 = performance.now();
+    for (let at = 0; at < all.length; at += batch) {
+      const rows = await model.encodeImages(all.slice(at, at + batch));
+      if (task === "caption")
+        await model.generate(captionRows(rows, N, { numBeams: 1, maxTokens: tk.max_caption_tokens, minTokens: 1 }));
+      if (task === "vqa") {
+        const states = await model.questionStates(rows, allIds.slice(at, at + batch));
+        const row = { numBeams: 1, maxTokens: tk.max_answer_tokens, minTokens: 0 };
+        await model.generate(states.map((s, i) => ({ ...answerContext(s, rows[i], reads), row })));
+      }
+    }
+    return performance.now() - t0;
+  };
+  // warm-up: one whole iteration, unmeasured
+  const first = await prep();
+  await graphs(first.pixels, first.ids);
+  let pending = prep();
+  let done = 0;
+  let graphMs = 0;
+  let prepMs = 0;
+  const cpu0 = process.cpuUsage();
+  const start = performance.now();
+  while (done < timing.minRuns * concurrency || performance.now() - start < timing.minSeconds * 1000) {
+    const ready = await pending;
+    pending = prep(); // overlapped with this iteration's graphs
+    graphMs += await graphs(ready.pixels, ready.ids);
+    prepMs += ready.ms;
+    done += concurrency;
+  }
+  const seconds = (performance.now() - start) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  await pending; // the last prefetch (outside the window) finishes before anything else runs
+  return {
+    concurrency,
+    batch,
+    requests: done,
+    throughput_rps: round(done / seconds),
+    cpu_ms_per_request: round((cpu.user + cpu.system) / 1000 / done),
+    graphs_ms_per_request: round(graphMs / done),
+    preprocess_ms_per_request: round(prepMs / done),
+  };
+}

@@ -27,6 +27,7 @@ export interface BenchOptions {
   warmupS: number; // unmeasured load before each point (s)
   endpoints: Endpoint[];
   batchingConcurrency: number; // connections of the batching off/on comparison
+  continuousConcurrency: number; // connections of the continuous batching on/off comparison (captions)
   memoryRequests: number; // requests of the resident-memory stability run
   workers: number; // the server's WORKERS (1 unless --server-env WORKERS=N)
   threads: number; // onnxruntime intra-op threads: the server's THREADS_PER_WORKER (and its default), raw runs too
@@ -47,6 +48,7 @@ const FULL = {
   durationS: 8,
   warmupS: 1,
   batchingConcurrency: 16,
+  continuousConcurrency: 64,
   memoryRequests: 20_000,
 };
 
@@ -62,6 +64,7 @@ const QUICK: typeof FULL = {
   durationS: 0.5,
   warmupS: 0.2,
   batchingConcurrency: 4,
+  continuousConcurrency: 4,
   memoryRequests: 300,
 };
 
@@ -177,6 +180,7 @@ export function parseOptions(argv: readonly string[], root: string): BenchOption
     warmupS: d.warmupS,
     endpoints: str("endpoints") ? list(str("endpoints")!, ENDPOINTS, "endpoints") : [...ENDPOINTS],
     batchingConcurrency: d.batchingConcurrency,
+    continuousConcurrency: d.continuousConcurrency,
     memoryRequests: str("memory-requests") ? ints(str("memory-requests")!, "memory-requests")[0] : d.memoryRequests,
     workers: 1,
     threads: str("threads") ? ints(str("threads")!, "threads")[0] : 0,

@@ -37,11 +37,18 @@ def server_throughput(s: dict, out: Path) -> None:
         ax.plot(xs, [p["throughput_rps"] for p in r["points"]], "o-", color=COLORS.get(e), label=e)
         c = s["ceiling"].get(e)
         if c:
-            ax.axhline(c["throughput_rps"], color=COLORS.get(e), ls="--", lw=1, label=f"{e} raw ceiling")
+            ax.axhline(c["throughput_rps"], color=COLORS.get(e), ls="--", lw=1, label=f"{e} graphs-only ceiling")
+        ip = (s.get("in_process_ceiling") or {}).get(e)
+        if ip:
+            ax.axhline(ip["throughput_rps"], color=COLORS.get(e), ls=":", lw=1.2, label=f"{e} in-process ceiling")
     b = s.get("batching")
     if b:
         ax.plot([b["concurrency"]], [b["off"]["throughput_rps"]], "x", color=COLORS["embed_image"], ms=9,
                 label="embed_image, batching off")
+    cb = s.get("continuous")
+    if cb:
+        ax.plot([cb["concurrency"]], [cb["off"]["throughput_rps"]], "+", color=COLORS.get("caption"), ms=10,
+                label="caption, continuous batching off")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("concurrent connections")

@@ -9,7 +9,8 @@ import type { Stamp } from "./stamp.js";
 import { checkTargets } from "./targets.js";
 
 export const PLOTS = {
-  "server_throughput.png": "Throughput vs concurrency (dashed: the raw onnxruntime ceiling)",
+  "server_throughput.png":
+    "Throughput vs concurrency (dashed: the graphs-only ceiling; dotted: the in-process ceiling)",
   "server_latency.png": "Latency percentiles vs throughput",
   "student_vs_teacher.png": "Student vs teacher",
   "models_graphs.png": "Graph latency by batch size",
@@ -42,7 +43,7 @@ function bundleRows(b: BundleResult): string[] {
   const g = b.gflops;
   return [
     row([
-      `${b.role} (${b.name}${b.random_init ? ", random weights" : ""}${b.int8_source && b.int8_source !== "bundle" ? "; int8 quantised by the benchmark" : ""})`,
+      `${b.role} (${b.name}${b.random_init ? ", random weights (speed only)" : ""}${b.int8_source && b.int8_source !== "bundle" ? "; int8 quantised by the benchmark" : ""})`,
       f(p.total / 1e6, 2),
       f(p.vision / 1e6, 2),
       f(p.text_encoder / 1e6, 2),
@@ -196,6 +197,7 @@ function serverSection(s: ServerResult): string[] {
     ...ceilingTable(s),
     ...breakdownTable(s),
     ...batchingTable(s),
+    ...continuousTable(s),
     ...halfLoadTable(s),
     ...kvCacheTable(s),
     ...teacherTable(s),
@@ -221,39 +223,60 @@ function throughputTable(s: ServerResult): string[] {
   ];
 }
 
-function ceilingTable(s: ServerResult): string[] {
+export function ceilingTable(s: ServerResult): string[] {
+  const pct = (v: number | undefined) => (v === undefined ? "-" : `${(100 * v).toFixed(0)}%`);
+  const inProc = s.in_process_ceiling ?? {};
   return [
-    "### Ceiling: the same graphs on raw onnxruntime-node, at the batch sizes the server formed",
+    "### Ceilings: graphs only, and the same work per request in one process",
     "",
     ...head([
       "task",
-      "batch sizes",
-      "ms per request by graph",
-      "raw req/s",
       "server req/s",
-      "server / raw",
-      "CPU ms/request raw",
-      "CPU ms/request server",
+      "graphs-only: batch sizes",
+      "graphs-only: ms per request by graph",
+      "graphs-only req/s",
+      "server / graphs-only",
+      "in-process: concurrency, batch",
+      "in-process: graphs, preprocessing ms/request",
+      "in-process req/s",
+      "server / in-process",
+      "CPU ms/request: graphs-only, in-process, server",
     ]),
-    ...Object.entries(s.ceiling).map(([t, c]) =>
-      row([
+    ...Object.entries(s.ceiling).map(([t, c]) => {
+      const ip = inProc[t as keyof typeof inProc];
+      return row([
         t,
+        f(c!.server_rps, 1),
         JSON.stringify(c!.batches),
         Object.entries(c!.ms_per_request)
           .map(([g, v]) => `${g} ${f(v, 3)}`)
           .join(", "),
         f(c!.throughput_rps, 1),
-        f(c!.server_rps, 1),
-        `${(100 * c!.ratio).toFixed(0)}%`,
-        f(c!.cpu_ms_per_request),
-        f(saturation(s, t as Endpoint)?.breakdown.cpu_ms_per_request),
-      ]),
-    ),
+        pct(c!.ratio),
+        ip ? `${ip.concurrency}, ${ip.batch}` : "-",
+        ip ? `${f(ip.graphs_ms_per_request, 3)}, ${f(ip.preprocess_ms_per_request, 3)}` : "-",
+        f(ip?.throughput_rps, 1),
+        pct(ip?.ratio),
+        `${f(c!.cpu_ms_per_request)}, ${f(ip?.cpu_ms_per_request)}, ${f(saturation(s, t as Endpoint)?.breakdown.cpu_ms_per_request)}`,
+      ]);
+    }),
     "",
-    "CPU time per request (all threads) does not depend on what else the machine runs; wall-clock numbers do. " +
-      `Outside the ceiling, every image request also pays for its preprocessing (the server's decode, resize and ` +
-      `normalise of the Shapes PNGs, ${s.preprocessing?.concurrency ?? "-"} at a time in this process): ` +
-      `${f(s.preprocessing?.ms_per_image, 3)} ms per image, ${f(s.preprocessing?.cpu_ms_per_image, 3)} ms CPU.`,
+    "Server req/s: the endpoint's saturation point. **Graphs-only**: each graph of the task on raw onnxruntime-node " +
+      "in this process at the batch sizes the server formed at saturation (its mean rows per run, rounded); req/s = " +
+      "1 / the sum of each graph's run time per row. **In-process**: a measured end-to-end loop in this process on " +
+      "the same cores and threads, no HTTP, JSON or queue: each iteration takes as many requests as the server had " +
+      "connections at saturation and preprocesses their PNGs all at once with the server's own code " +
+      "(`src/preprocess/image.ts`: decode, resize, normalise; VQA questions tokenised), then runs every graph of the " +
+      "task on those rows in batches of the largest batch the server formed for the task's graphs at saturation, " +
+      "decoding as the server does (greedy, the model's caps); the next iteration's preprocessing runs while this " +
+      "one's graphs run, as the server overlaps them. In-process " +
+      "req/s = requests / wall time of the measured loop; its ms/request columns are the wall time of each phase per " +
+      "request (they overlap, so they can sum to more than 1000 / req/s). CPU time per request (all threads) does " +
+      "not depend on what else the machine runs; wall-clock numbers do.",
+    "",
+    `Preprocessing alone (the server's decode, resize and normalise of the Shapes PNGs, ` +
+      `${s.preprocessing?.concurrency ?? "-"} at a time in this process): ${f(s.preprocessing?.ms_per_image, 3)} ms ` +
+      `per image, ${f(s.preprocessing?.cpu_ms_per_image, 3)} ms CPU.`,
     "",
   ];
 }
@@ -310,7 +333,25 @@ function batchingTable(s: ServerResult): string[] {
   ];
 }
 
-function halfLoadTable(s: ServerResult): string[] {
+/** Captions with continuous (iteration-level) batching, the default, vs CONTINUOUS_BATCHING=false. */
+export function continuousTable(s: ServerResult): string[] {
+  const c = s.continuous;
+  if (!c) return [];
+  return [
+    `### Continuous batching vs whole-batch decoding (captions, ${c.concurrency} connections)`,
+    "",
+    ...head(["server", ...POINT_COLUMNS]),
+    pointRow("CONTINUOUS_BATCHING=false", c.off),
+    pointRow("default (continuous)", c.on),
+    "",
+    `On / off: **${f(c.ratio)}x** throughput, p99 ${f(c.on.latency_ms.p99)} vs ${f(c.off.latency_ms.p99)} ms ` +
+      `(on / off ${f(c.p99_ratio)}). Tokens per request: on ${f(c.on.breakdown.tokens_per_request, 1)}, ` +
+      `off ${f(c.off.breakdown.tokens_per_request, 1)}.`,
+    "",
+  ];
+}
+
+export function halfLoadTable(s: ServerResult): string[] {
   return [
     "### Latency at half the saturation throughput (open loop, Poisson arrivals)",
     "",
@@ -358,22 +399,36 @@ function kvCacheTable(s: ServerResult): string[] {
   ];
 }
 
-function teacherTable(s: ServerResult): string[] {
+export function teacherTable(s: ServerResult): string[] {
   if (!s.teacher) return [];
   const tasks = Object.entries(s.teacher.tasks);
+  const random = s.teacher.random_init === true;
+  const teacherName = random ? "teacher (random weights, speed only)" : "teacher";
+  const tokens = (ps: Point[]) => f(ps[ps.length - 1]?.breakdown.tokens_per_request, 1);
   return [
     "### Student vs teacher in one server",
     "",
-    `\`${s.teacher.command}\`, ready in ${f(s.teacher.ready_s)} s.`,
+    `\`${s.teacher.command}\`, ready in ${f(s.teacher.ready_s)} s.` +
+      (random
+        ? " The teacher bundle has random weights (speed only): its graphs are the teacher's architecture, so its " +
+          "time per token is the teacher's, but its answers are not, and its captions may have other lengths than " +
+          "a trained teacher's. The server cannot be made to decode a fixed length (the routes take a maximum, no " +
+          "minimum), so the req/s ratio holds for the tokens per request shown; the raw onnxruntime comparison " +
+          "(models part) decodes a fixed length for both."
+        : ""),
     "",
     ...head(["task", "model", ...POINT_COLUMNS]),
     ...tasks.flatMap(([task, t]) =>
-      (["student", "teacher"] as const).flatMap((model) => t[model].map((p) => pointRow(`${task} | ${model}`, p))),
+      (["student", "teacher"] as const).flatMap((model) =>
+        t[model].map((p) => pointRow(`${task} | ${model === "teacher" ? teacherName : model}`, p)),
+      ),
     ),
     "",
     ...tasks.map(
       ([task, t]) =>
-        `- ${task}: student ${f(t.throughput_ratio)}x the teacher's throughput; teacher p50 / student p50 at 1 connection ${f(t.latency_ratio_c1)}x.`,
+        `- ${task}: student ${f(t.throughput_ratio)}x the ${teacherName}'s throughput; teacher p50 / student p50 at 1 ` +
+        `connection ${f(t.latency_ratio_c1)}x; tokens per request at the last point: student ${tokens(t.student)}, ` +
+        `teacher ${tokens(t.teacher)}.`,
     ),
     "",
   ];

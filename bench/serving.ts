@@ -11,7 +11,9 @@ import {
   cacheComparison,
   ceiling,
   ceilingGraphs,
+  inProcessCeiling,
   preprocessCost,
+  type InProcessCeiling,
   type CachePoint,
   type PreprocessCost,
   type CeilingResult,
@@ -36,10 +38,20 @@ export interface ServerResult {
   endpoints: Partial<
     Record<Endpoint, { request: string; points: Point[]; saturation: { concurrency: number; throughput_rps: number } }>
   >;
-  ceiling: Partial<Record<CeilingTask, CeilingResult & { server_rps: number; ratio: number }>>;
-  preprocessing: PreprocessCost; // part of every image request in the server, outside the ceiling
-  half_load: Partial<Record<"embed_image" | "caption", { rate_rps: number; result: LoadResult; p99_over_p50: number }>>;
+  ceiling: Partial<Record<CeilingTask, CeilingResult & { server_rps: number; ratio: number }>>; // graphs only
+  // the same work per request as the server (preprocessing + graphs) in this process: ceiling.ts inProcessCeiling
+  in_process_ceiling: Partial<Record<CeilingTask, InProcessCeiling & { server_rps: number; ratio: number }>>;
+  preprocessing: PreprocessCost; // part of every image request in the server, outside the graphs-only ceiling
+  half_load: Partial<Record<Endpoint, { rate_rps: number; result: LoadResult; p99_over_p50: number }>>;
   batching: { concurrency: number; off: Point; on: Point; ratio: number } | null;
+  // captions with continuous (iteration-level) batching, the default, vs CONTINUOUS_BATCHING=false (whole-batch)
+  continuous: {
+    concurrency: number;
+    off: Point;
+    on: Point;
+    ratio: number; // throughput on / off
+    p99_ratio: number; // p99 on / off (<= 1: no worse)
+  } | null;
   kv_cache: CachePoint[];
   memory: {
     requests: number;
@@ -53,6 +65,7 @@ export interface ServerResult {
   teacher: {
     command: string;
     ready_s: number;
+    random_init: boolean; // the teacher bundle has random weights: its speed is the teacher's, its answers are not
     tasks: Record<
       "caption" | "vqa",
       { student: Point[]; teacher: Point[]; throughput_ratio: number; latency_ratio_c1: number }
@@ -125,8 +138,15 @@ export async function runServer(
         endpoints.embed_image!.points.find((p) => p.connections === opts.batchingConcurrency) ??
         (await point(server, requestSpec("embed_image", w, null), "embed_image", name, opts.batchingConcurrency, opts));
     }
+    let continuousOn: Point | null = null;
+    if (opts.endpoints.includes("caption")) {
+      const c = opts.continuousConcurrency;
+      continuousOn =
+        endpoints.caption!.points.find((p) => p.connections === c) ??
+        (await point(server, requestSpec("caption", w, null), "caption", name, c, opts));
+    }
     const halfLoad: ServerResult["half_load"] = {};
-    for (const e of ["embed_image", "caption"] as const) {
+    for (const e of opts.endpoints) {
       const sat = endpoints[e]?.saturation;
       if (!sat) continue;
       const rate = sat.throughput_rps / 2;
@@ -158,6 +178,21 @@ export async function runServer(
       ceilings[task] = { ...c, server_rps: sat.throughput_rps, ratio: round(sat.throughput_rps / c.throughput_rps) };
       log(
         `ceiling: ${task} at batches ${JSON.stringify(batches)}: ${c.throughput_rps} req/s raw; server ${sat.throughput_rps} (${ceilings[task]!.ratio}x)`,
+      );
+    }
+    // the in-process ceiling: the request's whole work, preprocessing at the server's saturation concurrency, the
+    // graphs at the largest batch the server formed for the task's graphs there
+    const inProcess: ServerResult["in_process_ceiling"] = {};
+    for (const task of ["embed_image", "caption", "vqa"] as const) {
+      const c = ceilings[task];
+      if (!c) continue;
+      const B = Math.max(1, ...Object.values(c.batches).map((b) => b ?? 1));
+      const C = endpoints[task]!.saturation.concurrency;
+      const r = await inProcessCeiling(raw, w.images, w.questions, task, C, B, timing);
+      inProcess[task] = { ...r, server_rps: c.server_rps, ratio: round(c.server_rps / r.throughput_rps) };
+      log(
+        `in-process ceiling: ${task}, ${C} at once, batch ${B}: ${r.throughput_rps} req/s (graphs ${r.graphs_ms_per_request} ms, ` +
+          `preprocessing ${r.preprocess_ms_per_request} ms per request); server ${c.server_rps} (${inProcess[task]!.ratio}x)`,
       );
     }
     const preprocessing = await preprocessCost(raw, w.images, ceilings.embed_image?.batches.vision ?? 1, timing);
@@ -204,6 +239,27 @@ export async function runServer(
       );
     }
 
+    // --- continuous batching off: the same server with CONTINUOUS_BATCHING=false (whole-batch decoding) ---
+    let continuous: ServerResult["continuous"] = null;
+    if (continuousOn) {
+      const off = await ServerProcess.start(spec(single, { CONTINUOUS_BATCHING: "false" }));
+      readyAll.push({ server: "default bundle, CONTINUOUS_BATCHING=false", ready_s: round(off.readyS) });
+      const c = opts.continuousConcurrency;
+      const p = await point(off, requestSpec("caption", w, null), "caption", name, c, opts);
+      await off.stop();
+      continuous = {
+        concurrency: c,
+        off: p,
+        on: continuousOn,
+        ratio: round(continuousOn.throughput_rps / p.throughput_rps),
+        p99_ratio: round(continuousOn.latency_ms.p99 / p.latency_ms.p99),
+      };
+      log(
+        `continuous batching: c${c} caption ${continuousOn.throughput_rps} req/s on vs ${p.throughput_rps} off ` +
+          `(${continuous.ratio}x), p99 ${continuousOn.latency_ms.p99} vs ${p.latency_ms.p99} ms`,
+      );
+    }
+
     const teacherResult = teacher.dir
       ? await studentVsTeacher(opts, w, teacher.dir, spec, command, tmp, readyAll, log)
       : null;
@@ -228,9 +284,11 @@ export async function runServer(
       boot: { ready_s: readyAll[0].ready_s, rss_ready_mb: round(rssReady), ready_s_all: readyAll },
       endpoints,
       ceiling: ceilings,
+      in_process_ceiling: inProcess,
       preprocessing,
       half_load: halfLoad,
       batching,
+      continuous,
       kv_cache: kv,
       memory,
       teacher: teacherResult,
@@ -321,7 +379,8 @@ async function studentVsTeacher(
   } finally {
     await server.stop();
   }
-  return { command: command(s), ready_s: round(server.readyS), tasks };
+  const source = readManifest(teacherDir).source as { random_init?: boolean } | undefined;
+  return { command: command(s), ready_s: round(server.readyS), random_init: source?.random_init === true, tasks };
 }
 
 /**

@@ -83,7 +83,18 @@ test(
       );
       assert.ok(r.saturation.throughput_rps > 0, `${e} answered requests`);
     }
-    for (const t of ["embed_image", "caption", "vqa"] as const) assert.ok(server.ceiling[t]!.throughput_rps > 0);
+    for (const t of ["embed_image", "caption", "vqa"] as const) {
+      assert.ok(server.ceiling[t]!.throughput_rps > 0);
+      const ip = server.in_process_ceiling[t]!;
+      assert.ok(ip.throughput_rps > 0 && ip.ratio > 0 && ip.preprocess_ms_per_request > 0, `${t} in-process ceiling`);
+      assert.equal(ip.concurrency, server.endpoints[t]!.saturation.concurrency);
+    }
+    assert.deepEqual(Object.keys(server.half_load), [...ENDPOINTS], "half load on every endpoint");
+    assert.ok(server.preprocessing.cpu_ms_per_image > 0);
+    // captions with continuous batching off: whole-batch decoding, measured at the same concurrency
+    assert.ok(server.continuous && server.continuous.off.throughput_rps > 0 && server.continuous.ratio > 0);
+    assert.equal(server.continuous.off.connections, server.continuous.on.connections);
+    assert.equal(server.continuous.off.failed, 0);
     assert.ok(server.batching && server.batching.off.breakdown.graphs.vision!.mean_batch_rows === 1);
     assert.ok(server.kv_cache.length >= 2);
     assert.ok(
@@ -93,11 +104,22 @@ test(
     assert.equal(server.memory.requests, 300);
     assert.equal(server.memory.failed, 0);
     assert.ok(server.teacher && server.teacher.tasks.caption.throughput_ratio > 0);
+    assert.equal(server.teacher.random_init, true, "the micro fixture has random weights");
 
     const md = readFileSync(path.join(out, "results.md"), "utf8");
     assert.match(md, /^# DLIP serve benchmarks/);
     assert.match(md, /## Targets\n\n\| target \| goal \| measured \| met \| from \|/);
     assert.match(md, /npm run bench -- --quick/);
+    for (const where of [
+      "server.in_process_ceiling.vqa.ratio",
+      "server.half_load.rank.p99_over_p50",
+      "server.preprocessing.cpu_ms_per_image",
+      "server.continuous.ratio",
+      "server.continuous.p99_ratio",
+    ])
+      assert.match(md, new RegExp(`\\| (yes|\\*\\*no\\*\\*) \\| \`${where.replace(/\./g, "\\.")}\` \\|`), where);
+    assert.match(md, /### Continuous batching vs whole-batch decoding/);
+    assert.match(md, /teacher \(random weights, speed only\)/);
     for (const [file] of Object.entries(PLOTS)) {
       assert.ok(md.includes(`](${file})`), `results.md shows ${file}`);
       const { width, height } = pngSize(path.join(out, file));

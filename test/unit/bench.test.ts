@@ -1,5 +1,5 @@
 // The benchmark's parts that need no model: percentiles, the /metrics reader, FLOPs from profiled node shapes, the
-// recorded command, the load generator's failure counts.
+// recorded command, the load generator's failure counts; the targets and tables from made-up results.
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -8,6 +8,11 @@ import { nodeFlops } from "../../bench/flops.js";
 import { closedLoop, openLoop } from "../../bench/load.js";
 import { histogramDelta, parseProm, total } from "../../bench/prom.js";
 import { commandLine } from "../../bench/stamp.js";
+import type { LoadResult } from "../../bench/load.js";
+import type { Point } from "../../bench/points.js";
+import { ceilingTable, continuousTable, halfLoadTable, teacherTable } from "../../bench/report.js";
+import type { ServerResult } from "../../bench/serving.js";
+import { checkTargets, type TargetCheck } from "../../bench/targets.js";
 import { percentiles, quantile } from "../../bench/timing.js";
 
 test("quantile interpolates linearly between sorted values (NumPy's default)", () => {
@@ -109,4 +114,180 @@ test("load results count failures by HTTP status, closed and open loop alike", a
   } finally {
     server.close();
   }
+});
+
+/** A load point with made-up numbers (the fields the targets and tables read). */
+function fakePoint(rps: number, p50: number, p99: number, connections = 64, tokens: number | null = null): Point {
+  return {
+    connections,
+    throughput_rps: rps,
+    latency_ms: { p50, p95: (p50 + p99) / 2, p99, mean: p50, max: p99 },
+    ok: 100,
+    failed: 0,
+    failed_by_status: {},
+    breakdown: {
+      server_ms: p50,
+      preprocess_ms: 1,
+      graphs: { vision: { batches: 10, mean_batch_rows: 8, queue_wait_ms: 1, inference_ms: 5, busy_share: 0.5 } },
+      worker_busy_share: 0.9,
+      server_cpu_cores: 1.5,
+      cpu_ms_per_request: 4,
+      tokens_per_request: tokens,
+    },
+    client_cpu_cores: 0.1,
+  } as unknown as Point;
+}
+
+/** A server result with made-up numbers: only what the issue 16 targets and tables read. */
+function fakeServer(over: Partial<ServerResult> = {}): ServerResult {
+  const half = (p50: number, p99: number) => ({
+    rate_rps: 50,
+    result: fakePoint(50, p50, p99) as unknown as LoadResult,
+    p99_over_p50: p99 / p50,
+  });
+  const ceil = (server: number, raw: number) => ({
+    batches: { vision: 8 },
+    ms_per_request: { vision: 1 },
+    throughput_rps: raw,
+    cpu_ms_per_request: 1,
+    server_rps: server,
+    ratio: server / raw,
+  });
+  const inProc = (server: number, raw: number) => ({
+    concurrency: 64,
+    batch: 8,
+    requests: 100,
+    throughput_rps: raw,
+    cpu_ms_per_request: 3,
+    graphs_ms_per_request: 1,
+    preprocess_ms_per_request: 2,
+    server_rps: server,
+    ratio: server / raw,
+  });
+  return {
+    endpoints: {},
+    ceiling: { embed_image: ceil(90, 300), caption: ceil(50, 100), vqa: ceil(80, 160) },
+    in_process_ceiling: { embed_image: inProc(90, 100), caption: inProc(50, 80), vqa: inProc(80, 90) },
+    preprocessing: { concurrency: 8, ms_per_image: 1, cpu_ms_per_image: 1.5 },
+    half_load: { embed_image: half(10, 25), caption: half(10, 40), vqa: half(10, 30), rank: half(20, 50) },
+    batching: null,
+    continuous: {
+      concurrency: 64,
+      off: fakePoint(100, 300, 500, 64, 9),
+      on: fakePoint(140, 250, 450, 64, 9),
+      ratio: 1.4,
+      p99_ratio: 0.9,
+    },
+    kv_cache: [],
+    teacher: null,
+    boot: { ready_s: 1, rss_ready_mb: 100, ready_s_all: [] },
+    memory: undefined,
+    ...over,
+  } as unknown as ServerResult;
+}
+
+const byWhere = (ts: TargetCheck[], where: string) => {
+  const t = ts.find((x) => x.where === where);
+  assert.ok(t, `a target from ${where}: ${ts.map((x) => x.where).join(", ")}`);
+  return t;
+};
+
+test("issue 16 targets: in-process ceiling >= 85% for image embeddings, captions and VQA", () => {
+  const ts = checkTargets(null, fakeServer());
+  const e = byWhere(ts, "server.in_process_ceiling.embed_image.ratio");
+  assert.deepEqual([e.goal, e.measured, e.met], [">= 85%", "90%", true]);
+  const c = byWhere(ts, "server.in_process_ceiling.caption.ratio");
+  assert.deepEqual([c.measured, c.met], ["63%", false]);
+  assert.equal(byWhere(ts, "server.in_process_ceiling.vqa.ratio").met, true); // 80 / 90 = 89%
+  // the graphs-only ceiling is still reported next to it
+  assert.equal(byWhere(ts, "server.ceiling.embed_image.ratio").measured, "30%");
+  // not run: not measured, never met
+  const none = checkTargets(null, fakeServer({ in_process_ceiling: {} }));
+  assert.equal(byWhere(none, "server.in_process_ceiling.vqa.ratio").met, null);
+  assert.equal(byWhere(none, "server.in_process_ceiling.vqa.ratio").measured, "not measured");
+});
+
+test("issue 16 targets: p99 <= 3x p50 at half load on every endpoint the run loaded", () => {
+  const ts = checkTargets(null, fakeServer());
+  for (const [e, met] of [
+    ["embed_image", true],
+    ["caption", false],
+    ["vqa", true],
+    ["rank", true],
+  ] as const)
+    assert.equal(byWhere(ts, `server.half_load.${e}.p99_over_p50`).met, met, e);
+  assert.equal(byWhere(ts, "server.half_load.caption.p99_over_p50").measured, "4.00");
+  // a run without half-load points still lists the first benchmark's two, as not measured
+  const none = checkTargets(null, fakeServer({ half_load: {} }));
+  assert.equal(byWhere(none, "server.half_load.embed_image.p99_over_p50").met, null);
+});
+
+test("issue 16 targets: preprocessing CPU per image and continuous batching on / off", () => {
+  const ts = checkTargets(null, fakeServer());
+  const pre = byWhere(ts, "server.preprocessing.cpu_ms_per_image");
+  assert.deepEqual([pre.goal, pre.measured, pre.met], ["<= 2 ms", "1.50 ms", true]);
+  const slow = checkTargets(
+    null,
+    fakeServer({ preprocessing: { concurrency: 8, ms_per_image: 3, cpu_ms_per_image: 5.17 } }),
+  );
+  assert.equal(byWhere(slow, "server.preprocessing.cpu_ms_per_image").met, false);
+  const cb = byWhere(ts, "server.continuous.ratio");
+  assert.deepEqual([cb.goal, cb.measured, cb.met], [">= 1.3x", "1.40x", true]);
+  const p99 = byWhere(ts, "server.continuous.p99_ratio");
+  assert.deepEqual([p99.met, p99.measured], [true, "0.90"]);
+  assert.match(p99.target, /64 connections.*\(450 vs 500 ms\)/);
+  const worse = fakeServer();
+  worse.continuous = { ...worse.continuous!, ratio: 1.2, p99_ratio: 1.1 };
+  const w = checkTargets(null, worse);
+  assert.equal(byWhere(w, "server.continuous.ratio").met, false);
+  assert.equal(byWhere(w, "server.continuous.p99_ratio").met, false);
+  const none = checkTargets(null, fakeServer({ continuous: null }));
+  assert.equal(byWhere(none, "server.continuous.ratio").met, null);
+});
+
+test("issue 16 tables: both ceilings, continuous batching, every half-load endpoint, a random teacher", () => {
+  const s = fakeServer();
+  const ceil = ceilingTable(s).join("\n");
+  assert.match(ceil, /server \/ graphs-only/);
+  assert.match(ceil, /server \/ in-process/);
+  // embed_image: server 90, graphs-only 300 (30%), in-process 100 (90%)
+  assert.match(
+    ceil,
+    /\| embed_image \| 90\.0 \| \{"vision":8\} \| vision 1\.000 \| 300 \| 30% \| 64, 8 \| 1\.000, 2\.000 \| 100 \| 90% \|/,
+  );
+  assert.match(ceil, /\*\*In-process\*\*: a measured end-to-end loop/);
+  const cb = continuousTable(s).join("\n");
+  assert.match(cb, /### Continuous batching vs whole-batch decoding \(captions, 64 connections\)/);
+  assert.match(cb, /\| CONTINUOUS_BATCHING=false \| 64 \| 100 \|/);
+  assert.match(cb, /\| default \(continuous\) \| 64 \| 140 \|/);
+  assert.match(cb, /On \/ off: \*\*1\.40x\*\* throughput, p99 450 vs 500 ms/);
+  assert.deepEqual(continuousTable(fakeServer({ continuous: null })), []);
+  const half = halfLoadTable(s).join("\n");
+  for (const e of ["embed_image", "caption", "vqa", "rank"]) assert.match(half, new RegExp(`\\| ${e} \\|`));
+
+  const tasks = {
+    caption: {
+      student: [fakePoint(100, 10, 20, 16, 9)],
+      teacher: [fakePoint(20, 50, 90, 16, 12)],
+      throughput_ratio: 5,
+      latency_ratio_c1: 5,
+    },
+    vqa: {
+      student: [fakePoint(100, 10, 20, 16, 1)],
+      teacher: [fakePoint(30, 30, 60, 16, 1)],
+      throughput_ratio: 3.33,
+      latency_ratio_c1: 3,
+    },
+  };
+  const teacher = { command: "node dist/server.js", ready_s: 2, random_init: true, tasks };
+  const t = teacherTable(fakeServer({ teacher })).join("\n");
+  assert.match(t, /random weights \(speed only\)/);
+  assert.match(t, /\| caption \| teacher \(random weights, speed only\) \| 16 \|/);
+  assert.match(t, /tokens per request at the last point: student 9\.0, teacher 12\.0/);
+  assert.doesNotMatch(teacherTable(fakeServer({ teacher: { ...teacher, random_init: false } })).join("\n"), /random/);
+  const ts = checkTargets(null, fakeServer({ teacher }));
+  const cap = byWhere(ts, "server.teacher.tasks.caption.throughput_ratio");
+  assert.deepEqual([cap.met, cap.measured], [true, "5.00x"]);
+  assert.match(cap.target, /teacher: random weights \(speed only\)/);
+  assert.equal(byWhere(ts, "server.teacher.tasks.vqa.throughput_ratio").met, false);
 });

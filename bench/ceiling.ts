@@ -61,7 +61,10 @@ export async function ceiling(
       const states = await model.questionStates(images, take(inputs.questionIds, B));
       const row = { numBeams: 1, maxTokens: tk.max_answer_tokens, minTokens: 0 }; // the VQA route's rows
       const reads = model.manifest.model.vqa_decoder_reads_image === true;
-      const rows = states.map((s, i) => ({ ...answerContext(s, images[i], reads), row }));
+      const rows = states.map((s, i) => ({
+        ...answerContext(s, images[i], reads, model.manifest.model.image_tokens),
+        row,
+      }));
       fn = () => model.generate(rows);
     }
     const t = await measure(fn, timing);

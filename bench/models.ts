@@ -111,7 +111,12 @@ async function timeVariant(
       const images = await model.encodeImages(pixels);
       const states = await model.questionStates(images, questions);
       const reads = model.manifest.model.vqa_decoder_reads_image === true;
-      return model.generate(states.map((s, i) => ({ ...answerContext(s, images[i], reads), row: ansRow })));
+      return model.generate(
+        states.map((s, i) => ({
+          ...answerContext(s, images[i], reads, model.manifest.model.image_tokens),
+          row: ansRow,
+        })),
+      );
     };
     for (const [task, fn, tokens] of [
       ["caption", caption, capRow.maxTokens],

@@ -150,7 +150,7 @@ export class RawModel {
    * self-attention cache; uncached: every step runs cross_kv and the decoder over the whole prefix, nothing kept.
    */
   async generate(rows: GenInput[], cached = true): Promise<{ results: GenResult[]; steps: number }> {
-    const D = rows[0].hidden.length / rows[0].length;
+    const D = rows[0].parts.reduce<number>((n, p) => n + (p as Float32Array).length, 0) / rows[0].length;
     const { hidden, lengths } = generationFeeds(rows, D);
     const stepper = cached
       ? new OnnxStepper(this.sessions.decoder, this.sessions.cross_kv, ort.Tensor, this.decoderShape, D)
@@ -189,7 +189,12 @@ export class RawModel {
       );
     }
     const { hidden } = generationFeeds(
-      images.map((im) => ({ hidden: im.embeds, length: N, row: { numBeams: 1, maxTokens: 1, minTokens: 0 } })),
+      images.map((im) => ({
+        parts: [im.embeds],
+        worker: null,
+        length: N,
+        row: { numBeams: 1, maxTokens: 1, minTokens: 0 },
+      })),
       Dv,
     );
     if (graph === "cross_kv") return { encoder_hidden: hidden };
@@ -268,5 +273,5 @@ export class UncachedStepper implements DecoderStepper {
 
 /** Generation rows for images: captions as the server decodes them (greedy, at least one token). */
 export function captionRows(images: ImageRow[], N: number, row: GenRow): GenInput[] {
-  return images.map((im) => ({ hidden: im.embeds, length: N, row }));
+  return images.map((im) => ({ parts: [im.embeds], worker: null, length: N, row }));
 }

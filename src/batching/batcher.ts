@@ -34,6 +34,16 @@ export interface BatchKey {
   graph: string;
 }
 
+/**
+ * Rows that must run on one worker (it keeps what they read: image tokens, question states): `affinity` names it
+ * (null: any worker); such rows wait for that worker. `discard` gets the outputs of rows whose request had already
+ * gone when their batch ended (so what they hold in a worker can be released).
+ */
+export interface RowPlacement<I, O> {
+  affinity?: (input: I) => number | null;
+  discard?: (output: O) => void;
+}
+
 /** What runs a batch: `inputs` in order, one output per input, on worker `worker`. */
 export type RunBatch<I, O> = (inputs: I[], worker: number) => Promise<O[]>;
 
@@ -54,8 +64,24 @@ export class Batcher<I, O> {
     readonly opts: BatchOptions,
     readonly runBatch: RunBatch<I, O>,
     protected readonly scheduler: Scheduler,
+    protected readonly placement: RowPlacement<I, O> = {},
   ) {
     scheduler.add(this as Batcher<unknown, unknown>);
+  }
+
+  /** Whether `item` may run on `worker` (any worker when undefined). */
+  protected fits(item: Item<I, O>, worker?: number): boolean {
+    if (worker === undefined || !this.placement.affinity) return true;
+    const w = this.placement.affinity(item.input);
+    return w === null || w === worker;
+  }
+
+  /** Takes up to `n` queued rows that may run on `worker`, oldest first. */
+  protected take(n: number, worker?: number): Item<I, O>[] {
+    if (!this.placement.affinity || worker === undefined) return this.queue.splice(0, n);
+    const taken: Item<I, O>[] = [];
+    this.queue = this.queue.filter((i) => !(taken.length < n && this.fits(i, worker) && taken.push(i)));
+    return taken;
   }
 
   get depth(): number {
@@ -65,6 +91,11 @@ export class Batcher<I, O> {
   /** Time the oldest row entered, or Infinity when the queue is empty. */
   get oldest(): number {
     return this.queue.length ? this.queue[0].enqueuedAt : Infinity;
+  }
+
+  /** Time the oldest row that may run on `worker` entered, or Infinity. */
+  oldestFor(worker: number): number {
+    return this.queue.find((i) => this.fits(i, worker))?.enqueuedAt ?? Infinity;
   }
 
   /** Queues a request's rows (all or none); resolves with their outputs in order. */
@@ -118,17 +149,15 @@ export class Batcher<I, O> {
     return Promise.all(items.map((x) => x.p));
   }
 
-  /** Whether this queue may send a batch now (a worker being free is the scheduler's business). */
-  ready(now: number): boolean {
-    return (
-      this.queue.length >= this.opts.maxBatch ||
-      (this.queue.length > 0 && now - this.queue[0].enqueuedAt >= this.opts.maxDelayMs)
-    );
+  /** Whether this queue may send a batch to `worker` now (a worker being free is the scheduler's business). */
+  ready(now: number, worker?: number): boolean {
+    const rows = worker === undefined ? this.queue : this.queue.filter((i) => this.fits(i, worker));
+    return rows.length >= this.opts.maxBatch || (rows.length > 0 && now - rows[0].enqueuedAt >= this.opts.maxDelayMs);
   }
 
   /** Runs the next batch on `worker`; settles its rows. */
   async dispatch(worker: number): Promise<void> {
-    const items = this.queue.splice(0, this.opts.maxBatch);
+    const items = this.take(this.opts.maxBatch, worker);
     this.reportDepth();
     const now = performance.now();
     this.scheduler.events.onBatch?.(
@@ -153,7 +182,7 @@ export class Batcher<I, O> {
       t1 = ran();
       if (outputs.length !== items.length)
         throw new Error(`batch of ${items.length} returned ${outputs.length} outputs`);
-      items.forEach((item, i) => item.resolve(outputs[i]));
+      items.forEach((item, i) => (item.settled ? this.placement.discard?.(outputs[i]) : item.resolve(outputs[i])));
       ok = true;
     } catch (err) {
       if (t1 === t0) t1 = ran();
@@ -201,21 +230,31 @@ export class Scheduler {
       this.timer = null;
     }
     for (;;) {
-      const worker = this.freeWorker();
-      if (worker === null) return;
+      const free = this.freeWorkers();
+      if (free.length === 0) return;
       const now = performance.now();
-      const waiting = this.batchers.filter((b) => b.depth > 0);
-      if (waiting.length === 0) return;
-      const ready = waiting.filter((b) => b.ready(now));
-      if (ready.length === 0) {
-        const due = Math.min(...waiting.map((b) => b.oldest + b.opts.maxDelayMs));
-        this.timer = setTimeout(() => this.poke(), Math.max(0, due - now));
+      // the ready queue whose oldest row (that may run on the free worker) waited longest; rows bound to a busy
+      // worker wait for it (its dispatch ending pokes again)
+      let next: { b: Batcher<unknown, unknown>; worker: number; oldest: number } | null = null;
+      let due = Infinity;
+      for (const b of this.batchers) {
+        if (b.depth === 0) continue;
+        for (const worker of free) {
+          const oldest = b.oldestFor(worker);
+          if (oldest === Infinity) continue;
+          if (b.ready(now, worker)) {
+            if (!next || oldest < next.oldest) next = { b, worker, oldest };
+          } else due = Math.min(due, oldest + b.opts.maxDelayMs);
+        }
+      }
+      if (!next) {
+        if (due < Infinity) this.timer = setTimeout(() => this.poke(), Math.max(0, due - now));
         return;
       }
-      const next = ready.reduce((a, b) => (b.oldest < a.oldest ? b : a));
+      const { b, worker } = next;
       this.busy.add(worker);
       this.running++;
-      void next.dispatch(worker).finally(() => {
+      void b.dispatch(worker).finally(() => {
         this.busy.delete(worker);
         this.running--;
         this.poke();
@@ -223,9 +262,10 @@ export class Scheduler {
     }
   }
 
-  private freeWorker(): number | null {
-    for (let w = 0; w < this.workers; w++) if (!this.busy.has(w) && this.usable(w)) return w;
-    return null;
+  private freeWorkers(): number[] {
+    const free: number[] = [];
+    for (let w = 0; w < this.workers; w++) if (!this.busy.has(w) && this.usable(w)) free.push(w);
+    return free;
   }
 
   close(): void {

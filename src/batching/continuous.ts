@@ -2,7 +2,7 @@
 // as one job; rows submitted while it runs join it at its next step boundary (up to maxBatch live rows), and each
 // row leaves it, its request answered, the step it finishes. Rows that find no running decode with room wait in the
 // queue and start one when a worker is free, as the dynamic batcher's rows do.
-import { Batcher, type BatchKey, type BatchOptions, type Item, type Scheduler } from "./batcher.js";
+import { Batcher, type BatchKey, type BatchOptions, type Item, type RowPlacement, type Scheduler } from "./batcher.js";
 
 /** A running decode job, as the service starts it: rows join it; the job ends when none is left. */
 export interface DecodeJob<I> {
@@ -17,6 +17,7 @@ export type StartDecode<I, O> = (inputs: I[], worker: number, onRow: (row: numbe
 
 interface Running<I, O> {
   job: DecodeJob<I>;
+  worker: number;
   rows: Map<number, { item: Item<I, O>; start: number }>; // live rows by number
   next: number; // the next row number
   joins: Map<number, Item<I, O>[]>; // by base: sent, not yet known to be taken in
@@ -30,8 +31,9 @@ export class ContinuousBatcher<I, O> extends Batcher<I, O> {
     opts: BatchOptions,
     private readonly start: StartDecode<I, O>,
     scheduler: Scheduler,
+    placement: RowPlacement<I, O> = {},
   ) {
-    super(key, opts, async () => [], scheduler);
+    super(key, opts, async () => [], scheduler, placement);
   }
 
   /** Rows decoding in running batches. */
@@ -47,17 +49,25 @@ export class ContinuousBatcher<I, O> extends Batcher<I, O> {
     return p;
   }
 
-  /** A queued row starts a new decode only when no running one has room (else it joins that one). */
-  override ready(now: number): boolean {
-    return super.ready(now) && ![...this.running].some((r) => r.rows.size < this.opts.maxBatch);
+  /**
+   * A queued row starts a new decode only when no running one it may join has room (else it joins that one). A
+   * decode runs on its worker, so rows bound to a free worker never have one to join.
+   */
+  override ready(now: number, worker?: number): boolean {
+    const room = [...this.running].some((r) => r.rows.size < this.opts.maxBatch);
+    if (!room) return super.ready(now, worker);
+    if (worker === undefined || !this.placement.affinity) return false;
+    const rows = this.queue.filter((i) => this.placement.affinity!(i.input) === worker);
+    return rows.length >= this.opts.maxBatch || (rows.length > 0 && now - rows[0].enqueuedAt >= this.opts.maxDelayMs);
   }
 
-  /** Queued rows join running decodes with room, oldest first. */
+  /** Queued rows join running decodes with room (on a worker they may run on), oldest first. */
   private feed(): void {
     for (const r of this.running) {
       const room = this.opts.maxBatch - r.rows.size;
       if (room <= 0 || this.queue.length === 0) continue;
-      const items = this.queue.splice(0, room);
+      const items = this.take(room, r.worker);
+      if (items.length === 0) continue;
       this.scheduler.events.onDepth?.(this.key, this.queue.length);
       const now = performance.now();
       for (const i of items) i.timer?.waited(now - i.enqueuedAt);
@@ -77,7 +87,7 @@ export class ContinuousBatcher<I, O> extends Batcher<I, O> {
   }
 
   override async dispatch(worker: number): Promise<void> {
-    const items = this.queue.splice(0, this.opts.maxBatch);
+    const items = this.take(this.opts.maxBatch, worker);
     this.scheduler.events.onDepth?.(this.key, this.queue.length);
     const now = performance.now();
     this.scheduler.events.onBatch?.(
@@ -89,6 +99,7 @@ export class ContinuousBatcher<I, O> extends Batcher<I, O> {
     const t0 = performance.now();
     const r: Running<I, O> = {
       job: null as unknown as DecodeJob<I>,
+      worker,
       rows: new Map(items.map((item, k) => [k, { item, start: t0 }])),
       next: items.length,
       joins: new Map(),
@@ -115,6 +126,8 @@ export class ContinuousBatcher<I, O> extends Batcher<I, O> {
       for (const item of again) for (const [row, live] of r.rows) if (live.item === item) r.rows.delete(row);
       this.queue.unshift(...again.filter((i) => !i.settled));
       ok = true;
+      this.running.delete(r);
+      this.feed(); // rows queued again may join another running decode
     } catch (err) {
       for (const { item } of r.rows.values()) item.reject(err);
     } finally {

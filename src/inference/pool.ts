@@ -28,6 +28,9 @@ interface Slot {
 export class WorkerPool extends EventEmitter {
   private slots: Slot[] = [];
   private nextId = 1;
+  private nextHandle = 1;
+  /** Bytes of typed arrays posted to workers and received from them (tests and benchmarks read it). */
+  readonly posted = { toWorkers: 0, fromWorkers: 0 };
   private closing = false;
   provider: "cpu" | "cuda" = "cpu";
 
@@ -61,6 +64,7 @@ export class WorkerPool extends EventEmitter {
     return new Promise<void>((resolve, reject) => {
       let ready = false;
       worker.on("message", (msg: InitReply | JobReply | Report) => {
+        this.posted.fromWorkers += arrayBytes(msg);
         if (msg.type === "ready") {
           ready = true;
           slot.alive = true;
@@ -131,17 +135,44 @@ export class WorkerPool extends EventEmitter {
     onStart?.(id);
     return new Promise<JobReply>((resolve, reject) => {
       slot.pending.set(id, { resolve, reject, onReport });
-      slot.worker.postMessage({ ...job, id } as JobMessage, transfer);
+      const msg = { ...job, id } as JobMessage;
+      this.posted.toWorkers += arrayBytes(msg);
+      slot.worker.postMessage(msg, transfer);
     });
   }
 
   /** Sends rows to generate job `id` running on worker `index` (no reply: its `generated` reply lists the joins). */
   join(index: number, msg: Extract<JobMessage, { type: "join" }>, transfer: ArrayBuffer[] = []): void {
+    this.posted.toWorkers += arrayBytes(msg);
     this.slots[index]?.worker.postMessage(msg, transfer);
+  }
+
+  /** Handles for rows a worker is to keep: unique for the pool's life (a restarted worker never reuses one). */
+  handles(n: number): number[] {
+    return Array.from({ length: n }, () => this.nextHandle++);
+  }
+
+  /** Drops kept rows on worker `index` (their request ended without a graph reading them). */
+  release(index: number, handles: number[]): void {
+    if (handles.length) this.slots[index]?.worker.postMessage({ type: "release", handles } satisfies JobMessage);
+  }
+
+  /** Rows worker `index` keeps now. */
+  async stored(index: number): Promise<number> {
+    const reply = await this.run(index, { type: "stored" });
+    return (reply as Extract<JobReply, { type: "done" }>).stored ?? 0;
   }
 
   async close(): Promise<void> {
     this.closing = true;
     await Promise.all(this.slots.filter(Boolean).map((s) => s.worker.terminate()));
   }
+}
+
+/** Bytes of the typed arrays in a message (what structured cloning copies or transfers). */
+function arrayBytes(x: unknown): number {
+  if (ArrayBuffer.isView(x)) return x.buffer instanceof SharedArrayBuffer ? 0 : x.byteLength;
+  if (Array.isArray(x)) return x.reduce((n: number, y) => n + arrayBytes(y), 0);
+  if (x && typeof x === "object") return Object.values(x).reduce((n: number, y) => n + arrayBytes(y), 0);
+  return 0;
 }

@@ -1,10 +1,31 @@
-// Messages between the main thread (pool.ts) and the inference workers (worker.ts). Tensors travel as typed arrays.
+// Messages between the main thread (pool.ts) and the inference workers (worker.ts). Tensors travel as typed arrays,
+// except the rows a worker keeps (image tokens, question states read by a later graph in the same worker): those
+// stay in the worker's store and travel as handles (numbers the main thread allocates, unique across restarts).
 import type { GenResult, GenRow } from "../decode/search.js";
 
 export interface WireTensor {
   type: "float32" | "int64";
   dims: number[];
   data: Float32Array | BigInt64Array;
+}
+
+/**
+ * A float32 feed (B, M, D) stacked by the worker from rows: each row inline or stored (a handle), or several parts
+ * joined along M (question states then image tokens); rows shorter than M are right-padded with zeros.
+ */
+export interface RowsFeed {
+  type: "rows";
+  dims: number[]; // [B, M, D]
+  rows: Part[][];
+}
+export type Part = Float32Array | number; // inline values, or a stored row's handle
+
+/** Keep rows of output `output` in the worker: row i under handles[i] (null: sent back), read `uses` times. */
+export interface KeepSpec {
+  output: string;
+  handles: (number | null)[];
+  uses: number[];
+  lengths?: number[]; // keep only the first lengths[i] positions of row i (dim 1)
 }
 
 export interface GraphFiles {
@@ -28,18 +49,26 @@ export interface InitMessage {
   device: "auto" | "cpu" | "cuda";
   threads: number;
   warmup: boolean;
+  storeTtlMs: number; // a kept row no graph read within this long is dropped (its request is gone)
 }
 
 export type InitReply =
   { type: "ready"; provider: "cpu" | "cuda"; warning: string | null } | { type: "init_error"; message: string };
 
 export type JobMessage =
-  | { type: "run"; id: number; model: string; graph: string; feeds: Record<string, WireTensor> }
+  | {
+      type: "run";
+      id: number;
+      model: string;
+      graph: string;
+      feeds: Record<string, WireTensor | RowsFeed>;
+      keep?: KeepSpec; // its kept rows are left out of the reply's output (dims[0] counts the others)
+    }
   | {
       type: "generate";
       id: number;
       model: string;
-      encoderHidden: WireTensor; // (B, M, D), rows right-padded to the longest
+      encoders: Part[][]; // each row's encoder states (M_r * D), inline or stored
       encoderLengths: number[]; // each row's real M
       rows: GenRow[];
       bos: number;
@@ -52,11 +81,13 @@ export type JobMessage =
       type: "join";
       id: number;
       base: number;
-      encoderHidden: WireTensor;
+      encoders: Part[][];
       encoderLengths: number[];
       rows: GenRow[];
       stop: Int32Array;
     }
+  | { type: "release"; handles: number[] } // drop kept rows (their request ended); unknown handles are ignored
+  | { type: "stored"; id: number } // how many rows the worker keeps (tests, leak checks)
   | { type: "block"; id: number; ms: number }; // tests only: keeps the worker busy, as a long run() does
 
 /** Sent while a generate job runs, before its reply: a `stream` row chose a token. */
@@ -80,5 +111,5 @@ export type JobReply =
   // joined: the `base` of each join message the job took in (the others arrived after it ended: the main thread
   // queues those rows again)
   | { type: "generated"; id: number; results: GenResult[]; steps: number; joined: number[] }
-  | { type: "done"; id: number }
+  | { type: "done"; id: number; stored?: number }
   | { type: "error"; id: number; message: string };

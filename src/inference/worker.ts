@@ -9,7 +9,10 @@ import type {
   InitReply,
   JobMessage,
   JobReply,
+  KeepSpec,
+  Part,
   RowReport,
+  RowsFeed,
   TokenReport,
   WireTensor,
   WorkerModel,
@@ -19,6 +22,57 @@ import { OnnxStepper } from "./stepper.js";
 const port = parentPort!;
 const sessions = new Map<string, Map<string, ort.InferenceSession>>(); // model -> graph -> session
 const models = new Map<string, WorkerModel>();
+
+// Rows kept for a later graph in this worker (image tokens, question states), by handle: each is read `uses` times
+// (then dropped), dropped on a `release` message, or after `ttl` ms unread (a request that never came back for it).
+const store = new Map<number, { data: Float32Array; uses: number; expires: number }>();
+let ttl = 60_000;
+setInterval(() => {
+  const now = Date.now();
+  for (const [h, e] of store) if (e.expires < now) store.delete(h);
+}, 1000).unref();
+
+function take(handle: number): Float32Array {
+  const e = store.get(handle);
+  if (!e) throw new Error(`worker: kept row ${handle} is gone (released or expired)`);
+  if (--e.uses <= 0) store.delete(handle);
+  return e.data;
+}
+
+/** A row's parts (inline or stored), joined. */
+function resolveRow(parts: Part[]): Float32Array {
+  const arrays = parts.map((p) => (typeof p === "number" ? take(p) : p));
+  if (arrays.length === 1) return arrays[0];
+  const out = new Float32Array(arrays.reduce((n, a) => n + a.length, 0));
+  let at = 0;
+  for (const a of arrays) (out.set(a, at), (at += a.length));
+  return out;
+}
+
+/** Rows stacked into (B, M, D), each right-padded to M. */
+function stack(rows: Float32Array[], dims: number[]): Float32Array {
+  const [B, M, D] = dims;
+  const out = new Float32Array(B * M * D);
+  rows.forEach((r, i) => out.set(r.subarray(0, M * D), i * M * D));
+  return out;
+}
+
+/** Keeps the spec's rows of output `t` (B, L, ...) in the store; returns the other rows, stacked. */
+function keepRows(t: ort.Tensor, spec: KeepSpec): ort.Tensor {
+  const data = t.data as Float32Array;
+  const [B, L] = t.dims;
+  const rowSize = data.length / B;
+  const per = rowSize / L;
+  const back: number[] = [];
+  spec.handles.forEach((h, i) => {
+    if (h === null) return void back.push(i);
+    const n = (spec.lengths?.[i] ?? L) * per;
+    store.set(h, { data: data.slice(i * rowSize, i * rowSize + n), uses: spec.uses[i], expires: Date.now() + ttl });
+  });
+  const out = new Float32Array(back.length * rowSize);
+  back.forEach((r, i) => out.set(data.subarray(r * rowSize, (r + 1) * rowSize), i * rowSize));
+  return new ort.Tensor("float32", out, [back.length, ...t.dims.slice(1)]);
+}
 
 async function createSession(file: string, provider: "cpu" | "cuda", threads: number): Promise<ort.InferenceSession> {
   return ort.InferenceSession.create(file, {
@@ -57,6 +111,7 @@ async function cudaProblem(m: WorkerModel, threads: number): Promise<string | nu
 }
 
 async function init(msg: InitMessage): Promise<InitReply> {
+  ttl = msg.storeTtlMs;
   let provider: "cpu" | "cuda" = "cpu";
   let warning: string | null = null;
   if (msg.device !== "cpu") {
@@ -144,7 +199,8 @@ async function warmup(m: WorkerModel): Promise<void> {
   await generate(stepper, [{ numBeams: 1, maxTokens: 2, minTokens: 0 }], m.special.dec, m.special.sep);
 }
 
-function toOrt(t: WireTensor): ort.Tensor {
+function toOrt(t: WireTensor | RowsFeed): ort.Tensor {
+  if (t.type === "rows") return new ort.Tensor("float32", stack(t.rows.map(resolveRow), t.dims), t.dims);
   return new ort.Tensor(t.type, t.data, t.dims);
 }
 
@@ -159,14 +215,16 @@ async function handle(msg: JobMessage): Promise<JobReply> {
     while (Date.now() < end); // a synchronous stall, exactly what a long run() does to this thread
     return { type: "done", id: msg.id };
   }
-  if (msg.type === "join") throw new Error("worker: a join is not a job");
+  if (msg.type === "stored") return { type: "done", id: msg.id, stored: store.size };
+  if (msg.type === "join" || msg.type === "release") throw new Error(`worker: a ${msg.type} is not a job`);
   const graphs = sessions.get(msg.model);
   if (!graphs) throw new Error(`worker: model ${msg.model} not loaded`);
   if (msg.type === "run") {
     const s = graphs.get(msg.graph);
     if (!s) throw new Error(`worker: graph ${msg.graph} not loaded`);
     const feeds = Object.fromEntries(Object.entries(msg.feeds).map(([k, v]) => [k, toOrt(v)]));
-    const out = await s.run(feeds);
+    const out: Record<string, ort.Tensor> = { ...(await s.run(feeds)) };
+    if (msg.keep) out[msg.keep.output] = keepRows(out[msg.keep.output], msg.keep);
     return {
       type: "result",
       id: msg.id,
@@ -174,7 +232,8 @@ async function handle(msg: JobMessage): Promise<JobReply> {
     };
   }
   const m = models.get(msg.model)!;
-  const D = msg.encoderHidden.dims[2];
+  const first = msg.encoders.map(resolveRow); // stored rows are taken before anything can fail
+  const D = first[0].length / msg.encoderLengths[0];
   const stepper = new OnnxStepper(graphs.get("decoder")!, graphs.get("cross_kv")!, ort.Tensor, m.decoder, D);
   const { id } = msg;
   // wire row numbers (the job's rows, then each join's from its base) of the Decoding's rows, and their stop flags
@@ -184,17 +243,27 @@ async function handle(msg: JobMessage): Promise<JobReply> {
     onToken: (row, token) => port.postMessage({ type: "token", id, row: wire[row], token } satisfies TokenReport),
     stopped: (row) => Atomics.load(...stops[row]) === 1,
   });
-  const add = (hidden: WireTensor, lengths: number[], rows: GenRow[], stop: Int32Array, base: number) => {
-    const enc = stepper.addEncoders(hidden.data as Float32Array, lengths);
+  const add = (encoders: Float32Array[], lengths: number[], rows: GenRow[], stop: Int32Array, base: number) => {
+    const M = Math.max(...lengths);
+    const enc = stepper.addEncoders(stack(encoders, [encoders.length, M, D]), lengths);
     decoding.add(rows, enc).forEach((row, i) => {
       wire[row] = base + i;
       stops[row] = [stop, i];
     });
   };
-  add(msg.encoderHidden, msg.encoderLengths, msg.rows, msg.stop, 0);
+  add(first, msg.encoderLengths, msg.rows, msg.stop, 0);
   const joined: number[] = [];
   if (msg.continuous)
-    joins.set(id, (j) => (add(j.encoderHidden, j.encoderLengths, j.rows, j.stop, j.base), joined.push(j.base)));
+    joins.set(id, (j) => {
+      let encoders: Float32Array[];
+      try {
+        encoders = j.encoders.map(resolveRow);
+      } catch {
+        return; // not taken in: the main thread queues the rows again, and their next decode reports the loss
+      }
+      add(encoders, j.encoderLengths, j.rows, j.stop, j.base);
+      joined.push(j.base);
+    });
   const results: GenResult[] = [];
   try {
     while (decoding.live > 0) {
@@ -223,7 +292,12 @@ port.on("message", (msg: InitMessage | JobMessage) => {
     return;
   }
   if (msg.type === "join") {
-    joins.get(msg.id)?.(msg); // a job that has ended lists the joins it took in; the main thread queues the rest again
+    // a job that has ended lists the joins it took in; the main thread queues the rest again (their rows still kept)
+    joins.get(msg.id)?.(msg);
+    return;
+  }
+  if (msg.type === "release") {
+    for (const h of msg.handles) store.delete(h);
     return;
   }
   handle(msg).then(

@@ -22,7 +22,14 @@ export default fp<{ config: Config }>(
     const lifecycle = new Lifecycle();
     const pool = new WorkerPool(
       config.workers,
-      { models: served.map(workerModel), device: config.device, threads: config.threadsPerWorker, warmup: true },
+      {
+        models: served.map(workerModel),
+        device: config.device,
+        threads: config.threadsPerWorker,
+        warmup: true,
+        // a kept row outlives its request's deadline only by this margin (the request releases it when it ends)
+        storeTtlMs: config.requestTimeoutMs + 5000,
+      },
       app.log,
     );
     await pool.start(); // sessions created, checked against the manifest, warmed up (fails loudly)

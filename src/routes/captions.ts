@@ -2,7 +2,7 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import Type from "typebox";
 import { invalidField } from "../errors.js";
-import { captionImages } from "./generation.js";
+import { captionImages, imageUses } from "./generation.js";
 import { at, prepareImages, taskRoute } from "./task.js";
 import { Image, MAX_IMAGES, ModelField } from "./schemas.js";
 
@@ -55,7 +55,7 @@ const captions: FastifyPluginAsyncTypebox = async (app) => {
     const maxTokens = max_tokens ?? cap;
     if (maxTokens > cap) throw invalidField(`max_tokens must be <= ${cap} for model '${model.name}', got ${maxTokens}`);
     const pixels = await prepareImages(req, model, images, at("images"));
-    const encoded = await app.inference.images(model, pixels, req.deadline);
+    const encoded = await app.inference.keptImages(model, pixels, imageUses(model, "caption"), req.deadline);
     return {
       model: model.name,
       captions: await captionImages(req, model, encoded, { numBeams: num_beams, maxTokens }),

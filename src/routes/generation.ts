@@ -4,14 +4,28 @@
 // that every surface gives the same answer.
 import type { FastifyRequest } from "fastify";
 import type { GenRow } from "../decode/search.js";
-import { answerContext, type GenInput, type ImageRow } from "../inference/graphs.js";
+import { answerContext, type GenInput, type ImageRow, type KeptImage } from "../inference/graphs.js";
 import type { ServedModel } from "../services/models.js";
 import { prepareTexts } from "./task.js";
 
-/** Decoder inputs for captions: each encoded image's tokens, with `row` as the search settings. */
-export function captionInputs(model: ServedModel, encoded: ImageRow[], row: GenRow): GenInput[] {
+/**
+ * Decoder inputs for captions: each encoded image's tokens, with `row` as the search settings. Tokens kept in a
+ * worker (keptImages) are decoded there; tokens on this thread (KServe, which reuses one encode for other outputs)
+ * are sent with the decode.
+ */
+export function captionInputs(model: ServedModel, encoded: (ImageRow | KeptImage)[], row: GenRow): GenInput[] {
   const length = model.manifest.model.image_tokens;
-  return encoded.map((im) => ({ hidden: im.embeds, length, row }));
+  return encoded.map((im) =>
+    im.embeds instanceof Float32Array
+      ? { parts: [im.embeds], worker: null, length, row }
+      : { parts: [im.embeds.handle], worker: im.embeds.worker, length, row },
+  );
+}
+
+/** Graph reads of an image's kept tokens: one for a caption; for a question its encoder, and its decode where the
+ * decoder reads the image too. */
+export function imageUses(model: ServedModel, task: "caption" | "answer"): number {
+  return task === "caption" || model.manifest.model.vqa_decoder_reads_image !== true ? 1 : 2;
 }
 
 /** Decoder inputs for VQA answers, question i about encoded image i: the question ([ENC] question [SEP]) encoded
@@ -19,25 +33,34 @@ export function captionInputs(model: ServedModel, encoded: ImageRow[], row: GenR
 export async function answerInputs(
   req: FastifyRequest,
   model: ServedModel,
-  images: ImageRow[],
+  images: (ImageRow | KeptImage)[],
   questions: string[],
   row: GenRow,
 ): Promise<{ input: GenInput; ids: number[] }[]> {
-  const ids = prepareTexts(req, model, questions, model.manifest.tokenizer.special_tokens.enc);
-  const states = await req.server.inference.questions(
-    model,
-    images.map((im, i) => ({ embeds: im.embeds, ids: ids[i] })),
-    req.deadline,
-  );
-  const readsImage = model.manifest.model.vqa_decoder_reads_image === true;
-  return states.map((q, i) => ({ input: { ...answerContext(q, images[i], readsImage), row }, ids: ids[i] }));
+  const { inference } = req.server;
+  const held = images.map((im) => im.embeds);
+  let states;
+  try {
+    const ids = prepareTexts(req, model, questions, model.manifest.tokenizer.special_tokens.enc);
+    states = await inference.questions(
+      model,
+      images.map((im, i) => ({ embeds: im.embeds, ids: ids[i] })),
+      req.deadline,
+    );
+    const readsImage = model.manifest.model.vqa_decoder_reads_image === true;
+    const N = model.manifest.model.image_tokens;
+    return states.map((q, i) => ({ input: { ...answerContext(q, images[i], readsImage, N), row }, ids: ids[i] }));
+  } catch (err) {
+    inference.release(held); // kept image tokens no decode will read
+    throw err;
+  }
 }
 
 /** Captions of encoded images, decoded, with their token counts (at least one word, as the Python evaluation). */
 export async function captionImages(
   req: FastifyRequest,
   model: ServedModel,
-  encoded: ImageRow[],
+  encoded: (ImageRow | KeptImage)[],
   opts: { numBeams: number; maxTokens: number },
 ): Promise<{ text: string; tokens: number }[]> {
   const { inference, metrics } = req.server;
@@ -51,7 +74,7 @@ export async function captionImages(
 export async function answerQuestions(
   req: FastifyRequest,
   model: ServedModel,
-  images: ImageRow[],
+  images: (ImageRow | KeptImage)[],
   questions: string[],
 ): Promise<{ answer: string; score: number }[]> {
   const { inference, metrics } = req.server;

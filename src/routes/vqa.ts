@@ -2,7 +2,7 @@
 // cross-attention over the image ([ENC] question), then the decoder generates the answer greedily from it.
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import Type from "typebox";
-import { answerQuestions } from "./generation.js";
+import { answerQuestions, imageUses } from "./generation.js";
 import { prepareImages, taskRoute } from "./task.js";
 import { Image, ModelField, Text } from "./schemas.js";
 
@@ -30,7 +30,7 @@ const vqa: FastifyPluginAsyncTypebox = async (app) => {
   app.post("/v1/vqa", route, async (req) => {
     const model = app.models.get(req.body.model);
     const [pixels] = await prepareImages(req, model, [req.body.image], () => "image");
-    const [image] = await app.inference.images(model, [pixels], req.deadline);
+    const [image] = await app.inference.keptImages(model, [pixels], imageUses(model, "answer"), req.deadline);
     const [answer] = await answerQuestions(req, model, [image], [req.body.question]);
     return { model: model.name, ...answer };
   });

@@ -5,8 +5,8 @@ import { Batcher, type BatchKey, type Scheduler } from "../batching/batcher.js";
 import { ContinuousBatcher, type DecodeJob } from "../batching/continuous.js";
 import type { GenResult } from "../decode/search.js";
 import {
-  fusedFeeds,
-  generationFeeds,
+  keptFusedFeeds,
+  heldHandles,
   splitRows,
   splitStates,
   splitVision,
@@ -15,15 +15,23 @@ import {
   type FusedRow,
   type GenInput,
   type ImageRow,
+  type Kept,
+  type KeptImage,
   type StatesRow,
 } from "../inference/graphs.js";
 import type { WorkerPool } from "../inference/pool.js";
-import type { JobReply, WireTensor } from "../inference/protocol.js";
+import type { JobReply, KeepSpec, RowsFeed, WireTensor } from "../inference/protocol.js";
+
+/** An image for the vision graph; `keep` > 0: its tokens stay in the worker, for that many graph reads. */
+interface VisionInput {
+  pixels: Float32Array;
+  keep: number;
+}
 import { requestTimings, StageTimer } from "../routes/timing.js";
 import type { ServedModel } from "./models.js";
 
 interface ModelQueues {
-  vision: Batcher<Float32Array, ImageRow>;
+  vision: Batcher<VisionInput, ImageRow | KeptImage>;
   text: Batcher<number[], Float32Array>;
   itm: Batcher<FusedRow, number>;
   vqa_encoder: Batcher<FusedRow, StatesRow>;
@@ -43,16 +51,36 @@ export class Inference {
       const key = (graph: string): BatchKey => ({ model: m.name, graph });
       const pad = m.manifest.tokenizer.special_tokens.pad;
       const { image_tokens: N, vision_width: Dv } = m.manifest.model;
-      const run = async (worker: number, graph: string, feeds: Record<string, WireTensor>) => {
-        const reply = await this.pool.run(worker, { type: "run", model: m.name, graph, feeds }, transferables(feeds));
+      const run = async (
+        worker: number,
+        graph: string,
+        feeds: Record<string, WireTensor | RowsFeed>,
+        keep?: KeepSpec,
+      ) => {
+        const job = { type: "run" as const, model: m.name, graph, feeds, ...(keep ? { keep } : {}) };
+        const reply = await this.pool.run(worker, job, transferables(feeds));
         return (reply as Extract<JobReply, { type: "result" }>).outputs;
       };
+      const handles = (n: number[]) => {
+        const fresh = this.pool.handles(n.filter((x) => x > 0).length);
+        return n.map((x) => (x > 0 ? fresh.shift()! : null));
+      };
+      const release = (x: Float32Array | Kept) => x instanceof Float32Array || this.pool.release(x.worker, [x.handle]);
       this.queues.set(m.name, {
         vision: new Batcher(
           key("vision"),
           opts,
-          async (px, w) => splitVision(await run(w, "vision", visionFeeds(px, m.image.size)), px.length),
+          async (rows, w) => {
+            const kept = handles(rows.map((r) => r.keep));
+            const feeds = visionFeeds(
+              rows.map((r) => r.pixels),
+              m.image.size,
+            );
+            const keep = { output: "image_embeds", handles: kept, uses: rows.map((r) => r.keep) };
+            return splitVision(await run(w, "vision", feeds, keep), rows.length, kept, w);
+          },
           scheduler,
+          { discard: (im) => release(im.embeds) },
         ),
         text: new Batcher(
           key("text"),
@@ -64,7 +92,7 @@ export class Inference {
           key("itm"),
           opts,
           async (rows, w) => {
-            const logits = (await run(w, "itm", fusedFeeds(rows, pad, N, Dv))).itm_logits; // (B, 2)
+            const logits = (await run(w, "itm", keptFusedFeeds(rows, pad, N, Dv))).itm_logits; // (B, 2)
             return rows.map((_, i) => (logits.data as Float32Array)[i * 2 + 1]); // the match logit
           },
           scheduler,
@@ -72,8 +100,22 @@ export class Inference {
         vqa_encoder: new Batcher(
           key("vqa_encoder"),
           opts,
-          async (rows, w) => splitStates(await run(w, "vqa_encoder", fusedFeeds(rows, pad, N, Dv)), rows),
+          async (rows, w) => {
+            // states stay where their image's tokens are
+            const kept = handles(rows.map((r) => (r.embeds instanceof Float32Array ? 0 : 1)));
+            const keep = {
+              output: "question_states",
+              handles: kept,
+              uses: rows.map(() => 1),
+              lengths: rows.map((r) => r.ids.length),
+            };
+            return splitStates(await run(w, "vqa_encoder", keptFusedFeeds(rows, pad, N, Dv), keep), rows, kept, w);
+          },
           scheduler,
+          {
+            affinity: (r) => (r.embeds instanceof Float32Array ? null : r.embeds.worker),
+            discard: (q) => release(q.states),
+          },
         ),
         decoder: opts.continuous
           ? new ContinuousBatcher<GenInput, GenResult>(
@@ -81,6 +123,7 @@ export class Inference {
               opts,
               (rows, w, onRow) => this.decode(m, rows, w, onRow),
               scheduler,
+              { affinity: (r) => r.worker },
             )
           : new Batcher(
               key("decoder"),
@@ -92,6 +135,7 @@ export class Inference {
                 return results;
               },
               scheduler,
+              { affinity: (r) => r.worker },
             ),
       });
     }
@@ -110,7 +154,6 @@ export class Inference {
     continuous = true,
   ): DecodeJob<GenInput> {
     const sp = m.manifest.tokenizer.special_tokens;
-    const D = first[0].hidden.length / first[0].length; // Dv (captions) = Dt (VQA)
     const inputs: GenInput[] = [];
     const unlisten: (() => void)[] = [];
     const prepare = (rows: GenInput[], base: number) => {
@@ -118,7 +161,13 @@ export class Inference {
       const stop = new Int32Array(new SharedArrayBuffer(4 * rows.length)); // 1: the worker drops that row
       for (const [signal, at] of rowsBySignal(rows))
         unlisten.push(watchAbort(signal, () => at.forEach((i) => Atomics.store(stop, i, 1))));
-      return { ...generationFeeds(rows, D), stop, rows: rows.map((r) => r.row) };
+      // kept parts are handles: the rows' encoder states are read where they are (this worker)
+      return {
+        encoders: rows.map((r) => r.parts),
+        lengths: rows.map((r) => r.length),
+        stop,
+        rows: rows.map((r) => r.row),
+      };
     };
     const result = (row: number, r: GenResult) => {
       if (r.finish === "aborted")
@@ -132,7 +181,7 @@ export class Inference {
       {
         type: "generate",
         model: m.name,
-        encoderHidden: f.hidden,
+        encoders: f.encoders,
         encoderLengths: f.lengths,
         rows: f.rows,
         bos: sp.dec,
@@ -140,7 +189,7 @@ export class Inference {
         stop: f.stop,
         continuous,
       },
-      [f.hidden.data.buffer as ArrayBuffer],
+      [],
       (t) => (t.type === "token" ? inputs[t.row].onToken?.(t.token) : result(t.row, t.result)),
       (jobId) => (id = jobId),
     );
@@ -155,11 +204,15 @@ export class Inference {
       done,
       join: (rows, base) => {
         const j = prepare(rows, base);
-        this.pool.join(
-          w,
-          { type: "join", id, base, encoderHidden: j.hidden, encoderLengths: j.lengths, rows: j.rows, stop: j.stop },
-          [j.hidden.data.buffer as ArrayBuffer],
-        );
+        this.pool.join(w, {
+          type: "join",
+          id,
+          base,
+          encoders: j.encoders,
+          encoderLengths: j.lengths,
+          rows: j.rows,
+          stop: j.stop,
+        });
       },
     };
   }
@@ -170,7 +223,23 @@ export class Inference {
 
   /** Image tokens and ITC features, one row per image. */
   images(model: ServedModel, pixels: Float32Array[], signal?: AbortSignal): Promise<ImageRow[]> {
-    return this.q(model).vision.submit(pixels, signal, new StageTimer(requestTimings()));
+    const rows = pixels.map((p) => ({ pixels: p, keep: 0 }));
+    return this.q(model).vision.submit(rows, signal, new StageTimer(requestTimings())) as Promise<ImageRow[]>;
+  }
+
+  /**
+   * ITC features, with each image's tokens kept in the worker that ran the vision graph, for `uses` graph reads
+   * there (a caption's decode; a question's encoder, and its decode where the decoder reads the image). What the
+   * reads do not take is released when the request ends (`release`), or by the worker after a timeout.
+   */
+  keptImages(model: ServedModel, pixels: Float32Array[], uses: number, signal?: AbortSignal): Promise<KeptImage[]> {
+    const rows = pixels.map((p) => ({ pixels: p, keep: uses }));
+    return this.q(model).vision.submit(rows, signal, new StageTimer(requestTimings())) as Promise<KeptImage[]>;
+  }
+
+  /** Drops what these rows keep in workers (their request ended before a graph read it); idempotent. */
+  release(kept: (Float32Array | Kept)[]): void {
+    for (const k of kept) if (!(k instanceof Float32Array)) this.pool.release(k.worker, [k.handle]);
   }
 
   /** ITC features of token rows starting with [CLS]. */
@@ -200,7 +269,13 @@ export class Inference {
     onToken?: (i: number, token: number) => void,
   ): Promise<GenResult[]> {
     const inputs = rows.map((r, i) => ({ ...r, signal, onToken: onToken && ((t: number) => onToken(i, t)) }));
-    return this.q(model).decoder.submit(inputs, signal, new StageTimer(requestTimings()));
+    return this.q(model)
+      .decoder.submit(inputs, signal, new StageTimer(requestTimings()))
+      .catch((err: unknown) => {
+        // rows a decode did not take keep their rows in a worker: release them (a taken handle is ignored)
+        for (const r of rows) if (r.worker !== null) this.pool.release(r.worker, heldHandles(r));
+        throw err;
+      });
   }
 }
 
@@ -227,6 +302,6 @@ function abortCode(signal: AbortSignal | undefined): string {
   return (signal?.reason as { code?: string } | undefined)?.code ?? "aborted";
 }
 
-function transferables(feeds: Record<string, WireTensor>): ArrayBuffer[] {
-  return Object.values(feeds).map((t) => t.data.buffer as ArrayBuffer);
+function transferables(feeds: Record<string, WireTensor | RowsFeed>): ArrayBuffer[] {
+  return Object.values(feeds).flatMap((t) => (t.type === "rows" ? [] : [t.data.buffer as ArrayBuffer]));
 }

@@ -136,9 +136,9 @@ test("the answer decoder reads the question, then the image, where the bundle sa
   assert.equal(typeof readManifest(MICRO).model.vqa_decoder_reads_image, "boolean");
   const q = { states: Float32Array.from([1, 2, 3, 4]), length: 2 }; // 2 tokens of width 2
   const image = { embeds: Float32Array.from([5, 6, 7, 8, 9, 10]), feat: new Float32Array(0) }; // 3 tokens
-  assert.deepEqual(answerContext(q, image, false), { hidden: q.states, length: 2 });
-  const both = answerContext(q, image, true);
-  assert.deepEqual([...both.hidden], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  assert.deepEqual(answerContext(q, image, false, 3), { parts: [q.states], worker: null, length: 2 });
+  const both = answerContext(q, image, true, 3);
+  assert.deepEqual(both.parts, [q.states, image.embeds]);
   assert.equal(both.length, 5);
 });
 

@@ -14,7 +14,7 @@ import type { GenInput } from "../../inference/graphs.js";
 import { ApiError, errorBody, toApiError } from "../../errors.js";
 import { imageSourceBytes, urlPolicy } from "../../preprocess/fetch.js";
 import type { ServedModel } from "../../services/models.js";
-import { answerInputs, captionInputs } from "../generation.js";
+import { answerInputs, captionInputs, imageUses } from "../generation.js";
 import { prepareImages } from "../task.js";
 import { ChatBody, parseChat, type ChatTask } from "./chat-request.js";
 import { namedModel, OpenAIErrorBody } from "./shared.js";
@@ -81,10 +81,11 @@ const chat: FastifyPluginAsyncTypebox = async (app) => {
     const N = model.manifest.model.image_tokens;
     let prepared: Prepared;
     if (task.task === "caption") {
-      const [input] = captionInputs(model, await app.inference.images(model, [pixels], req.deadline), row);
+      const images = await app.inference.keptImages(model, [pixels], imageUses(model, "caption"), req.deadline);
+      const [input] = captionInputs(model, images, row);
       prepared = { input, prefix, promptTokens: N + 1 + prefix.length }; // image tokens, [DEC] and the prompt
     } else {
-      const images = await app.inference.images(model, [pixels], req.deadline);
+      const images = await app.inference.keptImages(model, [pixels], imageUses(model, "answer"), req.deadline);
       const [{ input, ids }] = await answerInputs(req, model, images, [task.text!], row);
       prepared = { input, prefix: [], promptTokens: N + ids.length }; // image tokens, [ENC] question [SEP]
     }

@@ -191,7 +191,7 @@ export async function inProcessCeiling(
       if (task === "vqa") {
         const states = await model.questionStates(rows, allIds.slice(at, at + batch));
         const row = { numBeams: 1, maxTokens: tk.max_answer_tokens, minTokens: 0 };
-        await model.generate(states.map((s, i) => ({ ...answerContext(s, rows[i], reads), row })));
+        await model.generate(states.map((s, i) => ({ ...answerContext(s, rows[i], reads, N), row })));
       }
     }
     return performance.now() - t0;

@@ -7,6 +7,7 @@ import type { Point } from "./points.js";
 import type { ServerResult } from "./serving.js";
 import type { Stamp } from "./stamp.js";
 import { checkTargets } from "./targets.js";
+import { explainMisses } from "./why.js";
 
 export const PLOTS = {
   "server_throughput.png":
@@ -473,11 +474,12 @@ export function renderReport(models: ModelsResult | null, server: ServerResult |
   if (models) out.push(...stampLines("models", models.stamp));
   if (server) out.push(...stampLines("server", server.stamp));
   out.push("", "## Targets", "", ...head(["target", "goal", "measured", "met", "from"]));
-  for (const t of checkTargets(models, server))
+  const checks = checkTargets(models, server);
+  for (const t of checks)
     out.push(
       row([t.target, t.goal, t.measured, t.met === null ? "not measured" : t.met ? "yes" : "**no**", `\`${t.where}\``]),
     );
-  out.push("");
+  out.push("", ...explainMisses(models, server, checks));
   if (models) out.push(...modelsSection(models));
   if (server) out.push(...serverSection(server));
   if (plots.length) {

@@ -291,3 +291,27 @@ test("issue 16 tables: both ceilings, continuous batching, every half-load endpo
   assert.match(cap.target, /teacher: random weights \(speed only\)/);
   assert.equal(byWhere(ts, "server.teacher.tasks.vqa.throughput_ratio").met, false);
 });
+
+test("explainMisses: one bullet per missed target family, from the run's numbers; nothing when all are met", async () => {
+  const { readFileSync } = await import("node:fs");
+  const { explainMisses } = await import("../../bench/why.js");
+  const { checkTargets } = await import("../../bench/targets.js");
+  const models = JSON.parse(readFileSync("bench/results/models.json", "utf8"));
+  const server = JSON.parse(readFileSync("bench/results/server.json", "utf8"));
+  const checks = checkTargets(models, server);
+  const lines = explainMisses(models, server, checks);
+  const missed = checks.filter((c) => c.met === false);
+  assert.ok(missed.length > 0, "the committed run has misses to explain");
+  assert.match(lines[0], /^### Why the missed targets are missed/);
+  const bullets = lines.filter((l) => l.startsWith("- **"));
+  assert.ok(bullets.length >= 1 && bullets.every((b) => !b.includes("NaN")), bullets.join("\n"));
+  assert.ok(bullets.some((b) => b.includes(`${server.preprocessing.cpu_ms_per_image.toFixed(2)} ms of CPU`)));
+  assert.deepEqual(
+    explainMisses(
+      models,
+      server,
+      checks.map((c) => ({ ...c, met: true })),
+    ),
+    [],
+  );
+});

@@ -1,0 +1,20 @@
+// Writes results.md again from a results folder's JSON (models.json, server.json) and the plots it holds, without
+// measuring anything: `npm run bench:report [-- DIR]` (default bench/results), after a change to the report's code.
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { PLOTS, renderReport } from "./report.js";
+
+const dir = path.resolve(process.argv[2] ?? "bench/results");
+const read = (name: string) => {
+  const file = path.join(dir, name);
+  return existsSync(file) ? JSON.parse(readFileSync(file, "utf8")) : null;
+};
+const models = read("models.json");
+const server = read("server.json");
+if (!models && !server) {
+  console.error(`${dir}: no models.json or server.json to render`);
+  process.exit(2);
+}
+const plots = Object.keys(PLOTS).filter((p) => existsSync(path.join(dir, p)));
+writeFileSync(path.join(dir, "results.md"), renderReport(models, server, plots));
+console.log(`wrote ${path.join(dir, "results.md")}`);

@@ -157,15 +157,7 @@ export class Batcher<I, O> {
 
   /** Runs the next batch on `worker`; settles its rows. */
   async dispatch(worker: number): Promise<void> {
-    const items = this.take(this.opts.maxBatch, worker);
-    this.reportDepth();
-    const now = performance.now();
-    this.scheduler.events.onBatch?.(
-      this.key,
-      items.length,
-      items.map((i) => (now - i.enqueuedAt) / 1000),
-    );
-    for (const i of items) i.timer?.waited(now - i.enqueuedAt);
+    const items = this.takeBatch(worker);
     const t0 = performance.now();
     let ok = false;
     const ran = () => {
@@ -192,7 +184,22 @@ export class Batcher<I, O> {
     }
   }
 
-  private reportDepth(): void {
+  /** The next batch for `worker`: taken from the queue, with the queue's depth, the batch and each row's wait
+   * reported (metrics and the rows' request timings). */
+  protected takeBatch(worker: number): Item<I, O>[] {
+    const items = this.take(this.opts.maxBatch, worker);
+    this.reportDepth();
+    const now = performance.now();
+    this.scheduler.events.onBatch?.(
+      this.key,
+      items.length,
+      items.map((i) => (now - i.enqueuedAt) / 1000),
+    );
+    for (const i of items) i.timer?.waited(now - i.enqueuedAt);
+    return items;
+  }
+
+  protected reportDepth(): void {
     this.scheduler.events.onDepth?.(this.key, this.queue.length);
   }
 }

@@ -68,7 +68,7 @@ export class ContinuousBatcher<I, O> extends Batcher<I, O> {
       if (room <= 0 || this.queue.length === 0) continue;
       const items = this.take(room, r.worker);
       if (items.length === 0) continue;
-      this.scheduler.events.onDepth?.(this.key, this.queue.length);
+      this.reportDepth();
       const now = performance.now();
       for (const i of items) i.timer?.waited(now - i.enqueuedAt);
       this.scheduler.events.onJoin?.(
@@ -87,15 +87,7 @@ export class ContinuousBatcher<I, O> extends Batcher<I, O> {
   }
 
   override async dispatch(worker: number): Promise<void> {
-    const items = this.take(this.opts.maxBatch, worker);
-    this.scheduler.events.onDepth?.(this.key, this.queue.length);
-    const now = performance.now();
-    this.scheduler.events.onBatch?.(
-      this.key,
-      items.length,
-      items.map((i) => (now - i.enqueuedAt) / 1000),
-    );
-    for (const i of items) i.timer?.waited(now - i.enqueuedAt);
+    const items = this.takeBatch(worker);
     const t0 = performance.now();
     const r: Running<I, O> = {
       job: null as unknown as DecodeJob<I>,

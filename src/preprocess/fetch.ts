@@ -31,15 +31,23 @@ export interface SourceOptions {
   resolve?: (host: string) => Promise<Address[]>; // name -> addresses (default: the system resolver, all of them)
 }
 
+const policies = new WeakMap<Config, UrlPolicy>();
+
+/** The URL policy of a config, parsed once per config (routes ask for it per image). */
 export function urlPolicy(config: Config): UrlPolicy {
-  return {
-    hosts: (config.imageUrlHosts ?? "")
-      .split(",")
-      .map((h) => h.trim().toLowerCase())
-      .filter(Boolean),
-    maxBytes: config.imageUrlMaxBytes,
-    timeoutMs: config.imageUrlTimeoutMs,
-  };
+  let policy = policies.get(config);
+  if (policy === undefined) {
+    policy = {
+      hosts: (config.imageUrlHosts ?? "")
+        .split(",")
+        .map((h) => h.trim().toLowerCase())
+        .filter(Boolean),
+      maxBytes: config.imageUrlMaxBytes,
+      timeoutMs: config.imageUrlTimeoutMs,
+    };
+    policies.set(config, policy);
+  }
+  return policy;
 }
 
 /** The bytes of an image reference: a data URI, bare base64, or an http(s) URL under `opts.policy`. */

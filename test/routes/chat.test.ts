@@ -7,6 +7,7 @@ import { after, before, test } from "node:test";
 import type { FastifyInstance } from "fastify";
 import request from "supertest";
 import { metricValue, testApp } from "../helpers/app.js";
+import { servePng } from "../helpers/image-server.js";
 import { solid } from "../helpers/images.js";
 
 let app: FastifyInstance;
@@ -298,12 +299,8 @@ test("a client leaving mid-stream stops its decode at the next step (dropped dec
 });
 
 test("image URLs through chat: fetched from a host allowed by name, the same caption as the bytes", async () => {
-  const png = Buffer.from(red.split(",")[1], "base64");
-  const srv = http.createServer((req, res) =>
-    req.url === "/red.png" ? res.writeHead(200, { "content-type": "image/png" }).end(png) : res.writeHead(404).end(),
-  );
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-  const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}/red.png`;
+  const srv = await servePng(Buffer.from(red.split(",")[1], "base64"));
+  const url = srv.url;
   const withUrls = await testApp({ imageUrlHosts: "127.0.0.1" });
   try {
     const ref = await chat({ messages: [user(red)] }).expect(200);

@@ -2,12 +2,11 @@
 // /v1/embeddings and /embeddings with OpenAI's body beside ours (how the forms are told apart, modality, objects,
 // dimensions, encoding_format, usage, limits, errors in OpenAI's envelope with `param` and `x-should-retry`).
 import assert from "node:assert/strict";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import { after, before, test } from "node:test";
 import type { FastifyInstance } from "fastify";
 import request from "supertest";
 import { testApp } from "../helpers/app.js";
+import { servePng } from "../helpers/image-server.js";
 import { solid } from "../helpers/images.js";
 
 let app: FastifyInstance;
@@ -234,12 +233,8 @@ test("errors a retry cannot fix carry x-should-retry: false; answers do not", as
 });
 
 test("image URLs in OpenAI's input: fetched from a host allowed by name, the same vector as the bytes", async () => {
-  const png = Buffer.from(red, "base64");
-  const srv = http.createServer((req, res) =>
-    req.url === "/red.png" ? res.writeHead(200, { "content-type": "image/png" }).end(png) : res.writeHead(404).end(),
-  );
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-  const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}/red.png`;
+  const srv = await servePng(Buffer.from(red, "base64"));
+  const url = srv.url;
   const withUrls = await testApp({ imageUrlHosts: "127.0.0.1" });
   try {
     const want = (await ours([], [red])).images[0];

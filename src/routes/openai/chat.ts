@@ -11,7 +11,7 @@ import Type from "typebox";
 import { continuation, TextStream } from "../../decode/detokenize.js";
 import type { GenResult, GenRow, Hypothesis } from "../../decode/search.js";
 import type { GenInput } from "../../inference/graphs.js";
-import { ApiError, errorBody, toApiError } from "../../errors.js";
+import { ApiError, errorBody, toApiError, withParam } from "../../errors.js";
 import { imageSourceBytes, urlPolicy } from "../../preprocess/fetch.js";
 import type { ServedModel } from "../../services/models.js";
 import { answerInputs, captionInputs, imageUses } from "../generation.js";
@@ -58,7 +58,7 @@ const chat: FastifyPluginAsyncTypebox = async (app) => {
     const task = parseChat(req.body);
     const model = namedModel(app, req.body.model ?? undefined);
     const { prefix, maxTokens } = budget(model, task);
-    const bytes = await withParam(
+    const bytes = await blaming(
       imageSourceBytes(task.image, task.imageParam, {
         policy,
         fileLimitBytes: app.config.fileLimitBytes,
@@ -66,7 +66,7 @@ const chat: FastifyPluginAsyncTypebox = async (app) => {
       }),
       task.imageParam,
     );
-    const [pixels] = await withParam(
+    const [pixels] = await blaming(
       prepareImages(req, model, [bytes], () => task.imageParam),
       task.imageParam,
     );
@@ -216,14 +216,12 @@ function count(req: FastifyRequest, model: ServedModel, task: ChatTask, hyps: Hy
   req.server.metrics.generatedTokens.labels(model.name, task.task === "caption" ? "captioning" : "vqa").inc(n);
 }
 
-/** Errors of one request field carry its name (OpenAI's error `param`). */
-async function withParam<T>(p: Promise<T>, param: string): Promise<T> {
+/** Client errors of one request field's step carry the field's name (OpenAI's error `param`). */
+async function blaming<T>(p: Promise<T>, param: string): Promise<T> {
   try {
     return await p;
   } catch (err) {
-    if (err instanceof ApiError && err.param === undefined && err.status < 500)
-      throw new ApiError(err.code, err.message, err.retryAfterS, param);
-    throw err;
+    throw err instanceof ApiError && err.status < 500 ? withParam(err, param) : err;
   }
 }
 

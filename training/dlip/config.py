@@ -218,7 +218,8 @@ class DistillConfig:
     """DLIP: the teacher and how the student learns from it (term weights live in each stage's ``weights``)."""
 
     teacher: str = ""  # a run folder of ours or a Hugging Face BLIP checkpoint directory
-    init: str = "random"  # "random" | "teacher" (every k-th teacher layer where widths match) | a run folder
+    init: str = "random"  # "random" | "teacher" (every k-th teacher layer where widths match) | "select" (the same,
+    # and the leading slice of each teacher tensor where the student is narrower: weight selection) | a run folder
     layer_map: dict[str, Any] = field(default_factory=lambda: {
         "vision": "uniform", "text": "uniform", "fusion": "uniform", "decoder": "uniform",
         "cross_fusion": "last", "cross_decoder": "uniform"})  # per part: "uniform" | "last[-k]" | [[i, j], ...]

@@ -141,6 +141,27 @@ def test_student_from_teacher_layers(micro_run):
         init_student(narrow, teacher, "teacher")
 
 
+def test_weight_selection_starts_a_narrower_student_from_the_leading_slices_of_the_teacher(micro_run):
+    teacher, tokenizer = load_teacher(micro_run)
+    narrow = BlipMED(model_preset("micro-student-narrow").with_vocab(tokenizer.vocab_size, 0))
+    fresh = {k: v.clone() for k, v in narrow.state_dict().items()}
+    copied = set(init_student(narrow, teacher, "select"))
+    t_fc1 = teacher.visual_encoder.blocks[1].fc1.weight  # 1 of 2 layers: the teacher's last
+    s_fc1 = narrow.visual_encoder.blocks[0].fc1.weight
+    assert s_fc1.shape[0] < t_fc1.shape[0] and s_fc1.shape[1] < t_fc1.shape[1]
+    assert torch.equal(s_fc1, t_fc1[:s_fc1.shape[0], :s_fc1.shape[1]])
+    # the same leading channels everywhere: word embeddings, norms, the cross-attention's image side
+    w = narrow.text_encoder.word_embed.weight
+    assert torch.equal(w, teacher.text_encoder.word_embed.weight[:, :w.shape[1]])
+    key = narrow.text_encoder.layers[0].cross_attn.key.weight
+    assert torch.equal(key, teacher.text_encoder.layers[1].cross_attn.key.weight[:key.shape[0], :key.shape[1]])
+    # every tensor with a teacher counterpart was selected; the rest kept its fresh values
+    assert len(copied) > 0.9 * len(fresh)
+    for name, value in narrow.state_dict().items():
+        if name not in copied:
+            assert torch.equal(value, fresh[name]), name
+
+
 def test_a_teacher_whose_answer_decoder_reads_position_aware_image_tokens_distills(micro_run):
     """The teacher-conv-pos-reads kind of teacher (conv stem, output positions, answer decoder reading the image)
     drives every DLIP term of a BLIP-shaped student: its answer decoder reads a longer context than the student's, so

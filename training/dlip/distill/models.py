@@ -31,16 +31,21 @@ def load_teacher(path: str | Path) -> tuple[BlipMED, TextTokenizer]:
 
 
 def init_student(student: BlipMED, teacher: BlipMED, init: str) -> list[str]:
-    """Initialises ``student`` in place; returns the names of the parameters that were copied.
+    """Initialises ``student`` in place; returns the names of the parameters (and buffers) that were copied.
 
     - ``random``: keep the fresh initialisation;
     - ``teacher``: DistilBERT-style: student layer i <- teacher layer ``every_kth_teacher_layers`` [i] of the same
       stack, and embeddings, norms and heads, wherever the shapes match (a narrower student copies nothing there);
+    - ``select``: weight selection (Xu et al., "Initializing Models with Larger Ones", ICLR 2024): the same layer
+      choice, and every tensor of a narrower student takes the leading slice of the teacher's along each axis (the
+      first channels, heads and MLP units, the same channels in every layer, so the residual stream stays
+      consistent). A fixed sine-cosine position table is kept as the student's own (a slice of the teacher's
+      would keep only its row half);
     - any other value: a run folder (or checkpoint file) whose model has the student's shape.
     """
     if init == "random":
         return []
-    if init != "teacher":
+    if init not in ("teacher", "select"):
         p = Path(init)
         ckpt = RunFolder(p).checkpoint_path if p.is_dir() else p
         state = load_checkpoint(ckpt)["model"]
@@ -52,16 +57,25 @@ def init_student(student: BlipMED, teacher: BlipMED, init: str) -> list[str]:
         "text_encoder.layers": every_kth_teacher_layers(s_cfg.text.num_layers, t_cfg.text.num_layers),
         "text_decoder.layers": every_kth_teacher_layers(s_cfg.decoder.num_layers, t_cfg.decoder.num_layers),
     }
+    keep_own = {"visual_encoder.pos_embed"} if init == "select" and s_cfg.vision.pos_embed_init == "sincos" else set()
     teacher_state = teacher.state_dict()
     copied = []
     with torch.no_grad():
         for name, param in student.state_dict().items():
             m = _LAYERED.match(name)
             src = f"{m[1]}.{layer_src[m[1]][int(m[2])]}.{m[3]}" if m else name
-            if src in teacher_state and teacher_state[src].shape == param.shape:
-                param.copy_(teacher_state[src])
-                copied.append(name)
+            if src not in teacher_state or name in keep_own:
+                continue
+            t = teacher_state[src]
+            if t.shape == param.shape:
+                param.copy_(t)
+            elif init == "select" and t.dim() == param.dim() and all(a <= b for a, b in zip(param.shape, t.shape)):
+                param.copy_(t[tuple(slice(0, n) for n in param.shape)])
+            else:
+                continue
+            copied.append(name)
     if not any(_LAYERED.match(name) for name in copied):
-        raise ValueError("init 'teacher': no student layer parameter matches a teacher parameter's shape "
-                         "(a narrower student cannot start from teacher layers; use init 'random')")
+        raise ValueError(f"init '{init}': no student layer parameter matches a teacher parameter's shape "
+                         "(a narrower student cannot start from teacher layers with 'teacher'; use 'select' or "
+                         "'random')")
     return copied

@@ -61,7 +61,7 @@ def _add_distill(sub) -> None:
     p.add_argument("--teacher", required=True, help="teacher run folder or Hugging Face BLIP checkpoint directory")
     _add_run_args(p, "JSON distillation config (see training/configs/shapes_distill.json)",
                   "student size preset from dlip/presets.json")
-    p.add_argument("--init", help="student initialisation: random | teacher | a run folder")
+    p.add_argument("--init", help="student initialisation: random | teacher | select (weight selection) | a run folder")
     p.add_argument("--no-distill", action="store_true",
                    help="the control: zero every distillation weight (same student, data and steps)")
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Regenerates everything end to end on this machine: the Shapes data, the teacher, the DLIP student and its
 # no-distillation control, their evaluations, their ONNX bundles, the training report's tables, the ablation study
-# and the default bundle in models/. Long: about 1.5 hours for each of the five teacher runs on 2 CPU cores; steps whose output
-# exists are skipped, so an interrupted run resumes. Data and runs go to data/ and runs/ (ignored by git).
+# and the default bundle in models/. Long: up to 1.5 hours for each of the five teacher runs on 2 CPU cores (the
+# last, teacher-conv-pos-reads, is the one the student learns from), then the student, control and ablation runs;
+# steps whose output exists are skipped, so an interrupted run resumes. Data and runs go to data/ and runs/ (ignored
+# by git).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/setup-venv.sh"
@@ -31,21 +33,36 @@ $py -m dlip report --run teacher="$runs/teacher" --run "teacher, answer decoder 
   --run "teacher-conv (convolutional stem)=$runs/teacher-conv" \
   --run "teacher-conv-pos (stem + output positions)=$runs/teacher-conv-pos" \
   --run "teacher-conv-pos-reads (+ answer decoder reads the image, region x2)=$runs/teacher-conv-pos-reads" --out REPORT.md
-# the DLIP student and the control: same student, same steps, no distillation term
-[ -f "$runs/student/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$runs/teacher" --config configs/shapes_distill.json --data "$data" --out "$runs/student"
-[ -f "$runs/control/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$runs/teacher" --config configs/shapes_distill.json --data "$data" --out "$runs/control" --no-distill
+# the DLIP student and the control, both from teacher-conv-pos-reads: same student, same steps, no distillation term
+teacher="$runs/teacher-conv-pos-reads"
+[ -f "$runs/student/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$teacher" --config configs/shapes_distill.json --data "$data" --out "$runs/student"
+[ -f "$runs/control/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$teacher" --config configs/shapes_distill.json --data "$data" --out "$runs/control" --no-distill
 for r in student control; do [ -f "$runs/$r/metrics.json" ] || $py -m dlip eval "$runs/$r"; done
-# bundles (the teacher's and the control's only for the latency columns), then the distillation table
-for r in teacher student control; do
-  [ -f "$bundles/$r/manifest.json" ] || $py -m dlip export "$runs/$r" --out "$bundles/$r" --name "dlip-$r" --overwrite
+# bundles (the teacher's and the control's only for the latency columns and the robustness table), then the
+# distillation table
+[ -f "$bundles/teacher/manifest.json" ] || $py -m dlip export "$teacher" --out "$bundles/teacher" --name dlip-teacher --overwrite
+for r in student control; do
+  [ -f "$bundles/$r/manifest.json" ] || $py -m dlip export "$runs/$r" --out "$bundles/$r" --name "dlip-$r" --int8 --overwrite
 done
-$py -m dlip distill-report --teacher "teacher=$runs/teacher=$bundles/teacher" \
+$py -m dlip distill-report --teacher "teacher-conv-pos-reads=$teacher=$bundles/teacher" \
   --student "DLIP student=$runs/student=$bundles/student" \
   --control "no-distillation control=$runs/control=$bundles/control" --out REPORT.md
-# the ablation study: short distillations over configs/ablation_grid.json
-$py -m dlip ablate --teacher "$runs/teacher" --config configs/shapes_distill.json --grid configs/ablation_grid.json \
-  --data "$data" --out "$runs/ablation" --steps 100 --eval-images 150
-# the default model users get: the DLIP student; checked against PyTorch and scored as a bundle
-$py -m dlip export "$runs/student" --out "$root/models/dlip-student" --name dlip-student --overwrite
+# robustness: the test split re-rendered with camera and encoder perturbations, every model scored on both
+[ -f "$root/data/shapes-perturbed/annotations/caption_test.json" ] || $py -m dlip data perturb --data "$data" --out "$root/data/shapes-perturbed"
+rows=()
+for r in teacher student control; do
+  for split in clean perturbed; do
+    src="$data"; [ "$split" = perturbed ] && src="$root/data/shapes-perturbed"
+    [ -f "$bundles/$r/$split.json" ] || $py -m dlip eval-bundle "$bundles/$r" --data "$src" --out "$bundles/$r/$split.json"
+  done
+  rows+=(--row "$r=$bundles/$r/clean.json=$bundles/$r/perturbed.json")
+done
+$py -m dlip robustness-report "${rows[@]}" --out REPORT.md
+# int8: the student's dynamic-quantised graphs scored on the whole test split, next to fp32
+[ -f "$bundles/student/int8.json" ] || $py -m dlip eval-bundle "$bundles/student" --data "$data" --int8 --out "$bundles/student/int8.json"
+# the ablation study: a third of the student's schedule per row, every row scored on the whole test split
+$py -m dlip ablate --teacher "$teacher" --config configs/shapes_distill.json --grid configs/ablation_grid.json \
+  --data "$data" --out "$runs/ablation" --steps 400 --report REPORT.md
+# the default model users get: the DLIP student with its int8 graphs; checked against PyTorch and scored as a bundle
+$py -m dlip export "$runs/student" --out "$root/models/dlip-student" --name dlip-student --int8 --overwrite
 $py -m dlip eval-bundle "$root/models/dlip-student" --data "$data" --compare-run "$runs/student"
-$py -m dlip eval-bundle "$root/models/dlip-student" --data "$data" --out "$runs/student/bundle_metrics.json"

@@ -35,3 +35,19 @@ def test_the_teacher_that_meets_the_bars_is_teacher_conv_pos_with_an_answer_deco
     # the same schedule as the teacher-conv-pos recipe it is compared with in the report
     base_cfg = train_config_from_dict(json.loads((CONFIGS / "shapes_teacher_conv_pos.json").read_text()))
     assert cfg.stages == base_cfg.stages and cfg.seed == base_cfg.seed
+
+
+def test_the_student_has_the_teachers_architecture_at_a_fraction_of_its_parameters():
+    """The shipped distillation recipe's student: teacher-conv-pos-reads' architecture (stem, output positions, the
+    answer decoder reading the image) with at most 22.4% of its parameters (DLIP's ratio), started by weight
+    selection from the teacher, on the teacher's data mix."""
+    cfg = train_config_from_dict(json.loads((CONFIGS / "shapes_distill.json").read_text()))
+    teacher_cfg = train_config_from_dict(json.loads((CONFIGS / "shapes_teacher_conv_pos_reads.json").read_text()))
+    student, teacher = model_preset(cfg.preset), model_preset(teacher_cfg.preset)
+    assert (student.vision.stem, student.vision.output_pos_embed, student.vqa_decoder_reads_image) == \
+        (teacher.vision.stem, teacher.vision.output_pos_embed, teacher.vqa_decoder_reads_image)
+    vocab = 300  # the Shapes tokenizer's vocabulary is smaller than the presets' 1,000; the ratio barely moves
+    n_student = sum(p.numel() for p in BlipMED(student.with_vocab(vocab, 0)).parameters())
+    n_teacher = sum(p.numel() for p in BlipMED(teacher.with_vocab(vocab, 0)).parameters())
+    assert n_student <= 0.224 * n_teacher
+    assert cfg.distill.init == "select" and cfg.data.vqa_type_weights == teacher_cfg.data.vqa_type_weights

@@ -35,6 +35,15 @@ export const SETTINGS = [
     help: "auto|cpu|cuda",
   },
   {
+    key: "precision",
+    env: "PRECISION",
+    flag: "precision",
+    kind: "enum",
+    choices: ["fp32", "int8"], // int8: a bundle without an int8 variant of every graph serves fp32 (with a warning)
+    default: "fp32",
+    help: "fp32|int8: the bundles' float graphs, or each bundle's dynamic-quantised int8 graphs where it has them",
+  },
+  {
     key: "workers",
     env: "WORKERS",
     flag: "workers",
@@ -207,6 +216,7 @@ type Value<S extends Setting> = S extends { kind: "int" }
 /** The resolved configuration: one field per setting, typed by its kind. */
 export type Config = { -readonly [S in Setting as S["key"]]: Value<S> };
 export type Device = Config["device"];
+export type Precision = Config["precision"];
 export type LogLevel = Config["logLevel"];
 
 export class ConfigError extends Error {}

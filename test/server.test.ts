@@ -89,6 +89,9 @@ test("bad configuration: exits 2 naming the variable", async () => {
   const p = start([], { MODELS_DIR: FIXTURES, MAX_BATCH_SIZE: "lots" });
   assert.equal(await p.exit, 2);
   assert.match(p.stderr, /^error: MAX_BATCH_SIZE must be a non-negative integer, got 'lots'/);
+  const r = start([], { MODELS_DIR: FIXTURES, PRECISION: "int4" });
+  assert.equal(await r.exit, 2);
+  assert.match(r.stderr, /^error: PRECISION must be one of fp32, int8, got 'int4'/);
   const q = start(["--no-such-flag"], { MODELS_DIR: FIXTURES });
   assert.equal(await q.exit, 2);
   assert.match(q.stderr, /^error: .*no-such-flag/);
@@ -114,7 +117,11 @@ test("DEVICE=cuda without the CUDA provider refuses to start; DEVICE=auto falls 
   const models = JSON.parse((await call(port, "GET", "/v1/models")).body);
   assert.equal(models.data[0].provider, "cpu");
   const metrics = (await call(port, "GET", "/metrics")).body;
-  assert.match(metrics, /^dlip_model_info\{model="micro",version="[^"]+",provider="cpu"\} 1$/m, "the provider in use");
+  assert.match(
+    metrics,
+    /^dlip_model_info\{model="micro",version="[^"]+",provider="cpu",precision="fp32"\} 1$/m,
+    "the provider in use",
+  );
   q.child.kill("SIGTERM");
   assert.equal(await q.exit, 0);
 });

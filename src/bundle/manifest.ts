@@ -130,12 +130,25 @@ export function readManifest(dir: string): Manifest {
   return m as Manifest;
 }
 
-/** Checks that every file the manifest lists exists and has its sha256 (rejects the bundle naming the file). */
+/** A graph's files with their manifest checksums: the fp32 graph (`graphs.G`), then its int8 variant if any. */
+function graphVariants(m: Manifest): { field: string; file: string; sha256: string }[] {
+  return GRAPHS.flatMap((g) => {
+    const spec = m.graphs[g];
+    const fp32 = { field: `graphs.${g}`, file: spec.file, sha256: spec.sha256 };
+    return spec.int8 ? [fp32, { field: `graphs.${g}.int8`, file: spec.int8.file, sha256: spec.int8.sha256 }] : [fp32];
+  });
+}
+
+/**
+ * Checks that every file the manifest lists exists and has its sha256 (rejects the bundle naming the file), and that
+ * the tokenizer and every graph file, int8 variants included, are listed there with their graph entry's checksum
+ * (as training/dlip/export/manifest.py validate_bundle does).
+ */
 export async function verifyChecksums(dir: string, m: Manifest): Promise<void> {
-  const needed = new Set<string>([m.tokenizer.file, ...GRAPHS.map((g) => m.graphs[g].file)]);
-  for (const f of needed) {
-    if (!(f in m.files))
-      throw new BundleError(`${path.join(dir, "manifest.json")}: '${f}' is used but not listed in files`);
+  const manifestFile = path.join(dir, "manifest.json");
+  const variants = graphVariants(m);
+  for (const f of new Set([m.tokenizer.file, ...variants.map((v) => v.file)])) {
+    if (!(f in m.files)) throw new BundleError(`${manifestFile}: '${f}' is used but not listed in files`);
   }
   for (const [name, want] of Object.entries(m.files)) {
     const file = path.join(dir, name);
@@ -143,12 +156,9 @@ export async function verifyChecksums(dir: string, m: Manifest): Promise<void> {
     const got = await sha256File(file);
     if (got !== want) throw new BundleError(`${file}: sha256 ${got} differs from the manifest's ${want}`);
   }
-  for (const g of GRAPHS) {
-    const spec = m.graphs[g];
-    if (m.files[spec.file] !== spec.sha256)
-      throw new BundleError(
-        `${path.join(dir, "manifest.json")}: graphs.${g}.sha256 differs from files['${spec.file}']`,
-      );
+  for (const v of variants) {
+    if (m.files[v.file] !== v.sha256)
+      throw new BundleError(`${manifestFile}: ${v.field}.sha256 differs from files['${v.file}']`);
   }
 }
 

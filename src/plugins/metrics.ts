@@ -93,8 +93,8 @@ export function createMetrics() {
     }),
     modelInfo: new client.Gauge({
       name: `${PREFIX}model_info`,
-      help: "Served models (value 1) with their version and execution provider",
-      labelNames: ["model", "version", "provider"] as const,
+      help: "Served models (value 1) with their version, execution provider and graph precision (fp32 or int8)",
+      labelNames: ["model", "version", "provider", "precision"] as const,
       ...reg,
     }),
   };

@@ -17,7 +17,7 @@ declare module "fastify" {
 
 export default fp<{ config: Config }>(
   async (app, { config }) => {
-    const models = await loadModels(config);
+    const models = await loadModels(config, app.log);
     const served = models.list();
     const lifecycle = new Lifecycle();
     const pool = new WorkerPool(
@@ -34,6 +34,13 @@ export default fp<{ config: Config }>(
     );
     await pool.start(); // sessions created, checked against the manifest, warmed up (fails loudly)
     lifecycle.open();
+    for (const m of served) {
+      app.log.info(
+        { model: m.name, version: m.manifest.version, precision: m.precision, provider: pool.provider },
+        "model loaded",
+      );
+      app.metrics.modelInfo.labels(m.name, m.manifest.version, pool.provider, m.precision).set(1);
+    }
     app.log.info(
       {
         models: served.map((m) => m.name),
@@ -43,7 +50,6 @@ export default fp<{ config: Config }>(
       },
       "models loaded",
     );
-    for (const m of served) app.metrics.modelInfo.labels(m.name, m.manifest.version, pool.provider).set(1);
     app.decorate("models", models);
     app.decorate("pool", pool);
     app.decorate("lifecycle", lifecycle);

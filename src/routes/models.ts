@@ -1,5 +1,5 @@
 // What this server says about each served model (our own fields, beside OpenAI's in GET /v1/models): its version,
-// tasks, execution provider, image size, embedding size and evaluation metrics from its manifest.
+// tasks, execution provider, graph precision, image size, embedding size and evaluation metrics from its manifest.
 import type { FastifyInstance } from "fastify";
 import Type from "typebox";
 import type { ServedModel } from "../services/models.js";
@@ -9,6 +9,9 @@ export const ModelInfo = Type.Object({
   version: Type.String(),
   tasks: Type.Array(Type.String()),
   provider: Type.String({ description: "onnxruntime execution provider in use: cpu or cuda" }),
+  precision: Type.Enum(["fp32", "int8"], {
+    description: "the graphs served: the bundle's float graphs (fp32) or its dynamic-quantised ones (int8, PRECISION)",
+  }),
   image_size: Type.Integer(),
   embed_dim: Type.Integer(),
   metrics: Type.Record(Type.String(), Type.Unknown(), {
@@ -22,6 +25,7 @@ export function modelInfo(app: FastifyInstance, m: ServedModel) {
     version: m.manifest.version,
     tasks: m.manifest.tasks,
     provider: app.pool.provider,
+    precision: m.precision,
     image_size: m.manifest.preprocessing.image_size,
     embed_dim: m.manifest.model.embed_dim,
     metrics: m.manifest.metrics,

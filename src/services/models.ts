@@ -1,7 +1,8 @@
-// The served models: bundles read and checked at boot (manifest, checksums), each with its tokenizer and image
-// preprocessing, looked up by name (names never become paths), and described to the inference workers.
+// The served models: bundles read and checked at boot (manifest, checksums), each with its tokenizer, image
+// preprocessing and the precision of the graphs it serves, looked up by name (names never become paths), and
+// described to the inference workers.
 import path from "node:path";
-import type { Config } from "../config.js";
+import type { Config, Precision } from "../config.js";
 import { ApiError } from "../errors.js";
 import { GRAPHS, loadBundles, pickDefault, type Manifest } from "../bundle/manifest.js";
 import type { WorkerModel } from "../inference/protocol.js";
@@ -14,6 +15,7 @@ export interface ServedModel {
   manifest: Manifest;
   tokenizer: TextTokenizer;
   image: ImageSpec;
+  precision: Precision; // whose graph files the workers load: graphs.G.file (fp32) or graphs.G.int8.file
 }
 
 export class ModelRegistry {
@@ -42,16 +44,48 @@ export class ModelRegistry {
   }
 }
 
-/** Every bundle in MODELS_DIR, read and checked (throws BundleError naming the bundle), as a registry. */
-export async function loadModels(config: Config): Promise<ModelRegistry> {
+/**
+ * The precision a bundle is served at under PRECISION `wanted`: int8 only where its manifest has an int8 variant of
+ * every graph (a model mixing the two would be neither one's measured quality); otherwise fp32, and `fallback` says
+ * why, for the log.
+ */
+export function servedPrecision(
+  manifest: Manifest,
+  wanted: Precision,
+): { precision: Precision; fallback: string | null } {
+  if (wanted === "fp32") return { precision: "fp32", fallback: null };
+  const missing = GRAPHS.filter((g) => manifest.graphs[g].int8 === undefined);
+  if (missing.length === 0) return { precision: "int8", fallback: null };
+  const which = missing.length === GRAPHS.length ? "no graph" : `not every graph (none for ${missing.join(", ")})`;
+  return {
+    precision: "fp32",
+    fallback:
+      `PRECISION=int8: bundle '${manifest.name}' has an int8 variant of ${which}; serving its fp32 graphs ` +
+      "(`python -m dlip export BUNDLE --out DIR --int8` adds them)",
+  };
+}
+
+/**
+ * Every bundle in MODELS_DIR, read and checked (throws BundleError naming the bundle), as a registry. A bundle that
+ * cannot serve PRECISION=int8 serves fp32, with a warning on `log`.
+ */
+export async function loadModels(
+  config: Config,
+  log: { warn(obj: object, msg: string): void },
+): Promise<ModelRegistry> {
   const bundles = await loadBundles(config.modelsDir);
-  const served: ServedModel[] = bundles.map(({ dir, manifest }) => ({
-    name: manifest.name,
-    dir,
-    manifest,
-    tokenizer: TextTokenizer.fromFile(path.join(dir, manifest.tokenizer.file), manifest.tokenizer.special_tokens),
-    image: imageSpec(manifest.preprocessing, config.maxImagePixels),
-  }));
+  const served: ServedModel[] = bundles.map(({ dir, manifest }) => {
+    const { precision, fallback } = servedPrecision(manifest, config.precision);
+    if (fallback !== null) log.warn({ model: manifest.name, precision }, fallback);
+    return {
+      name: manifest.name,
+      dir,
+      manifest,
+      tokenizer: TextTokenizer.fromFile(path.join(dir, manifest.tokenizer.file), manifest.tokenizer.special_tokens),
+      image: imageSpec(manifest.preprocessing, config.maxImagePixels),
+      precision,
+    };
+  });
   const names = served.map((m) => m.name);
   return new ModelRegistry(served, pickDefault(names, config.defaultModel));
 }
@@ -61,8 +95,9 @@ export function workerModel(m: ServedModel): WorkerModel {
   const graphs = Object.fromEntries(
     GRAPHS.map((g) => {
       const spec = m.manifest.graphs[g];
+      const file = m.precision === "int8" ? spec.int8!.file : spec.file; // same inputs and outputs (FORMAT.md)
       const io = (xs: { name: string; dtype: string }[]) => xs.map(({ name, dtype }) => ({ name, dtype }));
-      return [g, { file: path.join(m.dir, spec.file), inputs: io(spec.inputs), outputs: io(spec.outputs) }];
+      return [g, { file: path.join(m.dir, file), inputs: io(spec.inputs), outputs: io(spec.outputs) }];
     }),
   );
   const sp = m.manifest.tokenizer.special_tokens;

@@ -164,7 +164,7 @@ for (const target of ["cpu", "gpu"]) {
     for (const url of ["/", "/playground/playground.js"]) assert.equal((await get(s.port, url)).status, 200, url);
     const metrics = (await get(s.port, "/metrics")).body;
     // on this machine (no CUDA) both targets serve on the CPU; the gpu target's DEVICE=auto says so
-    assert.match(metrics, /^dlip_model_info\{model="micro",version="[^"]+",provider="cpu"\} 1$/m);
+    assert.match(metrics, /^dlip_model_info\{model="micro",version="[^"]+",provider="cpu",precision="fp32"\} 1$/m);
     if (target === "gpu") {
       const warning = s.logs().find((l) => l.level === 40);
       assert.match(String(warning?.msg), /^DEVICE=auto: .*CUDA provider.*; using the CPU provider$/);

@@ -80,7 +80,7 @@ test("GET /metrics: Prometheus text, one prefix, the documented families", async
   ]) {
     assert.ok(names.has(n), `${n} is exported`);
   }
-  assert.match(res.text, /dlip_model_info\{model="micro",version="1",provider="cpu"\} 1/);
+  assert.match(res.text, /dlip_model_info\{model="micro",version="1",provider="cpu",precision="fp32"\} 1/);
   assert.match(
     res.text,
     /dlip_http_request_duration_seconds_bucket\{le="0.001",route="\/v1\/captions",status_class="2xx"\}/,

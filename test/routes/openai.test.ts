@@ -61,6 +61,7 @@ test("GET /v1/models and /models: OpenAI's list, our fields beside, the default 
     "name",
     "object",
     "owned_by",
+    "precision",
     "provider",
     "tasks",
     "version",

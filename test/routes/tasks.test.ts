@@ -143,7 +143,7 @@ test("POST /v1/rank: text query over images and image query over texts, best fir
   assert.equal(formImage.body.results.length, 2);
 });
 
-test("the model field picks a served model; GET /v1/models lists them (OpenAI's list) with provider and metrics", async () => {
+test("the model field picks a served model; GET /v1/models lists them (OpenAI's list) with provider, precision and metrics", async () => {
   await request(app.server)
     .post("/v1/embeddings")
     .send({ texts: ["x"], model: "micro" })
@@ -155,7 +155,7 @@ test("the model field picks a served model; GET /v1/models lists them (OpenAI's 
   const m = res.body.data[0];
   assert.deepEqual([m.id, m.object, m.owned_by], ["micro", "model", "dlip-serve"]);
   assert.equal(m.created, Math.floor(Date.parse(app.models.get().manifest.created) / 1000), "manifest's, in seconds");
-  assert.deepEqual([m.name, m.version, m.provider], ["micro", "1", "cpu"]);
+  assert.deepEqual([m.name, m.version, m.provider, m.precision], ["micro", "1", "cpu", "fp32"]);
   assert.deepEqual(m.tasks, ["retrieval", "captioning", "vqa"]);
   assert.deepEqual(m.metrics, {});
 });

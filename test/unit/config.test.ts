@@ -11,8 +11,10 @@ test("defaults, then environment, then flags", () => {
   assert.equal(d.host, "0.0.0.0");
   assert.equal(d.modelsDir, "models");
   assert.equal(d.device, "auto");
-  const e = loadConfig({ PORT: "9000", DEVICE: "cpu", MAX_BATCH_SIZE: "8" }, []);
-  assert.deepEqual([e.port, e.device, e.maxBatchSize], [9000, "cpu", 8]);
+  assert.equal(d.precision, "fp32");
+  const e = loadConfig({ PORT: "9000", DEVICE: "cpu", MAX_BATCH_SIZE: "8", PRECISION: "int8" }, []);
+  assert.deepEqual([e.port, e.device, e.maxBatchSize, e.precision], [9000, "cpu", 8, "int8"]);
+  assert.equal(loadConfig({ PRECISION: "int8" }, ["--precision", "fp32"]).precision, "fp32");
   const f = loadConfig({ PORT: "9000" }, ["--port", "9100", "--max-batch-delay-ms=5", "--models-dir", "/m"]);
   assert.deepEqual([f.port, f.maxBatchDelayMs, f.modelsDir], [9100, 5, "/m"]);
 });
@@ -24,6 +26,8 @@ test("bad values and unknown flags are refused naming the variable or flag", () 
   );
   assert.throws(() => loadConfig({}, ["--workers", "0"]), /--workers must be an integer >= 1/);
   assert.throws(() => loadConfig({ DEVICE: "tpu" }, []), /DEVICE must be one of auto, cpu, cuda/);
+  assert.throws(() => loadConfig({ PRECISION: "fp16" }, []), /PRECISION must be one of fp32, int8, got 'fp16'/);
+  assert.throws(() => loadConfig({}, ["--precision", "INT8"]), /--precision must be one of fp32, int8, got 'INT8'/);
   assert.throws(() => loadConfig({}, ["--nope", "1"]), ConfigError);
   assert.throws(() => loadConfig({ PORT: "70000" }, []), /65535/);
   assert.throws(() => loadConfig({ FILE_LIMIT_BYTES: "5000000", BODY_LIMIT_BYTES: "4000000" }, []), /FILE_LIMIT_BYTES/);

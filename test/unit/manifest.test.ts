@@ -89,6 +89,47 @@ test("a changed file, a missing file and a bad manifest are refused, naming the 
   );
 });
 
+test("int8 variants are checked as the fp32 graphs: listed in files, with the same checksum", async () => {
+  // a stand-in int8 file (a copy of text.onnx): these checks read checksums, not graphs
+  const withInt8 = (name: string, edit: (m: Record<string, any>, sha: string) => void) =>
+    copy(name, (d) => {
+      cpSync(path.join(d, "text.onnx"), path.join(d, "text.int8.onnx"));
+      editManifest(d, (m) => edit(m, m.files["text.onnx"]));
+    });
+  const [ok] = await loadBundles(
+    withInt8("int8-ok", (m, sha) => {
+      m.files["text.int8.onnx"] = sha;
+      m.graphs.text.int8 = { file: "text.int8.onnx", sha256: sha };
+    }),
+  );
+  assert.equal(ok.manifest.graphs.text.int8?.file, "text.int8.onnx");
+  await assert.rejects(
+    loadBundles(
+      withInt8("int8-unlisted", (m, sha) => {
+        m.graphs.text.int8 = { file: "text.int8.onnx", sha256: sha };
+      }),
+    ),
+    /manifest\.json: 'text\.int8\.onnx' is used but not listed in files/,
+  );
+  await assert.rejects(
+    loadBundles(
+      withInt8("int8-sha", (m, sha) => {
+        m.files["text.int8.onnx"] = sha;
+        m.graphs.text.int8 = { file: "text.int8.onnx", sha256: "0".repeat(64) };
+      }),
+    ),
+    /manifest\.json: graphs\.text\.int8\.sha256 differs from files\['text\.int8\.onnx'\]/,
+  );
+  await assert.rejects(
+    loadBundles(
+      withInt8("int8-null", (m) => {
+        m.graphs.text.int8 = { file: "text.int8.onnx", sha256: null };
+      }),
+    ),
+    /graphs\.text\.int8\.sha256 must be a string, got null/,
+  );
+});
+
 test("default model: DEFAULT_MODEL, else 'default', else the first by name", () => {
   assert.equal(pickDefault(["b", "a"], null), "a");
   assert.equal(pickDefault(["b", "default"], null), "default");

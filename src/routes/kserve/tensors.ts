@@ -39,6 +39,12 @@ export const ModelMetadata = Type.Object({
   platform: Type.String(),
   inputs: Type.Array(TensorMeta),
   outputs: Type.Array(TensorMeta),
+  // the protocol's optional model parameters (as MLServer's metadata): which graphs serve the model
+  parameters: Type.Object({
+    precision: Type.Enum(["fp32", "int8"], {
+      description: "the bundle's float graphs (fp32) or its dynamic-quantised ones (int8, PRECISION)",
+    }),
+  }),
 });
 
 /** GET /v2/models/{model}: the tensors of the model a bundle serves (-1: a variable dimension, N). */
@@ -57,6 +63,7 @@ export function modelMetadata(model: ServedModel): Static<typeof ModelMetadata> 
     platform: "dlip_onnx",
     inputs: INPUTS.map((name) => ({ name, datatype: "BYTES", shape: [-1] })),
     outputs: OUTPUTS.map((name) => ({ name, datatype: datatypeOf(name), shape: shape[name] })),
+    parameters: { precision: model.precision },
   };
 }
 

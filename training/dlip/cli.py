@@ -331,15 +331,17 @@ def cmd_report(args) -> int:
 
 def cmd_distill_report(args) -> int:
     from .eval.latency import bundle_latency
-    from .eval.report import distill_markdown, write_block
+    from .eval.report import distill_markdown, load_distill_metrics, write_block
 
-    runs, latency = {}, {}
+    runs, bundles, latency = {}, {}, {}
     for item in (args.teacher, args.student, args.control):
         parts = item.split("=")
         if len(parts) != 3 or not all(parts):
             raise ValueError(f"{item!r}: expected NAME=RUN_FOLDER=BUNDLE_DIR")
-        name, run, bundle = parts
+        name, run, bundles[name] = parts
         runs[name] = Path(run)
+    load_distill_metrics(runs)  # refuse metrics without sampling errors before minutes of latency measurement
+    for name, bundle in bundles.items():
         latency[name] = bundle_latency(bundle, tuple(args.batch_sizes), args.repeats, args.threads)
     table = distill_markdown(runs, latency)
     write_block(Path(args.out), "distill", table)

@@ -7,11 +7,12 @@ Bad input (missing files, annotation JSON of the wrong shape, unknown config key
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
-from .config import TASK_TERMS, DistillConfig, TrainConfig, train_config_from_dict
+from .config import INIT_PARTS, TASK_TERMS, DistillConfig, TrainConfig, train_config_from_dict
 from .jsonfile import read_json
 
 
@@ -61,7 +62,9 @@ def _add_distill(sub) -> None:
     p.add_argument("--teacher", required=True, help="teacher run folder or Hugging Face BLIP checkpoint directory")
     _add_run_args(p, "JSON distillation config (see training/configs/shapes_distill.json)",
                   "student size preset from dlip/presets.json")
-    p.add_argument("--init", help="student initialisation: random | teacher | a run folder")
+    p.add_argument("--init", help="student initialisation: random | teacher | select (weight selection) | a run folder")
+    p.add_argument("--init-parts", nargs="+", choices=INIT_PARTS,
+                   help="with --init teacher / select: only these parts start from the teacher (default: all)")
     p.add_argument("--no-distill", action="store_true",
                    help="the control: zero every distillation weight (same student, data and steps)")
 
@@ -81,7 +84,7 @@ def _add_ablate(sub) -> None:
     p.add_argument("--threads", type=int)
     p.add_argument("--overwrite", action="store_true", help="rerun rows that already have results")
     p.add_argument("--report", help="also fill the ablation block of this markdown file (e.g. REPORT.md)")
-    p.set_defaults(preset=None, init=None, no_distill=False)
+    p.set_defaults(preset=None, init=None, init_parts=None, no_distill=False)
 
 
 def _add_eval(sub) -> None:
@@ -227,8 +230,9 @@ def distill_config_from_args(args) -> TrainConfig:
     if cfg.distill is None:
         cfg.distill = DistillConfig()
     cfg.distill.teacher = args.teacher
-    if args.init:
-        cfg.distill.init = args.init
+    init = args.init or cfg.distill.init
+    parts = list(args.init_parts) if args.init_parts else cfg.distill.init_parts
+    cfg.distill = dataclasses.replace(cfg.distill, init=init, init_parts=parts)  # validated again
     if args.no_distill:
         for stage in cfg.stages:
             stage.weights = {k: (v if k in TASK_TERMS else 0.0) for k, v in stage.weights.items()}

@@ -116,3 +116,14 @@ def test_distill_init_parts_flag(tmp_path):
                                                                                             "decoder"]
     with pytest.raises(ValueError, match="only init 'teacher' or 'select'"):
         distill_config_from_args(build_parser().parse_args(base + ["--init-parts", "decoder"]))
+
+
+def test_ablate_scores_the_whole_test_split_unless_told_otherwise():
+    from dlip.cli import build_parser
+
+    base = ["ablate", "--teacher", "t", "--config", "c.json", "--grid", "g.json", "--out", "o"]
+    assert build_parser().parse_args(base).eval_images is None  # None: no limit
+    assert build_parser().parse_args(base + ["--eval-images", "all"]).eval_images is None
+    assert build_parser().parse_args(base + ["--eval-images", "150"]).eval_images == 150
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(base + ["--eval-images", "0"])

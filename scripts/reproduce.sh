@@ -13,22 +13,24 @@ py=.venv/bin/python
 data="$root/data/shapes"
 runs="$root/runs"
 bundles="$runs/bundles"
+# a run counts as evaluated once its metrics.json has sampling errors (older evaluations are made again)
+evaluated() { grep -q '"sampling_error"' "$1/metrics.json" 2>/dev/null; }
 [ -f "$data/annotations/caption_test.json" ] || $py -m dlip data synth --out "$data"
 # the teacher (training report, part 1)
 [ -f "$runs/teacher/checkpoints/last.pt" ] || $py -m dlip train --config configs/shapes_teacher.json --data "$data" --out "$runs/teacher"
-[ -f "$runs/teacher/metrics.json" ] || $py -m dlip eval "$runs/teacher"
+evaluated "$runs/teacher" || $py -m dlip eval "$runs/teacher"
 # the same recipe with the VQA answer decoder reading the image tokens too (model.vqa_decoder_reads_image)
 [ -f "$runs/teacher-reads-image/checkpoints/last.pt" ] || $py -m dlip train --config configs/shapes_teacher_reads_image.json --data "$data" --out "$runs/teacher-reads-image"
-[ -f "$runs/teacher-reads-image/metrics.json" ] || $py -m dlip eval "$runs/teacher-reads-image"
+evaluated "$runs/teacher-reads-image" || $py -m dlip eval "$runs/teacher-reads-image"
 # the same recipe with a convolutional stem in the ViT (preset teacher-conv, vision.stem "conv")
 [ -f "$runs/teacher-conv/checkpoints/last.pt" ] || $py -m dlip train --config configs/shapes_teacher_conv.json --data "$data" --out "$runs/teacher-conv"
-[ -f "$runs/teacher-conv/metrics.json" ] || $py -m dlip eval "$runs/teacher-conv"
+evaluated "$runs/teacher-conv" || $py -m dlip eval "$runs/teacher-conv"
 # ... and with the position table added to the ViT's output tokens (preset teacher-conv-pos, vision.output_pos_embed)
 [ -f "$runs/teacher-conv-pos/checkpoints/last.pt" ] || $py -m dlip train --config configs/shapes_teacher_conv_pos.json --data "$data" --out "$runs/teacher-conv-pos"
-[ -f "$runs/teacher-conv-pos/metrics.json" ] || $py -m dlip eval "$runs/teacher-conv-pos"
+evaluated "$runs/teacher-conv-pos" || $py -m dlip eval "$runs/teacher-conv-pos"
 # ... and the answer decoder reading those tokens, region questions drawn twice as often (preset teacher-conv-pos-reads)
 [ -f "$runs/teacher-conv-pos-reads/checkpoints/last.pt" ] || $py -m dlip train --config configs/shapes_teacher_conv_pos_reads.json --data "$data" --out "$runs/teacher-conv-pos-reads"
-[ -f "$runs/teacher-conv-pos-reads/metrics.json" ] || $py -m dlip eval "$runs/teacher-conv-pos-reads"
+evaluated "$runs/teacher-conv-pos-reads" || $py -m dlip eval "$runs/teacher-conv-pos-reads"
 $py -m dlip report --run teacher="$runs/teacher" --run "teacher, answer decoder reads the image=$runs/teacher-reads-image" \
   --run "teacher-conv (convolutional stem)=$runs/teacher-conv" \
   --run "teacher-conv-pos (stem + output positions)=$runs/teacher-conv-pos" \
@@ -36,8 +38,8 @@ $py -m dlip report --run teacher="$runs/teacher" --run "teacher, answer decoder 
 # the DLIP student and the control, both from teacher-conv-pos-reads: same student, same steps, no distillation term
 teacher="$runs/teacher-conv-pos-reads"
 [ -f "$runs/student/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$teacher" --config configs/shapes_distill.json --data "$data" --out "$runs/student"
-[ -f "$runs/control/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$teacher" --config configs/shapes_distill.json --data "$data" --out "$runs/control" --no-distill
-for r in student control; do [ -f "$runs/$r/metrics.json" ] || $py -m dlip eval "$runs/$r"; done
+[ -f "$runs/control/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$teacher" --config configs/shapes_distill.json --data "$data" --out "$runs/control" --no-distill --init random
+for r in student control; do evaluated "$runs/$r" || $py -m dlip eval "$runs/$r"; done
 # bundles (the teacher's and the control's only for the latency columns and the robustness table), then the
 # distillation table
 [ -f "$bundles/teacher/manifest.json" ] || $py -m dlip export "$teacher" --out "$bundles/teacher" --name dlip-teacher --overwrite

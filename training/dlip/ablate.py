@@ -1,14 +1,19 @@
-"""The ``ablate`` command: short distillations over a grid of settings, each evaluated, in one table.
+"""The ``ablate`` command: distillations over a grid of settings, each scored on the test split, in one table.
 
-The grid (``configs/ablation_grid.json``) reproduces DLIP's analysis at our scale: representation vs attention vs
-both; unimodal vs multimodal information; decoder distilled separately or jointly; the number of fusion layers;
-student initialisation. Each row starts from the same base distillation config and changes only what it names:
+The grid (``configs/ablation_grid.json``) tests DLIP's findings at our scale: student initialisation (which parts
+start from the teacher), the number of fusion layers, the decoder distilled separately or jointly, representation vs
+attention. Each row starts from the same base distillation config and changes only what it names:
 
 - ``weights``: loss weights merged onto every stage's weights (``"distill": 0`` first zeroes every DLIP term);
 - ``model``: fields merged onto the student preset (e.g. ``{"text": {"fusion_layers": 1}}``);
-- ``preset`` / ``init``: another student size / initialisation;
+- ``preset``: another student size;
+- ``init`` / ``init_parts``: the student initialisation (``distill.init``) and, for "teacher" / "select", the parts
+  it covers (``distill.init_parts``: "vision", "text", "decoder"); a row that sets ``init`` alone covers every part;
 - ``decoder_separate``: split each stage in two halves: encoders first (decoder terms off, decoder frozen), then the
   decoder alone (only decoder terms, only ``text_decoder`` trainable).
+
+Every metric is shown with its sampling error (one standard error over the test items, ``dlip.eval.sampling_error``),
+so a difference between two rows smaller than about twice their errors is not evidence of anything.
 """
 
 from __future__ import annotations
@@ -16,16 +21,19 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import re
 from pathlib import Path
 
-from .config import LOSS_TERMS, TASK_TERMS, ModelConfig, TrainConfig, from_dict, model_preset, to_dict
+from .config import INIT_PARTS, LOSS_TERMS, TASK_TERMS, ModelConfig, TrainConfig, from_dict, model_preset, to_dict
 from .eval.evaluate import EvalSettings, evaluate
+from .eval.report import machine
 from .run_folder import RunFolder, load_run
 from .train.trainer import train
 
 DECODER_TERMS = ("lm", "hidden_decoder", "attn_decoder", "cross_decoder", "out_lm", "vqa", "out_vqa")
-ROW_KEYS = {"name", "weights", "model", "preset", "init", "decoder_separate"}
+ROW_KEYS = {"name", "weights", "model", "preset", "init", "init_parts", "decoder_separate"}
+ROW_FILE = "ablation_row.json"  # in each row's run folder: the row and config it was trained with
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -46,8 +54,10 @@ def row_config(base: TrainConfig, row: dict) -> TrainConfig:
     if "model" in row:
         merged = _merge(to_dict(model_preset(cfg.preset)), row["model"])
         cfg.model = from_dict(ModelConfig, merged, where=f"ablation row {row['name']}.model")
-    if "init" in row:
-        cfg.distill.init = row["init"]
+    if "init" in row or "init_parts" in row:
+        parts = row.get("init_parts", list(INIT_PARTS) if "init" in row else cfg.distill.init_parts)
+        cfg.distill = dataclasses.replace(cfg.distill, init=row.get("init", cfg.distill.init),
+                                          init_parts=list(parts))  # validated again
     weights = dict(row.get("weights", {}))
     zero_all = weights.pop("distill", None) == 0
     for stage in cfg.stages:
@@ -78,24 +88,38 @@ def slug(name: str) -> str:
 
 def ablate(base: TrainConfig, grid: list[dict], out: Path, settings: EvalSettings, overwrite: bool = False,
            progress: bool = True) -> Path:
-    """Runs and evaluates every grid row under ``out/<row>``; writes ``out/ablation.json`` and ``out/ablation.md``.
-    Rows already evaluated (a ``metrics.json`` in their folder) are reused, so an interrupted study resumes."""
+    """Runs and evaluates every grid row under ``out/<row>``; writes ``out/ablation.json`` and ``out/ablation.md``
+    (the table and its caption). A row's run is reused when its folder holds a run of the same row and config (an
+    interrupted study resumes), and its evaluation when that was made with ``settings`` and has sampling errors."""
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for row in grid:
         cfg = row_config(base, row)
         run = RunFolder(out / slug(row["name"]))
-        if overwrite or not run.metrics_path.is_file():
+        stamp = json.loads(json.dumps({"row": row, "config": to_dict(cfg)}))  # as it reads back from the file
+        stamp_path = run.path / ROW_FILE
+        if overwrite or not stamp_path.is_file() or json.loads(stamp_path.read_text()) != stamp:
             train(cfg, run.path, overwrite=True, progress=progress)
+            stamp_path.write_text(json.dumps(stamp, indent=2))
+        if not _evaluated_with(run, settings):
             loaded = load_run(run.path)
             metrics = evaluate(loaded.model, loaded.tokenizer, loaded.config, settings, progress=progress)
             run.metrics_path.write_text(json.dumps(metrics, indent=2, sort_keys=True))
         metrics = run.read_metrics()
         results.append({"name": row["name"], "row": row, "headline": metrics["headline"],
+                        "sampling_error": metrics["sampling_error"], "test_items": metrics["test_items"],
                         "params": metrics["costs"]["params_total"], "stages": [to_dict(s) for s in cfg.stages]})
     (out / "ablation.json").write_text(json.dumps(results, indent=2))
-    (out / "ablation.md").write_text(ablation_table(results))
+    (out / "ablation.md").write_text(ablation_table(results) + "\n" + ablation_caption(base, settings, results))
     return out / "ablation.md"
+
+
+def _evaluated_with(run: RunFolder, settings: EvalSettings) -> bool:
+    """Whether ``run`` has a metrics.json newer than its training, made with ``settings``, with sampling errors."""
+    if not run.metrics_path.is_file() or run.metrics_path.stat().st_mtime < (run.path / ROW_FILE).stat().st_mtime:
+        return False
+    metrics = run.read_metrics()
+    return "sampling_error" in metrics and metrics.get("settings") == json.loads(json.dumps(settings.__dict__))
 
 
 def _settings_text(r: dict) -> str:
@@ -103,7 +127,7 @@ def _settings_text(r: dict) -> str:
     parts = []
     on = sorted({k for s in r["stages"] for k, v in s["weights"].items() if v > 0 and k not in TASK_TERMS})
     parts.append("DLIP terms: " + (", ".join(on) if on else "none"))
-    for key in ("preset", "init", "model"):
+    for key in ("preset", "init", "init_parts", "model"):
         if key in row:
             parts.append(f"{key}: {json.dumps(row[key])}")
     if row.get("decoder_separate"):
@@ -111,12 +135,42 @@ def _settings_text(r: dict) -> str:
     return "; ".join(parts)
 
 
+FOUR = (("TR@1", "retrieval_tr1"), ("IR@1", "retrieval_ir1"), ("CIDEr", "caption_cider"), ("VQA acc", "vqa_acc"))
+
+
+def mean_of_four(headline: dict, sampling_error: dict) -> tuple[float, float]:
+    """The mean of the four headline metrics and its standard error, ``sqrt(sum of se^2) / 4``: the four treated as
+    independent (they are scored on the same images, so this is an approximation)."""
+    values = [headline[key] for _, key in FOUR]
+    return sum(values) / 4, math.sqrt(sum(sampling_error[key] ** 2 for _, key in FOUR)) / 4
+
+
 def ablation_table(results: list[dict]) -> str:
-    lines = ["| row | params | TR@1 | IR@1 | CIDEr | VQA acc | mean of four | settings |",
-             "|---|---|---|---|---|---|---|---|"]
+    """One row per grid row: parameters, each of the four metrics "x (+-se)", their mean, the row's settings."""
+    lines = ["| row | params | " + " | ".join(f"{label} (+-se)" for label, _ in FOUR) +
+             " | mean of four (+-se) | settings |", "|---|---|---|---|---|---|---|---|"]
     for r in results:
-        h = r["headline"]
-        four = [h["retrieval_tr1"], h["retrieval_ir1"], h["caption_cider"], h["vqa_acc"]]
-        lines.append(f"| {r['name']} | {r['params'] / 1e6:.2f}M | " + " | ".join(f"{v:.1f}" for v in four) +
-                     f" | {sum(four) / 4:.1f} | {_settings_text(r)} |")
+        h, se = r["headline"], r["sampling_error"]
+        cells = [f"{h[key]:.1f} (+-{se[key]:.1f})" for _, key in FOUR]
+        mean, mean_se = mean_of_four(h, se)
+        lines.append(f"| {r['name']} | {r['params'] / 1e6:.2f}M | " + " | ".join(cells) +
+                     f" | {mean:.1f} (+-{mean_se:.1f}) | {_settings_text(r)} |")
     return "\n".join(lines) + "\n"
+
+
+def ablation_caption(base: TrainConfig, settings: EvalSettings, results: list[dict]) -> str:
+    """The line under the table: steps per row, which test items were scored, what +-se means, the machine."""
+    total = sum(s.steps for s in base.stages)
+    steps = f"{total:,} training steps"
+    if len(base.stages) > 1:
+        steps += " (" + " + ".join(f"{s.steps:,} {s.name}" for s in base.stages) + ")"
+    items = results[0]["test_items"] if results else {}
+    counted = ", ".join(f"{n:,} {what}" for what, n in items.items())
+    whole = settings.limit_images is None and settings.limit_questions is None
+    split = (f"scored on the whole test split ({counted})" if whole else
+             f"scored on part of the test split only: the first {settings.limit_images or 'all'} images and "
+             f"{settings.limit_questions or 'all'} questions ({counted})")
+    return (f"Each row: {steps} from the same teacher, {split}; retrieval ITC top-"
+            f"{settings.k} + ITM, captions beam {settings.num_beams}. +-se: one standard error over the test items "
+            f"(recall: binomial over the queries; CIDEr and VQA: over the per-image / per-question scores; the mean "
+            f"of four: sqrt(sum of se^2) / 4). Machine: {machine()}.\n")

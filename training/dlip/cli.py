@@ -7,11 +7,12 @@ Bad input (missing files, annotation JSON of the wrong shape, unknown config key
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
-from .config import TASK_TERMS, DistillConfig, TrainConfig, train_config_from_dict
+from .config import INIT_PARTS, TASK_TERMS, DistillConfig, TrainConfig, train_config_from_dict
 from .jsonfile import read_json
 
 
@@ -62,8 +63,19 @@ def _add_distill(sub) -> None:
     _add_run_args(p, "JSON distillation config (see training/configs/shapes_distill.json)",
                   "student size preset from dlip/presets.json")
     p.add_argument("--init", help="student initialisation: random | teacher | select (weight selection) | a run folder")
+    p.add_argument("--init-parts", nargs="+", choices=INIT_PARTS,
+                   help="with --init teacher / select: only these parts start from the teacher (default: all)")
     p.add_argument("--no-distill", action="store_true",
                    help="the control: zero every distillation weight (same student, data and steps)")
+
+
+def _count_or_all(value: str) -> int | None:
+    """``all`` -> None (no limit); else a positive integer."""
+    if value == "all":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'all', got {value!r}")
+    return int(value)
 
 
 def _add_ablate(sub) -> None:
@@ -76,12 +88,13 @@ def _add_ablate(sub) -> None:
     p.add_argument("--steps", type=int, nargs="+", help="steps per stage of every row (short runs)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--limit-images", type=int, help="train on the first N images only")
-    p.add_argument("--eval-images", type=int, help="evaluate on the first N test images / questions")
+    p.add_argument("--eval-images", type=_count_or_all, default=None, metavar="N|all",
+                   help="score every row on the first N test images and questions (default: all, the whole split)")
     p.add_argument("--k", type=int, default=16, help="ITM re-ranks the top-k ITC candidates")
     p.add_argument("--threads", type=int)
     p.add_argument("--overwrite", action="store_true", help="rerun rows that already have results")
     p.add_argument("--report", help="also fill the ablation block of this markdown file (e.g. REPORT.md)")
-    p.set_defaults(preset=None, init=None, no_distill=False)
+    p.set_defaults(preset=None, init=None, init_parts=None, no_distill=False)
 
 
 def _add_eval(sub) -> None:
@@ -227,8 +240,9 @@ def distill_config_from_args(args) -> TrainConfig:
     if cfg.distill is None:
         cfg.distill = DistillConfig()
     cfg.distill.teacher = args.teacher
-    if args.init:
-        cfg.distill.init = args.init
+    init = args.init or cfg.distill.init
+    parts = list(args.init_parts) if args.init_parts else cfg.distill.init_parts
+    cfg.distill = dataclasses.replace(cfg.distill, init=init, init_parts=parts)  # validated again
     if args.no_distill:
         for stage in cfg.stages:
             stage.weights = {k: (v if k in TASK_TERMS else 0.0) for k, v in stage.weights.items()}
@@ -289,13 +303,9 @@ def cmd_ablate(args) -> int:
     table = ablate(cfg, grid, Path(args.out), settings, overwrite=args.overwrite)
     print(table.read_text())
     if args.report:
-        from .eval.report import machine, write_block
+        from .eval.report import write_block
 
-        steps = " + ".join(str(s.steps) for s in cfg.stages)
-        note = (f"Each row: {steps} distillation steps from the same teacher, evaluated on the first "
-                f"{args.eval_images or 'all'} test images and questions (ITC top-{args.k} + ITM). "
-                f"Machine: {machine()}.")
-        write_block(Path(args.report), "ablation", table.read_text().rstrip() + "\n\n" + note)
+        write_block(Path(args.report), "ablation", table.read_text().rstrip())  # the table and its caption
         print(f"wrote the ablation block of {args.report}")
     return 0
 
@@ -331,15 +341,17 @@ def cmd_report(args) -> int:
 
 def cmd_distill_report(args) -> int:
     from .eval.latency import bundle_latency
-    from .eval.report import distill_markdown, write_block
+    from .eval.report import distill_markdown, load_distill_metrics, write_block
 
-    runs, latency = {}, {}
+    runs, bundles, latency = {}, {}, {}
     for item in (args.teacher, args.student, args.control):
         parts = item.split("=")
         if len(parts) != 3 or not all(parts):
             raise ValueError(f"{item!r}: expected NAME=RUN_FOLDER=BUNDLE_DIR")
-        name, run, bundle = parts
+        name, run, bundles[name] = parts
         runs[name] = Path(run)
+    load_distill_metrics(runs)  # refuse metrics without sampling errors before minutes of latency measurement
+    for name, bundle in bundles.items():
         latency[name] = bundle_latency(bundle, tuple(args.batch_sizes), args.repeats, args.threads)
     table = distill_markdown(runs, latency)
     write_block(Path(args.out), "distill", table)

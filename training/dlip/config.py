@@ -213,6 +213,11 @@ class StageConfig:
             raise ValueError(f"stage {self.name}: unknown loss weight '{unknown[0]}' (known: {', '.join(LOSS_TERMS)})")
 
 
+# Student parts that ``distill.init`` "teacher" / "select" can start from the teacher (dlip/distill/models.py):
+# vision = visual_encoder + vision_proj; text = text_encoder + text_proj + itm_head; decoder = text_decoder.
+INIT_PARTS = ("vision", "text", "decoder")
+
+
 @dataclass
 class DistillConfig:
     """DLIP: the teacher and how the student learns from it (term weights live in each stage's ``weights``)."""
@@ -220,6 +225,9 @@ class DistillConfig:
     teacher: str = ""  # a run folder of ours or a Hugging Face BLIP checkpoint directory
     init: str = "random"  # "random" | "teacher" (every k-th teacher layer where widths match) | "select" (the same,
     # and the leading slice of each teacher tensor where the student is narrower: weight selection) | a run folder
+    # with init "teacher" / "select": the parts started from the teacher (INIT_PARTS); the others keep their fresh
+    # initialisation, and tensors of no part (the ITC temperature) come from the teacher only when every part does
+    init_parts: list[str] = field(default_factory=lambda: list(INIT_PARTS))
     layer_map: dict[str, Any] = field(default_factory=lambda: {
         "vision": "uniform", "text": "uniform", "fusion": "uniform", "decoder": "uniform",
         "cross_fusion": "last", "cross_decoder": "uniform"})  # per part: "uniform" | "last[-k]" | [[i, j], ...]
@@ -230,10 +238,26 @@ class DistillConfig:
     def __post_init__(self) -> None:
         if self.hidden_kind not in ("mse", "cosine"):
             raise ValueError(f"distill.hidden_kind '{self.hidden_kind}' must be 'mse' or 'cosine'")
+        check_init_parts(self.init, self.init_parts)
         parts = {"vision", "text", "fusion", "decoder", "cross_fusion", "cross_decoder"}
         unknown = sorted(set(self.layer_map) - parts)
         if unknown:
             raise ValueError(f"distill.layer_map: unknown part '{unknown[0]}' (known: {', '.join(sorted(parts))})")
+
+
+def check_init_parts(init: str, parts: list[str]) -> None:
+    """``ValueError`` unless ``parts`` is a non-empty list of INIT_PARTS, limited only for init "teacher" / "select"."""
+    if not isinstance(parts, list) or not parts:
+        raise ValueError(f"distill.init_parts must be a non-empty list of {', '.join(INIT_PARTS)}, got {parts!r} "
+                         "(for no part from the teacher use init 'random')")
+    unknown = [p for p in parts if p not in INIT_PARTS]
+    if unknown:
+        raise ValueError(f"distill.init_parts: unknown part {unknown[0]!r} (known: {', '.join(INIT_PARTS)})")
+    if len(set(parts)) != len(parts):
+        raise ValueError(f"distill.init_parts lists a part twice: {parts}")
+    if set(parts) != set(INIT_PARTS) and init not in ("teacher", "select"):
+        raise ValueError(f"distill.init_parts {parts} limits which parts start from the teacher, which only init "
+                         f"'teacher' or 'select' does (init is {init!r})")
 
 
 @dataclass

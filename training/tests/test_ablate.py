@@ -1,12 +1,15 @@
-"""The ablation command on the micro teacher: rows become configs, runs, evaluations and one table."""
+"""The ablation command on the micro teacher: rows become configs, runs, evaluations and one table with sampling
+errors; the shipped grid tests the paper's findings."""
 
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
-from dlip.config import train_config_from_dict
+from dlip import ablate as ablate_module
 from dlip.ablate import ablate, row_config
+from dlip.config import INIT_PARTS, model_preset, train_config_from_dict
 from dlip.eval.evaluate import EvalSettings
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -38,16 +41,84 @@ def test_rows_change_only_what_they_name(shapes_dir, micro_run):
     assert base.model is None and base.stages[0].weights["hidden_text"] == 1  # the base is untouched
 
 
-def test_ablate_writes_one_table(shapes_dir, micro_run, tmp_path):
+def test_rows_initialise_some_parts_from_the_teacher(shapes_dir, micro_run):
+    base = _base(shapes_dir, micro_run)
+    vision = row_config(base, {"name": "v", "init": "select", "init_parts": ["vision"]})
+    assert vision.distill.init == "select" and vision.distill.init_parts == ["vision"]
+    assert base.distill.init == "random" and base.distill.init_parts == list(INIT_PARTS)  # untouched
+    random = row_config(vision, {"name": "r", "init": "random"})  # init alone covers every part
+    assert random.distill.init == "random" and random.distill.init_parts == list(INIT_PARTS)
+    with pytest.raises(ValueError, match="only init 'teacher' or 'select'"):
+        row_config(base, {"name": "bad", "init_parts": ["text"]})  # the base's init is random
+    with pytest.raises(ValueError, match="unknown key 'init_part'"):
+        row_config(base, {"name": "typo", "init_part": ["text"]})
+
+
+def test_the_shipped_grid_tests_the_papers_findings():
+    base = train_config_from_dict(json.loads((CONFIGS / "shapes_distill.json").read_text()))
+    grid = json.loads((CONFIGS / "ablation_grid.json").read_text())
+    rows = {r["name"]: row_config(base, r) for r in grid}
+    names = list(rows)
+    assert names[0] == "no distillation terms (init: weight selection)"
+    dlip = rows["DLIP: weight selection, every part (main recipe)"]
+    assert dlip.distill.init == "select" and dlip.distill.init_parts == list(INIT_PARTS)
+    assert all(w == 0 for s in rows[names[0]].stages for k, w in s.weights.items() if k not in ("itc", "itm", "lm",
+                                                                                                  "vqa"))
+    assert rows["init: random (every part)"].distill.init == "random"
+    assert rows["init: weight selection, image encoder only"].distill.init_parts == ["vision"]
+    assert rows["init: weight selection, text side only (text encoder + decoder)"].distill.init_parts == \
+        ["text", "decoder"]
+    assert model_preset(dlip.preset).text.num_fusion_layers == 2
+    assert rows["1 fusion layer"].model.text.num_fusion_layers == 1
+    assert len(rows["decoder distilled separately"].stages) == 2 * len(dlip.stages)
+    on = lambda cfg: {k for s in cfg.stages for k, v in s.weights.items() if v > 0}  # noqa: E731
+    assert on(rows["representation only"]) - {"itc", "itm", "lm", "vqa"} == {
+        "hidden_vision", "hidden_text", "hidden_fusion", "hidden_decoder"}
+    assert {k for k in on(rows["attention only"]) if k.startswith(("hidden", "out"))} == set()
+    # every row but the random one starts from the main recipe's weight selection
+    assert {n for n, cfg in rows.items() if cfg.distill.init != "select"} == {"init: random (every part)"}
+
+
+def test_ablate_writes_one_table_with_sampling_errors_and_resumes(shapes_dir, micro_run, tmp_path, monkeypatch):
     torch.set_num_threads(1)
     grid = [{"name": "no distillation (control)", "weights": {"distill": 0}},
             {"name": "decoder distilled separately", "decoder_separate": True}]
-    table = ablate(_base(shapes_dir, micro_run), grid, tmp_path, EvalSettings(k=2, num_beams=1), progress=False)
+    base = _base(shapes_dir, micro_run)
+    settings = EvalSettings(k=2, num_beams=1)
+    table = ablate(base, grid, tmp_path, settings, progress=False)
     text = table.read_text()
-    assert text.count("\n") == 4  # header, rule, two rows
+    lines = text.splitlines()
+    assert lines[0].startswith("| row | params | TR@1 (+-se) | IR@1 (+-se) | CIDEr (+-se) | VQA acc (+-se) |")
+    assert len(lines) == 6 and lines[4] == ""  # header, rule, two rows, then the caption
     assert "| no distillation (control) |" in text and "DLIP terms: none" in text
-    assert "decoder distilled separately" in text.splitlines()[3]
+    assert "decoder distilled separately" in lines[3]
     rows = json.loads((tmp_path / "ablation.json").read_text())
     assert [r["name"] for r in rows] == [g["name"] for g in grid]
+    h, se = rows[0]["headline"], rows[0]["sampling_error"]
+    assert f"| {h['retrieval_tr1']:.1f} (+-{se['retrieval_tr1']:.1f}) |" in lines[2]
+    items = rows[0]["test_items"]
+    assert "Each row: 4 training steps (2 distill + 2 vqa) from the same teacher" in lines[5]
+    assert f"scored on the whole test split ({items['images']:,} images" in lines[5]
     log = (tmp_path / "decoder-distilled-separately" / "log.jsonl").read_text().splitlines()
     assert [json.loads(line)["stage"] for line in log][:2] == ["distill-encoders", "distill-decoder"]
+
+    # the same grid and settings again: nothing is trained or evaluated
+    def refuse(*args, **kwargs):
+        raise AssertionError("should have been reused")
+
+    monkeypatch.setattr(ablate_module, "train", refuse)
+    monkeypatch.setattr(ablate_module, "evaluate", refuse)
+    assert ablate(base, grid, tmp_path, settings, progress=False).read_text() == text
+    # other evaluation settings: every row is scored again, none trained again
+    evaluated = []
+    real_evaluate = __import__("dlip.eval.evaluate", fromlist=["evaluate"]).evaluate
+    monkeypatch.setattr(ablate_module, "evaluate", lambda *a, **k: evaluated.append(1) or real_evaluate(*a, **k))
+    part = ablate(base, grid, tmp_path, EvalSettings(k=2, num_beams=1, limit_images=3, limit_questions=3),
+                  progress=False).read_text()
+    assert len(evaluated) == 2 and "part of the test split only: the first 3 images and 3 questions" in part
+    # a row whose config changed under the same name is trained again, then scored again (its metrics are older)
+    trained = []
+    monkeypatch.setattr(ablate_module, "train", lambda cfg, path, **k: trained.append(cfg.distill.init))
+    ablate(base, [{"name": "no distillation (control)", "weights": {"distill": 0}, "init": "select"}], tmp_path,
+           EvalSettings(k=2, num_beams=1, limit_images=3, limit_questions=3), progress=False)
+    assert trained == ["select"] and len(evaluated) == 3

@@ -103,3 +103,27 @@ def test_steps_caps_warmup_and_says_so(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--steps 30: stage 'short' warms up for 3 steps instead of 100" in err
     assert "'long'" not in err
+
+
+def test_distill_init_parts_flag(tmp_path):
+    from dlip.cli import build_parser, distill_config_from_args
+
+    base = ["distill", "--teacher", "t", "--data", "x", "--out", "y"]
+    args = build_parser().parse_args(base + ["--init", "select", "--init-parts", "vision", "text"])
+    cfg = distill_config_from_args(args)
+    assert cfg.distill.init == "select" and cfg.distill.init_parts == ["vision", "text"]
+    assert distill_config_from_args(build_parser().parse_args(base)).distill.init_parts == ["vision", "text",
+                                                                                            "decoder"]
+    with pytest.raises(ValueError, match="only init 'teacher' or 'select'"):
+        distill_config_from_args(build_parser().parse_args(base + ["--init-parts", "decoder"]))
+
+
+def test_ablate_scores_the_whole_test_split_unless_told_otherwise():
+    from dlip.cli import build_parser
+
+    base = ["ablate", "--teacher", "t", "--config", "c.json", "--grid", "g.json", "--out", "o"]
+    assert build_parser().parse_args(base).eval_images is None  # None: no limit
+    assert build_parser().parse_args(base + ["--eval-images", "all"]).eval_images is None
+    assert build_parser().parse_args(base + ["--eval-images", "150"]).eval_images == 150
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(base + ["--eval-images", "0"])

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from dlip.config import DistillConfig, model_preset, train_config_from_dict
+from dlip.config import INIT_PARTS, DistillConfig, model_preset, train_config_from_dict
 from dlip.distill import step as step_module
-from dlip.distill.models import init_student, load_teacher
+from dlip.distill.models import init_student, load_teacher, part_of
 from dlip.distill.step import DistillStep
 from dlip.model.med import BlipMED
 from dlip.run_folder import load_run
@@ -160,6 +160,65 @@ def test_weight_selection_starts_a_narrower_student_from_the_leading_slices_of_t
     for name, value in narrow.state_dict().items():
         if name not in copied:
             assert torch.equal(value, fresh[name]), name
+
+
+def test_init_parts_limit_which_parts_start_from_the_teacher(micro_run):
+    teacher, tokenizer = load_teacher(micro_run)
+
+    def narrow():
+        torch.manual_seed(0)
+        return BlipMED(model_preset("micro-student-narrow").with_vocab(tokenizer.vocab_size, 0))
+
+    everything = set(init_student(narrow(), teacher, "select"))
+    by_part = {}
+    for part in INIT_PARTS:
+        student = narrow()
+        fresh = {k: v.clone() for k, v in student.state_dict().items()}
+        by_part[part] = set(init_student(student, teacher, "select", [part]))
+        assert by_part[part] and all(part_of(name) == part for name in by_part[part]), part
+        for name, value in student.state_dict().items():
+            if name not in by_part[part]:
+                assert torch.equal(value, fresh[name]), name  # every other part keeps its fresh weights
+    assert by_part["vision"] >= {"visual_encoder.blocks.0.fc1.weight", "vision_proj.weight"}
+    assert {"itm_head.weight", "text_proj.weight", "text_encoder.word_embed.weight"} <= by_part["text"]
+    # the three parts together copy what "every part" copies, less the tensors of no part (the ITC temperature)
+    outside = everything - set().union(*by_part.values())
+    assert outside == {"temp"} and all(part_of(name) is None for name in outside)
+    text_side = narrow()
+    copied = set(init_student(text_side, teacher, "select", ["text", "decoder"]))
+    assert copied == by_part["text"] | by_part["decoder"]
+    s_fc1, t_fc1 = text_side.text_decoder.layers[0].fc1.weight, teacher.text_decoder.layers[1].fc1.weight
+    assert torch.equal(s_fc1, t_fc1[:s_fc1.shape[0], :s_fc1.shape[1]])
+
+
+def test_init_parts_are_checked():
+    assert DistillConfig().init_parts == ["vision", "text", "decoder"]
+    assert DistillConfig(init="select", init_parts=["vision"]).init_parts == ["vision"]
+    with pytest.raises(ValueError, match="only init 'teacher' or 'select'"):
+        DistillConfig(init="random", init_parts=["vision"])
+    with pytest.raises(ValueError, match="unknown part 'fusion'"):
+        DistillConfig(init="select", init_parts=["fusion"])
+    with pytest.raises(ValueError, match="non-empty list"):
+        DistillConfig(init="teacher", init_parts=[])
+    with pytest.raises(ValueError, match="twice"):
+        DistillConfig(init="teacher", init_parts=["text", "text"])
+    student = BlipMED(model_preset("micro-student"))
+    with pytest.raises(ValueError, match="only init 'teacher' or 'select'"):
+        init_student(student, student, "random", ["text"])
+
+
+def test_a_run_starts_only_the_named_parts_from_the_teacher(distill_raw, micro_run):
+    from dlip.train.distributed import DistInfo
+    from dlip.train.trainer import build_models
+
+    raw = {**distill_raw, "distill": {**distill_raw["distill"], "init": "select", "init_parts": ["vision"]}}
+    cfg = train_config_from_dict(raw)
+    models = build_models(cfg, DistInfo(0, 1, 0, torch.device("cpu"), True))
+    teacher = models.teacher
+    s_fc1, t_fc1 = models.model.visual_encoder.blocks[0].fc1.weight, teacher.visual_encoder.blocks[1].fc1.weight
+    assert torch.equal(s_fc1, t_fc1[:s_fc1.shape[0], :s_fc1.shape[1]])
+    s_dec, t_dec = models.model.text_decoder.layers[0].fc1.weight, teacher.text_decoder.layers[1].fc1.weight
+    assert not torch.equal(s_dec, t_dec[:s_dec.shape[0], :s_dec.shape[1]])
 
 
 def test_a_teacher_whose_answer_decoder_reads_position_aware_image_tokens_distills(micro_run):

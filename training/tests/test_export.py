@@ -17,7 +17,7 @@ import torch
 from dlip.config import DataConfig
 from dlip.eval.evaluate import EvalSettings, evaluate, write_metrics
 from dlip.export.contract import GRAPHS, MANIFEST_FILE, graph_specs
-from dlip.eval.bundle import compare_decoding, evaluate_bundle
+from dlip.eval.bundle import compare_decoding, evaluate_bundle, headline_table
 from dlip.export.export import export_run
 from dlip.export.manifest import sha256_file, validate_bundle
 from dlip.infer import tasks
@@ -177,6 +177,10 @@ def test_bundle_evaluation_matches_pytorch_headline(exported, ort_model, shapes_
         assert abs(got["headline"][key] - manifest_metrics[key]) <= 100 / n / 2, key
     for key in ("caption_bleu4", "caption_cider", "vqa_acc"):  # identical decoding: identical scores
         assert got["headline"][key] == manifest_metrics[key], key
+        assert got["sampling_error"][key] == ref["sampling_error"][key], key  # and identical standard errors
+    assert set(got["sampling_error"]) == set(ref["sampling_error"])
+    table = headline_table(got, manifest_metrics)
+    assert f"| vqa_acc | {got['headline']['vqa_acc']:.2f} (+-{got['sampling_error']['vqa_acc']:.2f}) |" in table
     for name in ("greedy", "beam3"):
         assert got["caption"][name]["examples"] == ref["caption"][name]["examples"]
     assert got["vqa"]["acc_rank"] == ref["vqa"]["acc_rank"]

@@ -69,7 +69,30 @@ def test_eval_reports_every_protocol_and_baseline(micro_metrics, micro_run):
     assert set(m["headline"]) == {"retrieval_tr1", "retrieval_ir1", "caption_bleu4", "caption_cider", "vqa_acc"}
     written = json.loads((micro_run / "metrics.json").read_text())
     assert written["headline"] == pytest.approx(m["headline"])
-    assert "| ITC top-4 + ITM re-rank |" in (micro_run / "metrics.md").read_text()
+    md = (micro_run / "metrics.md").read_text()
+    assert "| ITC top-4 + ITM re-rank |" in md
+
+
+def test_eval_reports_the_sampling_error_of_every_headline_metric(micro_metrics, micro_run):
+    from dlip.eval.sampling_error import binomial_standard_error
+
+    m = micro_metrics
+    se = m["sampling_error"]
+    assert set(se) == set(m["headline"]) | {"retrieval_tr5", "retrieval_ir5"}
+    n = m["test_items"]
+    assert n["texts"] >= n["images"] > 0 and n["questions"] > 0
+    assert se["retrieval_tr1"] == pytest.approx(binomial_standard_error(m["headline"]["retrieval_tr1"], n["images"]))
+    assert se["retrieval_ir5"] == pytest.approx(binomial_standard_error(m["retrieval"]["itm"]["img_r5"], n["texts"]))
+    assert all(v >= 0 and math.isfinite(v) for v in se.values())
+    beam = m["caption"]["beam2"]["sampling_error"]
+    assert se["caption_cider"] == beam["cider"] and se["caption_bleu4"] == beam["bleu_4"]
+    assert se["vqa_acc"] == m["vqa"]["sampling_error"]["acc"] and "acc_rank" in m["vqa"]["sampling_error"]
+    assert json.loads((micro_run / "metrics.json").read_text())["sampling_error"] == pytest.approx(se)
+    md = (micro_run / "metrics.md").read_text()
+    tr1 = m["retrieval"]["itm"]["txt_r1"]
+    assert f"| ITC top-4 + ITM re-rank | {tr1:.2f} (+-{se['retrieval_tr1']:.2f}) |" in md
+    assert f"| generated | {m['vqa']['acc']:.2f} (+-{se['vqa_acc']:.2f}) |" in md
+    assert "binomial, sqrt(p(1-p)/n)" in md and f"{n['questions']:,} questions" in md
 
 
 def test_itm_rerank_only_touches_top_k(micro_run):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
+from ..config import INIT_PARTS, check_init_parts
 from ..data.tokenizer import TextTokenizer
 from ..hf.blip import is_hf_blip_dir, load_hf_blip
 from ..model.med import BlipMED
@@ -30,7 +32,19 @@ def load_teacher(path: str | Path) -> tuple[BlipMED, TextTokenizer]:
     return teacher_frozen(loaded.model), loaded.tokenizer
 
 
-def init_student(student: BlipMED, teacher: BlipMED, init: str) -> list[str]:
+# the student parts of DistillConfig.init_parts, by parameter name prefix
+PART_PREFIXES = {"vision": ("visual_encoder.", "vision_proj."),
+                 "text": ("text_encoder.", "text_proj.", "itm_head."),
+                 "decoder": ("text_decoder.",)}
+
+
+def part_of(name: str) -> str | None:
+    """The INIT_PARTS part a student parameter belongs to, or None (the ITC temperature)."""
+    return next((part for part, prefixes in PART_PREFIXES.items() if name.startswith(prefixes)), None)
+
+
+def init_student(student: BlipMED, teacher: BlipMED, init: str,
+                 parts: Sequence[str] = INIT_PARTS) -> list[str]:
     """Initialises ``student`` in place; returns the names of the parameters (and buffers) that were copied.
 
     - ``random``: keep the fresh initialisation;
@@ -42,7 +56,11 @@ def init_student(student: BlipMED, teacher: BlipMED, init: str) -> list[str]:
       consistent). A fixed sine-cosine position table is kept as the student's own (a slice of the teacher's
       would keep only its row half);
     - any other value: a run folder (or checkpoint file) whose model has the student's shape.
+
+    With "teacher" / "select", ``parts`` limits the copy to those parts (``PART_PREFIXES``); the others keep their
+    fresh initialisation, and tensors of no part (the ITC temperature) are copied only when every part is.
     """
+    check_init_parts(init, list(parts))
     if init == "random":
         return []
     if init not in ("teacher", "select"):
@@ -59,9 +77,13 @@ def init_student(student: BlipMED, teacher: BlipMED, init: str) -> list[str]:
     }
     keep_own = {"visual_encoder.pos_embed"} if init == "select" and s_cfg.vision.pos_embed_init == "sincos" else set()
     teacher_state = teacher.state_dict()
+    every_part = set(parts) == set(INIT_PARTS)
     copied = []
     with torch.no_grad():
         for name, param in student.state_dict().items():
+            part = part_of(name)
+            if not (every_part or part in parts):
+                continue
             m = _LAYERED.match(name)
             src = f"{m[1]}.{layer_src[m[1]][int(m[2])]}.{m[3]}" if m else name
             if src not in teacher_state or name in keep_own:

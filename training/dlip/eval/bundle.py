@@ -14,7 +14,7 @@ from ..config import DataConfig
 from ..infer import tasks
 from ..infer.backend import Backend, tokenize
 from ..infer.ort_backend import OrtBackend
-from .evaluate import EvalSettings, caption_split, evaluate_backend, vqa_split
+from .evaluate import EvalSettings, caption_split, evaluate_backend, vqa_split, with_error
 
 
 def evaluate_bundle(bundle: OrtBackend, data: DataConfig, settings: EvalSettings, progress: bool = True) -> dict:
@@ -80,9 +80,10 @@ def compare_decoding(reference: Backend, bundle: OrtBackend, data: DataConfig, l
 
 
 def headline_table(metrics: dict, manifest_metrics: dict) -> str:
-    """Markdown: the bundle's headline numbers next to the manifest's (from the PyTorch evaluation)."""
+    """Markdown: the bundle's headline numbers (+- one standard error over the test items) next to the manifest's
+    (from the PyTorch evaluation)."""
     lines = ["| metric | bundle (onnxruntime) | manifest |", "|---|---|---|"]
     for key, value in metrics["headline"].items():
         ref = manifest_metrics.get(key)
-        lines.append(f"| {key} | {value:.2f} | {'-' if ref is None else f'{ref:.2f}'} |")
+        lines.append(f"| {key} | {with_error(value, metrics, key)} | {'-' if ref is None else f'{ref:.2f}'} |")
     return "\n".join(lines) + "\n"

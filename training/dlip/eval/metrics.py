@@ -3,7 +3,8 @@
 Each follows the reference implementation the papers report with (BLIP's ``itm_eval``, the official VQA
 ``vqaEval.py``, pycocoevalcap's ``Bleu(4)`` / ``Cider()``); where we deviate, the docstring says how and why.
 Retrieval and VQA return percentages (0-100); captioning returns fractions exactly as pycocoevalcap does (CIDEr on the
-~1.0 scale), so callers multiply by 100 for tables.
+~1.0 scale), so callers multiply by 100 for tables. The standard errors over the test items live in
+``dlip.eval.sampling_error``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,14 @@ import numpy as np
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 from tqdm import tqdm
+
+from .sampling_error import (
+    BLEU_RESAMPLES,
+    BLEU_SEED,
+    bleu4_bootstrap_standard_error,
+    bleu_sentence_stats,
+    mean_standard_error,
+)
 
 RECALL_KS = (1, 5, 10)
 
@@ -215,6 +224,13 @@ def vqa_accuracy_mean(preds: Sequence[str], gts: Sequence[Sequence[str]]) -> flo
     return 100.0 * sum(vqa_accuracy(p, g) for p, g in zip(preds, gts)) / n
 
 
+def vqa_accuracy_standard_error(preds: Sequence[str], gts: Sequence[Sequence[str]]) -> float:
+    """Standard error of ``vqa_accuracy_mean``, in percent: ``std(s) / sqrt(n)`` of the n per-question VQA scores s
+    (``dlip.eval.sampling_error.mean_standard_error``)."""
+    _check_lengths(preds=preds, gts=gts)
+    return mean_standard_error([100.0 * vqa_accuracy(p, g) for p, g in zip(preds, gts)])
+
+
 def vqa_accuracy_by_type(
     preds: Sequence[str], gts: Sequence[Sequence[str]], types: Sequence[Hashable]
 ) -> dict[Hashable, float]:
@@ -276,6 +292,17 @@ def caption_scores(
     every weight is 0 and CIDEr is 0.0 whatever the prediction; score at least a few hundred images for meaningful
     CIDEr.
     """
+    return caption_scores_and_errors(predictions, references, bleu_resamples=0)[0]
+
+
+def caption_scores_and_errors(
+    predictions: Mapping[Hashable, str], references: Mapping[Hashable, Sequence[str]],
+    bleu_resamples: int = BLEU_RESAMPLES, seed: int = BLEU_SEED,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """``caption_scores`` and the standard errors of its CIDEr and BLEU-4 (fractions, ``dlip.eval.sampling_error``):
+    CIDEr's is ``std / sqrt(n)`` of the per-image CIDEr-D scores pycocoevalcap returns (their mean is the corpus
+    score); BLEU-4's is the standard deviation over ``bleu_resamples`` bootstrap resamples of the images (seeded by
+    ``seed``; ``bleu_resamples=0`` leaves it out)."""
     if set(predictions) != set(references):
         missing = sorted(map(str, set(references) - set(predictions)))[:5]
         extra = sorted(map(str, set(predictions) - set(references)))[:5]
@@ -290,7 +317,10 @@ def caption_scores(
         gts[key] = refs
         res[key] = [ptb_like_tokenize(pred)]
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
-    cider, _ = Cider().compute_score(gts, res)
+    cider, per_image = Cider().compute_score(gts, res)
     out = {f"bleu_{n + 1}": float(b) for n, b in enumerate(bleu)}
     out["cider"] = float(cider)
-    return out
+    errors = {"cider": mean_standard_error(per_image)}
+    if bleu_resamples:
+        errors["bleu_4"] = bleu4_bootstrap_standard_error(bleu_sentence_stats(gts, res), bleu_resamples, seed)
+    return out, errors

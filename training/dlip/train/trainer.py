@@ -100,7 +100,7 @@ def build_models(cfg: TrainConfig, info: dist.DistInfo) -> Models:
     if start is not None:
         model.load_state_dict(start.model.state_dict())
     if teacher is not None:
-        init_student(model, teacher, cfg.distill.init)
+        init_student(model, teacher, cfg.distill.init, cfg.distill.init_parts)
     model = model.to(info.device)
     torch.manual_seed(cfg.seed + info.rank)
     projector = None

@@ -64,7 +64,7 @@ $py -m dlip robustness-report "${rows[@]}" --out REPORT.md
 [ -f "$bundles/student/int8.json" ] || $py -m dlip eval-bundle "$bundles/student" --data "$data" --int8 --out "$bundles/student/int8.json"
 # the ablation study: a third of the student's schedule per row, every row scored on the whole test split
 $py -m dlip ablate --teacher "$teacher" --config configs/shapes_distill.json --grid configs/ablation_grid.json \
-  --data "$data" --out "$runs/ablation" --steps 400 --report REPORT.md
+  --data "$data" --out "$runs/ablation" --steps 400 --no-vqa-rank --report REPORT.md
 # the default model users get: the DLIP student with its int8 graphs; checked against PyTorch and scored as a bundle
 $py -m dlip export "$runs/student" --out "$root/models/dlip-student" --name dlip-student --int8 --overwrite
 $py -m dlip eval-bundle "$root/models/dlip-student" --data "$data" --compare-run "$runs/student"

@@ -95,6 +95,8 @@ def _add_ablate(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="rerun rows that already have results")
     p.add_argument("--report", help="also fill the ablation block of this markdown file (e.g. REPORT.md)")
     p.set_defaults(preset=None, init=None, init_parts=None, no_distill=False)
+    p.add_argument("--no-vqa-rank", dest="vqa_rank", action="store_false",
+                   help="skip VQA answers ranked over the training answers (the generated answers are the headline)")
 
 
 def _add_eval(sub) -> None:
@@ -105,6 +107,8 @@ def _add_eval(sub) -> None:
     p.add_argument("--limit-images", type=int)
     p.add_argument("--limit-questions", type=int)
     p.add_argument("--threads", type=int)
+    p.add_argument("--no-vqa-rank", dest="vqa_rank", action="store_false",
+                   help="skip VQA answers ranked over the training answers (the generated answers are the headline)")
 
 
 def _add_report(sub) -> None:
@@ -169,6 +173,8 @@ def _add_eval_bundle(sub) -> None:
     p.add_argument("--compare-run", metavar="RUN",
                    help="instead of scoring: check that greedy captions and VQA answers of the bundle equal those "
                         "of this run's PyTorch model on the first --limit-images (default 50) test images/questions")
+    p.add_argument("--no-vqa-rank", dest="vqa_rank", action="store_false",
+                   help="skip VQA answers ranked over the training answers (the generated answers are the headline)")
 
 
 def _add_latency(sub) -> None:
@@ -298,7 +304,8 @@ def cmd_ablate(args) -> int:
     grid = read_json(args.grid, "grid file")
     if not isinstance(grid, list) or not all(isinstance(r, dict) and "name" in r for r in grid):
         raise ValueError(f"{args.grid}: expected a list of rows, each with a 'name'")
-    settings = EvalSettings(k=args.k, limit_images=args.eval_images, limit_questions=args.eval_images)
+    settings = EvalSettings(k=args.k, limit_images=args.eval_images, limit_questions=args.eval_images,
+                            vqa_rank=args.vqa_rank)
     cfg = distill_config_from_args(args)
     table = ablate(cfg, grid, Path(args.out), settings, overwrite=args.overwrite)
     print(table.read_text())
@@ -369,7 +376,7 @@ def cmd_eval(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     loaded = load_run(args.run)
-    settings = EvalSettings(k=args.k, num_beams=args.beams, limit_images=args.limit_images,
+    settings = EvalSettings(k=args.k, num_beams=args.beams, limit_images=args.limit_images, vqa_rank=args.vqa_rank,
                             limit_questions=args.limit_questions)
     metrics = evaluate(loaded.model, loaded.tokenizer, loaded.config, settings)
     json_path, md_path = write_metrics(metrics, loaded.path, label=str(args.run))
@@ -429,6 +436,7 @@ def cmd_eval_bundle(args) -> int:
                 and result.get("answers_identical") == result.get("questions"))
         return 0 if same else 1
     settings = EvalSettings(k=args.k, num_beams=args.beams, max_caption_tokens=bundle.max_caption_tokens,
+                            vqa_rank=args.vqa_rank,
                             limit_images=args.limit_images, limit_questions=args.limit_questions)
     metrics = evaluate_bundle(bundle, data, settings)
     print(headline_table(metrics, bundle.manifest["metrics"]))

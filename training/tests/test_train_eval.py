@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from dlip.eval.evaluate import EvalSettings, evaluate, write_metrics
+from dlip.eval.evaluate import EvalSettings, evaluate, evaluate_vqa, write_metrics
+from dlip.infer.torch_backend import TorchBackend
 from dlip.run_folder import load_run
 
 
@@ -184,3 +185,11 @@ def test_a_run_whose_answer_decoder_reads_the_image_trains_reloads_and_answers(t
         ctx_mask = torch.cat([q_mask, torch.ones(images.shape[:2], dtype=torch.long)], 1)
         expected = tk.batch_decode(greedy_decode(backend, ctx, ctx_mask.numpy(), tk.special.dec, tk.special.sep, 10))
         assert tasks.answer_questions(backend, images, questions, 35, 10) == expected
+
+
+def test_vqa_ranking_can_be_left_out_and_the_generated_answers_stay_the_same(micro_run, micro_metrics):
+    loaded = load_run(micro_run)
+    settings = EvalSettings(k=4, num_beams=2, vqa_rank=False)
+    vqa = evaluate_vqa(TorchBackend(loaded.model, loaded.tokenizer), loaded.config.data, settings, progress=False)
+    assert "acc_rank" not in vqa and "acc_rank" not in vqa["sampling_error"]
+    assert vqa["acc"] == micro_metrics["vqa"]["acc"]

@@ -50,6 +50,7 @@ class EvalSettings:
     limit_images: int | None = None  # score only the first N test images (smoke tests)
     limit_questions: int | None = None
     batch_size: int = 64
+    vqa_rank: bool = True  # also rank each question's answer over the 128 most frequent training answers
 
 
 @dataclass
@@ -132,7 +133,8 @@ def evaluate_backend(backend: Backend, data: DataConfig, settings: EvalSettings,
 
 def evaluate_vqa(backend: Backend, data: DataConfig, settings: EvalSettings, progress: bool = True) -> dict:
     """VQA accuracy of generated answers (overall and by question type) and, with training questions, of answers
-    ranked over the 128 most frequent training answers; their ``sampling_error`` and the number of ``questions``."""
+    ranked over the 128 most frequent training answers (``settings.vqa_rank``); their ``sampling_error`` and the
+    number of ``questions``."""
     split = vqa_split(data, settings.limit_questions)
     images = tasks.load_images(backend, [str(data.path(p)) for p in split.image_paths], progress)
     image_embeds, _ = tasks.encode_images(backend, images, settings.batch_size, progress)
@@ -146,7 +148,7 @@ def evaluate_vqa(backend: Backend, data: DataConfig, settings: EvalSettings, pro
            "sampling_error": {"acc": vqa_accuracy_standard_error(generated, gts)}, "questions": len(questions),
            "examples": [{"question": q, "answer": a, "truth": g[0]} for q, a, g in zip(questions, generated, gts)][:10]}
     train = load_vqa(data.path(data.train_vqa), require_answers=True) if data.train_vqa else []
-    if train:
+    if train and settings.vqa_rank:
         counts = Counter(a for it in train for a in set(it.answers))
         candidates = [a for a, _ in counts.most_common(128)]
         ranked = tasks.answer_questions(backend, per_question, questions, data.max_text_tokens,

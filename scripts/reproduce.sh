@@ -55,13 +55,13 @@ rows=()
 for r in teacher student control; do
   for split in clean perturbed; do
     src="$data"; [ "$split" = perturbed ] && src="$root/data/shapes-perturbed"
-    [ -f "$bundles/$r/$split.json" ] || $py -m dlip eval-bundle "$bundles/$r" --data "$src" --out "$bundles/$r/$split.json"
+    [ -f "$bundles/$r/$split.json" ] || $py -m dlip eval-bundle "$bundles/$r" --data "$src" --no-vqa-rank --out "$bundles/$r/$split.json"
   done
   rows+=(--row "$r=$bundles/$r/clean.json=$bundles/$r/perturbed.json")
 done
 $py -m dlip robustness-report "${rows[@]}" --out REPORT.md
 # int8: the student's dynamic-quantised graphs scored on the whole test split, next to fp32
-[ -f "$bundles/student/int8.json" ] || $py -m dlip eval-bundle "$bundles/student" --data "$data" --int8 --out "$bundles/student/int8.json"
+[ -f "$bundles/student/int8.json" ] || $py -m dlip eval-bundle "$bundles/student" --data "$data" --int8 --no-vqa-rank --out "$bundles/student/int8.json"
 # the ablation study: a third of the student's schedule per row, every row scored on the whole test split
 $py -m dlip ablate --teacher "$teacher" --config configs/shapes_distill.json --grid configs/ablation_grid.json \
   --data "$data" --out "$runs/ablation" --steps 400 --no-vqa-rank --report REPORT.md

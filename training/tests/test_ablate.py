@@ -66,8 +66,6 @@ def test_the_shipped_grid_tests_the_papers_findings():
                                                                                                   "vqa"))
     assert rows["init: random (every part)"].distill.init == "random"
     assert rows["init: weight selection, image encoder only"].distill.init_parts == ["vision"]
-    assert rows["init: weight selection, text side only (text encoder + decoder)"].distill.init_parts == \
-        ["text", "decoder"]
     assert model_preset(dlip.preset).text.num_fusion_layers == 2
     assert rows["1 fusion layer"].model.text.num_fusion_layers == 1
     assert len(rows["decoder distilled separately"].stages) == 2 * len(dlip.stages)

@@ -104,8 +104,8 @@ def render(scene: Scene, rng: np.random.Generator | None = None, noise_sigma: fl
 
 
 def _draw_object(draw: ImageDraw.ImageDraw, obj: ShapeObject, scale: int = 1) -> None:
-    """Draws ``obj`` on a canvas ``scale`` times the benchmark's side: canvas pixel p covers pixels
-    scale*p .. scale*p + scale - 1, so a polygon vertex at canvas coordinate c lands at scale*c + (scale - 1) / 2."""
+    """Draws ``obj`` on a canvas ``scale`` times the benchmark's side, where canvas pixel p covers pixels
+    scale*p .. scale*p + scale - 1: every shape spans its scaled bounding box, as it spans its box at scale 1."""
     x0, y0, x1, y1 = (v * scale for v in obj.bbox)
     last_x, last_y = x1 - 1, y1 - 1  # PIL coordinates are inclusive: pixels x0..x1-1 are covered
     if obj.shape == "circle":
@@ -113,9 +113,8 @@ def _draw_object(draw: ImageDraw.ImageDraw, obj: ShapeObject, scale: int = 1) ->
     elif obj.shape == "square":
         draw.rectangle((x0, y0, last_x, last_y), fill=obj.rgb)
     elif obj.shape in _POLYGONS:
-        span, (bx, by), offset = obj.side - 1, obj.bbox[:2], (scale - 1) / 2
-        draw.polygon([(scale * (bx + u * span) + offset, scale * (by + v * span) + offset)
-                      for u, v in _POLYGONS[obj.shape]], fill=obj.rgb)
+        span = scale * obj.side - 1
+        draw.polygon([(x0 + u * span, y0 + v * span) for u, v in _POLYGONS[obj.shape]], fill=obj.rgb)
     else:
         raise ValueError(f"unknown shape '{obj.shape}' (known: {', '.join(SHAPES)})")
 

@@ -9,8 +9,10 @@ the split, in this order:
    original image (the same per-image noise stream, so pixels away from object edges are unchanged; every original
    is first checked to be exactly its scene rendered again, so a data card that does not match its images fails);
 2. optical blur: a Gaussian of radius (sigma) ``BLUR_RADIUS`` = 0.3 to 1.0 px on the 256 px canvas;
-3. a resize to a side drawn from ``SIDES`` = 96, 128, 192, 320, 384 or 512 px (never 256), square like the canvas,
-   with PIL's bicubic filter (which antialiases when it shrinks);
+3. a resize to a side drawn from ``SIDES`` = 128, 160, 192, 320, 384 or 512 px (never 256), square like the
+   canvas, with PIL's bicubic filter (which antialiases when it shrinks). Not smaller: at 96 px a small object is
+   10 px wide, and after 4:2:0 JPEG a small yellow star on a light background keeps about 5 chroma pixels and no
+   recognisable shape;
 4. sensor noise: independent Gaussian noise per pixel and channel of sigma ``NOISE_SIGMA`` = 2 to 8 (on 0-255) at
    the delivered size, rounded and clipped;
 5. JPEG compression at quality ``JPEG_QUALITY`` = 15 to 40 (4:2:0 chroma subsampling, baseline), written as .jpg.
@@ -48,7 +50,7 @@ from .shapes_scene import Scene
 
 SUPERSAMPLE = 4  # anti-aliasing: the scene is drawn at this many times the canvas side, then box-filtered
 BLUR_RADIUS = (0.3, 1.0)  # Gaussian blur sigma in px on the 256 px canvas, drawn uniformly
-SIDES = (96, 128, 192, 320, 384, 512)  # delivered image side in px, drawn uniformly
+SIDES = (128, 160, 192, 320, 384, 512)  # delivered image side in px, drawn uniformly
 NOISE_SIGMA = (2.0, 8.0)  # sensor noise sigma on 0-255, per pixel and channel, at the delivered side, drawn uniformly
 JPEG_QUALITY = (15, 40)  # inclusive range of the JPEG quality, drawn uniformly
 RESAMPLE = "bicubic"  # the resize filter

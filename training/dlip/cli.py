@@ -26,6 +26,14 @@ def _add_data(sub) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--noise", type=float, default=3.0, help="pixel noise sigma (<= 6)")
     s.add_argument("--workers", type=int, default=2, help="rendering processes")
+    pt = data_sub.add_parser("perturb", help="render a Shapes split again with camera and encoder perturbations "
+                                             "(anti-aliasing, blur, other sizes, noise, low-quality JPEG)")
+    pt.add_argument("--data", required=True, help="Shapes image root from `data synth` (needs scenes_SPLIT.jsonl)")
+    pt.add_argument("--out", required=True, help="output folder (becomes the image root of the perturbed split)")
+    pt.add_argument("--seed", type=int, default=0, help="seed of the per-image perturbation strengths")
+    pt.add_argument("--split", default="test", help="split to perturb (default test)")
+    pt.add_argument("--workers", type=int, default=2, help="rendering processes")
+    pt.add_argument("--overwrite", action="store_true", help="replace a perturbed set this command wrote before")
 
 
 def _add_tokenizer(sub) -> None:
@@ -131,6 +139,15 @@ def _add_distill_report(sub) -> None:
     p.add_argument("--out", required=True, help="markdown file whose distillation block is replaced")
 
 
+def _add_robustness_report(sub) -> None:
+    p = sub.add_parser("robustness-report", help="the robustness table: clean vs perturbed test split (`data "
+                                                 "perturb`) per model, drops, and the check against the teacher")
+    p.add_argument("--row", action="append", required=True, metavar="NAME=CLEAN_JSON=PERTURBED_JSON",
+                   help="a row: label, `eval-bundle --out` JSON on the clean and on the perturbed split (repeat; the "
+                        "first row is the teacher the others are checked against)")
+    p.add_argument("--out", required=True, help="markdown file whose robustness block is replaced (or appended)")
+
+
 def _add_export(sub) -> None:
     p = sub.add_parser("export", help="write an ONNX model bundle (dlip/export/FORMAT.md) from a run folder, or "
                                       "again from a bundle that carries its weights")
@@ -197,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_report(sub)
     _add_distill_report(sub)
+    _add_robustness_report(sub)
     _add_export(sub)
     _add_recover_weights(sub)
     _add_eval_bundle(sub)
@@ -261,6 +279,13 @@ def distill_config_from_args(args) -> TrainConfig:
 
 
 def cmd_data(args) -> int:
+    if args.data_command == "perturb":
+        from .data.perturb import perturb
+
+        counts = perturb(args.data, args.out, seed=args.seed, split=args.split, workers=args.workers,
+                         overwrite=args.overwrite)
+        print(f"wrote {counts} to {args.out}")
+        return 0
     from .data.shapes import synth
 
     counts = synth(args.out, n_train=args.n[0], n_val=args.n[1], n_test=args.n[2], seed=args.seed,
@@ -367,6 +392,26 @@ def cmd_distill_report(args) -> int:
     return 0
 
 
+def cmd_robustness_report(args) -> int:
+    from .eval.report import machine, write_block
+    from .eval.robustness import read_eval_metrics, robustness_markdown
+
+    rows = {}
+    for item in args.row:
+        parts = item.split("=")
+        if len(parts) != 3 or not all(parts):
+            raise ValueError(f"--row {item!r}: expected NAME=CLEAN_JSON=PERTURBED_JSON")
+        name, clean, perturbed = parts
+        if name in rows:
+            raise ValueError(f"--row {item!r}: the label {name!r} is used twice")
+        rows[name] = (read_eval_metrics(clean), read_eval_metrics(perturbed))
+    table = robustness_markdown(rows, machine())
+    write_block(Path(args.out), "robustness", table, append=True)
+    print(table)
+    print(f"wrote the robustness block of {args.out}")
+    return 0
+
+
 def cmd_eval(args) -> int:
     import torch
 
@@ -456,6 +501,7 @@ COMMANDS = {
     "eval": cmd_eval,
     "report": cmd_report,
     "distill-report": cmd_distill_report,
+    "robustness-report": cmd_robustness_report,
     "export": cmd_export,
     "recover-weights": cmd_recover_weights,
     "eval-bundle": cmd_eval_bundle,

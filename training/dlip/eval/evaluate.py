@@ -134,7 +134,8 @@ def evaluate_backend(backend: Backend, data: DataConfig, settings: EvalSettings,
 def evaluate_vqa(backend: Backend, data: DataConfig, settings: EvalSettings, progress: bool = True) -> dict:
     """VQA accuracy of generated answers (overall and by question type) and, with training questions, of answers
     ranked over the 128 most frequent training answers (``settings.vqa_rank``); their ``sampling_error`` and the
-    number of ``questions``."""
+    number of ``questions``. An image root holding only a test split (``data perturb``) has no training questions
+    file: ``acc_rank`` is then left out and ``acc_rank_skipped`` says why."""
     split = vqa_split(data, settings.limit_questions)
     images = tasks.load_images(backend, [str(data.path(p)) for p in split.image_paths], progress)
     image_embeds, _ = tasks.encode_images(backend, images, settings.batch_size, progress)
@@ -147,8 +148,12 @@ def evaluate_vqa(backend: Backend, data: DataConfig, settings: EvalSettings, pro
     out = {"acc": vqa_accuracy_mean(generated, gts), "by_type": vqa_accuracy_by_type(generated, gts, types),
            "sampling_error": {"acc": vqa_accuracy_standard_error(generated, gts)}, "questions": len(questions),
            "examples": [{"question": q, "answer": a, "truth": g[0]} for q, a, g in zip(questions, generated, gts)][:10]}
-    train = load_vqa(data.path(data.train_vqa), require_answers=True) if data.train_vqa else []
-    if train and settings.vqa_rank:
+    train_path = data.path(data.train_vqa) if data.train_vqa and settings.vqa_rank else None
+    if train_path is not None and not train_path.is_file():
+        out["acc_rank_skipped"] = f"no training questions file {train_path}"
+        train_path = None
+    train = load_vqa(train_path, require_answers=True) if train_path is not None else []
+    if train:
         counts = Counter(a for it in train for a in set(it.answers))
         candidates = [a for a, _ in counts.most_common(128)]
         ranked = tasks.answer_questions(backend, per_question, questions, data.max_text_tokens,

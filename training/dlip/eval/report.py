@@ -90,12 +90,15 @@ def write_report(runs: dict[str, Path], out: Path) -> None:
     write_block(out, "results", results_markdown(runs))
 
 
-def write_block(out: Path, name: str, markdown: str) -> None:
+def write_block(out: Path, name: str, markdown: str, append: bool = False) -> None:
     """Replaces the text between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` in ``out`` (creating the file with
-    just that block if it does not exist)."""
+    just that block if it does not exist). A file without the block is an error, or with ``append`` gets the block
+    at its end."""
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     block = f"{begin}\n{markdown}\n{end}"
     text = out.read_text() if out.is_file() else f"# Results\n\n{begin}\n{end}\n"
+    if append and begin not in text and end not in text:
+        text = text.rstrip("\n") + ("\n\n" if text.strip() else "") + f"{begin}\n{end}\n"
     if begin not in text or end not in text:
         raise ValueError(f"{out}: no '{begin}' ... '{end}' block to fill")
     out.write_text(re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S))

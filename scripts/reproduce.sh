@@ -62,6 +62,7 @@ done
 $py -m dlip robustness-report "${rows[@]}" --out REPORT.md
 # int8: the student's dynamic-quantised graphs scored on the whole test split, next to fp32
 [ -f "$bundles/student/int8.json" ] || $py -m dlip eval-bundle "$bundles/student" --data "$data" --int8 --no-vqa-rank --out "$bundles/student/int8.json"
+$py -m dlip int8-report --fp32 "$bundles/student/clean.json" --int8 "$bundles/student/int8.json" --bundle "$bundles/student" --out REPORT.md
 # the ablation study: a third of the student's schedule per row, every row scored on the whole test split
 $py -m dlip ablate --teacher "$teacher" --config configs/shapes_distill.json --grid configs/ablation_grid.json \
   --data "$data" --out "$runs/ablation" --steps 400 --no-vqa-rank --report REPORT.md

@@ -139,6 +139,15 @@ def _add_distill_report(sub) -> None:
     p.add_argument("--out", required=True, help="markdown file whose distillation block is replaced")
 
 
+def _add_int8_report(sub) -> None:
+    p = sub.add_parser("int8-report", help="the int8 table: a bundle's int8 graphs next to its fp32 graphs on the "
+                                           "test split, per headline metric")
+    p.add_argument("--fp32", required=True, help="`eval-bundle BUNDLE --out` JSON")
+    p.add_argument("--int8", required=True, help="`eval-bundle BUNDLE --int8 --out` JSON (the same bundle)")
+    p.add_argument("--bundle", help="the bundle directory, to state the size of both sets of graphs")
+    p.add_argument("--out", required=True, help="markdown file whose int8 block is replaced (or appended)")
+
+
 def _add_robustness_report(sub) -> None:
     p = sub.add_parser("robustness-report", help="the robustness table: clean vs perturbed test split (`data "
                                                  "perturb`) per model, drops, and the check against the teacher")
@@ -215,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(sub)
     _add_distill_report(sub)
     _add_robustness_report(sub)
+    _add_int8_report(sub)
     _add_export(sub)
     _add_recover_weights(sub)
     _add_eval_bundle(sub)
@@ -392,6 +402,20 @@ def cmd_distill_report(args) -> int:
     return 0
 
 
+def cmd_int8_report(args) -> int:
+    from .eval.int8 import graph_megabytes, int8_markdown, read_pair
+    from .eval.report import machine, write_block
+    from .export.manifest import read_manifest
+
+    fp32, int8 = read_pair(args.fp32, args.int8)
+    sizes = graph_megabytes(Path(args.bundle), read_manifest(Path(args.bundle))) if args.bundle else None
+    table = int8_markdown(fp32, int8, machine(), sizes)
+    write_block(Path(args.out), "int8", table, append=True)
+    print(table)
+    print(f"wrote the int8 block of {args.out}")
+    return 0
+
+
 def cmd_robustness_report(args) -> int:
     from .eval.report import machine, write_block
     from .eval.robustness import read_eval_metrics, robustness_markdown
@@ -502,6 +526,7 @@ COMMANDS = {
     "report": cmd_report,
     "distill-report": cmd_distill_report,
     "robustness-report": cmd_robustness_report,
+    "int8-report": cmd_int8_report,
     "export": cmd_export,
     "recover-weights": cmd_recover_weights,
     "eval-bundle": cmd_eval_bundle,

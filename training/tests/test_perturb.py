@@ -167,6 +167,7 @@ def test_eval_bundle_scores_the_perturbed_split_without_training_annotations(per
     metrics = json.loads(out.read_text())
     assert {"retrieval_tr1", "retrieval_ir1", "caption_bleu4", "caption_cider", "vqa_acc"} <= set(metrics["headline"])
     assert "vqa_train.json" in metrics["vqa"]["acc_rank_skipped"] and "acc_rank" not in metrics["vqa"]
+    assert metrics["precision"] == "fp32"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -225,3 +226,34 @@ def test_robustness_report_refuses_rows_that_are_not_comparable(tmp_path, capsys
         assert main(["robustness-report", "--row", row, "--out", out]) == 2
         assert message in capsys.readouterr().err
     assert not Path(out).exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# int8-report
+# ---------------------------------------------------------------------------------------------------------------
+
+def _precision(path: str, precision: str) -> str:
+    data = json.loads(Path(path).read_text())
+    Path(path).write_text(json.dumps({**data, "precision": precision}))
+    return path
+
+
+def test_int8_report_gives_each_metrics_difference_and_whether_it_is_within_a_point(tmp_path, capsys):
+    fp32 = _precision(_metrics(tmp_path / "f.json", "s", 40, 30, 35, 150, 60), "fp32")
+    int8 = _precision(_metrics(tmp_path / "q.json", "s", 39.5, 28.5, 35.2, 149.4, 60), "int8")
+    report = tmp_path / "REPORT.md"
+    report.write_text("# Report\n")
+    assert main(["int8-report", "--fp32", fp32, "--int8", int8, "--out", str(report)]) == 0
+    text = report.read_text()
+    assert "| TR@1 | 40.00 | 39.50 | -0.50 | yes |" in text
+    assert "| IR@1 | 30.00 | 28.50 | -1.50 | NO |" in text
+    assert "| CIDEr | 150.00 | 149.40 | -0.60 | yes |" in text
+    assert "Every metric within 1 point: no." in text and text.count("int8:begin") == 1
+    # scores of other precisions, bundles or protocols are refused
+    assert main(["int8-report", "--fp32", int8, "--int8", int8, "--out", str(report)]) == 2
+    other = _precision(_metrics(tmp_path / "o.json", "other", 40, 30, 35, 150, 60), "int8")
+    assert main(["int8-report", "--fp32", fp32, "--int8", other, "--out", str(report)]) == 2
+    fewer = _precision(_metrics(tmp_path / "l.json", "s", 40, 30, 35, 150, 60, limit_images=100), "int8")
+    assert main(["int8-report", "--fp32", fp32, "--int8", fewer, "--out", str(report)]) == 2
+    err = capsys.readouterr().err
+    assert "expected fp32" in err and "different bundles" in err and "different limit_images" in err

@@ -31,6 +31,7 @@ class OrtBackend:
 
     def __init__(self, path: str | os.PathLike, int8: bool = False, threads: int = 1, validate: bool = True):
         self.path = Path(path)
+        self.precision = "int8" if int8 else "fp32"  # which graph files the sessions run
         self.manifest: dict[str, Any] = validate_bundle(self.path) if validate else read_manifest(self.path)
         self.dims = ModelDims.from_manifest(self.manifest)
         self.reads_image = bool(self.manifest["model"]["vqa_decoder_reads_image"])

@@ -39,7 +39,10 @@ $py -m dlip report --run teacher="$runs/teacher" --run "teacher, answer decoder 
 teacher="$runs/teacher-conv-pos-reads"
 [ -f "$runs/student/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$teacher" --config configs/shapes_distill.json --data "$data" --out "$runs/student"
 [ -f "$runs/control/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$teacher" --config configs/shapes_distill.json --data "$data" --out "$runs/control" --no-distill --init random
+# ... and the same student from weight selection without distillation terms (what the terms add, report section 2)
+[ -f "$runs/control-select/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$teacher" --config configs/shapes_distill.json --data "$data" --out "$runs/control-select" --no-distill
 for r in student control; do evaluated "$runs/$r" || $py -m dlip eval "$runs/$r"; done
+evaluated "$runs/control-select" || $py -m dlip eval "$runs/control-select" --no-vqa-rank
 # bundles (the teacher's and the control's only for the latency columns and the robustness table), then the
 # distillation table
 [ -f "$bundles/teacher/manifest.json" ] || $py -m dlip export "$teacher" --out "$bundles/teacher" --name dlip-teacher --overwrite

@@ -103,6 +103,10 @@ def _add_ablate(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="rerun rows that already have results")
     p.add_argument("--report", help="also fill the ablation block of this markdown file (e.g. REPORT.md)")
     p.set_defaults(preset=None, init=None, init_parts=None, no_distill=False)
+    _add_vqa_rank(p)
+
+
+def _add_vqa_rank(p) -> None:
     p.add_argument("--no-vqa-rank", dest="vqa_rank", action="store_false",
                    help="skip VQA answers ranked over the training answers (the generated answers are the headline)")
 
@@ -115,8 +119,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--limit-images", type=int)
     p.add_argument("--limit-questions", type=int)
     p.add_argument("--threads", type=int)
-    p.add_argument("--no-vqa-rank", dest="vqa_rank", action="store_false",
-                   help="skip VQA answers ranked over the training answers (the generated answers are the headline)")
+    _add_vqa_rank(p)
 
 
 def _add_report(sub) -> None:
@@ -199,8 +202,7 @@ def _add_eval_bundle(sub) -> None:
     p.add_argument("--compare-run", metavar="RUN",
                    help="instead of scoring: check that greedy captions and VQA answers of the bundle equal those "
                         "of this run's PyTorch model on the first --limit-images (default 50) test images/questions")
-    p.add_argument("--no-vqa-rank", dest="vqa_rank", action="store_false",
-                   help="skip VQA answers ranked over the training answers (the generated answers are the headline)")
+    _add_vqa_rank(p)
 
 
 def _add_latency(sub) -> None:
@@ -381,16 +383,21 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _three_fields(item: str, expected: str, flag: str = "") -> list[str]:
+    """``A=B=C`` -> [A, B, C], each non-empty, or a ValueError saying what was expected."""
+    parts = item.split("=")
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"{flag}{item!r}: expected {expected}")
+    return parts
+
+
 def cmd_distill_report(args) -> int:
     from .eval.latency import bundle_latency
     from .eval.report import distill_markdown, load_distill_metrics, write_block
 
     runs, bundles, latency = {}, {}, {}
     for item in (args.teacher, args.student, args.control):
-        parts = item.split("=")
-        if len(parts) != 3 or not all(parts):
-            raise ValueError(f"{item!r}: expected NAME=RUN_FOLDER=BUNDLE_DIR")
-        name, run, bundles[name] = parts
+        name, run, bundles[name] = _three_fields(item, "NAME=RUN_FOLDER=BUNDLE_DIR")
         runs[name] = Path(run)
     load_distill_metrics(runs)  # refuse metrics without sampling errors before minutes of latency measurement
     for name, bundle in bundles.items():
@@ -422,10 +429,7 @@ def cmd_robustness_report(args) -> int:
 
     rows = {}
     for item in args.row:
-        parts = item.split("=")
-        if len(parts) != 3 or not all(parts):
-            raise ValueError(f"--row {item!r}: expected NAME=CLEAN_JSON=PERTURBED_JSON")
-        name, clean, perturbed = parts
+        name, clean, perturbed = _three_fields(item, "NAME=CLEAN_JSON=PERTURBED_JSON", flag="--row ")
         if name in rows:
             raise ValueError(f"--row {item!r}: the label {name!r} is used twice")
         rows[name] = (read_eval_metrics(clean), read_eval_metrics(perturbed))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .robustness import METRICS, read_eval_metrics
+from .robustness import METRICS, check_same_evaluation, read_eval_metrics
 
 TOLERANCE = 1.0  # points; CIDEr (x100) as well, the strictest reading
 
@@ -18,14 +18,7 @@ def read_pair(fp32_path: str | Path, int8_path: str | Path) -> tuple[dict, dict]
         if m.get("precision") != want:
             raise ValueError(f"{path}: scored with {m.get('precision', 'unrecorded')} graphs, expected {want} "
                              f"(`dlip eval-bundle{' --int8' if want == 'int8' else ''} ... --out`)")
-    if fp32.get("bundle") != int8.get("bundle"):
-        raise ValueError(f"{fp32_path} and {int8_path} are of different bundles "
-                         f"({fp32.get('bundle')!r} vs {int8.get('bundle')!r})")
-    a, b = ({k: v for k, v in m.get("settings", {}).items() if k != "batch_size"} for m in (fp32, int8))
-    if a != b:
-        key = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))[0]
-        raise ValueError(f"{fp32_path} and {int8_path} were evaluated with different {key} "
-                         f"({a.get(key)!r} vs {b.get(key)!r})")
+    check_same_evaluation(fp32, int8, f"{fp32_path} and {int8_path}")
     return fp32, int8
 
 

@@ -36,20 +36,34 @@ def drops(clean: dict, perturbed: dict) -> dict[str, tuple[float, float]]:
     return out
 
 
+def protocol(metrics: dict) -> dict:
+    """The evaluation settings of an ``eval-bundle`` JSON that change its numbers."""
+    return {k: v for k, v in metrics.get("settings", {}).items() if k not in _IGNORED_SETTINGS}
+
+
+def first_difference(a: dict, b: dict) -> str:
+    """'different KEY (A vs B)' for the first key, by name, whose value differs between two settings dicts."""
+    key = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))[0]
+    return f"different {key} ({a.get(key)!r} vs {b.get(key)!r})"
+
+
+def check_same_evaluation(x: dict, y: dict, what: str) -> dict:
+    """Raises ``ValueError`` (``what`` names the pair) unless two ``eval-bundle`` JSONs are of one bundle under one
+    protocol; returns that protocol."""
+    if x.get("bundle") != y.get("bundle"):
+        raise ValueError(f"{what} are of different bundles ({x.get('bundle')!r} vs {y.get('bundle')!r})")
+    a, b = protocol(x), protocol(y)
+    if a != b:
+        raise ValueError(f"{what} were evaluated with {first_difference(a, b)}")
+    return a
+
+
 def check_comparable(rows: dict[str, tuple[dict, dict]]) -> None:
     """Raises ``ValueError`` when a row's clean and perturbed runs differ in bundle or evaluation settings, or when
     rows differ in the protocol (ITM top-k, beams, image and question limits)."""
     first = None
     for name, (clean, perturbed) in rows.items():
-        if clean.get("bundle") != perturbed.get("bundle"):
-            raise ValueError(f"row {name!r}: clean and perturbed metrics are of different bundles "
-                             f"({clean.get('bundle')!r} vs {perturbed.get('bundle')!r})")
-        a, b = ({k: v for k, v in m.get("settings", {}).items() if k not in _IGNORED_SETTINGS}
-                for m in (clean, perturbed))
-        if a != b:
-            key = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))[0]
-            raise ValueError(f"row {name!r}: clean and perturbed were evaluated with different {key} "
-                             f"({a.get(key)!r} vs {b.get(key)!r})")
+        a = check_same_evaluation(clean, perturbed, f"row {name!r}: clean and perturbed metrics")
         if first is None:
             first = (name, a)
             continue

@@ -1,0 +1,29 @@
+// The collections plugin: the store DATABASE_URL or COLLECTIONS_DATA_DIR names, behind the Collections service
+// (`app.collections`). Opened when the server listens (a test app that never touches collections never starts a
+// database) or on the first collection request, whichever comes first; closed with the app.
+import fp from "fastify-plugin";
+import type { Config } from "../config.js";
+import { Collections, createStore } from "../collections/service.js";
+
+declare module "fastify" {
+  interface FastifyInstance {
+    collections: Collections;
+  }
+}
+
+export default fp<{ config: Config }>(
+  async (app, { config }) => {
+    const collections = new Collections(createStore(config), app.models, app.log);
+    app.decorate("collections", collections);
+    app.addHook("onListen", async () => {
+      await collections.open().catch((err: unknown) => {
+        app.log.error(
+          { err: String((err as Error)?.message ?? err) },
+          "collections store did not open; retried on use",
+        );
+      });
+    });
+    app.addHook("onClose", async () => collections.close());
+  },
+  { name: "collections", dependencies: ["models"] },
+);

@@ -61,6 +61,8 @@ def main() -> int:
     p.add_argument("--out", required=True, help="folder to write")
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--tokens", action="store_true",
+                   help="also write image_tokens.f16: each image's tokens (N, T, Dv) as float16, for ITM re-ranking")
     args = p.parse_args()
     if args.n < 1:
         raise SystemExit(f"--n must be >= 1, got {args.n}")
@@ -70,15 +72,21 @@ def main() -> int:
     started = time.perf_counter()
     feats = np.empty((args.n, backend.dims.embed_dim), dtype=np.float32)  # (N, E)
     render_s = encode_s = 0.0
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    tokens = open(Path(args.out) / "image_tokens.f16", "wb") if args.tokens else None
     for s in tqdm(range(0, args.n, args.batch), desc="embed images", unit="batch", dynamic_ncols=True):
         idx = range(s, min(s + args.batch, args.n))
         t0 = time.perf_counter()
         pixels = render_pixels(backend, idx, args.seed)  # (B, 3, S, S)
         t1 = time.perf_counter()
-        feats[s:s + len(idx)] = backend.encode_images(pixels)[1]  # image_feat (B, E)
+        embeds, feats[s:s + len(idx)] = backend.encode_images(pixels)  # (B, T, Dv), image_feat (B, E)
+        if tokens is not None:
+            tokens.write(embeds.astype("<f2").tobytes())
         encode_s += time.perf_counter() - t1
         render_s += t1 - t0
 
+    if tokens is not None:
+        tokens.close()
     caps = json.loads((Path(args.queries) / "annotations/caption_test.json").read_text())
     first: dict[str, str] = {}
     for c in caps:
@@ -90,7 +98,9 @@ def main() -> int:
 
     total = time.perf_counter() - started
     meta = {"n": args.n, "dim": int(feats.shape[1]), "seed": args.seed, "model": backend.manifest["name"],
-            "weights_sha256": weights, "render_s": round(render_s, 1), "vision_graph_s": round(encode_s, 1),
+            "weights_sha256": weights, "image_tokens": backend.dims.image_tokens if args.tokens else None,
+            "vision_width": backend.dims.vision_width, "render_s": round(render_s, 1),
+            "vision_graph_s": round(encode_s, 1),
             "total_s": round(total, 1), "images_per_s_vision_graph": round(args.n / encode_s, 1),
             "queries": queries}
     write(Path(args.out), feats, query_feat.astype(np.float32), meta)

@@ -28,9 +28,9 @@ import { solid } from "../helpers/images.js";
 const stages = parseDockerfile(path.join(ROOT, "Dockerfile"));
 let app: string; // the image's WORKDIR, here
 
-/** Where the image's DATA_DIR (the embedded store's VOLUME) lies in this /app. */
-function dataDir(spec: { workdir: string; env: Record<string, string> }): string {
-  return path.join(app, path.relative("/app", path.posix.resolve(spec.workdir, spec.env.DATA_DIR ?? "data")));
+/** Where the image's VOLUME (the embedded collections store's, /app/data) lies in this /app. */
+function dataDir(spec: { workdir: string }): string {
+  return path.join(app, path.relative("/app", path.posix.resolve(spec.workdir, "data")));
 }
 
 /** Every file under dir with its size and modification time, but the store's volume's: what the server must leave
@@ -78,7 +78,7 @@ before(() => {
     }
   }
   symlinkSync(path.join(ROOT, "node_modules"), path.join(app, "node_modules"), "dir");
-  // the image's RUN mkdir + chown of the embedded store's VOLUME (DATA_DIR)
+  // the image's RUN mkdir + chown of the embedded store's VOLUME
   const spec = containerSpec(stages, "cpu");
   mkdirSync(dataDir(spec));
   const [uid, gid] = (spec.user ?? "").split(":").map(Number);

@@ -191,8 +191,10 @@ for (const [overlay, target] of Object.entries(OVERLAYS)) {
       assert.ok(volume, "the pod mounts the claim");
       const mount = serverContainer(resources).volumeMounts.find((v: Resource) => v.name === volume.name);
       assert.equal(mount.readOnly, undefined);
-      assert.ok(env.DATA_DIR, "the image sets DATA_DIR");
-      assert.equal(mount.mountPath, path.resolve(image.workdir, env.DATA_DIR), "the claim is the store's directory");
+      assert.ok(env.COLLECTIONS_DATA_DIR, "the image sets COLLECTIONS_DATA_DIR");
+      const store = path.posix.resolve(image.workdir, env.COLLECTIONS_DATA_DIR);
+      assert.ok(store.startsWith(`${mount.mountPath}/`), `the store ${store} lies on the claim (${mount.mountPath})`);
+      assert.equal(env.DATABASE_URL, undefined, "no DATABASE_URL: the embedded store");
     });
 
   test(`${overlay}: resources requested and limited; threads fit the CPU limit`, () => {

@@ -207,16 +207,16 @@ export const SETTINGS = [
     env: "DATABASE_URL",
     flag: "database-url",
     kind: "string",
-    default: null, // the embedded store (PGlite) in DATA_DIR/collections
+    default: null, // the embedded store (PGlite) in COLLECTIONS_DATA_DIR
     help: "PostgreSQL (with pgvector >= 0.8) for collections, e.g. postgres://user:pass@host:5432/db; unset: embedded",
   },
   {
-    key: "dataDir",
-    env: "DATA_DIR",
-    flag: "data-dir",
+    key: "collectionsDataDir",
+    env: "COLLECTIONS_DATA_DIR",
+    flag: "collections-data-dir",
     kind: "string",
-    default: "data",
-    help: "directory the server writes: the embedded collections store (PGlite) in DATA_DIR/collections",
+    default: "data/collections",
+    help: "directory of the embedded collections store (PGlite), when DATABASE_URL is unset",
   },
   {
     key: "collectionsMaxItems",

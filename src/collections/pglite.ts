@@ -1,5 +1,5 @@
 // The embedded implementation's driver: PGlite (PostgreSQL 18 in WASM, `@electric-sql/pglite`) with pgvector
-// (`@electric-sql/pglite-pgvector`), persisted in DATA_DIR/collections, hosted in a worker thread (pglite-worker.ts).
+// (`@electric-sql/pglite-pgvector`), persisted in COLLECTIONS_DATA_DIR, hosted in a worker thread (pglite-worker.ts).
 // PGlite runs its queries synchronously in the thread that hosts it (elizaOS #16407): on the main thread an HNSW
 // build or a scan would stall every HTTP request. A lock file keeps a second server on this host off the directory.
 import fs from "node:fs";
@@ -138,7 +138,7 @@ function takeLock(file: string): void {
     if (held.host === me.host && typeof held.pid === "number" && held.pid !== me.pid && alive(held.pid))
       throw new Error(
         `the collections data directory ${path.dirname(file)} is in use by process ${held.pid} on this host; ` +
-          "give each server its own DATA_DIR, or set DATABASE_URL to share one PostgreSQL",
+          "give each server its own COLLECTIONS_DATA_DIR, or set DATABASE_URL to share one PostgreSQL",
       );
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT" && !(err instanceof SyntaxError)) throw err;

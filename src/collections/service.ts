@@ -2,7 +2,6 @@
 // reach the database turned into the 503 the routes answer (Retry-After) and remembered for readiness; and the
 // binding of a collection to the model that embeds it.
 import { createHash } from "node:crypto";
-import path from "node:path";
 import type { FastifyBaseLogger } from "fastify";
 import type { Config } from "../config.js";
 import { ApiError } from "../errors.js";
@@ -18,11 +17,11 @@ import {
   type ModelIdentity,
 } from "./store.js";
 
-/** The store the configuration names: PostgreSQL + pgvector with DATABASE_URL, else PGlite in DATA_DIR/collections. */
+/** The store the configuration names: PostgreSQL + pgvector with DATABASE_URL, else PGlite in COLLECTIONS_DATA_DIR. */
 export function createStore(config: Config): CollectionStore {
   return config.databaseUrl
     ? new SqlStore("postgres", new PostgresDb(config.databaseUrl))
-    : new SqlStore("pglite", new PgliteDb(path.join(config.dataDir, "collections")));
+    : new SqlStore("pglite", new PgliteDb(config.collectionsDataDir));
 }
 
 /**

@@ -1,4 +1,4 @@
-// The collections plugin: the store DATABASE_URL or DATA_DIR names, behind the Collections service
+// The collections plugin: the store DATABASE_URL or COLLECTIONS_DATA_DIR names, behind the Collections service
 // (`app.collections`). Opened when the server listens (a test app that never touches collections never starts a
 // database) or on the first collection request, whichever comes first; closed with the app.
 import fp from "fastify-plugin";

@@ -90,6 +90,7 @@ export interface StoreResult {
 }
 
 export interface CollectionsResult {
+  part: "collections";
   stamp: Stamp;
   settings: CollectionsSettings;
   model: string;
@@ -350,5 +351,5 @@ export async function runCollections(
   });
   const reference = { itc: ref("itc"), itm: ref("itm") };
   const { queries: _q, ...embeddings } = e.meta;
-  return { stamp, settings: s, model: m.name, embeddings, reference, stores, rerank, notes };
+  return { part: "collections", stamp, settings: s, model: m.name, embeddings, reference, stores, rerank, notes };
 }

@@ -5,6 +5,7 @@ import path from "node:path";
 import { after } from "node:test";
 import { PgliteDb } from "../../src/collections/pglite.js";
 import { SqlStore } from "../../src/collections/sql.js";
+import { apiContract } from "./api-contract.js";
 import { storeContract } from "./store-contract.js";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "dlip-pglite-"));
@@ -20,3 +21,5 @@ storeContract("pglite", async () => {
   await db.query("SET enable_seqscan = off");
   return store;
 });
+
+apiContract("pglite api", async () => ({ collectionsDataDir: path.join(dir, "api") }));

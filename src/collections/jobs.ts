@@ -96,7 +96,7 @@ export async function runImport(
     await collections.use((s) => s.upsertItems(c, writes));
     for (const o of outcomes)
       if (o.status === "ok") record.succeeded++;
-      else fail(o.index, o.id ?? undefined, o.error!.code, o.error!.message.replace(/^items\[(\d+)\]/, "line $1"));
+      else fail(o.index, o.id ?? undefined, o.error!.code, o.error!.message.replace(/^items\[(\d+)\]\.?/, "line $1: "));
     batch = [];
     record.updated = new Date().toISOString();
     await collections.use((s) => s.updateJob(record));
@@ -132,7 +132,7 @@ export async function runImport(
     throw err;
   }
   await collections.use((s) => s.updateJob(record));
-  return record;
+  return (await collections.use((s) => s.getJob(c.name, job))) ?? record;
 }
 
 /**

@@ -52,6 +52,10 @@ export class PostgresDb implements Db {
     return this.guard(async () => {
       const client = await this.pool.connect();
       let broken: Error | undefined;
+      // the server ending the connection between two statements is emitted on the client, not thrown: note it (the
+      // next statement then fails) instead of letting it crash the process
+      const onError = (err: Error) => (broken = err);
+      client.on("error", onError);
       try {
         await client.query("BEGIN");
         const out: Row[][] = [];
@@ -63,6 +67,7 @@ export class PostgresDb implements Db {
         else await client.query("ROLLBACK").catch((e: Error) => (broken = e));
         throw err;
       } finally {
+        client.off("error", onError);
         client.release(broken); // a broken connection is destroyed, not returned to the pool
       }
     });

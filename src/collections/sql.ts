@@ -92,6 +92,11 @@ function createIndexSql(key: number, dim: number, target: keyof typeof VECTOR_CO
 const vectorText = (v: number[] | null) => (v === null ? null : `[${v.join(",")}]`);
 
 export class SqlStore implements CollectionStore {
+  // rows written since the last ANALYZE, and the count that triggers the next: the planner needs row counts to
+  // pick the HNSW index over an exact scan, and PGlite (single-user) has no autovacuum to gather them
+  private written = 0;
+  private analyzeAt = 1000;
+
   constructor(
     readonly kind: "pglite" | "postgres",
     private readonly db: Db,
@@ -212,6 +217,12 @@ export class SqlStore implements CollectionStore {
       });
     }
     if (statements.length) await this.db.transaction(statements);
+    this.written += items.length;
+    if (this.written >= this.analyzeAt) {
+      this.written = 0;
+      this.analyzeAt = Math.min(2 * this.analyzeAt, 50_000);
+      await this.db.query("ANALYZE dlip_items");
+    }
   }
 
   /** Writes re-computed vectors (and tokens) of existing items under `model`, in one transaction. */

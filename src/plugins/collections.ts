@@ -1,6 +1,7 @@
 // The collections plugin: the store DATABASE_URL or COLLECTIONS_DATA_DIR names, behind the Collections service
-// (`app.collections`). Opened when the server listens (a test app that never touches collections never starts a
-// database) or on the first collection request, whichever comes first; closed with the app.
+// (`app.collections`). Opened (and migrated) by the first collection request, not at boot: a server that never
+// serves collections never starts a database (nor a PGlite worker and its ~100 MB), and the models' warm-up does
+// not wait for one; /readyz says `not_opened` until then. Closed with the app.
 import fp from "fastify-plugin";
 import type { Config } from "../config.js";
 import { Collections, createStore } from "../collections/service.js";

@@ -95,7 +95,25 @@ export class CollectionsClient {
   }
 
   /** POST /v1/embeddings with images (base64): the server's image embedding alone, for the import's bound. */
-  async embedImages(images: string[]): Promise<void> {
-    await call(`${this.base}/v1/embeddings`, "POST", { images }, "embed images", [200]);
+  async embedImages(images: string[]): Promise<number[][]> {
+    const out = await call<{ image_embeddings: number[][] }>(
+      `${this.base}/v1/embeddings`,
+      "POST",
+      { images },
+      "embed images",
+      [200],
+    );
+    return out.image_embeddings;
+  }
+
+  async embedTexts(texts: string[]): Promise<number[][]> {
+    const out = await call<{ text_embeddings: number[][] }>(
+      `${this.base}/v1/embeddings`,
+      "POST",
+      { texts },
+      "embed texts",
+      [200],
+    );
+    return out.text_embeddings;
   }
 }

@@ -98,6 +98,8 @@ export interface CollectionsResult {
   // dlip eval's text-to-image recall (percent) for the model, from its manifest, with one standard error
   reference: Record<"itc" | "itm", { r1: number; r5: number; se_r1: number; se_r5: number }>;
   stores: StoreResult[];
+  // R@1/R@5 (percent) of an exact scan over the server's /v1/embeddings of the same images and captions (no store)
+  exact_server_embeddings: { r1: number; r5: number } | null;
   rerank: RerankSize[];
   notes: string[];
 }
@@ -203,6 +205,32 @@ async function quality(
   };
 }
 
+/** R@1/R@5 of an exact scan (no store, no index) over the server's own /v1/embeddings of the same images and
+ * captions: what the collection search must equal, whatever `dlip eval` (PIL preprocessing) gives. */
+async function exactOverServerEmbeddings(
+  api: CollectionsClient,
+  w: Workload,
+  captions: { text: string; image: string }[],
+): Promise<{ r1: number; r5: number }> {
+  const images: number[][] = [];
+  for (let i = 0; i < w.images.length; i += 32)
+    images.push(...(await api.embedImages(w.images.slice(i, i + 32).map((b) => b.toString("base64")))));
+  const texts: number[][] = [];
+  for (let i = 0; i < captions.length; i += 256)
+    texts.push(...(await api.embedTexts(captions.slice(i, i + 256).map((c) => c.text))));
+  const dim = images[0].length;
+  const flat = Float32Array.from(images.flat());
+  const ids = w.files.map((f) => path.basename(f, ".png"));
+  let r1 = 0;
+  let r5 = 0;
+  captions.forEach((c, t) => {
+    const top = exactTopK(flat, dim, images.length, Float32Array.from(texts[t]), 5).map((i) => ids[i]);
+    if (top[0] === c.image) r1++;
+    if (top.includes(c.image)) r5++;
+  });
+  return { r1: round((100 * r1) / captions.length), r5: round((100 * r5) / captions.length) };
+}
+
 /** Every caption of the first `n` test images, with its image's id (the file name without extension). */
 function testCaptions(root: string, n: number): { text: string; image: string }[] {
   type Caption = { image: string; caption: string | string[] };
@@ -234,6 +262,7 @@ export async function runCollections(
   const captions = testCaptions(w.root, s.importImages).slice(0, s.qualityCaptions);
   const notes: string[] = [];
   const stores: StoreResult[] = [];
+  let exactServer: { r1: number; r5: number } | null = null;
   let pg: TestPostgres | null = null;
   try {
     pg = await startPostgres({ settings: { maintenance_work_mem: "1GB", shared_buffers: "512MB" } });
@@ -295,6 +324,7 @@ export async function runCollections(
         const importRate = w.files.length / (importMs / 1000);
         const embedRate = w.files.length / (embedMs / 1000);
         log(`${kind}: R@1/R@5 over ${captions.length} captions, without and with ITM re-ranking`);
+        exactServer ??= await exactOverServerEmbeddings(api, w, captions);
         stores.push({
           store: kind,
           label,
@@ -351,5 +381,16 @@ export async function runCollections(
   });
   const reference = { itc: ref("itc"), itm: ref("itm") };
   const { queries: _q, ...embeddings } = e.meta;
-  return { part: "collections", stamp, settings: s, model: m.name, embeddings, reference, stores, rerank, notes };
+  return {
+    part: "collections",
+    stamp,
+    settings: s,
+    model: m.name,
+    embeddings,
+    reference,
+    stores,
+    exact_server_embeddings: exactServer,
+    rerank,
+    notes,
+  };
 }

@@ -129,6 +129,45 @@ function rerankRows(rr: RerankSize[], stores: StoreResult[]): string {
   );
 }
 
+/** What the run's own numbers say about each missed target (computed here, never typed in). */
+function whyMissed(r: CollectionsResult, targets: CollectionsTarget[]): string[] {
+  const out: string[] = [];
+  const m = r.stamp.machine;
+  if (m.load_average_1m > m.cores)
+    out.push(
+      `The machine was shared: load average ${m.load_average_1m} on ${m.cores} cores when the part started, so every ` +
+        "time here is an upper bound (other jobs ran beside the benchmark).",
+    );
+  for (const s of r.stores) {
+    const big = s.sizes.find((z) => z.items === 100_000);
+    const small = s.sizes[0];
+    if (big && big.api_search_ms.p99 > 50) {
+      const gap = (z: typeof big) => z.api_search_ms.p50 - z.store_search_ms.p50;
+      out.push(
+        `${s.store}: p99 ${f(big.api_search_ms.p99)} ms through the API at 100,000 items, but ${f(big.store_search_ms.p99)} ms ` +
+          `for the store's search alone. The API's extra time grows with the collection: API minus store at p50 is ` +
+          `${f(gap(small))} ms at ${small.items.toLocaleString("en-US")} items and ${f(gap(big))} ms at 100,000, a ` +
+          "per-request cost proportional to the collection's rows outside the index search (the collection lookup " +
+          "that counts its items on every search).",
+      );
+    }
+  }
+  const ex = r.exact_server_embeddings;
+  const q = r.stores.map((s) => s.quality);
+  if (targets.some((t) => t.met === false && t.target.includes("dlip eval")) && q.length) {
+    const same = q.every((x) => x.itc.r1 === q[0].itc.r1 && x.itm.r1 === q[0].itm.r1);
+    out.push(
+      `R@1 through the API is ${f(q[0].itc.r1, 2)} (ITC) against dlip eval's ${f(r.reference.itc.r1, 2)}` +
+        (same ? ", the same on every store: the stores and their indexes do not cause it" : "") +
+        (ex
+          ? `; an exact scan over the server's own /v1/embeddings gives ${f(ex.r1, 2)}, so the difference is in the ` +
+            "server's embeddings (its preprocessing), not in the collection search."
+          : "."),
+    );
+  }
+  return out;
+}
+
 export function renderCollections(r: CollectionsResult): string {
   const st = r.stamp;
   const m = st.machine;
@@ -152,6 +191,10 @@ export function renderCollections(r: CollectionsResult): string {
       targets.map((t) => [t.target, t.goal, t.measured, t.met === null ? "not measured" : t.met ? "yes" : "**no**"]),
     ),
     "",
+    ...(() => {
+      const why = whyMissed(r, targets);
+      return why.length ? ["### From the run", "", ...why.map((w) => `- ${w}`), ""] : [];
+    })(),
     "## Search and load, both stores",
     "",
     storeRows(r.stores),

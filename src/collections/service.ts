@@ -1,4 +1,4 @@
-// The collections service: the store behind its interface, opened on first use (or at listen), with every failure to
+// The collections service: the store behind its interface, opened on first use, with every failure to
 // reach the database turned into the 503 the routes answer (Retry-After) and remembered for readiness; and the
 // binding of a collection to the model that embeds it.
 import { createHash } from "node:crypto";

@@ -117,6 +117,14 @@ export class SqlStore implements CollectionStore {
         { sql: "INSERT INTO dlip_schema_migrations (version) VALUES ($1) ON CONFLICT DO NOTHING", params: [v] },
       ]);
     }
+    if (this.kind === "pglite")
+      // one server per embedded directory: a job still "running" was cut off when the last one stopped
+      await this.db.query(
+        `UPDATE dlip_jobs SET status = 'failed', updated_at = now(),
+           errors = errors || jsonb_build_array(jsonb_build_object('code', 'interrupted', 'message', $1::text))
+         WHERE status = 'running'`,
+        ["the server stopped before the job finished; resume from line received + 1 (imports) or call reembed again"],
+      );
     const [row] = await this.db.query("SELECT max(version)::int AS v FROM dlip_schema_migrations");
     if (Number(row.v) > SCHEMA_VERSION)
       throw new Error(

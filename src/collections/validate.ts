@@ -42,8 +42,12 @@ export function metadataFault(metadata: unknown, maxBytes: number): string | nul
   if (bytes > maxBytes)
     return `metadata is ${bytes} bytes as JSON; at most ${maxBytes} (COLLECTIONS_MAX_METADATA_BYTES)`;
   if (json.includes("\\u0000")) return "metadata holds a NUL character (\\u0000), which cannot be stored";
+  if (LONE_SURROGATE.test(json)) return "metadata holds a lone UTF-16 surrogate, which is not Unicode text";
   return null;
 }
+
+// JSON.stringify writes a lone surrogate (half of a UTF-16 pair) as an escape, which PostgreSQL's jsonb refuses
+export const LONE_SURROGATE = /(?<!\\)(?:\\\\)*\\ud[89a-f][0-9a-f]{2}/i;
 
 export function textFault(text: string): string | null {
   if (text.trim() === "") return "text is blank";

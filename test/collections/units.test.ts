@@ -87,4 +87,10 @@ test("names, ids and metadata: what is refused and why", () => {
   assert.match(metadataFault("x", 100)!, /JSON object/);
   assert.match(metadataFault({ a: "x".repeat(200) }, 100)!, /at most 100/);
   assert.match(metadataFault({ a: "x\u0000" }, 100)!, /NUL/);
+  assert.match(metadataFault({ a: "x\ud800y" }, 100)!, /lone UTF-16 surrogate/);
+  assert.match(metadataFault({ ["k\udc00"]: 1 }, 100)!, /lone UTF-16 surrogate/);
+  assert.equal(metadataFault({ a: "\\ud800 is text", b: "😀" }, 100), null); // a backslash, and a whole pair
+  assert.throws(() => parseFilter({ a: "x\ud800" }), /a value/);
+  assert.throws(() => parseFilter({ a: { in: ["\udfff"] } }), /values must be/);
+  assert.equal(parseFilter({ a: "😀" }).length, 1);
 });

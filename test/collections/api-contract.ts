@@ -106,6 +106,14 @@ export function apiContract(label: string, config: () => Promise<Partial<Config>
     assert.match(res.body.items[4].error.message, /appears earlier/);
     assert.match(res.body.items[6].error.message, /256 \(COLLECTIONS_MAX_METADATA_BYTES\)/);
     assert.match(res.body.items[8].error.message, /IMAGE_URL_HOSTS/);
+    // the longest id round-trips through its path
+    const long = "L".repeat(100);
+    await api()
+      .put("/v1/collections/items/items")
+      .send({ items: [{ id: long, text: "x" }] })
+      .expect(200);
+    assert.equal((await api().get(`/v1/collections/items/items/${long}`).expect(200)).body.id, long);
+    await api().delete(`/v1/collections/items/items/${long}`).expect(200);
     const red = await api().get("/v1/collections/items/items/red").expect(200);
     assert.deepEqual([red.body.has_image, red.body.text, red.body.metadata], [true, null, { colour: "red", n: 1 }]);
     assert.equal((await api().get("/v1/collections/items").expect(200)).body.items, 3);

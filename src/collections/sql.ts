@@ -64,6 +64,12 @@ const MIGRATIONS: string[][] = [
       PRIMARY KEY (collection, job)
     )`,
   ],
+  // 2: a collection's item count kept beside it (every write updates it in its own transaction), so that the
+  // lookup every search and write makes does not count the collection's rows
+  [
+    "ALTER TABLE dlip_collections ADD COLUMN IF NOT EXISTS items bigint NOT NULL DEFAULT 0",
+    "UPDATE dlip_collections c SET items = (SELECT count(*) FROM dlip_items i WHERE i.collection = c.key)",
+  ],
 ];
 export const SCHEMA_VERSION = MIGRATIONS.length;
 const MIGRATION_LOCK = 7_140_024; // pg_advisory_xact_lock key: replicas starting together migrate one at a time
@@ -156,7 +162,7 @@ export class SqlStore implements CollectionStore {
   }
 
   private static readonly COLLECTION_COLUMNS = `c.key, c.name, c.model, c.weights, c.dim, c.store_images,
-    c.store_tokens, c.created_at, (SELECT count(*)::int FROM dlip_items i WHERE i.collection = c.key) AS items`;
+    c.store_tokens, c.created_at, c.items`;
 
   async listCollections(): Promise<CollectionInfo[]> {
     const rows = await this.db.query(`SELECT ${SqlStore.COLLECTION_COLUMNS} FROM dlip_collections c ORDER BY c.name`);
@@ -213,14 +219,18 @@ export class SqlStore implements CollectionStore {
         const p = (i: number) => `$${base + i + 1}`;
         return `(${p(0)}, ${p(1)}, ${p(2)}, ${p(3)}::jsonb, ${p(4)}, ${p(5)}, ${p(6)}, ${p(7)}::vector, ${p(8)}::vector, ${p(9)}, ${p(10)})`;
       });
+      // the count grows by the rows inserted, not replaced: xmax is 0 exactly on a freshly inserted row
       statements.push({
-        sql: `INSERT INTO dlip_items
-          (collection, id, text, metadata, has_image, image, tokens, image_emb, text_emb, model, weights)
-          VALUES ${values.join(", ")}
-          ON CONFLICT (collection, id) DO UPDATE SET text = EXCLUDED.text, metadata = EXCLUDED.metadata,
-            has_image = EXCLUDED.has_image, image = EXCLUDED.image, tokens = EXCLUDED.tokens,
-            image_emb = EXCLUDED.image_emb, text_emb = EXCLUDED.text_emb, model = EXCLUDED.model,
-            weights = EXCLUDED.weights, updated_at = now()`,
+        sql: `WITH written AS (
+            INSERT INTO dlip_items
+              (collection, id, text, metadata, has_image, image, tokens, image_emb, text_emb, model, weights)
+            VALUES ${values.join(", ")}
+            ON CONFLICT (collection, id) DO UPDATE SET text = EXCLUDED.text, metadata = EXCLUDED.metadata,
+              has_image = EXCLUDED.has_image, image = EXCLUDED.image, tokens = EXCLUDED.tokens,
+              image_emb = EXCLUDED.image_emb, text_emb = EXCLUDED.text_emb, model = EXCLUDED.model,
+              weights = EXCLUDED.weights, updated_at = now()
+            RETURNING (xmax = 0) AS inserted)
+          UPDATE dlip_collections SET items = items + (SELECT count(*) FROM written WHERE inserted) WHERE key = $1`,
         params,
       });
     }
@@ -271,8 +281,11 @@ export class SqlStore implements CollectionStore {
 
   async deleteItems(collection: string, ids: string[]): Promise<number> {
     const rows = await this.db.query(
-      `DELETE FROM dlip_items WHERE collection = (SELECT key FROM dlip_collections WHERE name = $1)
-       AND id IN (SELECT jsonb_array_elements_text($2::jsonb)) RETURNING id`,
+      `WITH c AS (SELECT key FROM dlip_collections WHERE name = $1),
+         d AS (DELETE FROM dlip_items WHERE collection = (SELECT key FROM c)
+               AND id IN (SELECT jsonb_array_elements_text($2::jsonb)) RETURNING id),
+         n AS (UPDATE dlip_collections SET items = items - (SELECT count(*) FROM d) WHERE key = (SELECT key FROM c))
+       SELECT id FROM d`,
       [collection, JSON.stringify(ids)],
     );
     return rows.length;
@@ -282,8 +295,10 @@ export class SqlStore implements CollectionStore {
     const params: unknown[] = [collection];
     const where = filterSql(filter, params);
     const rows = await this.db.query(
-      `WITH d AS (DELETE FROM dlip_items WHERE collection = (SELECT key FROM dlip_collections WHERE name = $1)
-       AND ${where} RETURNING 1) SELECT count(*)::int AS n FROM d`,
+      `WITH c AS (SELECT key FROM dlip_collections WHERE name = $1),
+         d AS (DELETE FROM dlip_items WHERE collection = (SELECT key FROM c) AND ${where} RETURNING 1),
+         n AS (UPDATE dlip_collections SET items = items - (SELECT count(*) FROM d) WHERE key = (SELECT key FROM c))
+       SELECT count(*)::int AS n FROM d`,
       params,
     );
     return Number(rows[0].n);

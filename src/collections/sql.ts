@@ -312,9 +312,11 @@ export class SqlStore implements CollectionStore {
     // the cast and the partial-index predicate (collection = $1: planned with its value) match the collection's
     // index; relaxed_order iterative scans go on past ef_search until k rows pass the filter, the outer ORDER BY
     // restores exact order (pgvector README, "Iterative Index Scans")
-    const [, , rows] = await this.db.transaction([
-      { sql: "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)" },
-      { sql: "SELECT set_config('hnsw.ef_search', $1, true)", params: [String(Math.min(1000, Math.max(40, q.k)))] },
+    const [, rows] = await this.db.transaction([
+      {
+        sql: "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('hnsw.ef_search', $1, true)",
+        params: [String(Math.min(1000, Math.max(40, q.k)))],
+      },
       {
         sql: `WITH c AS MATERIALIZED (
             SELECT id, metadata, (${column}::vector(${dim})) <=> $2::vector(${dim}) AS distance

@@ -12,6 +12,7 @@ import { readManifest } from "../src/bundle/manifest.js";
 import { fusedFeeds, visionFeeds } from "../src/inference/graphs.js";
 import { imageSpec, preprocessImage } from "../src/preprocess/image.js";
 import { TextTokenizer } from "../src/preprocess/text.js";
+import { decodeHalf, encodeHalf } from "../src/collections/tokens.js";
 import { sessionOptions } from "./raw.js";
 import { measure, round, type Timing } from "./timing.js";
 
@@ -30,48 +31,6 @@ export interface RerankSize {
   vision: Timing; // vision graph on k images
   stored_compute_ms: number; // widen + itm (medians)
   recompute_compute_ms: number; // preprocess + vision + itm (medians)
-}
-
-// every half's single value: widening is then one table read per element
-const HALF = (() => {
-  const t = new Float32Array(65536);
-  for (let x = 0; x < 65536; x++) {
-    const sign = x & 0x8000 ? -1 : 1;
-    const exp = (x >> 10) & 0x1f;
-    const frac = x & 0x3ff;
-    t[x] =
-      exp === 0
-        ? sign * frac * 2 ** -24
-        : exp === 31
-          ? frac
-            ? NaN
-            : sign * Infinity
-          : sign * (1 + frac / 1024) * 2 ** (exp - 15);
-  }
-  return t;
-})();
-
-/** IEEE 754 half -> single, for the stored-token path (what a store that keeps fp16 does on every re-rank). */
-export function halfToFloat(h: Uint16Array, out = new Float32Array(h.length)): Float32Array {
-  for (let i = 0; i < h.length; i++) out[i] = HALF[h[i]];
-  return out;
-}
-
-/** Single -> half (round to nearest), to make the stored form of measured tokens. */
-export function floatToHalf(f: Float32Array): Uint16Array {
-  const out = new Uint16Array(f.length);
-  const buf = new DataView(new ArrayBuffer(4));
-  for (let i = 0; i < f.length; i++) {
-    buf.setFloat32(0, f[i]);
-    const x = buf.getUint32(0);
-    const sign = (x >>> 16) & 0x8000;
-    const exp = ((x >>> 23) & 0xff) - 127 + 15;
-    const mant = x & 0x7fffff;
-    if (exp <= 0) out[i] = sign;
-    else if (exp >= 31) out[i] = sign | 0x7c00;
-    else out[i] = sign | (exp << 10) | ((mant + 0x1000) >> 13);
-  }
-  return out;
 }
 
 interface Graphs {
@@ -149,12 +108,15 @@ export async function measureRerank(
     const out = await run(vision, visionFeeds(pixels, g.imageSize));
     const embeds = out.image_embeds.data as Float32Array; // (k, T, Dv)
     const per = g.tokens * g.width;
-    const stored = Array.from({ length: k }, (_, i) => floatToHalf(embeds.subarray(i * per, (i + 1) * per)));
-    const widened = stored.map(() => new Float32Array(per));
-    const rows = widened.map((e) => ({ embeds: e, ids }));
+    // the stored form, and back: what the server does with each candidate's kept tokens (collections/tokens.ts)
+    const stored = Array.from({ length: k }, (_, i) => encodeHalf(embeds.subarray(i * per, (i + 1) * per)));
+    let widened = stored.map(decodeHalf);
+    const rows = () => widened.map((e) => ({ embeds: e, ids }));
     const t = {
-      widen_fp16: await measure(async () => stored.forEach((h, i) => halfToFloat(h, widened[i])), timing),
-      itm: await measure(() => run(itm, fusedFeeds(rows, m.tokenizer.special_tokens.pad, g.tokens, g.width)), timing),
+      widen_fp16: await measure(async () => {
+        widened = stored.map(decodeHalf);
+      }, timing),
+      itm: await measure(() => run(itm, fusedFeeds(rows(), m.tokenizer.special_tokens.pad, g.tokens, g.width)), timing),
       preprocess: await measure(() => Promise.all(batch.map((b) => preprocessImage(b, spec))), timing),
       vision: await measure(() => run(vision, visionFeeds(pixels, g.imageSize)), timing),
     };

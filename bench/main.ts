@@ -6,6 +6,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { COLLECTIONS_FULL, COLLECTIONS_QUICK, runCollections, type CollectionsResult } from "./collections.js";
+import { collectionsTargets, renderCollections } from "./collections-report.js";
 import { runModels, type ModelsResult } from "./models.js";
 import { OptionsError, parseOptions, type BenchOptions } from "./options.js";
 import { PLOTS, renderReport } from "./report.js";
@@ -102,6 +104,17 @@ async function main(): Promise<number> {
     const r = await runServer(opts, ROOT, w, teacher, stamp(ROOT, argv), log);
     writeFileSync(path.join(opts.out, "server.json"), JSON.stringify(r, null, 2));
   }
+  if (opts.parts.includes("collections")) {
+    const settings = opts.quick ? COLLECTIONS_QUICK : COLLECTIONS_FULL;
+    const r = await runCollections(opts, ROOT, settings, stamp(ROOT, argv), log);
+    writeFileSync(path.join(opts.out, "collections.json"), JSON.stringify(r, null, 2));
+  }
+  const collections = readJson<CollectionsResult>(path.join(opts.out, "collections.json"));
+  if (collections) {
+    writeFileSync(path.join(opts.out, "collections.md"), renderCollections(collections));
+    for (const t of collectionsTargets(collections))
+      log(`${t.met === null ? "n/a " : t.met ? "met " : "MISS"}  ${t.target}: ${t.measured} (goal ${t.goal})`);
+  }
   const models = readJson<ModelsResult>(path.join(opts.out, "models.json"));
   const server = readJson<ServerResult>(path.join(opts.out, "server.json"));
   const plots = opts.plots ? drawPlots(opts.out) : [];
@@ -109,7 +122,7 @@ async function main(): Promise<number> {
   for (const t of checkTargets(models, server))
     log(`${t.met === null ? "n/a " : t.met ? "met " : "MISS"}  ${t.target}: ${t.measured} (goal ${t.goal})`);
   log(
-    `wrote ${["models.json", "server.json", "results.md", ...plots].filter((f) => existsSync(path.join(opts.out, f))).join(", ")} in ${opts.out}`,
+    `wrote ${["models.json", "server.json", "results.md", "collections.json", "collections.md", ...plots].filter((f) => existsSync(path.join(opts.out, f))).join(", ")} in ${opts.out}`,
   );
   return 0;
 }

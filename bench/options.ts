@@ -5,7 +5,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { defaultThreadsPerWorker } from "../src/config.js";
 
-export const PARTS = ["models", "server"] as const;
+export const PARTS = ["models", "server", "collections"] as const;
 export type Part = (typeof PARTS)[number];
 export const ENDPOINTS = ["embed_image", "embed_text", "caption", "vqa", "rank"] as const;
 export type Endpoint = (typeof ENDPOINTS)[number];
@@ -70,10 +70,10 @@ const QUICK: typeof FULL = {
 
 export class OptionsError extends Error {}
 
-export const USAGE = `usage: npm run bench -- [flags]      (npm run bench:models / bench:server run one part)
+export const USAGE = `usage: npm run bench -- [flags]      (npm run bench:models / bench:server / bench:collections run one part)
 
   --quick                  smoke test: micro fixture bundle, short points (CI)
-  --parts LIST             models,server (default: both)
+  --parts LIST             models,server,collections (default: all three)
   --out DIR                results directory (default: bench/results)
   --student DIR            student bundle, the default model (default: ${FULL.student})
   --teacher DIR            teacher bundle (default: ${FULL.teacher}; --quick: none); missing: teacher rows skipped

@@ -2,6 +2,7 @@
 // measuring anything: `npm run bench:report [-- DIR]` (default bench/results), after a change to the report's code.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { renderCollections } from "./collections-report.js";
 import { PLOTS, renderReport } from "./report.js";
 
 const dir = path.resolve(process.argv[2] ?? "bench/results");
@@ -11,10 +12,17 @@ const read = (name: string) => {
 };
 const models = read("models.json");
 const server = read("server.json");
-if (!models && !server) {
-  console.error(`${dir}: no models.json or server.json to render`);
+const collections = read("collections.json");
+if (!models && !server && !collections) {
+  console.error(`${dir}: no models.json, server.json or collections.json to render`);
   process.exit(2);
 }
-const plots = Object.keys(PLOTS).filter((p) => existsSync(path.join(dir, p)));
-writeFileSync(path.join(dir, "results.md"), renderReport(models, server, plots));
-console.log(`wrote ${path.join(dir, "results.md")}`);
+if (collections) {
+  writeFileSync(path.join(dir, "collections.md"), renderCollections(collections));
+  console.log(`wrote ${path.join(dir, "collections.md")}`);
+}
+if (models || server) {
+  const plots = Object.keys(PLOTS).filter((p) => existsSync(path.join(dir, p)));
+  writeFileSync(path.join(dir, "results.md"), renderReport(models, server, plots));
+  console.log(`wrote ${path.join(dir, "results.md")}`);
+}

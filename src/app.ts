@@ -17,6 +17,7 @@ import collectionsPlugin from "./plugins/collections.js";
 import collections from "./routes/collections.js";
 import collectionItems from "./routes/collections-items.js";
 import collectionSearch from "./routes/collections-search.js";
+import collectionImage from "./routes/collections-image.js";
 import chat from "./routes/openai/chat.js";
 import embeddings from "./routes/embeddings.js";
 import health from "./routes/health.js";
@@ -99,6 +100,7 @@ export const app = fp<{ config: Config }>(
     await app.register(collections);
     await app.register(collectionItems);
     await app.register(collectionSearch);
+    await app.register(collectionImage);
   },
   { name: "dlip-app" },
 );

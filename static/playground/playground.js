@@ -35,12 +35,12 @@ function authHeaders(headers = {}) {
  * goes as multipart, any other object as JSON. */
 async function api(path, body) {
   const headers = authHeaders({ accept: "application/json" });
-  const json = body && !(body instanceof FormData);
-  if (json) headers["content-type"] = "application/json";
+  const asJson = body && !(body instanceof FormData);
+  if (asJson) headers["content-type"] = "application/json";
   const t0 = performance.now();
   let res;
   try {
-    res = await fetch(path, { method: body ? "POST" : "GET", headers, body: json ? JSON.stringify(body) : body });
+    res = await fetch(path, { method: body ? "POST" : "GET", headers, body: asJson ? JSON.stringify(body) : body });
   } catch (err) {
     throw new ApiFailure(0, `the server did not answer (${err.message})`);
   }

@@ -106,6 +106,18 @@ function runAs(): Promise<RunAs> {
   return runAsCache;
 }
 
+/** Where the server's files go: the temporary directory, or /tmp where the server's user cannot reach that one
+ * (a TMPDIR under /root, say). */
+async function scratch(who: RunAs): Promise<string> {
+  if (who.prefix.length === 0) return os.tmpdir();
+  try {
+    await run(who.prefix[0], [...who.prefix.slice(1), "test", "-x", os.tmpdir()]);
+    return os.tmpdir();
+  } catch {
+    return "/tmp";
+  }
+}
+
 let installCache: Promise<string> | undefined;
 
 /** The PostgreSQL tree as the server's user can reach it: the venv's own where that user may execute it, else (a
@@ -122,7 +134,7 @@ function reachableInstall(who: RunAs): Promise<string> {
       return dir;
     } catch {
       const version = (await run(path.join(dir, "bin/postgres"), ["--version"])).stdout.trim().split(" ").pop();
-      const copy = path.join(os.tmpdir(), `dlip-pginstall-${version}`);
+      const copy = path.join(await scratch(who), `dlip-pginstall-${version}`);
       if (!existsSync(path.join(copy, ".complete"))) {
         // The layout of site-packages is kept: the binaries find their shared libraries through the RPATH
         // $ORIGIN/../../../embedded_postgres.libs.
@@ -161,7 +173,7 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Test
   const who = await runAs();
   const install = await reachableInstall(who);
   const bin = (name: string) => path.join(install, "bin", name);
-  const root = mkdtempSync(path.join(os.tmpdir(), "dlip-pg-"));
+  const root = mkdtempSync(path.join(await scratch(who), "dlip-pg-"));
   chownSync(root, who.uid, who.gid);
   const dataDir = path.join(root, "data");
   const asUser = (file: string, args: string[]) =>

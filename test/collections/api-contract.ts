@@ -477,6 +477,7 @@ export function apiContract(label: string, config: () => Promise<Partial<Config>
       "/v1/collections/{name}/items",
       "/v1/collections/{name}/items/delete",
       "/v1/collections/{name}/items/{id}",
+      "/v1/collections/{name}/items/{id}/image",
       "/v1/collections/{name}/jobs/{job}",
       "/v1/collections/{name}/reembed",
       "/v1/collections/{name}/search",

@@ -310,7 +310,8 @@ export function apiContract(label: string, config: () => Promise<Partial<Config>
       [{ text: "x", filter: {} }, /empty/],
       [{ text: "x", rerank: "itm" }, /neither image tokens nor images/],
       [{ image: b64(images[0]), target: "image", rerank: "itm" }, /image-text pairs/],
-      [{ text: "x", target: "text", rerank: "itm", limit: 10, rerank_k: 5 }, /exceeds rerank_k/],
+      [{ text: "x", target: "text", rerank: "itm" }, /image-text pairs/],
+      [{ image: b64(images[0]), rerank: "itm", limit: 10, rerank_k: 5 }, /exceeds rerank_k/],
       [{ text: "x", extra: 1 }, /extra|additional/],
     ];
     for (const [body, message] of bad)

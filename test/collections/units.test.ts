@@ -5,6 +5,7 @@ import { test } from "node:test";
 import { filterSql, parseFilter } from "../../src/collections/filter.js";
 import { decodeHalf, encodeHalf } from "../../src/collections/tokens.js";
 import { checkName, idFault, metadataFault } from "../../src/collections/validate.js";
+import { ConfigError, loadConfig } from "../../src/config.js";
 import { ApiError } from "../../src/errors.js";
 
 test("filters: parsed per key; SQL carries keys and values as parameters only", () => {
@@ -94,4 +95,23 @@ test("names, ids and metadata: what is refused and why", () => {
   assert.throws(() => parseFilter({ a: "x\ud800" }), /a value/);
   assert.throws(() => parseFilter({ a: { in: ["\udfff"] } }), /values must be/);
   assert.equal(parseFilter({ a: "😀" }).length, 1);
+});
+
+test("collection settings: read once with the others, refused when they cannot work", () => {
+  const cfg = loadConfig({ DATABASE_URL: "postgres://u@127.0.0.1:5432/db", COLLECTIONS_MAX_ITEMS: "8" }, [
+    "--collections-data-dir",
+    "/srv/store",
+  ]);
+  assert.deepEqual(
+    [cfg.databaseUrl, cfg.collectionsDataDir, cfg.collectionsMaxItems, cfg.collectionsMaxMetadataBytes],
+    ["postgres://u@127.0.0.1:5432/db", "/srv/store", 8, 8192],
+  );
+  const refused = (env: Record<string, string>, message: RegExp) =>
+    assert.throws(
+      () => loadConfig(env, []),
+      (e: unknown) => e instanceof ConfigError && message.test((e as Error).message),
+    );
+  refused({ COLLECTIONS_MAX_ITEMS: "0" }, /COLLECTIONS_MAX_ITEMS must be an integer >= 1/);
+  refused({ COLLECTIONS_MAX_ITEMS: "300" }, /must not exceed MAX_QUEUE \(256\)/);
+  refused({ COLLECTIONS_MAX_METADATA_BYTES: "1" }, /COLLECTIONS_MAX_METADATA_BYTES must be an integer >= 2/);
 });

@@ -1,7 +1,7 @@
 // The one module that owns the collections schema and every SQL statement (Immich's repository shape), run by both
 // implementations over their driver (db.ts). Every value is a parameter; the only identifiers built here are the ANN
 // index names, from a collection's integer key, and the vector dimension, an integer: both checked before use.
-import { filterSql } from "./filter.js";
+import { filterSql, type Filter } from "./filter.js";
 import { sqlState, toBuffer, toIso, type Db, type Row, type Statement } from "./db.js";
 import type {
   Candidate,
@@ -109,14 +109,22 @@ export class SqlStore implements CollectionStore {
   ) {}
 
   async open(): Promise<void> {
-    await this.db.transaction([
-      { sql: "SELECT pg_advisory_xact_lock($1)", params: [MIGRATION_LOCK] },
-      {
-        sql: `CREATE TABLE IF NOT EXISTS dlip_schema_migrations (
-          version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`,
-      },
-    ]);
+    await this.db.query(
+      `CREATE TABLE IF NOT EXISTS dlip_schema_migrations (
+        version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`,
+    );
+    const applied = new Set(
+      (await this.db.query("SELECT version FROM dlip_schema_migrations")).map((r) => Number(r.version)),
+    );
+    const newest = Math.max(0, ...applied);
+    if (newest > SCHEMA_VERSION)
+      throw new Error(
+        `the collections database has schema version ${newest}, newer than this server's ${SCHEMA_VERSION}: upgrade the server`,
+      );
+    // each missing step in its own transaction with its version row; a replica that applied it meanwhile makes the
+    // rerun a no-op (every step is idempotent)
     for (let v = 1; v <= MIGRATIONS.length; v++) {
+      if (applied.has(v)) continue;
       await this.db.transaction([
         { sql: "SELECT pg_advisory_xact_lock($1)", params: [MIGRATION_LOCK] },
         ...MIGRATIONS[v - 1].map((sql) => ({ sql })),
@@ -131,11 +139,6 @@ export class SqlStore implements CollectionStore {
          WHERE status = 'running'`,
         ["the server stopped before the job finished; resume from line received + 1 (imports) or call reembed again"],
       );
-    const [row] = await this.db.query("SELECT max(version)::int AS v FROM dlip_schema_migrations");
-    if (Number(row.v) > SCHEMA_VERSION)
-      throw new Error(
-        `the collections database has schema version ${row.v}, newer than this server's ${SCHEMA_VERSION}: upgrade the server`,
-      );
   }
 
   async ping(): Promise<void> {
@@ -147,18 +150,27 @@ export class SqlStore implements CollectionStore {
   }
 
   async createCollection(c: NewCollection): Promise<boolean> {
-    const rows = await this.db.query(
-      `INSERT INTO dlip_collections (name, model, weights, dim, store_images, store_tokens)
-       VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING RETURNING key`,
-      [c.name, c.model, c.weights, c.dim, c.storeImages, c.storeTokens],
+    // the row and its two indexes in one transaction: a collection never exists without its indexes. The key is
+    // drawn first, since the index DDL names it
+    const [{ key }] = await this.db.query(
+      "SELECT nextval(pg_get_serial_sequence('dlip_collections', 'key'))::int AS key",
     );
-    if (rows.length === 0) return false;
-    const key = Number(rows[0].key);
-    await this.db.transaction([
-      { sql: createIndexSql(key, c.dim, "image") },
-      { sql: createIndexSql(key, c.dim, "text") },
+    const [inserted] = await this.db.transaction([
+      {
+        sql: `INSERT INTO dlip_collections (key, name, model, weights, dim, store_images, store_tokens)
+          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING RETURNING key`,
+        params: [key, c.name, c.model, c.weights, c.dim, c.storeImages, c.storeTokens],
+      },
+      { sql: createIndexSql(Number(key), c.dim, "image") },
+      { sql: createIndexSql(Number(key), c.dim, "text") },
     ]);
-    return true;
+    if (inserted.length > 0) return true;
+    // the name was taken (the indexes of the unused key are empty): drop them
+    await this.db.transaction([
+      { sql: `DROP INDEX IF EXISTS ${indexName(Number(key), "image")}` },
+      { sql: `DROP INDEX IF EXISTS ${indexName(Number(key), "text")}` },
+    ]);
+    return false;
   }
 
   private static readonly COLLECTION_COLUMNS = `c.key, c.name, c.model, c.weights, c.dim, c.store_images,
@@ -291,7 +303,7 @@ export class SqlStore implements CollectionStore {
     return rows.length;
   }
 
-  async deleteMatching(collection: string, filter: import("./filter.js").Filter): Promise<number> {
+  async deleteMatching(collection: string, filter: Filter): Promise<number> {
     const params: unknown[] = [collection];
     const where = filterSql(filter, params);
     const rows = await this.db.query(

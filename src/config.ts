@@ -311,6 +311,12 @@ export function loadConfig(
       `FILE_LIMIT_BYTES (${out.fileLimitBytes}) must not exceed BODY_LIMIT_BYTES (${out.bodyLimitBytes})`,
     );
   }
+  if (out.collectionsMaxItems > out.maxQueue) {
+    // a request's images go to the vision queue together: more than it holds would always be refused (429)
+    throw new ConfigError(
+      `COLLECTIONS_MAX_ITEMS (${out.collectionsMaxItems}) must not exceed MAX_QUEUE (${out.maxQueue})`,
+    );
+  }
   if (out.apiKeys !== null && out.apiKeys.split(",").every((k) => k.trim() === "")) {
     throw new ConfigError(`API_KEYS holds no key, got '${out.apiKeys}' (leave it unset for an open API)`);
   }

@@ -16,8 +16,12 @@ export type Condition =
   | { op: "range"; bounds: Partial<Record<RangeOp, number>> };
 export type Filter = { key: string; cond: Condition }[];
 
+// a string must be well-formed Unicode (no lone surrogate): PostgreSQL's jsonb refuses the escape JSON.stringify writes
 const isScalar = (v: unknown): v is Scalar =>
-  v === null || typeof v === "string" || typeof v === "boolean" || (typeof v === "number" && Number.isFinite(v));
+  v === null ||
+  (typeof v === "string" && !/[\ud800-\udfff]/.test(v.replace(/[\ud800-\udbff][\udc00-\udfff]/g, ""))) ||
+  typeof v === "boolean" ||
+  (typeof v === "number" && Number.isFinite(v));
 
 /** A request's `filter` as a Filter; throws 400 invalid_field naming the key and what was wrong. */
 export function parseFilter(raw: unknown, label = "filter"): Filter {

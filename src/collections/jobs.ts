@@ -2,7 +2,7 @@
 // - an import: an NDJSON body (one item a line, as in PUT .../items) read as it arrives, embedded and committed in
 //   batches, so 10,000+ images go in one request that never holds more than a batch in memory and never times out
 //   (no request deadline; each batch commits on its own, and a client that resends the lines after the last
-//   committed one, `succeeded + failed`, resumes: upserts by id are idempotent);
+//   committed one (`received`: every line up to it is committed or failed) resumes: upserts by id are idempotent);
 // - a re-embed: every item written by other weights re-embedded from its kept image and text (one call).
 import type { FastifyInstance } from "fastify";
 import type { Readable } from "node:stream";
@@ -83,8 +83,14 @@ export async function runImport(
     record.failed++;
     if (record.errors.length < MAX_ERRORS_KEPT) record.errors.push({ line, ...(id ? { id } : {}), code, message });
   };
+  let lineNo = 0;
+  // `received` advances only here: every line up to it is committed or failed, so a client that lost its connection
+  // resumes from line received + 1
   const flush = async () => {
-    if (!batch.length) return;
+    if (!batch.length) {
+      record.received = lineNo;
+      return;
+    }
     const { writes, outcomes } = await embedItems(
       app,
       c,
@@ -98,20 +104,18 @@ export async function runImport(
       if (o.status === "ok") record.succeeded++;
       else fail(o.index, o.id ?? undefined, o.error!.code, o.error!.message.replace(/^items\[(\d+)\]\.?/, "line $1: "));
     batch = [];
+    record.received = lineNo;
     record.updated = new Date().toISOString();
     await collections.use((s) => s.updateJob(record));
   };
   try {
-    let lineNo = 0;
     for await (const l of lines(body, maxLine)) {
       lineNo++;
       if ("tooLong" in l) {
-        record.received++;
         fail(lineNo, undefined, "body_too_large", `line ${lineNo} is longer than ${maxLine} bytes`);
         continue;
       }
       if (l.line.trim() === "") continue;
-      record.received++;
       let item: unknown;
       try {
         item = JSON.parse(l.line);

@@ -45,6 +45,8 @@ export async function searchCollection(
   if (rerank) {
     if (q.pixels && q.target === "image")
       throw invalidField('ITM scores image-text pairs: an image query re-ranks texts (target "text"), not images');
+    if (!q.pixels && q.target === "text")
+      throw invalidField('ITM scores image-text pairs: a text query re-ranks images (target "image"), not texts');
     if (q.target === "image" && !c.storeTokens && !c.storeImages)
       throw invalidField(
         `collection '${c.name}' keeps neither image tokens nor images, so ITM cannot re-rank its images; ` +

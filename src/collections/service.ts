@@ -1,4 +1,4 @@
-// The collections service: the store behind its interface, opened on first use (or at listen), with every failure to
+// The collections service: the store behind its interface, opened on first use, with every failure to
 // reach the database turned into the 503 the routes answer (Retry-After) and remembered for readiness; and the
 // binding of a collection to the model that embeds it.
 import { createHash } from "node:crypto";
@@ -6,6 +6,7 @@ import type { FastifyBaseLogger } from "fastify";
 import type { Config } from "../config.js";
 import { ApiError } from "../errors.js";
 import type { ModelRegistry, ServedModel } from "../services/models.js";
+import { sqlState } from "./db.js";
 import { PgliteDb } from "./pglite.js";
 import { PostgresDb } from "./postgres.js";
 import { SqlStore } from "./sql.js";
@@ -79,6 +80,15 @@ export class Collections {
       return out;
     } catch (err) {
       if (err instanceof ApiError) throw err;
+      const state = sqlState(err);
+      // values the checks let through and the database refuses (class 22: data exceptions) are the request's fault
+      if (state?.startsWith("22"))
+        throw new ApiError(
+          "invalid_field",
+          `the database refused a value: ${String((err as Error).message).slice(0, 200)}`,
+        );
+      // the collection was deleted while this request wrote to it
+      if (state === "23503") throw new ApiError("not_found", "the collection was deleted during this request");
       if (err instanceof StoreUnavailable || this.opened === null) {
         this.lastError = String((err as Error)?.message ?? err);
         this.log.warn({ err: this.lastError, store: this.store.kind }, "collections store unavailable");

@@ -1,7 +1,7 @@
 // The one module that owns the collections schema and every SQL statement (Immich's repository shape), run by both
 // implementations over their driver (db.ts). Every value is a parameter; the only identifiers built here are the ANN
 // index names, from a collection's integer key, and the vector dimension, an integer: both checked before use.
-import { filterSql } from "./filter.js";
+import { filterSql, type Filter } from "./filter.js";
 import { sqlState, toBuffer, toIso, type Db, type Row, type Statement } from "./db.js";
 import type {
   Candidate,
@@ -64,6 +64,12 @@ const MIGRATIONS: string[][] = [
       PRIMARY KEY (collection, job)
     )`,
   ],
+  // 2: a collection's item count kept beside it (every write updates it in its own transaction), so that the
+  // lookup every search and write makes does not count the collection's rows
+  [
+    "ALTER TABLE dlip_collections ADD COLUMN IF NOT EXISTS items bigint NOT NULL DEFAULT 0",
+    "UPDATE dlip_collections c SET items = (SELECT count(*) FROM dlip_items i WHERE i.collection = c.key)",
+  ],
 ];
 export const SCHEMA_VERSION = MIGRATIONS.length;
 const MIGRATION_LOCK = 7_140_024; // pg_advisory_xact_lock key: replicas starting together migrate one at a time
@@ -103,24 +109,35 @@ export class SqlStore implements CollectionStore {
   ) {}
 
   async open(): Promise<void> {
-    await this.db.transaction([
-      { sql: "SELECT pg_advisory_xact_lock($1)", params: [MIGRATION_LOCK] },
-      {
-        sql: `CREATE TABLE IF NOT EXISTS dlip_schema_migrations (
-          version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`,
-      },
-    ]);
+    await this.db.query(
+      `CREATE TABLE IF NOT EXISTS dlip_schema_migrations (
+        version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`,
+    );
+    const applied = new Set(
+      (await this.db.query("SELECT version FROM dlip_schema_migrations")).map((r) => Number(r.version)),
+    );
+    const newest = Math.max(0, ...applied);
+    if (newest > SCHEMA_VERSION)
+      throw new Error(
+        `the collections database has schema version ${newest}, newer than this server's ${SCHEMA_VERSION}: upgrade the server`,
+      );
+    // each missing step in its own transaction with its version row; a replica that applied it meanwhile makes the
+    // rerun a no-op (every step is idempotent)
     for (let v = 1; v <= MIGRATIONS.length; v++) {
+      if (applied.has(v)) continue;
       await this.db.transaction([
         { sql: "SELECT pg_advisory_xact_lock($1)", params: [MIGRATION_LOCK] },
         ...MIGRATIONS[v - 1].map((sql) => ({ sql })),
         { sql: "INSERT INTO dlip_schema_migrations (version) VALUES ($1) ON CONFLICT DO NOTHING", params: [v] },
       ]);
     }
-    const [row] = await this.db.query("SELECT max(version)::int AS v FROM dlip_schema_migrations");
-    if (Number(row.v) > SCHEMA_VERSION)
-      throw new Error(
-        `the collections database has schema version ${row.v}, newer than this server's ${SCHEMA_VERSION}: upgrade the server`,
+    if (this.kind === "pglite")
+      // one server per embedded directory: a job still "running" was cut off when the last one stopped
+      await this.db.query(
+        `UPDATE dlip_jobs SET status = 'failed', updated_at = now(),
+           errors = errors || jsonb_build_array(jsonb_build_object('code', 'interrupted', 'message', $1::text))
+         WHERE status = 'running'`,
+        ["the server stopped before the job finished; resume from line received + 1 (imports) or call reembed again"],
       );
   }
 
@@ -133,22 +150,31 @@ export class SqlStore implements CollectionStore {
   }
 
   async createCollection(c: NewCollection): Promise<boolean> {
-    const rows = await this.db.query(
-      `INSERT INTO dlip_collections (name, model, weights, dim, store_images, store_tokens)
-       VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING RETURNING key`,
-      [c.name, c.model, c.weights, c.dim, c.storeImages, c.storeTokens],
+    // the row and its two indexes in one transaction: a collection never exists without its indexes. The key is
+    // drawn first, since the index DDL names it
+    const [{ key }] = await this.db.query(
+      "SELECT nextval(pg_get_serial_sequence('dlip_collections', 'key'))::int AS key",
     );
-    if (rows.length === 0) return false;
-    const key = Number(rows[0].key);
-    await this.db.transaction([
-      { sql: createIndexSql(key, c.dim, "image") },
-      { sql: createIndexSql(key, c.dim, "text") },
+    const [inserted] = await this.db.transaction([
+      {
+        sql: `INSERT INTO dlip_collections (key, name, model, weights, dim, store_images, store_tokens)
+          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING RETURNING key`,
+        params: [key, c.name, c.model, c.weights, c.dim, c.storeImages, c.storeTokens],
+      },
+      { sql: createIndexSql(Number(key), c.dim, "image") },
+      { sql: createIndexSql(Number(key), c.dim, "text") },
     ]);
-    return true;
+    if (inserted.length > 0) return true;
+    // the name was taken (the indexes of the unused key are empty): drop them
+    await this.db.transaction([
+      { sql: `DROP INDEX IF EXISTS ${indexName(Number(key), "image")}` },
+      { sql: `DROP INDEX IF EXISTS ${indexName(Number(key), "text")}` },
+    ]);
+    return false;
   }
 
   private static readonly COLLECTION_COLUMNS = `c.key, c.name, c.model, c.weights, c.dim, c.store_images,
-    c.store_tokens, c.created_at, (SELECT count(*)::int FROM dlip_items i WHERE i.collection = c.key) AS items`;
+    c.store_tokens, c.created_at, c.items`;
 
   async listCollections(): Promise<CollectionInfo[]> {
     const rows = await this.db.query(`SELECT ${SqlStore.COLLECTION_COLUMNS} FROM dlip_collections c ORDER BY c.name`);
@@ -205,14 +231,18 @@ export class SqlStore implements CollectionStore {
         const p = (i: number) => `$${base + i + 1}`;
         return `(${p(0)}, ${p(1)}, ${p(2)}, ${p(3)}::jsonb, ${p(4)}, ${p(5)}, ${p(6)}, ${p(7)}::vector, ${p(8)}::vector, ${p(9)}, ${p(10)})`;
       });
+      // the count grows by the rows inserted, not replaced: xmax is 0 exactly on a freshly inserted row
       statements.push({
-        sql: `INSERT INTO dlip_items
-          (collection, id, text, metadata, has_image, image, tokens, image_emb, text_emb, model, weights)
-          VALUES ${values.join(", ")}
-          ON CONFLICT (collection, id) DO UPDATE SET text = EXCLUDED.text, metadata = EXCLUDED.metadata,
-            has_image = EXCLUDED.has_image, image = EXCLUDED.image, tokens = EXCLUDED.tokens,
-            image_emb = EXCLUDED.image_emb, text_emb = EXCLUDED.text_emb, model = EXCLUDED.model,
-            weights = EXCLUDED.weights, updated_at = now()`,
+        sql: `WITH written AS (
+            INSERT INTO dlip_items
+              (collection, id, text, metadata, has_image, image, tokens, image_emb, text_emb, model, weights)
+            VALUES ${values.join(", ")}
+            ON CONFLICT (collection, id) DO UPDATE SET text = EXCLUDED.text, metadata = EXCLUDED.metadata,
+              has_image = EXCLUDED.has_image, image = EXCLUDED.image, tokens = EXCLUDED.tokens,
+              image_emb = EXCLUDED.image_emb, text_emb = EXCLUDED.text_emb, model = EXCLUDED.model,
+              weights = EXCLUDED.weights, updated_at = now()
+            RETURNING (xmax = 0) AS inserted)
+          UPDATE dlip_collections SET items = items + (SELECT count(*) FROM written WHERE inserted) WHERE key = $1`,
         params,
       });
     }
@@ -263,19 +293,24 @@ export class SqlStore implements CollectionStore {
 
   async deleteItems(collection: string, ids: string[]): Promise<number> {
     const rows = await this.db.query(
-      `DELETE FROM dlip_items WHERE collection = (SELECT key FROM dlip_collections WHERE name = $1)
-       AND id IN (SELECT jsonb_array_elements_text($2::jsonb)) RETURNING id`,
+      `WITH c AS (SELECT key FROM dlip_collections WHERE name = $1),
+         d AS (DELETE FROM dlip_items WHERE collection = (SELECT key FROM c)
+               AND id IN (SELECT jsonb_array_elements_text($2::jsonb)) RETURNING id),
+         n AS (UPDATE dlip_collections SET items = items - (SELECT count(*) FROM d) WHERE key = (SELECT key FROM c))
+       SELECT id FROM d`,
       [collection, JSON.stringify(ids)],
     );
     return rows.length;
   }
 
-  async deleteMatching(collection: string, filter: import("./filter.js").Filter): Promise<number> {
+  async deleteMatching(collection: string, filter: Filter): Promise<number> {
     const params: unknown[] = [collection];
     const where = filterSql(filter, params);
     const rows = await this.db.query(
-      `WITH d AS (DELETE FROM dlip_items WHERE collection = (SELECT key FROM dlip_collections WHERE name = $1)
-       AND ${where} RETURNING 1) SELECT count(*)::int AS n FROM d`,
+      `WITH c AS (SELECT key FROM dlip_collections WHERE name = $1),
+         d AS (DELETE FROM dlip_items WHERE collection = (SELECT key FROM c) AND ${where} RETURNING 1),
+         n AS (UPDATE dlip_collections SET items = items - (SELECT count(*) FROM d) WHERE key = (SELECT key FROM c))
+       SELECT count(*)::int AS n FROM d`,
       params,
     );
     return Number(rows[0].n);
@@ -289,9 +324,11 @@ export class SqlStore implements CollectionStore {
     // the cast and the partial-index predicate (collection = $1: planned with its value) match the collection's
     // index; relaxed_order iterative scans go on past ef_search until k rows pass the filter, the outer ORDER BY
     // restores exact order (pgvector README, "Iterative Index Scans")
-    const [, , rows] = await this.db.transaction([
-      { sql: "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)" },
-      { sql: "SELECT set_config('hnsw.ef_search', $1, true)", params: [String(Math.min(1000, Math.max(40, q.k)))] },
+    const [, rows] = await this.db.transaction([
+      {
+        sql: "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('hnsw.ef_search', $1, true)",
+        params: [String(Math.min(1000, Math.max(40, q.k)))],
+      },
       {
         sql: `WITH c AS MATERIALIZED (
             SELECT id, metadata, (${column}::vector(${dim})) <=> $2::vector(${dim}) AS distance

@@ -4,7 +4,8 @@
 import { invalidField } from "../errors.js";
 
 export const NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
-export const ITEM_ID = /^[A-Za-z0-9][A-Za-z0-9._:@+=~-]{0,127}$/;
+// at most 100 characters: Fastify matches path parameters up to 100 (maxParamLength), and ids are path parameters
+export const ITEM_ID = /^[A-Za-z0-9][A-Za-z0-9._:@+=~-]{0,99}$/;
 export const JOB_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export const MAX_LIMIT = 1000; // results per search (and pgvector's largest hnsw.ef_search)
 export const MAX_OFFSET = 10_000;
@@ -24,7 +25,7 @@ export function checkName(name: string): string {
 export function idFault(id: string): string | null {
   return ITEM_ID.test(id)
     ? null
-    : `id '${id.slice(0, 80)}' must match ${ITEM_ID.source} (letters, digits and . _ : @ + = ~ -, 1-128 characters)`;
+    : `id '${id.slice(0, 80)}' must match ${ITEM_ID.source} (letters, digits and . _ : @ + = ~ -, 1-100 characters)`;
 }
 
 export function checkId(id: string): string {
@@ -42,8 +43,12 @@ export function metadataFault(metadata: unknown, maxBytes: number): string | nul
   if (bytes > maxBytes)
     return `metadata is ${bytes} bytes as JSON; at most ${maxBytes} (COLLECTIONS_MAX_METADATA_BYTES)`;
   if (json.includes("\\u0000")) return "metadata holds a NUL character (\\u0000), which cannot be stored";
+  if (LONE_SURROGATE.test(json)) return "metadata holds a lone UTF-16 surrogate, which is not Unicode text";
   return null;
 }
+
+// JSON.stringify writes a lone surrogate (half of a UTF-16 pair) as an escape, which PostgreSQL's jsonb refuses
+export const LONE_SURROGATE = /(?<!\\)(?:\\\\)*\\ud[89a-f][0-9a-f]{2}/i;
 
 export function textFault(text: string): string | null {
   if (text.trim() === "") return "text is blank";

@@ -1,7 +1,7 @@
 // The collections plugin: the store DATABASE_URL or COLLECTIONS_DATA_DIR names, behind the Collections service
 // (`app.collections`). Opened (and migrated) by the first collection request, not at boot: a server that never
-// serves collections never starts a database (nor a PGlite worker and its ~100 MB), and the models' warm-up does
-// not wait for one; /readyz says `not_opened` until then. Closed with the app.
+// serves collections never starts a database (nor a PGlite worker), and the models' warm-up does not wait for one;
+// /readyz says `not_opened` until then. Closed with the app.
 import fp from "fastify-plugin";
 import type { Config } from "../config.js";
 import { Collections, createStore } from "../collections/service.js";
@@ -16,14 +16,6 @@ export default fp<{ config: Config }>(
   async (app, { config }) => {
     const collections = new Collections(createStore(config), app.models, app.log);
     app.decorate("collections", collections);
-    app.addHook("onListen", async () => {
-      await collections.open().catch((err: unknown) => {
-        app.log.error(
-          { err: String((err as Error)?.message ?? err) },
-          "collections store did not open; retried on use",
-        );
-      });
-    });
     app.addHook("onClose", async () => collections.close());
   },
   { name: "collections", dependencies: ["models"] },

@@ -56,7 +56,9 @@ export const Job = Type.Object({
   job: Type.String(),
   kind: Type.Enum(["import", "reembed"]),
   status: Type.Enum(["running", "done", "failed"]),
-  received: Type.Integer({ description: "import: lines read; reembed: items visited" }),
+  received: Type.Integer({
+    description: "import: lines handled, each committed or failed (resume from the next); reembed: items visited",
+  }),
   succeeded: Type.Integer({ description: "items committed" }),
   failed: Type.Integer(),
   errors: Type.Array(

@@ -118,3 +118,41 @@ test("items acknowledged with 2xx survive kill -9 and a restart; a second server
   assert.equal((found.body.results as unknown[]).length, 12); // the 12 image items (3 a round), re-ranked from kept tokens
   await killed(again.child);
 });
+
+test("an import cut off by kill -9 keeps its committed batches, and its job says it was interrupted", async () => {
+  const first = await server();
+  assert.equal((await call(first.base, "POST", "/v1/collections", { name: "cut" })).status, 201);
+  const image = (await solid(20, 20, "#3020c0")).toString("base64");
+  let stop = false;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(ctl) {
+      // lines until the server has been killed under the stream
+      await new Promise((r) => setTimeout(r, 20));
+      if (stop) return ctl.close();
+      ctl.enqueue(new TextEncoder().encode(JSON.stringify({ id: `c${Math.random()}`, image }) + "\n"));
+    },
+  });
+  const put = fetch(`${first.base}/v1/collections/cut/imports/job1`, {
+    method: "PUT",
+    headers: { "content-type": "application/x-ndjson" },
+    body,
+    duplex: "half",
+  } as RequestInit).catch(() => null);
+  let committed = 0;
+  for (let i = 0; i < 400 && committed < 64; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    committed = ((await call(first.base, "GET", "/v1/collections/cut/jobs/job1")).body.succeeded as number) ?? 0;
+  }
+  assert.ok(committed >= 64, `committed ${committed}`);
+  await killed(first.child);
+  stop = true;
+  void put; // its socket died with the server: the answer never comes, the promise settles however it may
+  const again = await server();
+  const job = await call(again.base, "GET", "/v1/collections/cut/jobs/job1");
+  assert.equal(job.body.status, "failed");
+  assert.equal((job.body.errors as { code: string }[]).at(-1)!.code, "interrupted");
+  const info = await call(again.base, "GET", "/v1/collections/cut");
+  assert.ok((info.body.items as number) >= (job.body.succeeded as number));
+  assert.equal(job.body.received, job.body.succeeded); // every line up to `received` is stored
+  await killed(again.child);
+});

@@ -147,8 +147,7 @@ function whyMissed(r: CollectionsResult, targets: CollectionsTarget[]): string[]
         `${s.store}: p99 ${f(big.api_search_ms.p99)} ms through the API at 100,000 items, but ${f(big.store_search_ms.p99)} ms ` +
           `for the store's search alone. The API's extra time grows with the collection: API minus store at p50 is ` +
           `${f(gap(small))} ms at ${small.items.toLocaleString("en-US")} items and ${f(gap(big))} ms at 100,000, a ` +
-          "per-request cost proportional to the collection's rows outside the index search (the collection lookup " +
-          "that counts its items on every search).",
+          "per-request cost proportional to the collection's rows, outside the index search.",
       );
     }
   }

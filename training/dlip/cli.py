@@ -26,6 +26,10 @@ def _add_data(sub) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--noise", type=float, default=3.0, help="pixel noise sigma (<= 6)")
     s.add_argument("--workers", type=int, default=2, help="rendering processes")
+    s.add_argument("--renderer", choices=("v1", "v2"), default="v1",
+                   help="v1 (default; what the shipped models were trained and scored on): flat colours, hard edges; "
+                        "v2: anti-aliasing, colour shades, background gradients and texture, slight rotation, blur, "
+                        "JPEG (dlip/data/render_v2.py)")
     pt = data_sub.add_parser("perturb", help="render a Shapes split again with camera and encoder perturbations "
                                              "(anti-aliasing, blur, other sizes, noise, low-quality JPEG)")
     pt.add_argument("--data", required=True, help="Shapes image root from `data synth` (needs scenes_SPLIT.jsonl)")
@@ -34,6 +38,10 @@ def _add_data(sub) -> None:
     pt.add_argument("--split", default="test", help="split to perturb (default test)")
     pt.add_argument("--workers", type=int, default=2, help="rendering processes")
     pt.add_argument("--overwrite", action="store_true", help="replace a perturbed set this command wrote before")
+    pt.add_argument("--preset", choices=("hard", "camera"), default="hard",
+                    help="hard (default): rotation, shades, textured background, occluding strokes, then blur, noise "
+                         "and JPEG at about the models' 64 px input; camera: the earlier split (anti-aliasing, blur, "
+                         "noise, JPEG at 128-512 px), which the 64 px resize mostly averages away")
 
 
 def _add_tokenizer(sub) -> None:
@@ -295,13 +303,13 @@ def cmd_data(args) -> int:
         from .data.perturb import perturb
 
         counts = perturb(args.data, args.out, seed=args.seed, split=args.split, workers=args.workers,
-                         overwrite=args.overwrite)
+                         overwrite=args.overwrite, preset=args.preset)
         print(f"wrote {counts} to {args.out}")
         return 0
     from .data.shapes import synth
 
     counts = synth(args.out, n_train=args.n[0], n_val=args.n[1], n_test=args.n[2], seed=args.seed,
-                   noise_sigma=args.noise, workers=args.workers)
+                   noise_sigma=args.noise, workers=args.workers, renderer=args.renderer)
     print(f"wrote {counts} to {args.out}")
     return 0
 

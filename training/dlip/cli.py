@@ -168,6 +168,14 @@ def _add_robustness_report(sub) -> None:
     p.add_argument("--out", required=True, help="markdown file whose robustness block is replaced (or appended)")
 
 
+def _add_correctness_report(sub) -> None:
+    p = sub.add_parser("correctness-report", help="the caption correctness table: beam captions graded against the "
+                                                  "scene graphs, and VQA by question type, per model and split")
+    p.add_argument("--row", action="append", required=True, metavar="NAME=JSON",
+                   help="a row: label and an `eval-bundle --out` JSON (or a run's metrics.json) on Shapes (repeat)")
+    p.add_argument("--out", required=True, help="markdown file whose correctness block is replaced (or appended)")
+
+
 def _add_export(sub) -> None:
     p = sub.add_parser("export", help="write an ONNX model bundle (dlip/export/FORMAT.md) from a run folder, or "
                                       "again from a bundle that carries its weights")
@@ -235,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_distill_report(sub)
     _add_robustness_report(sub)
     _add_int8_report(sub)
+    _add_correctness_report(sub)
     _add_export(sub)
     _add_recover_weights(sub)
     _add_eval_bundle(sub)
@@ -448,6 +457,25 @@ def cmd_robustness_report(args) -> int:
     return 0
 
 
+def cmd_correctness_report(args) -> int:
+    from .eval.correctness_report import correctness_markdown, read_correctness_metrics
+    from .eval.report import machine, write_block
+
+    rows = {}
+    for item in args.row:
+        name, sep, path = item.rpartition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--row {item!r}: expected NAME=JSON")
+        if name in rows:
+            raise ValueError(f"--row {item!r}: the label {name!r} is used twice")
+        rows[name] = read_correctness_metrics(path)
+    table = correctness_markdown(rows, machine())
+    write_block(Path(args.out), "correctness", table, append=True)
+    print(table)
+    print(f"wrote the correctness block of {args.out}")
+    return 0
+
+
 def cmd_eval(args) -> int:
     import torch
 
@@ -542,6 +570,7 @@ COMMANDS = {
     "export": cmd_export,
     "recover-weights": cmd_recover_weights,
     "eval-bundle": cmd_eval_bundle,
+    "correctness-report": cmd_correctness_report,
     "latency": cmd_latency,
 }
 

@@ -175,3 +175,36 @@ def test_ratio_standard_error_matches_the_mean_form_and_a_brute_force_bootstrap(
     assert ratio_standard_error(hits, trials) == pytest.approx(boot.std(), rel=0.1)
     with pytest.raises(ValueError):
         ratio_standard_error([0, 0], [0, 0])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# correctness-report
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_correctness_report_tables_eval_bundle_output(shapes_dir, tmp_path, capsys):
+    import json
+    from pathlib import Path
+
+    from dlip.cli import main
+
+    bundle = Path(__file__).resolve().parents[2] / "test/fixtures/micro"
+    out = tmp_path / "clean.json"
+    assert main(["eval-bundle", str(bundle), "--data", str(shapes_dir), "--k", "2", "--beams", "2",
+                 "--limit-questions", "12", "--no-vqa-rank", "--out", str(out)]) == 0
+    m = json.loads(out.read_text())
+    c = m["caption"]["beam2"]["correctness"]
+    assert m["headline"]["caption_exact_set"] == c["exact_set"] and c["counts"]["captions"] == 8
+    assert set(m["vqa"]["sampling_error"]["by_type"]) == set(m["vqa"]["by_type"])
+    report = tmp_path / "REPORT.md"
+    report.write_text("# R\n\n<!-- correctness:begin -->\nold\n<!-- correctness:end -->\n")
+    assert main(["correctness-report", "--row", f"micro, a=b split={out}", "--out", str(report)]) == 0
+    text = report.read_text()
+    assert "old" not in text and "| micro, a=b split | 8 | " in text
+    assert f"{c['exact_set']:.1f} (+-{c['sampling_error']['exact_set']:.1f})" in text
+    assert f"| micro, a=b split | 12 | {m['vqa']['acc']:.1f} (+-{m['vqa']['sampling_error']['acc']:.1f}) |" in text
+    del m["caption"]["beam2"]["correctness"]
+    out.write_text(json.dumps(m))
+    capsys.readouterr()
+    assert main(["correctness-report", "--row", f"x={out}", "--out", str(report)]) == 2
+    assert "no graded beam captions" in capsys.readouterr().err

@@ -41,6 +41,7 @@ from .metrics import (
     caption_scores_and_errors,
     retrieval_metrics,
     vqa_accuracy_by_type,
+    vqa_accuracy_by_type_standard_error,
     vqa_accuracy_mean,
     vqa_accuracy_standard_error,
 )
@@ -180,7 +181,9 @@ def evaluate_vqa(backend: Backend, data: DataConfig, settings: EvalSettings, pro
     generated = tasks.answer_questions(backend, per_question, questions, data.max_text_tokens,
                                        data.max_answer_tokens, batch_size=settings.batch_size, progress=progress)
     out = {"acc": vqa_accuracy_mean(generated, gts), "by_type": vqa_accuracy_by_type(generated, gts, types),
-           "sampling_error": {"acc": vqa_accuracy_standard_error(generated, gts)}, "questions": len(questions),
+           "sampling_error": {"acc": vqa_accuracy_standard_error(generated, gts),
+                              "by_type": vqa_accuracy_by_type_standard_error(generated, gts, types)},
+           "questions": len(questions),
            "examples": [{"question": q, "answer": a, "truth": g[0]} for q, a, g in zip(questions, generated, gts)][:10]}
     train_path = data.path(data.train_vqa) if data.train_vqa and settings.vqa_rank else None
     if train_path is not None and not train_path.is_file():

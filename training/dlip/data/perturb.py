@@ -49,7 +49,7 @@ from PIL import Image, ImageFilter
 from tqdm import tqdm
 
 from .perturb_hard import CARD_STEPS as HARD_STEPS
-from .perturb_hard import render_hard
+from .perturb_hard import HARD, render_hard
 from .shapes import CANVAS, SPLITS, image_rngs, render
 from .shapes_scene import Scene
 
@@ -351,7 +351,8 @@ def _hard_data_card(src: Path, split: str, seed: int, counts: dict[str, int], li
         "",
         "The labels stay true: every object keeps its bounding box (a turned polygon is fitted back into it), so its "
         "centre, region, relations and size class are the scene graph's; colours are shaded, never renamed; strokes "
-        "hide at most 30% of any object. Scene graph boxes are in 256 px canvas coordinates: multiply by side / "
+        f"hide at most {HARD.occluder_max_cover:.0%} of any object. Scene graph boxes are in 256 px canvas "
+        "coordinates: multiply by side / "
         f"{CANVAS} for the delivered image.",
         "",
         "## Files",

@@ -8,7 +8,7 @@ averages most of it away. Here every image is, in this order:
    up to 15 degrees about its box centre (and fitted to its box again), each object's colour shaded by a factor of
    0.85-1.15 plus a ramp of up to +-0.08 across it (the hue of its colour name kept), a background with a gradient of
    up to +-40 levels and a texture of up to +-20, and 2-5 light strokes 5-10 px wide across the image, each hiding
-   at most 30% of any object;
+   at most 25% of any object;
 2. shrunk to a side drawn from ``SIDES`` = 56, 64 or 80 px, i.e. about the models' input (box filter: the average
    of the pixels it covers);
 3. blurred at that side (Gaussian sigma ``BLUR_SIGMA`` = 0.3-0.7 px, i.e. 1.2-2.8 px of the 256 px canvas);

@@ -13,8 +13,8 @@ per image, values drawn uniformly from the ranges of a ``Variation``:
 - slight rotation: each polygon turned about its box centre by up to ``rotation_deg`` and scaled to fit its
   bounding box again, so the box, its centre (region, relations) and the size class stay the scene graph's; a
   circle is drawn as in v1;
-- occluders (the hard split of ``data perturb``): thin light strokes across the image, each redrawn until it
-  hides at most ``occluder_max_cover`` of any object;
+- occluders (the hard split of ``data perturb``): thin light strokes across the image; a stroke that would hide
+  more than ``occluder_max_cover`` of any object is drawn again elsewhere (up to 10 tries, then left out);
 - blur, pixel noise and a JPEG round trip at the canvas side.
 
 Every draw comes from the caller's generator, in a fixed order (``draw_plan``), so the same seed gives the same

@@ -180,7 +180,7 @@ export interface Manifest {
     [k: string]: Count;
   };
   /**
-   * The evaluation of this exact model: retrieval_tr1, retrieval_ir1, caption_bleu4, caption_cider, vqa_acc (the headline of the run's metrics.json: percentages, CIDEr x100) and summary (the whole metrics.json, whose settings say how it was measured); {} for random weights, for a run never evaluated, and for a metrics.json older than the checkpoint.
+   * The evaluation of this exact model: retrieval_tr1, retrieval_ir1, caption_bleu4, caption_cider, vqa_acc and, on Shapes data, caption_exact_set (the headline of the run's metrics.json: percentages, CIDEr x100; caption_exact_set: beam-search captions naming exactly the scene's (colour, shape) pairs, the other caption correctness rates under summary.caption.beamK.correctness) and summary (the whole metrics.json, whose settings say how it was measured); {} for random weights, for a run never evaluated, and for a metrics.json older than the checkpoint.
    */
   metrics: {
     [k: string]: unknown;

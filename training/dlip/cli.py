@@ -26,6 +26,10 @@ def _add_data(sub) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--noise", type=float, default=3.0, help="pixel noise sigma (<= 6)")
     s.add_argument("--workers", type=int, default=2, help="rendering processes")
+    s.add_argument("--renderer", choices=("v1", "v2"), default="v1",
+                   help="v1 (default; what the shipped models were trained and scored on): flat colours, hard edges; "
+                        "v2: anti-aliasing, colour shades, background gradients and texture, slight rotation, blur, "
+                        "JPEG (dlip/data/render_v2.py)")
     pt = data_sub.add_parser("perturb", help="render a Shapes split again with camera and encoder perturbations "
                                              "(anti-aliasing, blur, other sizes, noise, low-quality JPEG)")
     pt.add_argument("--data", required=True, help="Shapes image root from `data synth` (needs scenes_SPLIT.jsonl)")
@@ -34,6 +38,10 @@ def _add_data(sub) -> None:
     pt.add_argument("--split", default="test", help="split to perturb (default test)")
     pt.add_argument("--workers", type=int, default=2, help="rendering processes")
     pt.add_argument("--overwrite", action="store_true", help="replace a perturbed set this command wrote before")
+    pt.add_argument("--preset", choices=("hard", "camera"), default="hard",
+                    help="hard (default): rotation, shades, textured background, occluding strokes, then blur, noise "
+                         "and JPEG at about the models' 64 px input; camera: the earlier split (anti-aliasing, blur, "
+                         "noise, JPEG at 128-512 px), which the 64 px resize mostly averages away")
 
 
 def _add_tokenizer(sub) -> None:
@@ -160,6 +168,14 @@ def _add_robustness_report(sub) -> None:
     p.add_argument("--out", required=True, help="markdown file whose robustness block is replaced (or appended)")
 
 
+def _add_correctness_report(sub) -> None:
+    p = sub.add_parser("correctness-report", help="the caption correctness table: beam captions graded against the "
+                                                  "scene graphs, and VQA by question type, per model and split")
+    p.add_argument("--row", action="append", required=True, metavar="NAME=JSON",
+                   help="a row: label and an `eval-bundle --out` JSON (or a run's metrics.json) on Shapes (repeat)")
+    p.add_argument("--out", required=True, help="markdown file whose correctness block is replaced (or appended)")
+
+
 def _add_export(sub) -> None:
     p = sub.add_parser("export", help="write an ONNX model bundle (dlip/export/FORMAT.md) from a run folder, or "
                                       "again from a bundle that carries its weights")
@@ -227,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_distill_report(sub)
     _add_robustness_report(sub)
     _add_int8_report(sub)
+    _add_correctness_report(sub)
     _add_export(sub)
     _add_recover_weights(sub)
     _add_eval_bundle(sub)
@@ -295,13 +312,13 @@ def cmd_data(args) -> int:
         from .data.perturb import perturb
 
         counts = perturb(args.data, args.out, seed=args.seed, split=args.split, workers=args.workers,
-                         overwrite=args.overwrite)
+                         overwrite=args.overwrite, preset=args.preset)
         print(f"wrote {counts} to {args.out}")
         return 0
     from .data.shapes import synth
 
     counts = synth(args.out, n_train=args.n[0], n_val=args.n[1], n_test=args.n[2], seed=args.seed,
-                   noise_sigma=args.noise, workers=args.workers)
+                   noise_sigma=args.noise, workers=args.workers, renderer=args.renderer)
     print(f"wrote {counts} to {args.out}")
     return 0
 
@@ -440,6 +457,25 @@ def cmd_robustness_report(args) -> int:
     return 0
 
 
+def cmd_correctness_report(args) -> int:
+    from .eval.correctness_report import correctness_markdown, read_correctness_metrics
+    from .eval.report import machine, write_block
+
+    rows = {}
+    for item in args.row:
+        name, sep, path = item.rpartition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--row {item!r}: expected NAME=JSON")
+        if name in rows:
+            raise ValueError(f"--row {item!r}: the label {name!r} is used twice")
+        rows[name] = read_correctness_metrics(path)
+    table = correctness_markdown(rows, machine())
+    write_block(Path(args.out), "correctness", table, append=True)
+    print(table)
+    print(f"wrote the correctness block of {args.out}")
+    return 0
+
+
 def cmd_eval(args) -> int:
     import torch
 
@@ -534,6 +570,7 @@ COMMANDS = {
     "export": cmd_export,
     "recover-weights": cmd_recover_weights,
     "eval-bundle": cmd_eval_bundle,
+    "correctness-report": cmd_correctness_report,
     "latency": cmd_latency,
 }
 

@@ -175,7 +175,8 @@ def test_bundle_evaluation_matches_pytorch_headline(exported, ort_model, shapes_
     n = len(ref["caption"]["greedy"]["examples"])  # 8 images: one flipped rank moves R@1 by 100 / 8
     for key in ("retrieval_tr1", "retrieval_ir1"):
         assert abs(got["headline"][key] - manifest_metrics[key]) <= 100 / n / 2, key
-    for key in ("caption_bleu4", "caption_cider", "vqa_acc"):  # identical decoding: identical scores
+    assert "caption_exact_set" in manifest_metrics  # Shapes data: the captions graded against the scene graphs
+    for key in ("caption_bleu4", "caption_cider", "caption_exact_set", "vqa_acc"):  # identical decoding: scores
         assert got["headline"][key] == manifest_metrics[key], key
         assert got["sampling_error"][key] == ref["sampling_error"][key], key  # and identical standard errors
     assert set(got["sampling_error"]) == set(ref["sampling_error"])
@@ -183,6 +184,7 @@ def test_bundle_evaluation_matches_pytorch_headline(exported, ort_model, shapes_
     assert f"| vqa_acc | {got['headline']['vqa_acc']:.2f} (+-{got['sampling_error']['vqa_acc']:.2f}) |" in table
     for name in ("greedy", "beam3"):
         assert got["caption"][name]["examples"] == ref["caption"][name]["examples"]
+        assert got["caption"][name]["correctness"] == ref["caption"][name]["correctness"]
     assert got["vqa"]["acc_rank"] == ref["vqa"]["acc_rank"]
 
 

@@ -142,8 +142,8 @@ def test_from_pretrained_dir_old_style_token_map_and_missing_enc(tmp_path):
 
 def test_from_pretrained_dir_adds_enc_to_a_blip_processor_tokenizer(tmp_path):
     """A BLIP checkpoint as transformers saves it: BlipProcessor over a BERT tokenizer with [DEC] added as bos (as
-    Salesforce/blip-* do: BERT's 30522 tokens + [DEC] at id 30522 = 30523), no [ENC], and a text embedding of 30524 rows.
-    [ENC] must become a real token: the vocabulary, the saved tokenizer and the model's embedding agree."""
+    Salesforce/blip-* do: BERT's 30522 tokens + [DEC] at id 30522 = 30523), no [ENC], and a text embedding of 30524
+    rows. [ENC] must become a real token: the vocabulary, the saved tokenizer and the model's embedding agree."""
     transformers = pytest.importorskip("transformers")
     from dlip.hf.blip import load_hf_blip
 

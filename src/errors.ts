@@ -9,6 +9,7 @@ export type ErrorCode =
   | "invalid_image"
   | "unauthorized"
   | "unknown_model"
+  | "unsupported_task"
   | "not_found"
   | "body_too_large"
   | "file_too_large"
@@ -28,6 +29,7 @@ const STATUS: Record<ErrorCode, number> = {
   invalid_image: 400,
   unauthorized: 401,
   unknown_model: 404,
+  unsupported_task: 400,
   not_found: 404,
   body_too_large: 413,
   file_too_large: 413,

@@ -106,13 +106,18 @@ export interface Bundle {
 
 export class BundleError extends Error {}
 
-/** Sub-directories of `modelsDir` that hold a manifest.json, sorted by directory name. */
+/**
+ * Sub-directories of `modelsDir` that hold a manifest.json, sorted by directory name. A symbolic link to a directory
+ * counts (`models/current -> v2`, volume mounts): entries are stat()ed, which follows links, not read as Dirents.
+ */
 export function findBundleDirs(modelsDir: string): string[] {
   const root = path.resolve(modelsDir);
   if (!existsSync(root) || !statSync(root).isDirectory()) return [];
-  return readdirSync(root, { withFileTypes: true })
-    .filter((d) => d.isDirectory() && existsSync(path.join(root, d.name, MANIFEST_FILE)))
-    .map((d) => path.join(root, d.name))
+  return readdirSync(root)
+    .map((name) => path.join(root, name))
+    .filter(
+      (dir) => statSync(dir, { throwIfNoEntry: false })?.isDirectory() && existsSync(path.join(dir, MANIFEST_FILE)),
+    )
     .sort();
 }
 
@@ -189,11 +194,16 @@ export async function loadBundles(modelsDir: string): Promise<Bundle[]> {
   return bundles;
 }
 
+/** The error of a MODELS_DIR without bundles: the path as given, and commands that fill it (run from the repo). */
 export function noBundleMessage(modelsDir: string): string {
+  const dir = modelsDir.replace(/(.)\/+$/, "$1"); // "models/" -> "models"; "/" stays
+  const slash = dir.endsWith("/") ? "" : "/";
+  // the export runs in training/: a relative MODELS_DIR is one level up from there, an absolute one is itself
+  const out = path.isAbsolute(dir) ? `${dir}${slash}NAME` : `../${dir}${slash}NAME`;
   return (
-    `${modelsDir}/ has no model bundle (a sub-directory with manifest.json); make one with ` +
-    `'cd training && .venv/bin/python -m dlip export RUN --out ../${modelsDir}/NAME', ` +
-    `or copy the test bundle: 'bash scripts/make-fixtures.sh && cp -r test/fixtures/micro ${modelsDir}/'`
+    `${dir}${slash} has no model bundle (a sub-directory with manifest.json); make one with ` +
+    `'cd training && .venv/bin/python -m dlip export RUN --out ${out}', ` +
+    `or copy the test bundle: 'bash scripts/make-fixtures.sh && cp -r test/fixtures/micro ${dir}${slash}'`
   );
 }
 

@@ -8,7 +8,7 @@ import type { FusedRow } from "../inference/graphs.js";
 import { dot, rankResults, topK } from "../postprocess/rank.js";
 import type { ServedModel } from "../services/models.js";
 import type { Form } from "./input.js";
-import { at, prepareImages, prepareTexts, taskRoute } from "./task.js";
+import { at, prepareImages, prepareTexts, requireTask, taskRoute } from "./task.js";
 import { Image, MAX_TEXTS, ModelField, Text } from "./schemas.js";
 
 const DEFAULT_TOP_K = 10;
@@ -77,6 +77,7 @@ const rank: FastifyPluginAsyncTypebox = async (app) => {
   app.post("/v1/rank", route, async (req) => {
     const { query, candidates, top_k = DEFAULT_TOP_K, rerank = "itm" } = req.body;
     const model = app.models.get(req.body.model);
+    requireTask(model, "rank");
     const scored =
       "text" in query
         ? await textQuery(req, model, query.text, candidates)

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, test } from "node:test";
@@ -51,6 +51,33 @@ test("no bundle: an empty or missing directory says how to make one", async () =
     (e: unknown) => e instanceof BundleError && /has no model bundle/.test((e as Error).message),
   );
   assert.match(noBundleMessage("models"), /dlip export/);
+});
+
+test("the no-bundle hint prints MODELS_DIR as given: relative from training/, absolute as it is", () => {
+  const rel = noBundleMessage("models");
+  assert.match(rel, /^models\/ has no model bundle/);
+  assert.match(rel, / --out \.\.\/models\/NAME'/);
+  assert.match(rel, /cp -r test\/fixtures\/micro models\/'$/);
+  assert.match(noBundleMessage("models/"), /^models\/ has no .* --out \.\.\/models\/NAME'/);
+  const abs = noBundleMessage("/srv/dlip/models");
+  assert.match(abs, /^\/srv\/dlip\/models\/ has no model bundle/);
+  assert.match(abs, / --out \/srv\/dlip\/models\/NAME'/);
+  assert.match(abs, /cp -r test\/fixtures\/micro \/srv\/dlip\/models\/'$/);
+  assert.doesNotMatch(abs, /\.\.\/\/|\/\//, "no '..//abs' and no doubled slash");
+});
+
+test("a bundle folder that is a symbolic link is found and loaded; a dangling link is skipped", async () => {
+  const root = path.join(tmp, "links");
+  mkdirSync(root);
+  const real = path.join(tmp, "elsewhere-v2");
+  cpSync(MICRO, real, { recursive: true });
+  symlinkSync(real, path.join(root, "current")); // models/current -> v2
+  symlinkSync(path.join(tmp, "no-such-dir"), path.join(root, "dangling"));
+  writeFileSync(path.join(root, "notes.txt"), "not a bundle");
+  assert.deepEqual(findBundleDirs(root), [path.join(root, "current")]);
+  const [b] = await loadBundles(root);
+  assert.equal(b.manifest.name, "micro");
+  assert.equal(b.dir, path.join(root, "current"));
 });
 
 test("a changed file, a missing file and a bad manifest are refused, naming the file", async () => {

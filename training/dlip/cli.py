@@ -161,16 +161,25 @@ def _add_robustness_report(sub) -> None:
 
 
 def _add_export(sub) -> None:
-    p = sub.add_parser("export", help="write an ONNX model bundle (dlip/export/FORMAT.md) from a run folder, or "
-                                      "again from a bundle that carries its weights")
-    p.add_argument("run", nargs="?", help="run folder, or a bundle directory that carries its weights (omit with "
-                                          "--random-init)")
+    p = sub.add_parser("export", help="write an ONNX model bundle (dlip/export/FORMAT.md) from a run folder, a "
+                                      "Hugging Face BLIP checkpoint folder, or again from a bundle that carries its "
+                                      "weights")
+    p.add_argument("run", nargs="?", help="run folder, Hugging Face BLIP checkpoint folder (save_pretrained of "
+                                          "BlipForImageTextRetrieval, BlipForConditionalGeneration or "
+                                          "BlipForQuestionAnswering, with its processor), or a bundle directory that "
+                                          "carries its weights (omit with --random-init)")
     p.add_argument("--out", required=True, help="bundle directory to create (e.g. models/NAME)")
     p.add_argument("--name", help="model label in the manifest (default: the source bundle's name, else the --out "
                                   "folder name)")
     p.add_argument("--version", help="model version string in the manifest (default: the source bundle's, else 1)")
     p.add_argument("--int8", action="store_true", default=None,
                    help="also write dynamic-quantised *.int8.onnx graphs (default from a bundle: as the source)")
+    p.add_argument("--fp16", action="store_true", default=None,
+                   help="also write float16 *.fp16.onnx graphs for GPUs (LayerNorm and Softmax kept in float32; "
+                        "default from a bundle: as the source)")
+    p.add_argument("--external-data-above", type=int, default=None, metavar="BYTES",
+                   help="keep a graph's weights in ONNX external data (NAME.onnx.data) when they pass this many bytes "
+                        "(default 1.8e9, under protobuf's 2 GB limit)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     p.add_argument("--random-init", action="store_true", help="random weights (test fixtures) instead of a run")
     p.add_argument("--preset", default="micro", help="with --random-init: model size preset")
@@ -461,22 +470,35 @@ def cmd_eval(args) -> int:
 def cmd_export(args) -> int:
     from .export.contract import MANIFEST_FILE
     from .export.export import export_bundle, export_random, export_run
+    from .export.hf import export_hf
+    from .export.precision import EXTERNAL_DATA_BYTES
+    from .hf import is_hf_blip_dir
 
-    version, int8 = args.version or "1", bool(args.int8)
+    version, int8, fp16 = args.version or "1", bool(args.int8), bool(args.fp16)
+    large = {"external_data_above": args.external_data_above or EXTERNAL_DATA_BYTES}
     if args.random_init:
         if args.run:
             raise ValueError(f"export: pass either a run folder ({args.run}) or --random-init, not both")
         out = export_random(args.preset, args.out, data_root=args.data, seed=args.seed, vocab_size=args.vocab_size,
-                            name=args.name, version=version, int8=int8, overwrite=args.overwrite)
+                            name=args.name, version=version, int8=int8, fp16=fp16, overwrite=args.overwrite, **large)
     elif not args.run:
         raise ValueError("export: pass a run folder, or --random-init --preset NAME for random weights")
     elif (Path(args.run) / MANIFEST_FILE).is_file():
         out = export_bundle(args.run, args.out, name=args.name, version=args.version, int8=args.int8,
-                            overwrite=args.overwrite)
+                            fp16=args.fp16, overwrite=args.overwrite, **large)
+    elif is_hf_blip_dir(args.run):
+        out = export_hf(args.run, args.out, name=args.name, version=version, int8=int8, fp16=fp16,
+                        overwrite=args.overwrite, **large)
     else:
-        out = export_run(args.run, args.out, name=args.name, version=version, int8=int8, overwrite=args.overwrite)
+        out = export_run(args.run, args.out, name=args.name, version=version, int8=int8, fp16=fp16,
+                         overwrite=args.overwrite, **large)
     total = sum(p.stat().st_size for p in Path(out).iterdir())
     print(f"wrote bundle {out} ({total / 1e6:.2f} MB)")
+    parity = json.loads((Path(out) / MANIFEST_FILE).read_text()).get("parity")
+    if parity:  # an HF checkpoint: what the export measured against transformers
+        diffs = ", ".join(f"{k} {v:.2g}" for k, v in parity["max_abs_diff"].items())
+        print(f"parity with {parity['reference']}: max abs diff {diffs}; greedy sequences equal "
+              f"{parity['greedy_equal']}/{parity['greedy_total']}")
     return 0
 
 

@@ -36,7 +36,7 @@ def test_each_class_exports_its_own_task_checked_against_transformers(tmp_path, 
     assert m["tokenizer"]["fusion_first_token"] == "cls"  # transformers feeds the processor's [CLS] as it is
     sp = m["tokenizer"]["special_tokens"]
     assert (sp["dec"], sp["enc"], m["model"]["vocab_size"]) == (46, 47, 48)  # [DEC] added by HF, [ENC] after it
-    assert m["tokenizer"]["max_caption_tokens"] == 19  # transformers' max_length 20, less the [DEC] prompt
+    assert m["tokenizer"]["max_caption_tokens"] == 20  # transformers generates 20 new tokens when no length is set
     assert m["preprocessing"]["image_size"] == 32 and m["preprocessing"]["resample"] == "bicubic"
     assert m["source"]["hf_architecture"] == architecture and m["source"]["random_init"] is False
     parity = m["parity"]

@@ -12,8 +12,7 @@ server runs one graph contract whatever the source. What differs is written into
   ``image_processor`` of processor_config.json): size, mean, std, resample; anything the server cannot reproduce is
   refused.
 - token limits: texts up to the text model's ``max_position_embeddings`` (transformers does not truncate);
-  captions and answers up to the generation config's budget of new tokens (``max_new_tokens``, else ``max_length``
-  minus the [DEC] prompt; transformers' default ``max_length`` is 20).
+  captions and answers up to the new tokens ``generate`` allows (``generation_budget``).
 
 Before the bundle is moved into place, ``hf_parity.check_parity`` runs its graphs on onnxruntime against
 transformers' own model and refuses it when they differ by more than the stated tolerance.
@@ -39,7 +38,7 @@ NEEDS = {"retrieval": ("vision", "text_encoder", "vision_proj", "text_proj", "it
 assert all(t in TASKS for ts in TASKS_OF.values() for t in ts)
 
 _RESAMPLE = {2: "bilinear", 3: "bicubic"}  # PIL's numbering, as transformers stores it
-DEFAULT_MAX_LENGTH = 20  # transformers' GenerationConfig.max_length
+DEFAULT_NEW_TOKENS = 20  # transformers' generate without a max_length: 20 new tokens
 
 
 def export_hf(hf_dir: str | Path, out: str | Path, name: str | None = None, version: str = "1", int8: bool = False,
@@ -67,7 +66,7 @@ def export_hf(hf_dir: str | Path, out: str | Path, name: str | None = None, vers
             raise ValueError(f"{hf_dir}: the tokenizer's {role} id {getattr(sp, role)} differs from config.json's "
                              f"text_config ({want})")
     cfg = teacher.model.cfg
-    budget = generation_budget(hf_dir)
+    budget = generation_budget(hf_dir, cfg.decoder.max_position_embeddings)
     source = {"run": None, "checkpoint_sha256": _weights_sha256(hf_dir), "random_init": False, "preset": None,
               "hf_checkpoint": str(hf_dir.resolve()), "hf_architecture": teacher.architecture,
               "transformers_version": transformers.__version__}
@@ -132,14 +131,17 @@ def _image_processor_config(hf_dir: Path) -> tuple[Path, dict[str, Any]]:
                      f"with image_processor): save the checkpoint's BlipProcessor beside it")
 
 
-def generation_budget(hf_dir: Path) -> int:
-    """New tokens a caption or answer may have, [SEP] included: generation_config.json's ``max_new_tokens``, else
-    its ``max_length`` (default 20) less the one [DEC] prompt token, as ``BlipFor*.generate`` counts them."""
+def generation_budget(hf_dir: Path, max_positions: int) -> int:
+    """New tokens a caption or answer may have, [SEP] included, as transformers 5's ``generate`` counts them after
+    the one [DEC] prompt token: generation_config.json's ``max_new_tokens``; else its ``max_length`` less the prompt;
+    else 20 new tokens, within the decoder's ``max_positions``."""
     path = hf_dir / "generation_config.json"
     cfg = json.loads(path.read_text()) if path.is_file() else {}
     if cfg.get("max_new_tokens"):
         return int(cfg["max_new_tokens"])
-    return int(cfg.get("max_length") or DEFAULT_MAX_LENGTH) - 1
+    if cfg.get("max_length"):
+        return int(cfg["max_length"]) - 1
+    return min(DEFAULT_NEW_TOKENS, max_positions - 1)
 
 
 def _weights_sha256(hf_dir: Path) -> str | None:

@@ -5,7 +5,7 @@ import path from "node:path";
 import { after, test } from "node:test";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import { manifestTypes, TYPES_FILE } from "../../scripts/manifest-types.js";
-import { cacheNames, contractProblem, graphContract } from "../../src/bundle/contract.js";
+import { cacheNames, contractProblem, fusionFirstToken, graphContract } from "../../src/bundle/contract.js";
 import {
   BundleError,
   findBundleDirs,
@@ -100,9 +100,14 @@ test("a changed file, a missing file and a bad manifest are refused, naming the 
     loadBundles(copy("v4-graphs", (d) => editManifest(d, (m) => (v4(m), (m.tasks = ["captioning"]))))),
     /graphs are vision, text, itm, vqa_encoder, cross_kv, decoder; tasks captioning need exactly vision, cross_kv, decoder/,
   );
+  // format 3 is still read: every graph and task, [ENC] first
+  const v3 = copy("v3", (d) => editManifest(d, (m) => ((m.format_version = 3), delete m.tokenizer.fusion_first_token)));
+  const [old] = await loadBundles(v3);
+  assert.equal(old.manifest.format_version, 3);
+  assert.equal(fusionFirstToken(old.manifest), old.manifest.tokenizer.special_tokens.enc);
   await assert.rejects(
     loadBundles(copy("noflag", (d) => editManifest(d, (m) => delete m.model.vqa_decoder_reads_image))),
-    /format_version 3 needs model\.vqa_decoder_reads_image/,
+    /format_version 4 needs model\.vqa_decoder_reads_image/,
   );
   await assert.rejects(
     loadBundles(copy("name", (d) => editManifest(d, (m) => (m.name = "../../etc")))),
@@ -273,7 +278,11 @@ test("bad manifests are refused with the field named", () => {
   const cases: [string, (m: Record<string, any>) => void, RegExp][] = [
     ["not an object", (m) => Object.keys(m).forEach((k) => delete m[k]), /^missing field 'format_version'$/],
     ["missing field", (m) => delete m.created, /^missing field 'created'$/],
-    ["missing graph", (m) => delete m.graphs.itm, /^format_version 3 needs .* every graph$/],
+    [
+      "missing graph (format 3)",
+      (m) => ((m.format_version = 3), delete m.graphs.itm),
+      /^format_version 3 needs .* every graph$/,
+    ],
     ["missing dim", (m) => delete m.model.vocab_size, /^missing field 'model\.vocab_size'$/],
     ["boolean version", (m) => (m.format_version = true), /^format_version must be one of 3, 4, got true$/],
     ["zero dim", (m) => (m.model.decoder_heads = 0), /^model\.decoder_heads must be >= 1, got 0$/],

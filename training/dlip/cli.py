@@ -206,6 +206,7 @@ def _add_eval_bundle(sub) -> None:
     p.add_argument("--limit-images", type=int)
     p.add_argument("--limit-questions", type=int)
     p.add_argument("--int8", action="store_true", help="score the *.int8.onnx graphs")
+    p.add_argument("--fp16", action="store_true", help="score the *.fp16.onnx graphs (on the CPU: slow)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
     p.add_argument("--out", help="also write the metrics as JSON to this file")
     p.add_argument("--compare-run", metavar="RUN",
@@ -515,7 +516,10 @@ def cmd_eval_bundle(args) -> int:
     from .eval.bundle import compare_decoding, evaluate_bundle, headline_table
     from .infer.ort_backend import OrtBackend
 
-    bundle = OrtBackend(args.bundle, int8=args.int8, threads=args.threads)
+    if args.int8 and args.fp16:
+        raise ValueError("eval-bundle: pass --int8 or --fp16, not both")
+    bundle = OrtBackend(args.bundle, threads=args.threads, precision="int8" if args.int8 else
+                        "fp16" if args.fp16 else "fp32")
     data = load_config_file(args.config).data
     data.image_root = args.data
     data.max_text_tokens, data.max_answer_tokens = bundle.max_text_tokens, bundle.max_answer_tokens

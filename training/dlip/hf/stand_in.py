@@ -7,8 +7,8 @@ Each stand-in is laid out as Salesforce's checkpoints are: a BERT WordPiece toke
 the same tokenizer, so several of them can teach one student. The weights are random: a stand-in measures speed and
 memory and exercises the code, never quality.
 
-Sizes: ``tiny`` (32 px images, width 32, 2 layers; seconds to build) and ``base`` (``BlipConfig()``: ViT-B/16 at 384
-px, BERT-base, vocabulary 30524 as blip-*-base; about a minute and 0.9-1.4 GB each).
+Sizes: ``tiny`` (32 px images, width 32, 2 layers; seconds to build) and ``base`` (Salesforce/blip-*-base's config:
+ViT-B/16 at 384 px, BERT-base with 12 heads, vocabulary 30524; about a minute and 0.9-1.4 GB each).
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ def blip_config(size: str, vocab_size: int, bos_token_id: int, sep_token_id: int
 
     text = dict(vocab_size=vocab_size, bos_token_id=bos_token_id, sep_token_id=sep_token_id, pad_token_id=0)
     if size == "base":
-        return BlipConfig(text_config=text)  # transformers' defaults are BLIP-base's sizes
+        # transformers' defaults are BLIP-base's sizes but for the text heads: Salesforce's config.json has 12, the
+        # BlipTextConfig default 8
+        return BlipConfig(text_config=dict(text, num_attention_heads=12))
     text.update(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                 max_position_embeddings=40)
     vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32,

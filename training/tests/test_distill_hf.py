@@ -97,14 +97,18 @@ def test_a_term_no_checkpoint_holds_is_refused_before_the_first_step(hf_dirs, sh
     status = main(["distill", "--teacher", str(hf_dirs["captioning"]), "--config", str(config), "--out", str(out)])
     err = capsys.readouterr().err
     assert status == 2
-    assert "distillation term 'out_itm' needs the teacher parts vision, text_encoder, itm_head" in err
-    assert f"{hf_dirs['captioning']} (BlipForConditionalGeneration) lacks text_encoder, itm_head" in err
+    assert err.count("\n") == 1 and "no teacher can provide 1 distillation term(s): " in err
+    assert (f"'out_itm' needs the teacher parts vision, text_encoder, itm_head [{hf_dirs['captioning']} "
+            f"(BlipForConditionalGeneration) lacks text_encoder, itm_head]") in err
     assert not out.exists()
 
     # a VQA checkpoint's decoder answers questions: caption-batch decoder terms are refused from it too
-    config = _distill_config(tmp_path, shapes_dir, {"lm": 1.0, "hidden_decoder": 1.0})
+    config = _distill_config(tmp_path, shapes_dir, {"lm": 1.0, "hidden_decoder": 1.0, "out_itc": 1.0})
     status = main(["distill", "--teacher", str(hf_dirs["vqa"]), "--config", str(config), "--out", str(out)])
-    assert status == 2 and "'hidden_decoder'" in capsys.readouterr().err and not out.exists()
+    err = capsys.readouterr().err
+    assert status == 2 and not out.exists()
+    assert "2 distillation term(s)" in err and "(BlipForQuestionAnswering) lacks caption_decoder]" in err
+    assert "(BlipForQuestionAnswering) lacks vision_proj, text_proj]" in err
 
     # with the retrieval checkpoint added, out_itm has a teacher; the task terms alone need none of its parts
     config = _distill_config(tmp_path, shapes_dir, {"itm": 1.0, "lm": 1.0, "out_lm": 1.0, "out_itm": 1.0}, steps=1)

@@ -110,16 +110,20 @@ def load_teachers(paths: Sequence[str | Path]) -> list[Teacher]:
 def assign_terms(teachers: Sequence[Teacher], weights: Mapping[str, float]) -> dict[str, int]:
     """Every distillation term with a weight > 0 -> the index of the first teacher that holds all the parts it reads.
 
-    Raises ``ValueError`` naming the term, the parts it needs and what each teacher lacks when none holds them.
+    Raises ``ValueError`` (one line) naming every such term that no teacher holds the parts for, the parts it needs
+    and what each teacher lacks.
     """
-    sources = {}
+    sources, refused = {}, []
     for term, needs in TERM_NEEDS.items():
         if weights.get(term, 0) <= 0:
             continue
         index = next((i for i, t in enumerate(teachers) if not t.lacks(needs)), None)
         if index is None:
             lacking = "; ".join(f"{t.source} ({t.kind}) lacks {', '.join(t.lacks(needs))}" for t in teachers)
-            raise ValueError(f"distillation term '{term}' needs the teacher parts {', '.join(needs)}, which no "
-                             f"teacher holds: {lacking}. Add a --teacher that holds them or set its weight to 0")
-        sources[term] = index
+            refused.append(f"'{term}' needs the teacher parts {', '.join(needs)} [{lacking}]")
+        else:
+            sources[term] = index
+    if refused:
+        raise ValueError(f"no teacher can provide {len(refused)} distillation term(s): {'; '.join(refused)}. Add a "
+                         f"--teacher that holds those parts, or set the terms' weights to 0")
     return sources

@@ -43,13 +43,16 @@ def blip_config(size: str, vocab_size: int, bos_token_id: int, sep_token_id: int
     from transformers import BlipConfig
 
     text = dict(vocab_size=vocab_size, bos_token_id=bos_token_id, sep_token_id=sep_token_id, pad_token_id=0)
+    # BlipVisionConfig's initializer_range is 1e-10 (fine under pretrained weights): random vision weights that small
+    # make every image token alike. BERT's 0.02 gives random features that differ from image to image.
+    vision = dict(initializer_range=0.02)
     if size == "base":
         # transformers' defaults are BLIP-base's sizes but for the text heads: Salesforce's config.json has 12, the
         # BlipTextConfig default 8
-        return BlipConfig(text_config=dict(text, num_attention_heads=12))
+        return BlipConfig(vision_config=vision, text_config=dict(text, num_attention_heads=12))
     text.update(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                 max_position_embeddings=40)
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32,
+    vision.update(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32,
                   patch_size=8)
     return BlipConfig(vision_config=vision, text_config=text, image_text_hidden_size=32)
 

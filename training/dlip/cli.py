@@ -66,8 +66,11 @@ def _add_train(sub) -> None:
 
 
 def _add_distill(sub) -> None:
-    p = sub.add_parser("distill", help="DLIP: train a compact student from a teacher (run folder or HF BLIP dir)")
-    p.add_argument("--teacher", required=True, help="teacher run folder or Hugging Face BLIP checkpoint directory")
+    p = sub.add_parser("distill", help="DLIP: train a compact student from a teacher (run folder or HF BLIP dirs)")
+    p.add_argument("--teacher", required=True, action="append",
+                   help="teacher run folder or Hugging Face BLIP checkpoint directory; repeat for several HF "
+                        "checkpoints (retrieval, captioning, VQA): each distillation term comes from the first one "
+                        "that holds the parts it reads, and a term none holds is refused")
     _add_run_args(p, "JSON distillation config (see training/configs/shapes_distill.json)",
                   "student size preset from dlip/presets.json")
     p.add_argument("--init", help="student initialisation: random | teacher | select (weight selection) | a run folder")
@@ -224,6 +227,17 @@ def _add_latency(sub) -> None:
     p.add_argument("--out", help="also write the markdown table here")
 
 
+def _add_hf_stand_in(sub) -> None:
+    p = sub.add_parser("hf-stand-in", help="write a random-weight Hugging Face BLIP checkpoint (save_pretrained, "
+                                            "with its BlipProcessor) to try the real-checkpoint path without weights")
+    p.add_argument("--class", dest="kind", required=True, choices=("retrieval", "captioning", "vqa"),
+                   help="BlipForImageTextRetrieval, BlipForConditionalGeneration or BlipForQuestionAnswering")
+    p.add_argument("--size", default="tiny", choices=("tiny", "base"),
+                   help="tiny: 32 px, width 32, seconds; base: BlipConfig() (BLIP-base sizes), about a minute")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="checkpoint directory to write")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dlip", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -241,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recover_weights(sub)
     _add_eval_bundle(sub)
     _add_latency(sub)
+    _add_hf_stand_in(sub)
     return parser
 
 
@@ -285,7 +300,8 @@ def distill_config_from_args(args) -> TrainConfig:
     cfg = train_config_from_args(args)
     if cfg.distill is None:
         cfg.distill = DistillConfig()
-    cfg.distill.teacher = args.teacher
+    teachers = args.teacher if isinstance(args.teacher, list) else [args.teacher]  # distill repeats it, ablate not
+    cfg.distill.teacher = teachers[0] if len(teachers) == 1 else list(teachers)
     init = args.init or cfg.distill.init
     parts = list(args.init_parts) if args.init_parts else cfg.distill.init_parts
     cfg.distill = dataclasses.replace(cfg.distill, init=init, init_parts=parts)  # validated again
@@ -545,6 +561,14 @@ def cmd_eval_bundle(args) -> int:
     return 0
 
 
+def cmd_hf_stand_in(args) -> int:
+    from .hf.stand_in import write_stand_in
+
+    out = write_stand_in(args.out, args.kind, args.size, args.seed)
+    print(f"wrote {out} (random weights: for trying the path and measuring speed, never quality)")
+    return 0
+
+
 # Command name -> its function; the parser's subcommands and this table name the same commands.
 COMMANDS = {
     "data": cmd_data,
@@ -561,6 +585,7 @@ COMMANDS = {
     "recover-weights": cmd_recover_weights,
     "eval-bundle": cmd_eval_bundle,
     "latency": cmd_latency,
+    "hf-stand-in": cmd_hf_stand_in,
 }
 
 

@@ -3,8 +3,8 @@ test/routes/hf-checkpoints.test.ts (run with training/.venv's python, PYTHONPATH
 
     python scripts/hf_references.py OUT
 
-writes OUT/hf/{retrieval,captioning,vqa}/ (save_pretrained of each BLIP class with its BlipProcessor, random weights,
-dlip.hf.tiny), OUT/images/*.png (two photos' worth of smooth random colour, not square, so resizing is exercised)
+writes OUT/hf/{retrieval,captioning,vqa}/ (save_pretrained of each BLIP class with its BlipProcessor, random weights:
+dlip.hf.stand_in's tiny stand-ins), OUT/images/*.png (two photos' worth of smooth random colour, not square, so resizing is exercised)
 and OUT/references.json: greedy captions and answers from ``generate`` with the checkpoint's defaults, and ITC
 cosines and ITM match logits from ``BlipForImageTextRetrieval``, each computed from the processor's own inputs
 (PIL images in, the checkpoint's image processor and tokenizer) as a user of transformers would.
@@ -20,10 +20,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dlip.hf.tiny import tiny_blip
+from dlip.hf.stand_in import CLASSES, write_stand_in
 
-CHECKPOINTS = {"retrieval": "BlipForImageTextRetrieval", "captioning": "BlipForConditionalGeneration",
-               "vqa": "BlipForQuestionAnswering"}
 QUESTIONS = ["what color is the car?", "how many dogs are there?"]
 TEXTS = ["a picture of a red car", "two dogs sitting on the grass"]
 
@@ -49,8 +47,8 @@ def main(out: Path) -> None:
     (out / "images").mkdir(parents=True, exist_ok=True)
     pictures = [Image.open(p).convert("RGB") for p in images(out / "images")]
     refs: dict = {"images": [f"image{i}.png" for i in range(len(pictures))], "questions": QUESTIONS, "texts": TEXTS}
-    for task, architecture in CHECKPOINTS.items():
-        hf_dir = tiny_blip(architecture, out / "hf" / task, seed=len(task))
+    for task, architecture in CLASSES.items():
+        hf_dir = write_stand_in(out / "hf" / task, task, "tiny", seed=len(task))
         model = getattr(transformers, architecture).from_pretrained(str(hf_dir)).eval()
         processor = BlipProcessor.from_pretrained(str(hf_dir))
 

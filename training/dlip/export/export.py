@@ -333,6 +333,7 @@ def export_bundle(bundle: str | Path, out: str | Path, name: str | None = None, 
     if "weights" not in manifest:
         src = manifest["source"]
         how = (f"--random-init --preset {src.get('preset')} --seed {src.get('seed')}" if src.get("random_init")
+               else f"its Hugging Face checkpoint ({src['hf_checkpoint']})" if src.get("hf_checkpoint")
                else f"its run folder ({src.get('run')})")
         raise ValueError(f"{bundle}: carries no weights to export from (random weights, or exported before bundles "
                          f"carried them); export it from {how} instead, or first give it its weights with "

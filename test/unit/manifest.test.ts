@@ -170,6 +170,20 @@ test("int8 variants are checked as the fp32 graphs: listed in files, with the sa
     ),
     /graphs\.text\.int8\.sha256 must be a string, got null/,
   );
+  // a graph's (or variant's) external data file must be listed in files, so that its checksum is checked
+  for (const [name, edit] of [
+    ["data-fp32", (m: Record<string, any>) => (m.graphs.text.external_data = "text.onnx.data")],
+    [
+      "data-fp16",
+      (m: Record<string, any>, sha: string) => {
+        m.files["text.int8.onnx"] = sha;
+        m.graphs.text.fp16 = { file: "text.int8.onnx", sha256: sha, external_data: "text.fp16.onnx.data" };
+      },
+    ],
+  ] as const) {
+    const file = name === "data-fp32" ? "text\\.onnx\\.data" : "text\\.fp16\\.onnx\\.data";
+    await assert.rejects(loadBundles(withInt8(name, edit)), new RegExp(`'${file}' is used but not listed in files`));
+  }
 });
 
 test("default model: DEFAULT_MODEL, else 'default', else the first by name", () => {

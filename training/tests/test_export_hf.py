@@ -105,3 +105,16 @@ def test_the_generation_budget_is_what_generate_allows(tmp_path):
     assert generation_budget(tmp_path, max_positions=512) == 29  # max_length counts the [DEC] prompt
     (tmp_path / "generation_config.json").write_text(json.dumps({"max_length": 30, "max_new_tokens": 12}))
     assert generation_budget(tmp_path, max_positions=512) == 12
+
+
+def test_an_unlisted_external_data_file_is_refused(tmp_path):
+    from dlip.export.manifest import validate_bundle
+
+    out = export_hf(write_stand_in(tmp_path / "hf", "captioning"), tmp_path / "bundle", progress=False,
+                    external_data_above=1000)
+    path = out / "manifest.json"
+    m = json.loads(path.read_text())
+    del m["files"]["decoder.onnx.data"]
+    path.write_text(json.dumps(m))
+    with pytest.raises(ValueError, match=r"decoder\.onnx\.data: external data of 'decoder\.onnx' missing from"):
+        validate_bundle(out)

@@ -175,3 +175,14 @@ def test_select_init_takes_each_part_from_the_first_checkpoint_that_holds_it(hf_
         other = ret if teacher is cap else cap
         assert not torch.equal(s_state[name], lead(other.model.state_dict()[name], s_state[name])), name
     assert "temp" not in copied  # no HF class holds BLIP's ITC temperature
+
+
+def test_teachers_must_share_a_tokenizer_and_the_teacher_list_is_checked(hf_dirs, micro_run):
+    with pytest.raises(ValueError, match="have different tokenizers"):
+        load_teachers([hf_dirs["captioning"], micro_run])  # our micro run trained its own WordPiece
+    with pytest.raises(ValueError, match="lists a directory twice"):
+        DistillConfig(teacher=[str(hf_dirs["vqa"]), str(hf_dirs["vqa"])])
+    with pytest.raises(ValueError, match="non-empty list of directories"):
+        DistillConfig(teacher=[])
+    assert DistillConfig(teacher="run").teachers == ["run"] and DistillConfig().teachers == []
+    assert DistillConfig(teacher=["a", "b"]).teachers == ["a", "b"]

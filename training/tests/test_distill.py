@@ -95,7 +95,7 @@ def test_zero_weight_terms_are_not_computed(micro_run, monkeypatch):
     seen_kwargs = []
     student_encode = student.encode_image
     monkeypatch.setattr(student, "encode_image",
-                        lambda *a, **k: (seen_kwargs.append(a[1:]), student_encode(*a, **k))[1])
+                        lambda *a, **k: (seen_kwargs.append(a[1:] + tuple(k.values())), student_encode(*a, **k))[1])
 
     weights = {"itc": 1.0, "itm": 1.0, "lm": 1.0, "hidden_vision": 1.0, "attn_vision": 0.0, "out_itc": 0.0}
     losses = DistillStep(student, teacher, loaded.tokenizer.special, weights, DistillConfig())(batch, None)

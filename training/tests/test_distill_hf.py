@@ -76,7 +76,8 @@ def test_each_term_comes_from_the_first_checkpoint_that_holds_its_parts(hf_dirs,
     with torch.no_grad():
         losses = step(captions, questions)
         s = pretrain_forward(student, captions, tok.special, {"itm": 1.0, "lm": 1.0})
-        t_cap = pretrain_forward(teachers[1].model, captions, tok.special, {"lm": 1.0})
+        t_cap = pretrain_forward(teachers[1].model, captions, tok.special, {"lm": 1.0}, unimodal=False,
+                                 similarity=False)  # it has no text encoder
         mask = captions.attention_mask
         next_mask = torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], dim=1)
         expected_lm = terms.logit_distill_loss(s.decoder.logits, t_cap.decoder.logits, next_mask, 1.0)
@@ -87,6 +88,10 @@ def test_each_term_comes_from_the_first_checkpoint_that_holds_its_parts(hf_dirs,
     assert torch.allclose(losses["out_lm_loss"], expected_lm)
     assert torch.allclose(losses["out_vqa_loss"], expected_vqa)
     assert set(losses) == {"out_lm_loss", "out_vqa_loss", "out_itm_loss", "lm_loss"}
+    # the random text stacks a checkpoint does not hold are dropped: no pass can read them
+    assert teachers[1].model.text_encoder is None and teachers[0].model.text_decoder is None
+    with pytest.raises(TypeError):
+        pretrain_forward(teachers[1].model, captions, tok.special, {"lm": 1.0})
 
 
 def test_a_term_no_checkpoint_holds_is_refused_before_the_first_step(hf_dirs, shapes_dir, tmp_path, capsys):
@@ -172,6 +177,18 @@ def test_select_init_takes_each_part_from_the_first_checkpoint_that_holds_it(hf_
     for name, teacher in pairs.items():
         assert name in copied, name
         assert torch.equal(s_state[name], lead(teacher.model.state_dict()[name], s_state[name])), name
-        other = ret if teacher is cap else cap
-        assert not torch.equal(s_state[name], lead(other.model.state_dict()[name], s_state[name])), name
+        other = (ret if teacher is cap else cap).model.state_dict()
+        assert name not in other or not torch.equal(s_state[name], lead(other[name], s_state[name])), name
+    assert "text_decoder.word_embed.weight" not in ret.model.state_dict()  # dropped: the checkpoint lacks it
     assert "temp" not in copied  # no HF class holds BLIP's ITC temperature
+
+
+def test_teachers_must_share_a_tokenizer_and_the_teacher_list_is_checked(hf_dirs, micro_run):
+    with pytest.raises(ValueError, match="have different tokenizers"):
+        load_teachers([hf_dirs["captioning"], micro_run])  # our micro run trained its own WordPiece
+    with pytest.raises(ValueError, match="lists a directory twice"):
+        DistillConfig(teacher=[str(hf_dirs["vqa"]), str(hf_dirs["vqa"])])
+    with pytest.raises(ValueError, match="non-empty list of directories"):
+        DistillConfig(teacher=[])
+    assert DistillConfig(teacher="run").teachers == ["run"] and DistillConfig().teachers == []
+    assert DistillConfig(teacher=["a", "b"]).teachers == ["a", "b"]

@@ -28,7 +28,7 @@ from .layer_map import resolve_layer_map
 PARTS = {"vision": "visual_encoder", "text": "text_encoder", "fusion": "text_encoder_fused", "decoder": "text_decoder"}
 
 
-# the passes of pretrain_forward ("itc" always runs) that each caption-batch distillation term reads
+# the passes of pretrain_forward beyond the vision encoder that each caption-batch distillation term reads
 _PASS = {"hidden_fusion": "itm", "attn_fusion": "itm", "cross_fusion": "itm", "out_itm": "itm",
          "hidden_decoder": "lm", "attn_decoder": "lm", "cross_decoder": "lm", "out_lm": "lm"}
 
@@ -138,13 +138,15 @@ class DistillStep(nn.Module):
         t_out: dict[int, PretrainOutputs] = {}
         for i in sorted({self.src[k] for k in distilled}):
             mine = [k for k in distilled if self.src[k] == i]
-            t_run = {"itc": 1.0, "itm": 0.0, "lm": 0.0} | {_PASS[k]: 1.0 for k in mine if k in _PASS}
+            t_run = {_PASS[k]: 1.0 for k in mine if k in _PASS}  # the teacher's own task losses are never read
+            hidden = {p for p in PARTS if f"hidden_{p}" in mine}
+            attn = {p for p in PARTS if f"attn_{p}" in mine or f"cross_{p}" in mine}  # cross_fusion, cross_decoder
             with torch.no_grad():
                 t_out[i] = pretrain_forward(
-                    self.teachers[i], b, self.special, t_run,
-                    output_hidden_states=any(k.startswith("hidden_") for k in mine),
-                    output_attentions=any(k.startswith(("attn_", "cross_")) for k in mine),
-                    neg_idx=(s.neg_text, s.neg_image) if s.neg_text is not None else None)
+                    self.teachers[i], b, self.special, t_run, output_hidden_states=hidden, output_attentions=attn,
+                    neg_idx=(s.neg_text, s.neg_image) if s.neg_text is not None else None,
+                    unimodal=any(k in mine for k in ("hidden_text", "attn_text", "out_itc")),
+                    similarity="out_itc" in mine)
         losses.update(self._representation(s, t_out, b.attention_mask))
         losses.update(self._attention(s, t_out, b.attention_mask))
         losses.update(self._outputs(s, t_out, b.attention_mask))

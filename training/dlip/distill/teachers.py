@@ -83,6 +83,12 @@ def load_teacher(path: str | Path) -> Teacher:
         hf = load_hf_blip(path, freeze=True)
         decoder = ANSWER_DECODER if hf.architecture == VQA else CAPTION_DECODER
         parts = tuple(decoder if p == "text_decoder" else p for p in hf.loaded)
+        # a text stack the checkpoint does not hold is random: drop it (at BLIP-base 137M-161M parameters), so that
+        # it holds no memory and no pass can read it. The small heads (projections, ITM) stay: an ITM pass run for
+        # the fusion terms computes logits that no term reads unless the checkpoint holds the head.
+        for stack in ("text_encoder", "text_decoder"):
+            if stack not in hf.loaded:
+                setattr(hf.model, stack, None)
         return Teacher(hf.model, TextTokenizer.from_pretrained_dir(path), str(path), parts, hf.architecture)
     loaded = load_run(path)
     return Teacher(teacher_frozen(loaded.model), loaded.tokenizer, str(path), ALL_PARTS, "run folder")

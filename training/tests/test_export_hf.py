@@ -36,6 +36,7 @@ def test_each_class_exports_its_own_task_checked_against_transformers(tmp_path, 
     assert not any((tmp_path / "bundle" / f"{g}.onnx").exists() for g in {"text", "itm", "vqa_encoder", "decoder",
                                                                           "cross_kv"} - set(graphs))
     assert m["tokenizer"]["fusion_first_token"] == "cls"  # transformers feeds the processor's [CLS] as it is
+    assert m["tokenizer"]["lowercase"] is True  # its BERT normalizer lowercases
     sp = m["tokenizer"]["special_tokens"]
     dec = len(stand_in_vocab("tiny"))  # [DEC] added after the WordPiece vocabulary, [ENC] after it
     assert (sp["dec"], sp["enc"], m["model"]["vocab_size"]) == (dec, dec + 1, dec + 2)

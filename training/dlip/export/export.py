@@ -219,7 +219,7 @@ def _write_files(model: BlipMED, tokenizer: TextTokenizer, out: Path, *, name: s
         "source": source,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "preprocessing": preprocessing or preprocessing_section(ImagePreprocess(dims.image_size)),
-        "tokenizer": {"file": TOKENIZER_FILE, "lowercase": True,
+        "tokenizer": {"file": TOKENIZER_FILE, "lowercase": lowercases(tokenizer),
                       "special_tokens": {"pad": sp.pad, "unk": sp.unk, "cls": sp.cls, "sep": sp.sep, "mask": sp.mask,
                                          "enc": sp.enc, "dec": sp.dec},
                       "max_text_tokens": max_text_tokens, "max_answer_tokens": max_answer_tokens,
@@ -235,6 +235,19 @@ def _write_files(model: BlipMED, tokenizer: TextTokenizer, out: Path, *, name: s
     write_manifest(out, manifest)
     validate_bundle(out)
     return manifest
+
+
+def lowercases(tokenizer: TextTokenizer) -> bool:
+    """Whether the tokenizer's normalizer lowercases (a BERT normalizer's flag, or a Lowercase step): the manifest's
+    ``tokenizer.lowercase`` (an uncased BLIP checkpoint's does; a cased one's would not)."""
+    def lower(n: dict[str, Any] | None) -> bool:
+        if not n:
+            return False
+        if n.get("type") == "Sequence":
+            return any(lower(x) for x in n.get("normalizers", []))
+        return n.get("type") == "Lowercase" or (n.get("type") == "BertNormalizer" and bool(n.get("lowercase")))
+
+    return lower(json.loads(tokenizer.tokenizer.to_str()).get("normalizer"))
 
 
 def _variant_entry(out: Path, graph: str, precision: str) -> dict[str, Any]:

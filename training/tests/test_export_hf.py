@@ -43,6 +43,11 @@ def test_each_class_exports_its_own_task_checked_against_transformers(tmp_path, 
     assert m["tokenizer"]["max_caption_tokens"] == 20  # transformers generates 20 new tokens when no length is set
     assert m["preprocessing"]["image_size"] == 32 and m["preprocessing"]["resample"] == "bicubic"
     assert m["source"]["hf_architecture"] == architecture and m["source"]["random_init"] is False
+    held = {"retrieval": {"vision", "text_encoder", "heads"}, "captioning": {"vision", "text_decoder"},
+            "vqa": {"vision", "text_encoder", "text_decoder"}}[task]  # the parts the checkpoint holds count
+    params = m["params"]
+    assert {k for k in ("vision", "text_encoder", "text_decoder", "heads") if params[k] > 0} == held
+    assert params["total"] == sum(params[k] for k in ("vision", "text_encoder", "text_decoder", "heads"))
     parity = m["parity"]
     assert all(v <= parity["tolerance"] for v in parity["max_abs_diff"].values()), parity
     assert parity["greedy_equal"] == parity["greedy_total"]

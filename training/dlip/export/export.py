@@ -151,13 +151,14 @@ def write_bundle(model: BlipMED, tokenizer: TextTokenizer, out: str | Path, *, n
                  fp16: bool = False, weights: bool = True, overwrite: bool = False, progress: bool = True,
                  tasks: tuple[str, ...] | list[str] = tuple(TASKS), fusion_first_token: str = "enc",
                  preprocessing: dict[str, Any] | None = None, external_data_above: int = EXTERNAL_DATA_BYTES,
-                 check: Callable[[Path], dict[str, Any]] | None = None) -> Path:
+                 check: Callable[[Path], dict[str, Any]] | None = None, params: dict[str, int] | None = None) -> Path:
     """Writes every file of a bundle into ``out`` and validates the result; returns ``out``. ``weights``: the bundle
     carries the model's weights and config too (``weights.safetensors``, ``model.json``), so that ``export_bundle``
     can write it again without the run folder. ``tasks``: what the bundle serves (only their graphs are written);
     ``fusion_first_token``: the manifest's (``"enc"`` or ``"cls"``); ``preprocessing``: the manifest's section
     (default: the model's image size with BLIP's settings). ``check``, given the written bundle (not yet in place),
-    raises to refuse it or returns the manifest's ``parity``."""
+    raises to refuse it or returns the manifest's ``parity``. ``params``: the manifest's (default: the model's
+    ``param_counts``)."""
     out = Path(out)
     name = name or out.name
     if not _NAME.fullmatch(name):
@@ -171,7 +172,8 @@ def write_bundle(model: BlipMED, tokenizer: TextTokenizer, out: str | Path, *, n
                                 metrics=metrics, max_text_tokens=max_text_tokens, max_answer_tokens=max_answer_tokens,
                                 max_caption_tokens=max_caption_tokens, int8=int8, fp16=fp16, weights=weights,
                                 progress=progress, tasks=tuple(tasks), fusion_first_token=fusion_first_token,
-                                preprocessing=preprocessing, external_data_above=external_data_above)
+                                preprocessing=preprocessing, external_data_above=external_data_above,
+                                params=params or param_counts(model))
         if check is not None:
             manifest["parity"] = check(tmp)
             write_manifest(tmp, manifest)
@@ -187,8 +189,8 @@ def write_bundle(model: BlipMED, tokenizer: TextTokenizer, out: str | Path, *, n
 def _write_files(model: BlipMED, tokenizer: TextTokenizer, out: Path, *, name: str, version: str,
                  source: dict[str, Any], metrics: dict[str, Any], max_text_tokens: int, max_answer_tokens: int,
                  max_caption_tokens: int, int8: bool, fp16: bool, weights: bool, progress: bool, tasks: tuple[str, ...],
-                 fusion_first_token: str, preprocessing: dict[str, Any] | None,
-                 external_data_above: int) -> dict[str, Any]:
+                 fusion_first_token: str, preprocessing: dict[str, Any] | None, external_data_above: int,
+                 params: dict[str, int]) -> dict[str, Any]:
     dims = ModelDims.from_config(model.cfg)
     if tokenizer.vocab_size != dims.vocab_size:
         raise ValueError(f"tokenizer has {tokenizer.vocab_size} tokens but the model's vocabulary is {dims.vocab_size}")
@@ -228,7 +230,7 @@ def _write_files(model: BlipMED, tokenizer: TextTokenizer, out: Path, *, name: s
         "graphs": graphs,
         "files": {},
         **({"weights": {"file": WEIGHTS_FILE, "config": MODEL_CONFIG_FILE}} if weights else {}),
-        "params": param_counts(model),
+        "params": params,
         "metrics": metrics,
         "tasks": [t for t in TASKS if t in tasks],
     }

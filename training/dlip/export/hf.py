@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from ..data.tokenizer import TextTokenizer
-from ..hf.blip import CAPTIONING, RETRIEVAL, VQA, load_hf_blip
+from ..hf.blip import CAPTIONING, RETRIEVAL, VQA, HFTeacher, load_hf_blip
+from ..model.params import param_counts
 from .contract import TASKS
 from .manifest import sha256_file
 from .precision import EXTERNAL_DATA_BYTES
@@ -75,8 +76,21 @@ def export_hf(hf_dir: str | Path, out: str | Path, name: str | None = None, vers
         max_text_tokens=cfg.text.max_position_embeddings, max_answer_tokens=budget, max_caption_tokens=budget,
         int8=int8, fp16=fp16, weights=False, overwrite=overwrite, progress=progress, tasks=tasks,
         fusion_first_token="cls", preprocessing=preprocessing_from_hf(hf_dir, cfg.vision.image_size),
-        external_data_above=external_data_above,
+        external_data_above=external_data_above, params=checkpoint_params(teacher),
         check=(lambda bundle: check_parity(bundle, hf_dir, teacher.architecture)) if check else None)
+
+
+def checkpoint_params(teacher: HFTeacher) -> dict[str, int]:
+    """The manifest's ``params``: the parts the checkpoint holds (the model's others are random, in no graph, and
+    count 0); ``heads`` are the ITC projections and the ITM head (no HF class holds BLIP's temperature)."""
+    counts = param_counts(teacher.model)
+    model = teacher.model
+    held = {"vision": "vision" in teacher.loaded, "text_encoder": "text_encoder" in teacher.loaded,
+            "text_decoder": "text_decoder" in teacher.loaded}
+    out = {part: counts[part] if held[part] else 0 for part in held}
+    out["heads"] = sum(sum(p.numel() for p in getattr(model, name).parameters())
+                       for name in ("vision_proj", "text_proj", "itm_head") if name in teacher.loaded)
+    return {"total": sum(out.values()), **out}
 
 
 def preprocessing_from_hf(hf_dir: Path, image_size: int) -> dict[str, Any]:

@@ -124,3 +124,9 @@ def test_an_unlisted_external_data_file_is_refused(tmp_path):
     path.write_text(json.dumps(m))
     with pytest.raises(ValueError, match=r"decoder\.onnx\.data: external data of 'decoder\.onnx' missing from"):
         validate_bundle(out)
+
+
+def test_another_hugging_face_model_is_refused_in_words(tmp_path, capsys):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "blip-2", "architectures": ["Blip2Model"]}))
+    assert main(["export", str(tmp_path), "--out", str(tmp_path / "bundle")]) != 0
+    assert "a Hugging Face checkpoint of model_type 'blip-2'; export reads BLIP ones" in capsys.readouterr().err

@@ -130,3 +130,19 @@ def test_another_hugging_face_model_is_refused_in_words(tmp_path, capsys):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "blip-2", "architectures": ["Blip2Model"]}))
     assert main(["export", str(tmp_path), "--out", str(tmp_path / "bundle")]) != 0
     assert "a Hugging Face checkpoint of model_type 'blip-2'; export reads BLIP ones" in capsys.readouterr().err
+
+
+def test_a_one_task_bundle_runs_and_is_scored_on_its_task_only(tmp_path, shapes_dir):
+    from dlip.config import DataConfig
+    from dlip.eval.bundle import evaluate_bundle
+    from dlip.eval.evaluate import EvalSettings
+
+    out = export_hf(write_stand_in(tmp_path / "hf", "captioning"), tmp_path / "bundle", progress=False)
+    bundle = OrtBackend(out)
+    ids, mask = (x.numpy() for x in bundle.tokenizer(["a red car"], 10))
+    with pytest.raises(ValueError, match=r"has no 'text' graph \(it serves captioning\)"):
+        bundle.encode_texts(ids, mask)
+    metrics = evaluate_bundle(bundle, DataConfig(image_root=str(shapes_dir)), EvalSettings(k=4, num_beams=2),
+                              progress=False)
+    assert "caption" in metrics and "retrieval" not in metrics and "vqa" not in metrics
+    assert set(metrics["headline"]) == {"caption_bleu4", "caption_cider"}

@@ -139,12 +139,12 @@ async function timeVariant(
 /** bench/quantize.py (training/.venv) writes GRAPH.int8.onnx for each graph of the bundle into `out`. */
 function quantiseBundle(dir: string, m: Manifest, out: string): Record<GraphName, string> {
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-  const files = GRAPHS.map((g) => path.join(dir, m.graphs[g].file));
+  const files = GRAPHS.map((g) => path.join(dir, m.graphs[g]!.file));
   execFileSync(venvPython(root), [path.join(root, "bench/quantize.py"), out, ...files], {
     stdio: ["ignore", "ignore", "inherit"],
   });
   return Object.fromEntries(
-    GRAPHS.map((g) => [g, path.join(out, `${path.basename(m.graphs[g].file, ".onnx")}.int8.onnx`)]),
+    GRAPHS.map((g) => [g, path.join(out, `${path.basename(m.graphs[g]!.file, ".onnx")}.int8.onnx`)]),
   ) as Record<GraphName, string>;
 }
 
@@ -161,7 +161,7 @@ async function benchBundle(
   const inputs = await fp32.prepare(w);
   const gflops = {} as Record<GraphName, number>;
   for (const g of GRAPHS)
-    gflops[g] = round(await graphGflops(path.join(dir, m.graphs[g].file), ortFeeds(fp32.graphFeeds(g, inputs, 1))));
+    gflops[g] = round(await graphGflops(path.join(dir, m.graphs[g]!.file), ortFeeds(fp32.graphFeeds(g, inputs, 1))));
   const variants: BundleResult["variants"] = { fp32: await timeVariant(fp32, inputs, opts, log) };
   await fp32.release();
   let int8Files: Record<GraphName, string> | undefined;

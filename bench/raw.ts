@@ -41,7 +41,7 @@ export function sessionOptions(threads: number): ort.InferenceSession.SessionOpt
 }
 
 export function hasInt8(m: Manifest): boolean {
-  return GRAPHS.every((g) => m.graphs[g].int8 !== undefined);
+  return GRAPHS.every((g) => m.graphs[g]?.int8 !== undefined);
 }
 
 const toOrt = (t: WireTensor) => new ort.Tensor(t.type, t.data, t.dims);
@@ -81,7 +81,7 @@ export class RawModel {
       throw new Error(`${dir}: the bundle has no int8 graphs`);
     const sessions = {} as Record<GraphName, ort.InferenceSession>;
     for (const g of GRAPHS) {
-      const spec = manifest.graphs[g];
+      const spec = manifest.graphs[g]!; // the bench loads bundles of every task (every graph)
       const file = variant === "fp32" ? path.join(dir, spec.file) : (int8Files?.[g] ?? path.join(dir, spec.int8!.file));
       sessions[g] = await ort.InferenceSession.create(file, sessionOptions(threads));
     }

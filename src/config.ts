@@ -39,9 +39,12 @@ export const SETTINGS = [
     env: "PRECISION",
     flag: "precision",
     kind: "enum",
-    choices: ["fp32", "int8"], // int8: a bundle without an int8 variant of every graph serves fp32 (with a warning)
+    // int8/fp16: a bundle without such a variant of every graph serves fp32 (with a warning)
+    choices: ["fp32", "int8", "fp16"],
     default: "fp32",
-    help: "fp32|int8: the bundles' float graphs, or each bundle's dynamic-quantised int8 graphs where it has them",
+    help:
+      "fp32|int8|fp16: the bundles' float graphs, or each bundle's dynamic-quantised int8 graphs, or its float16 " +
+      "graphs (for GPUs), where it has them",
   },
   {
     key: "workers",

@@ -3,6 +3,7 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import type { FastifyRequest } from "fastify";
 import Type from "typebox";
+import { fusionFirstToken } from "../bundle/contract.js";
 import { invalidField } from "../errors.js";
 import type { FusedRow } from "../inference/graphs.js";
 import { dot, rankResults, topK } from "../postprocess/rank.js";
@@ -131,7 +132,7 @@ async function imageQuery(
 
 /** The ITM input's token row: [ENC] in place of [CLS] (also the v2 `itm_score` output's). */
 export function withEnc(model: ServedModel, ids: number[]): number[] {
-  return [model.manifest.tokenizer.special_tokens.enc, ...ids.slice(1)];
+  return [fusionFirstToken(model.manifest), ...ids.slice(1)];
 }
 
 /** The form as a body: a `query_image` file with `text` candidates, or a `query` field with `image` candidates. */

@@ -100,7 +100,7 @@ function normalised(v: Float32Array): number[] {
 /** What the vision, text and itm graph files of one precision give for `image` and `text`, run directly. */
 async function direct(m: ServedModel, precision: Precision, image: Buffer, text: string) {
   const file = (g: "vision" | "text" | "itm") =>
-    precision === "int8" ? m.manifest.graphs[g].int8!.file : m.manifest.graphs[g].file;
+    precision === "int8" ? m.manifest.graphs[g]!.int8!.file : m.manifest.graphs[g]!.file;
   const S = m.manifest.preprocessing.image_size;
   const pixels = await preprocessImage(image, m.image);
   const vision = await runGraph(file("vision"), { pixel_values: new ort.Tensor("float32", pixels, [1, 3, S, S]) });

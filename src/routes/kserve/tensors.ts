@@ -56,8 +56,9 @@ export const ModelMetadata = Type.Object({
   outputs: Type.Array(TensorMeta),
   // the protocol's optional model parameters (as MLServer's metadata): which graphs serve the model
   parameters: Type.Object({
-    precision: Type.Enum(["fp32", "int8"], {
-      description: "the bundle's float graphs (fp32) or its dynamic-quantised ones (int8, PRECISION)",
+    precision: Type.Enum(["fp32", "int8", "fp16"], {
+      description:
+        "the bundle's float graphs (fp32), its dynamic-quantised ones (int8) or its float16 ones (fp16): PRECISION",
     }),
     tasks: Type.String({
       description: "the bundle's tasks, comma-separated (retrieval, captioning, vqa): outputs lists only theirs",

@@ -127,23 +127,26 @@ def evaluate_backend(backend: Backend, data: DataConfig, settings: EvalSettings,
     """The metrics that depend on the model (retrieval, captions, VQA and their ``headline``), one nested dict
     (percentages, CIDEr x100 like the papers), each group with its ``sampling_error``; ``test_items`` counts the
     images, texts and questions scored. Texts are cut at ``data.max_text_tokens``, answers at
-    ``data.max_answer_tokens``."""
+    ``data.max_answer_tokens``. A backend with ``tasks`` (a bundle: its manifest's) is scored on those only."""
     metrics: dict = {"settings": settings.__dict__.copy(), "test_items": {}}
-    if data.test_captions:
+    served = getattr(backend, "tasks", ("retrieval", "captioning", "vqa"))
+    if data.test_captions and {"retrieval", "captioning"} & set(served):
         split = caption_split(data, backend.preprocess, settings.limit_images)
         images = tasks.load_images(backend, split.image_paths, progress)
         image_embeds, image_feats = tasks.encode_images(backend, images, settings.batch_size, progress)
+        n_img, n_txt = len(split.image_paths), len(split.texts)
+        metrics["test_items"].update(images=n_img, texts=n_txt)
+    if data.test_captions and "retrieval" in served:
         ids, mask, text_feats = tasks.encode_texts(backend, split.texts, data.max_text_tokens, progress=progress)
         scores = tasks.retrieval_scores(backend, image_embeds, image_feats, ids, mask, text_feats, settings.k,
                                         progress)
-        n_img, n_txt = len(split.image_paths), len(split.texts)
-        metrics["test_items"].update(images=n_img, texts=n_txt)
         metrics["retrieval"] = {}
         for ranking in ("itc", "itm"):
             recalls = retrieval_metrics(scores[f"{ranking}_i2t"], scores[f"{ranking}_t2i"], split.img2txt,
                                         split.txt2img)
             recalls["sampling_error"] = retrieval_standard_errors(recalls, n_img, n_txt)
             metrics["retrieval"][ranking] = recalls
+    if data.test_captions and "captioning" in served:
         scenes, no_scenes = shapes_scenes(data, split.image_names)
         caps: dict = {}
         for name, beams in (("greedy", 1), (f"beam{settings.num_beams}", settings.num_beams)):
@@ -158,7 +161,7 @@ def evaluate_backend(backend: Backend, data: DataConfig, settings: EvalSettings,
             else:
                 caps[name]["correctness_skipped"] = no_scenes
         metrics["caption"] = caps
-    if data.test_vqa:
+    if data.test_vqa and "vqa" in served:
         metrics["vqa"] = evaluate_vqa(backend, data, settings, progress)
         metrics["test_items"]["questions"] = metrics["vqa"]["questions"]
     metrics["headline"] = headline(metrics)

@@ -1,6 +1,7 @@
 // The full-size part's section of results.md (from full.json): the bundles, raw onnxruntime side by side, each model's
 // server, the ceilings, and why a full-size target was missed, computed from the same numbers.
 import type { FullResult, FullVariant, Role } from "./full.js";
+import type { GpuResult } from "./gpu.js";
 import type { Point } from "./points.js";
 import type { TargetCheck } from "./targets.js";
 
@@ -326,5 +327,64 @@ export function fullSection(full: FullResult, checks: TargetCheck[]): string[] {
     ...ceilingTable(full),
     "",
     ...explainFullMisses(full, checks),
+  ];
+}
+
+/** The CUDA part (bench/gpu.ts, gpu.json): the card and its numbers, or why nothing was measured. */
+export function gpuSection(g: GpuResult): string[] {
+  const where = `${g.stamp.machine.cpu_model}, ${g.stamp.machine.cores} cores, ${g.stamp.time}`;
+  if (!g.available)
+    return [
+      "## GPU: full-size bundles on the CUDA execution provider",
+      "",
+      `**No GPU was available** to this run (\`${g.stamp.command}\` on ${where}): ${g.reason}. Nothing was measured ` +
+        "on the CUDA execution provider, fp32 or fp16; the script (bench/gpu.ts) measures nothing on the CPU in the " +
+        "GPU's place.",
+      "",
+    ];
+  const rows = (Object.entries(g.variants) as [string, NonNullable<GpuResult["variants"]["fp32"]>][]).flatMap(
+    ([v, r]) =>
+      (["vision", "caption"] as const).flatMap((task) =>
+        r[task].map((p) =>
+          row([
+            v,
+            task === "vision" ? "vision graph" : "encode + 20-token caption",
+            p.batch,
+            f(p.teacher_ms_per_image, 2),
+            f(p.student_ms_per_image, 2),
+            f(p.teacher_images_s, 1),
+            f(p.student_images_s, 1),
+            x(p.ratio),
+          ]),
+        ),
+      ),
+  );
+  const mem = (Object.entries(g.variants) as [string, NonNullable<GpuResult["variants"]["fp32"]>][]).map(
+    ([v, r]) =>
+      `${v}: sessions created in ${f(r.load_s.teacher)} s (teacher), ${f(r.load_s.student)} s (student); GPU memory ` +
+      `of this process with both loaded ${f(r.memory_mib.loaded, 0)} MiB, after the runs ${f(r.memory_mib.after, 0)} MiB`,
+  );
+  return [
+    "## GPU: full-size bundles on the CUDA execution provider",
+    "",
+    `${g.card!.name} (${g.card!.memory_total}, driver ${g.card!.driver}); onnxruntime-node's CUDA execution provider, ` +
+      "teacher and student in turn, median ms per image; every run copies its inputs and outputs between host and " +
+      "device (onnxruntime-node binds no device tensors here).",
+    "",
+    ...head([
+      "variant",
+      "task",
+      "batch",
+      "teacher ms/image",
+      "student ms/image",
+      "teacher images/s",
+      "student images/s",
+      "teacher / student",
+    ]),
+    ...rows,
+    "",
+    ...mem.map((m) => `- ${m}.`),
+    ...g.skipped.map((s) => `- Not measured: ${s}.`),
+    "",
   ];
 }

@@ -2,7 +2,7 @@
 weights, written by the project's exporter (``write_bundle``, with int8 graphs). Random weights measure speed and
 memory only: every table marks them so.
 
-    training/.venv/bin/python bench/full_bundles.py OUT_DIR [--only teacher|student] [--overwrite]
+    training/.venv/bin/python bench/full_bundles.py OUT_DIR [--only teacher|student] [--overwrite] [--fp16]
 
 writes OUT_DIR/teacher and OUT_DIR/student (skipping a bundle that is already there unless --overwrite). Sizes:
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import sys
 import time
@@ -83,7 +84,7 @@ def model_config(role: str, preset: str | None) -> tuple[ModelConfig, str]:
     return SIZES[role], "explicit sizes (bench/full_bundles.py)"
 
 
-def export(role: str, out: Path, preset: str | None, overwrite: bool) -> None:
+def export(role: str, out: Path, preset: str | None, overwrite: bool, fp16: bool) -> None:
     target = out / role
     if (target / "manifest.json").is_file() and not overwrite:
         print(f"{target}: already there (pass --overwrite to write it again)")
@@ -95,13 +96,15 @@ def export(role: str, out: Path, preset: str | None, overwrite: bool) -> None:
     t0 = time.perf_counter()
     model = BlipMED(cfg).eval()
     n = sum(p.numel() for p in model.parameters())
-    print(f"{role}: {how}, {n / 1e6:.1f}M parameters, exporting to {target} (fp32 + int8) ...", flush=True)
+    print(f"{role}: {how}, {n / 1e6:.1f}M parameters, exporting to {target} (fp32 + int8{' + fp16' if fp16 else ''}) "
+          "...", flush=True)
     source = {"run": None, "checkpoint_sha256": None, "random_init": True, "preset": preset if "preset" in how else None,
               "seed": 0, "sizes": dataclasses.asdict(cfg) if "explicit" in how else None,
               "made_by": "bench/full_bundles.py (the full-size benchmark; random weights: speed and memory only)"}
+    extra = {"fp16": True} if fp16 else {}  # fp16 graphs (bench/gpu.ts) only when asked
     write_bundle(model, tok, target, name=f"blip-base-{role}-random" if role == "teacher" else "dlip-student-random",
                  version="1", source=source, metrics={}, max_text_tokens=35, max_answer_tokens=10,
-                 max_caption_tokens=20, int8=True, weights=False, overwrite=overwrite, progress=False)
+                 max_caption_tokens=20, int8=True, weights=False, overwrite=overwrite, progress=False, **extra)
     size = sum(p.stat().st_size for p in target.iterdir())
     print(f"{role}: wrote {target} ({size / 1e6:.0f} MB) in {time.perf_counter() - t0:.0f} s", flush=True)
 
@@ -114,11 +117,15 @@ def main() -> None:
     ap.add_argument("--student-preset", default="dlip-vits16-bert384x6",
                     help="preset to use when presets.json has it")
     ap.add_argument("--overwrite", action="store_true")
+    ap.add_argument("--fp16", action="store_true", help="also write float16 graphs for GPUs (bench/gpu.ts)")
     args = ap.parse_args()
+    if args.fp16 and "fp16" not in inspect.signature(write_bundle).parameters:
+        sys.exit("--fp16: this exporter writes no fp16 graphs (write_bundle has no fp16 option)")
     torch.set_num_threads(2)
     for role in ("student", "teacher"):
         if args.only in (None, role):
-            export(role, args.out, args.teacher_preset if role == "teacher" else args.student_preset, args.overwrite)
+            export(role, args.out, args.teacher_preset if role == "teacher" else args.student_preset, args.overwrite,
+                   args.fp16)
 
 
 if __name__ == "__main__":

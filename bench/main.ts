@@ -7,6 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { runFull, type FullResult } from "./full.js";
+import type { GpuResult } from "./gpu.js";
 import { runModels, type ModelsResult } from "./models.js";
 import { OptionsError, parseOptions, type BenchOptions } from "./options.js";
 import { PLOTS, renderReport } from "./report.js";
@@ -113,8 +114,9 @@ async function main(): Promise<number> {
   const models = readJson<ModelsResult>(path.join(opts.out, "models.json"));
   const server = readJson<ServerResult>(path.join(opts.out, "server.json"));
   const full = readJson<FullResult>(path.join(opts.out, "full.json"));
+  const gpu = readJson<GpuResult>(path.join(opts.out, "gpu.json"));
   const plots = opts.plots ? drawPlots(opts.out) : [];
-  writeFileSync(path.join(opts.out, "results.md"), renderReport(models, server, plots, full));
+  writeFileSync(path.join(opts.out, "results.md"), renderReport(models, server, plots, full, gpu));
   for (const t of checkTargets(models, server, full))
     log(`${t.met === null ? "n/a " : t.met ? "met " : "MISS"}  ${t.target}: ${t.measured} (goal ${t.goal})`);
   log(

@@ -12,10 +12,11 @@ const read = (name: string) => {
 const models = read("models.json");
 const server = read("server.json");
 const full = read("full.json");
+const gpu = read("gpu.json");
 if (!models && !server && !full) {
   console.error(`${dir}: no models.json, server.json or full.json to render`);
   process.exit(2);
 }
 const plots = Object.keys(PLOTS).filter((p) => existsSync(path.join(dir, p)));
-writeFileSync(path.join(dir, "results.md"), renderReport(models, server, plots, full));
+writeFileSync(path.join(dir, "results.md"), renderReport(models, server, plots, full, gpu));
 console.log(`wrote ${path.join(dir, "results.md")}`);

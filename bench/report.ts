@@ -2,7 +2,8 @@
 // one table per measurement, then the plots.
 import { GRAPHS } from "../src/bundle/manifest.js";
 import type { FullResult } from "./full.js";
-import { fullSection } from "./full-report.js";
+import { fullSection, gpuSection } from "./full-report.js";
+import type { GpuResult } from "./gpu.js";
 import type { BundleResult, ModelsResult } from "./models.js";
 import type { LoadResult } from "./load.js";
 import type { Point } from "./points.js";
@@ -471,6 +472,7 @@ export function renderReport(
   server: ServerResult | null,
   plots: string[],
   full: FullResult | null = null,
+  gpu: GpuResult | null = null,
 ): string {
   const out = ["# DLIP serve benchmarks", ""];
   out.push(
@@ -481,6 +483,7 @@ export function renderReport(
   if (models) out.push(...stampLines("models", models.stamp));
   if (server) out.push(...stampLines("server", server.stamp));
   if (full) out.push(...stampLines("full", full.stamp));
+  if (gpu) out.push(...stampLines("gpu", gpu.stamp));
   out.push("", "## Targets", "", ...head(["target", "goal", "measured", "met", "from"]));
   const checks = checkTargets(models, server, full);
   for (const t of checks)
@@ -491,6 +494,7 @@ export function renderReport(
   if (models) out.push(...modelsSection(models));
   if (server) out.push(...serverSection(server));
   if (full) out.push(...fullSection(full, checks));
+  if (gpu) out.push(...gpuSection(gpu));
   if (plots.length) {
     out.push("## Plots", "");
     for (const p of plots) out.push(`![${PLOTS[p as keyof typeof PLOTS] ?? p}](${p})`, "");

@@ -19,7 +19,7 @@ import { point, requestSpec, type Point } from "./points.js";
 import { RawModel, type ModelInputs, type Variant } from "./raw.js";
 import { ensureBuilt, modelsDir, ServerProcess, type ServerSpec } from "./server-process.js";
 import type { Stamp } from "./stamp.js";
-import { alternate, round } from "./timing.js";
+import { alternate, quantile, round, type Timing } from "./timing.js";
 import { venvPython, type Workload } from "./workload.js";
 
 export const ROLES = ["teacher", "student"] as const;
@@ -38,9 +38,13 @@ export interface FullBundle {
 }
 
 export interface SideBySide {
-  teacher_ms: number; // median
+  teacher_ms: number; // median wall time
   student_ms: number;
-  ratio: number; // teacher / student
+  ratio: number; // teacher / student, wall time
+  // CPU time of this process per run (all threads, mean): what the other jobs on the machine do not change
+  teacher_cpu_ms: number;
+  student_cpu_ms: number;
+  cpu_ratio: number; // teacher / student, CPU time
   runs: number; // per model
 }
 
@@ -63,7 +67,17 @@ export interface FullServer {
   rss_ready_mb: number;
   rss_end_mb: number; // after every point
   points: Record<FullTask, Point[]>;
-  ceiling: Partial<Record<FullTask, InProcessCeiling & { server_rps: number; ratio: number }>>;
+  // server and in-process req/s: medians of the windows taken in turn (listed in `windows`)
+  ceiling: Partial<
+    Record<
+      FullTask,
+      InProcessCeiling & {
+        server_rps: number;
+        ratio: number;
+        windows?: { server_rps: number[]; in_process_rps: number[] };
+      }
+    >
+  >;
 }
 
 export interface FullVariant {
@@ -75,7 +89,13 @@ export interface FullVariant {
   server_ratios: Partial<
     Record<
       FullTask,
-      { connections: number; throughput_ratio: number; p50_ratio_c1: number; tokens: Record<Role, number | null> }
+      {
+        connections: number;
+        throughput_ratio: number; // student / teacher req/s
+        p50_ratio_c1: number;
+        cpu_ratio: number; // teacher / student server CPU per request at that point (all threads)
+        tokens: Record<Role, number | null>;
+      }
     >
   >;
 }
@@ -89,6 +109,7 @@ export interface FullResult {
     concurrency: number[];
     requests_per_connection: number;
     raw_runs: number;
+    ceiling_rounds: number; // server / in-process windows in turn per model and task (fp32; int8: 1)
     images: number;
     server_env: Record<string, string>;
     variants: Variant[];
@@ -182,8 +203,24 @@ async function rawSideBySide(
   return { graphs, e2e };
 }
 
-function pair(t: { median_ms: number; runs: number }, s: { median_ms: number; runs: number }): SideBySide {
-  return { teacher_ms: t.median_ms, student_ms: s.median_ms, ratio: round(t.median_ms / s.median_ms), runs: t.runs };
+const median = (xs: number[]) =>
+  round(
+    quantile(
+      [...xs].sort((a, b) => a - b),
+      0.5,
+    ),
+  );
+
+function pair(t: Timing, s: Timing): SideBySide {
+  return {
+    teacher_ms: t.median_ms,
+    student_ms: s.median_ms,
+    ratio: round(t.median_ms / s.median_ms),
+    teacher_cpu_ms: t.cpu_ms,
+    student_cpu_ms: s.cpu_ms,
+    cpu_ratio: round(t.cpu_ms / s.cpu_ms),
+    runs: t.runs,
+  };
 }
 
 /**
@@ -252,12 +289,15 @@ async function serversSideBySide(
         connections: last("student").connections ?? 0,
         throughput_ratio: round(last("student").throughput_rps / last("teacher").throughput_rps),
         p50_ratio_c1: round(first("teacher").latency_ms.p50 / first("student").latency_ms.p50),
+        cpu_ratio: round(last("teacher").breakdown.cpu_ms_per_request / last("student").breakdown.cpu_ms_per_request),
         tokens: {
           teacher: last("teacher").breakdown.tokens_per_request,
           student: last("student").breakdown.tokens_per_request,
         },
       };
-      // the ceiling right after the server's points: the same work per request in this process
+      // the ceiling right after the server's points: the same work per request in this process; with more rounds,
+      // a further server window (one request per connection) and in-process window in turn, medians of each
+      const rounds = v === "fp32" ? opts.fullCeilingRounds : 1;
       for (const r of ROLES) {
         const sat = last(r);
         const batch = Math.max(
@@ -265,24 +305,39 @@ async function serversSideBySide(
           ...Object.values(sat.breakdown.graphs).map((x) => Math.round(x?.mean_batch_rows ?? 1)),
         );
         const C = sat.connections ?? 1;
-        const ceil = await inProcessCeiling(
-          raw[r],
-          w.images,
-          w.questions,
-          task as CeilingTask,
-          C,
-          batch,
-          { minRuns: 1, minSeconds: 0 },
-          false,
-        );
+        const serverRps = [sat.throughput_rps];
+        const inProcessRps: number[] = [];
+        let ceil: InProcessCeiling | null = null;
+        for (let i = 0; i < rounds; i++) {
+          if (i > 0) {
+            const p = await point(servers[r], requestSpec(task, w, r), task, r, C, opts, { warmup: 0, requests: C });
+            serverRps.push(p.throughput_rps);
+          }
+          const c = await inProcessCeiling(
+            raw[r],
+            w.images,
+            w.questions,
+            task as CeilingTask,
+            C,
+            batch,
+            { minRuns: 1, minSeconds: 0 },
+            false,
+          );
+          inProcessRps.push(c.throughput_rps);
+          ceil = c;
+        }
+        const server = median(serverRps);
+        const inProcess = median(inProcessRps);
         out[r].ceiling[task] = {
-          ...ceil,
-          server_rps: sat.throughput_rps,
-          ratio: round(sat.throughput_rps / ceil.throughput_rps),
+          ...ceil!,
+          throughput_rps: inProcess,
+          server_rps: server,
+          ratio: round(server / inProcess),
+          windows: { server_rps: serverRps, in_process_rps: inProcessRps },
         };
         log(
-          `full ${v}: ${r} ${task} in-process ceiling (${C} at once, batch ${batch}): ${ceil.throughput_rps} req/s; ` +
-            `server ${sat.throughput_rps} (${out[r].ceiling[task]!.ratio}x)`,
+          `full ${v}: ${r} ${task} in-process ceiling (${C} at once, batch ${batch}): ${inProcessRps.join(", ")} req/s; ` +
+            `server ${serverRps.join(", ")} (${out[r].ceiling[task]!.ratio}x of the medians)`,
         );
       }
     }
@@ -351,6 +406,7 @@ export async function runFull(
       concurrency: opts.fullConcurrency,
       requests_per_connection: opts.fullRequestsPerConnection,
       raw_runs: opts.fullRawRuns,
+      ceiling_rounds: opts.fullCeilingRounds,
       images: w.images.length,
       server_env: fullServerEnv(opts, "fp32"),
       variants: opts.fullVariants,

@@ -45,6 +45,7 @@ export interface BenchOptions {
   fullConcurrency: number[]; // server connections per point
   fullRequestsPerConnection: number; // measured requests per connection and point (after one per connection)
   fullRawRuns: number; // raw timings: runs per model, alternating, after one warm-up run each
+  fullCeilingRounds: number; // fp32: server and in-process windows in turn per model and task (int8: one each)
   fullImageCount: number; // request images (the first N Shapes test images)
   fullServer: boolean; // false: raw onnxruntime only
   note: string | null; // what else ran on the machine, as the person who started the run knows it (into the results)
@@ -112,6 +113,7 @@ full part (npm run bench:full = --parts full): BLIP-base teacher vs DLIP student
   --full-concurrency LIST  server connections per point (default: 1,8)
   --full-requests N        measured requests per connection and point (default: 2)
   --full-runs N            raw runs per model and measurement, alternating (default: 3)
+  --full-ceiling-rounds N  fp32: server and in-process windows in turn per model and task (default: 3)
   --full-no-server         raw onnxruntime only`;
 
 function list<T extends string>(raw: string, allowed: readonly T[], flag: string): T[] {
@@ -179,6 +181,7 @@ export function parseOptions(argv: readonly string[], root: string): BenchOption
         "full-concurrency": { type: "string" },
         "full-requests": { type: "string" },
         "full-runs": { type: "string" },
+        "full-ceiling-rounds": { type: "string" },
         "full-no-server": { type: "boolean" },
         note: { type: "string" },
         help: { type: "boolean" },
@@ -225,6 +228,7 @@ export function parseOptions(argv: readonly string[], root: string): BenchOption
     fullConcurrency: str("full-concurrency") ? ints(str("full-concurrency")!, "full-concurrency") : [1, 8],
     fullRequestsPerConnection: str("full-requests") ? ints(str("full-requests")!, "full-requests")[0] : 2,
     fullRawRuns: str("full-runs") ? ints(str("full-runs")!, "full-runs")[0] : 3,
+    fullCeilingRounds: str("full-ceiling-rounds") ? ints(str("full-ceiling-rounds")!, "full-ceiling-rounds")[0] : 3,
     fullImageCount: 8,
     fullServer: values["full-no-server"] !== true,
     note: str("note") ?? null,

@@ -118,11 +118,8 @@ export async function point(
   opts: BenchOptions,
   fixed?: { warmup: number; requests: number }, // whole requests instead of durations (slow models: no request cut off)
 ): Promise<Point> {
-  await closedLoop(
-    server.url,
-    [spec],
-    fixed ? { connections, amount: fixed.warmup } : { connections, durationS: opts.warmupS },
-  );
+  if (!fixed) await closedLoop(server.url, [spec], { connections, durationS: opts.warmupS });
+  else if (fixed.warmup > 0) await closedLoop(server.url, [spec], { connections, amount: fixed.warmup });
   const measured = async (load: { durationS?: number; amount?: number }): Promise<Point> => {
     const before = await server.scrape();
     const t0 = performance.now();

@@ -67,6 +67,12 @@ function point(rps: number, p50: number, connections: number, tokens: number | n
   } as unknown as Point;
 }
 
+/** Wall and CPU time of one side-by-side measurement (CPU 10% above wall). */
+function side(teacher: number, student: number) {
+  const cpu = { teacher_cpu_ms: teacher * 1.1, student_cpu_ms: student * 1.1, cpu_ratio: teacher / student };
+  return { teacher_ms: teacher, student_ms: student, ratio: teacher / student, ...cpu, runs: 3 };
+}
+
 /** A full-size result with made-up numbers: the student 3.5x faster raw, 2.5x through the server on captions. */
 function fakeFull(): FullResult {
   const ceiling = (server: number, inProcess: number) => ({
@@ -94,16 +100,13 @@ function fakeFull(): FullResult {
   });
   const v: FullVariant = {
     raw_load_s: { teacher: 10, student: 3 },
-    graphs: [{ graph: "vision", batch: 1, teacher_ms: 600, student_ms: 200, ratio: 3, runs: 3 }],
+    graphs: [{ graph: "vision", batch: 1, ...side(600, 200) }],
     e2e: [
       {
         task: "caption",
         batch: 1,
         tokens: 20,
-        teacher_ms: 3500,
-        student_ms: 1000,
-        ratio: 3.5,
-        runs: 3,
+        ...side(3500, 1000),
         teacher_ms_per_image: 3500,
         student_ms_per_image: 1000,
       },
@@ -111,18 +114,27 @@ function fakeFull(): FullResult {
         task: "vqa",
         batch: 1,
         tokens: 10,
-        teacher_ms: 2000,
-        student_ms: 800,
-        ratio: 2.5,
-        runs: 3,
+        ...side(2000, 800),
         teacher_ms_per_image: 2000,
         student_ms_per_image: 800,
       },
     ],
     servers: { teacher: server(0.4, 20), student: server(1, 20) },
     server_ratios: {
-      caption: { connections: 8, throughput_ratio: 2.5, p50_ratio_c1: 2.5, tokens: { teacher: 20, student: 20 } },
-      vqa: { connections: 8, throughput_ratio: 3.2, p50_ratio_c1: 3, tokens: { teacher: 3, student: 3 } },
+      caption: {
+        connections: 8,
+        throughput_ratio: 2.5,
+        p50_ratio_c1: 2.5,
+        cpu_ratio: 2.6,
+        tokens: { teacher: 20, student: 20 },
+      },
+      vqa: {
+        connections: 8,
+        throughput_ratio: 3.2,
+        p50_ratio_c1: 3,
+        cpu_ratio: 3.1,
+        tokens: { teacher: 3, student: 3 },
+      },
     },
   };
   const bundle = (name: string, total: number) => ({
@@ -187,7 +199,7 @@ test("full-size section: random weights said, the note, ratios, and why a missed
   const md = fullSection(full, checkFullTargets(full)).join("\n");
   assert.match(md, /random weights: speed and memory only/);
   assert.match(md, /6 other jobs shared the 2 cores\./);
-  assert.match(md, /\| fp32 \| caption \| 1 \| 20 \| 3500 \| 1000 \| \*\*3\.50x\*\* \| 3 \|/);
+  assert.match(md, /\| fp32 \| caption \| 1 \| 20 \| 3500 \| 1000 \| \*\*3\.50x\*\* \| 3850, 1100 \| 3\.50x \| 3 \|/);
   assert.match(md, /Through the server, caption\*\* \(2\.50x at 8 connections\)/);
   assert.match(md, /student server vs in-process, vqa\*\* \(80%\)/);
   assert.doesNotMatch(md, /student server vs in-process, caption/); // 95%: met

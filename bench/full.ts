@@ -386,6 +386,8 @@ export async function runFull(
         }
         log(`full ${v}: sessions created in ${loadS.teacher} s (teacher), ${loadS.student} s (student)`);
         const sideBySide = await rawSideBySide(raw, inputs, opts, log);
+        // the ceilings read images and answer questions: text and itm go (the teacher's hold 1 GB), beside two servers
+        for (const r of ROLES) await raw[r].release(["text", "itm"]);
         const served = opts.fullServer
           ? await serversSideBySide(root, dirs, v, raw, w, opts, tmp, log)
           : { servers: null, server_ratios: {} };

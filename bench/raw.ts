@@ -123,8 +123,11 @@ export class RawModel {
     return { layers: m.decoder_layers, heads: m.decoder_heads, headDim: m.decoder_head_dim, vocab: m.vocab_size };
   }
 
-  async release(): Promise<void> {
-    for (const s of Object.values(this.sessions)) await s.release();
+  async release(graphs: readonly GraphName[] = GRAPHS): Promise<void> {
+    for (const g of graphs) {
+      await this.sessions[g]?.release();
+      delete (this.sessions as Partial<Record<GraphName, ort.InferenceSession>>)[g];
+    }
   }
 
   async run(

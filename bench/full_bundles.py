@@ -12,8 +12,8 @@ writes OUT_DIR/teacher and OUT_DIR/student (skipping a bundle that is already th
   and decoder of 6 layers of 384 (6 heads, FFN 1536). Its text width equals its vision width: the bundle's decoder
   cross-attends to image tokens and question states with the same weights (FORMAT.md).
 
-A preset of training/dlip/presets.json is used instead of the explicit sizes below when it exists (``--teacher-preset``
-/ ``--student-preset``). The tokenizer is the exporter's built-in WordPiece (trained on Shapes-like sentences) whose
+A preset of training/dlip/presets.json is used instead of the explicit sizes below when it exists (``--teacher-preset
+blip-base`` / ``--student-preset student-vit-s16``: the same sizes). The tokenizer is the exporter's built-in WordPiece (trained on Shapes-like sentences) whose
 vocabulary is filled up to 30524 entries with unused tokens, so that the embeddings, the LM head and every decoder
 step's logits have BLIP-base's sizes; the fillers are never produced by tokenising text.
 """
@@ -114,7 +114,7 @@ def main() -> None:
     ap.add_argument("out", type=Path, help="folder to write teacher/ and student/ into (git-ignored, e.g. data/)")
     ap.add_argument("--only", choices=("teacher", "student"))
     ap.add_argument("--teacher-preset", default="blip-base", help="preset to use when presets.json has it")
-    ap.add_argument("--student-preset", default="dlip-vits16-bert384x6",
+    ap.add_argument("--student-preset", default="student-vit-s16",
                     help="preset to use when presets.json has it")
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--fp16", action="store_true", help="also write float16 graphs for GPUs (bench/gpu.ts)")

@@ -279,12 +279,12 @@ export function explainFullMisses(full: FullResult, checks: TargetCheck[]): stri
   const over = ceilings.filter((c) => c.ratio > 1);
   if (ceilings.some((c) => c.ratio < 0.9) && over.length)
     out.push(
-      `- **Noise of the server-vs-in-process windows**: each is a few requests (seconds to a minute) measured one ` +
-        `after the other, not alternated, on a machine shared with other jobs (load average ` +
-        `${full.stamp.machine.load_average_1m} at the start). ${over.length} of ${ceilings.length} ratios are above ` +
-        `100% (${over.map((c) => `${c.role} ${c.task} ${pct(c.ratio)}`).join(", ")}), which a server doing the same ` +
-        `work cannot reach: the windows move by at least that much either way. The CPU time per request (the ` +
-        `table's last column) does not depend on what else runs.`,
+      `- **Noise of the server-vs-in-process windows**: each window is a few requests (seconds to a minute; fp32: ` +
+        `${full.settings.ceiling_rounds ?? 1} of each, taken in turn) on a machine shared with other jobs (load average ` +
+        `${full.stamp.machine.load_average_1m} at the start). ${over.length} of ${ceilings.length} fp32 ratios ` +
+        `${over.length === 1 ? "is" : "are"} above 100% (${over.map((c) => `${c.role} ${c.task} ${pct(c.ratio)}`).join(", ")}), ` +
+        `which a server doing the same work cannot reach: the windows move by at least that much either way. The ` +
+        `CPU time per request (the table's last column) does not depend on what else runs.`,
     );
   for (const role of ROLES)
     for (const task of ["caption", "vqa", "embed_image"] as const) {
@@ -296,9 +296,12 @@ export function explainFullMisses(full: FullResult, checks: TargetCheck[]): stri
       // cores the process used while measured: req/s x CPU seconds per request
       const coresS = (c.server_rps * cpuS) / 1000;
       const coresI = (c.throughput_rps * cpuI) / 1000;
+      const spread = (xs: number[]) => Math.max(...xs) / Math.min(...xs) - 1;
       const windows = c.windows
         ? ` (medians of ${c.windows.server_rps.length} windows each, taken in turn: server ` +
-          `${c.windows.server_rps.map((r) => f(r, 3)).join(", ")}; in-process ${c.windows.in_process_rps.map((r) => f(r, 3)).join(", ")})`
+          `${c.windows.server_rps.map((r) => f(r, 3)).join(", ")}; in-process ${c.windows.in_process_rps.map((r) => f(r, 3)).join(", ")}: ` +
+          `the server's fastest window is ${pct(spread(c.windows.server_rps))} above its slowest, the in-process ` +
+          `loop's ${pct(spread(c.windows.in_process_rps))}, against a gap of ${pct(1 - c.ratio)} between the medians)`
         : "";
       out.push(
         `- **${role} server vs in-process, ${task}** (${pct(c.ratio)}): server ${f(c.server_rps, 3)} req/s, ` +
@@ -307,10 +310,11 @@ export function explainFullMisses(full: FullResult, checks: TargetCheck[]): stri
             .map(([g, b]) => `${g} ${f(b!.mean_batch_rows, 1)}`)
             .join(", ")} rows per run). The CPU time per request is ${f(cpuS, 0)} ms in the server and ` +
           `${f(cpuI, 0)} ms in-process` +
-          (cpuS <= 1.1 * cpuI
+          (cpuS <= 1.02 * cpuI
             ? `: the server does no more work per request. `
-            : `: the server spends ${pct(cpuS / cpuI - 1)} more CPU per request. `) +
-          `req/s = cores used / CPU per request: the server used ${f(coresS)} cores during its window against ` +
+            : ` (the server's CPU from its /metrics over its first window, HTTP, JSON and base64 included): ` +
+              `${pct(cpuS / cpuI - 1)} more. `) +
+          `req/s = cores used / CPU per request: the server used about ${f(coresS)} cores against ` +
           `${f(coresI)} for the in-process loop, and its inference worker was inside a graph run ` +
           `${pct(p.breakdown.worker_busy_share)} of the window` +
           (p.breakdown.worker_busy_share >= 0.9
@@ -345,8 +349,10 @@ export function fullSection(full: FullResult, checks: TargetCheck[]): string[] {
         .join(" ")} node dist/server.js\`, PRECISION per variant), autocannon with JSON bodies, ` +
       `one warm-up request per connection, then ${s.requests_per_connection} requests per connection (3 at 1 ` +
       `connection); p99 of so few requests is close to their maximum. In-process ceiling: the server's work per request ` +
-      `(preprocessing + graphs, bench/ceiling.ts) in the benchmark's process right after the server's point, one ` +
-      `iteration of as many requests as connections.`,
+      `(preprocessing + graphs, bench/ceiling.ts) in the benchmark's process right after the server's point, ` +
+      `iterations of as many requests as connections; fp32: ${s.ceiling_rounds ?? 1} windows of each, taken in turn ` +
+      `(the server's point, in-process, then one request per connection on the server, in-process, ...), medians ` +
+      `compared; int8: one of each.`,
     "",
     "### Bundles",
     "",

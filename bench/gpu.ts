@@ -14,11 +14,11 @@ import { parseArgs } from "node:util";
 import { readManifest } from "../src/bundle/manifest.js";
 import { ensureFullBundles, ROLES, type Role } from "./full.js";
 import { endToEnd } from "./models.js";
-import { hasFp16, RawModel, take, type GpuVariant } from "./raw.js";
+import { hasFp16, RawModel, take, type ExecutionProvider, type GpuVariant } from "./raw.js";
 import { PLOTS, renderReport } from "./report.js";
 import { stamp, type Stamp } from "./stamp.js";
 import { alternate, round } from "./timing.js";
-import { ensureShapes, loadWorkload } from "./workload.js";
+import { ensureShapes, loadWorkload, type Workload } from "./workload.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -98,20 +98,22 @@ function gpuMemoryMib(): number | null {
   return mine.length ? mine.reduce((n, [, mib]) => n + mib, 0) : null;
 }
 
-async function measureVariant(
+/** One variant's numbers: both models loaded on `ep` (the script: cuda; the tests: cpu, on tiny bundles). */
+export async function measureVariant(
   dirs: Record<Role, string>,
   v: GpuVariant,
   batches: number[],
   runs: number,
+  w: Workload,
   log: (s: string) => void,
+  ep: ExecutionProvider = "cuda",
 ): Promise<GpuVariantResult> {
-  const w = loadWorkload(path.join(ROOT, "data/bench-shapes"), 8);
   const m = {} as Record<Role, RawModel>;
   const load = {} as Record<Role, number>;
   try {
     for (const r of ROLES) {
       const t0 = performance.now();
-      m[r] = await RawModel.load(dirs[r], v, 1, undefined, "cuda");
+      m[r] = await RawModel.load(dirs[r], v, 1, undefined, ep);
       load[r] = round((performance.now() - t0) / 1000);
     }
     const loaded = gpuMemoryMib();
@@ -207,7 +209,8 @@ async function main(): Promise<number> {
       );
       continue;
     }
-    result.variants[v] = await measureVariant(dirs, v, batches, Number(values.runs), log);
+    const w = loadWorkload(path.join(ROOT, "data/bench-shapes"), 8);
+    result.variants[v] = await measureVariant(dirs, v, batches, Number(values.runs), w, log);
   }
   writeFileSync(path.join(out, "gpu.json"), JSON.stringify(result, null, 2));
   rebuildReport(out);

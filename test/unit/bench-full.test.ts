@@ -6,14 +6,15 @@ import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
+import sharp from "sharp";
 import type { FullResult, FullVariant } from "../../bench/full.js";
 import { fullSection, gpuSection } from "../../bench/full-report.js";
-import type { GpuResult } from "../../bench/gpu.js";
+import { measureVariant, type GpuResult } from "../../bench/gpu.js";
 import { OptionsError, parseOptions } from "../../bench/options.js";
 import type { Point } from "../../bench/points.js";
 import { checkFullTargets, checkTargets } from "../../bench/targets.js";
 import { alternate } from "../../bench/timing.js";
-import { ROOT } from "../helpers/app.js";
+import { MICRO, ROOT } from "../helpers/app.js";
 
 test("alternate runs the calls in turn, the order reversed every other round, after one warm-up each", async () => {
   const calls: string[] = [];
@@ -272,3 +273,23 @@ test(
     assert.match(readFileSync(path.join(out, "results.md"), "utf8"), /\*\*No GPU was available\*\*/);
   },
 );
+
+test("bench:gpu's measurement of one variant, run on the CPU provider with the micro bundle as both models", async () => {
+  const png = await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 200, g: 30, b: 30 } } })
+    .png()
+    .toBuffer();
+  const w = { root: "", files: ["a.png"], images: [png], captions: ["a red square"], questions: ["what color?"] };
+  const r = await measureVariant({ teacher: MICRO, student: MICRO }, "fp32", [1, 2], 2, w, () => {}, "cpu");
+  assert.deepEqual(
+    [r.vision.map((p) => p.batch), r.caption.map((p) => p.batch)],
+    [
+      [1, 2],
+      [1, 2],
+    ],
+  );
+  for (const p of [...r.vision, ...r.caption]) {
+    assert.ok(p.teacher_ms_per_image > 0 && p.student_ms_per_image > 0, JSON.stringify(p));
+    assert.ok(p.ratio > 0 && Number.isFinite(p.ratio));
+  }
+  assert.ok(r.load_s.teacher >= 0 && r.load_s.student >= 0);
+});

@@ -476,7 +476,7 @@ export function renderReport(
 ): string {
   const out = ["# DLIP serve benchmarks", ""];
   out.push(
-    "Each part's JSON (`models.json`, `server.json`, `full.json`) holds every number below; rerun a part with its command.",
+    "Each part's JSON (`models.json`, `server.json`, `full.json`, `gpu.json`) holds every number below; rerun a part with its command.",
     "",
   );
   out.push(...head(["part", "command", "machine", "versions", "commit", "time"]));

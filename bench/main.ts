@@ -8,6 +8,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { runFull, type FullResult } from "./full.js";
 import type { GpuResult } from "./gpu.js";
+import { COLLECTIONS_FULL, COLLECTIONS_QUICK, runCollections, type CollectionsResult } from "./collections.js";
+import { collectionsTargets, renderCollections } from "./collections-report.js";
 import { runModels, type ModelsResult } from "./models.js";
 import { OptionsError, parseOptions, type BenchOptions } from "./options.js";
 import { PLOTS, renderReport } from "./report.js";
@@ -111,6 +113,17 @@ async function main(): Promise<number> {
     const r = await runFull(opts, ROOT, loadWorkload(opts.images, opts.fullImageCount), stamp(ROOT, argv), log);
     writeFileSync(path.join(opts.out, "full.json"), JSON.stringify(r, null, 2));
   }
+  if (opts.parts.includes("collections")) {
+    const settings = opts.quick ? COLLECTIONS_QUICK : COLLECTIONS_FULL;
+    const r = await runCollections(opts, ROOT, settings, stamp(ROOT, argv), log);
+    writeFileSync(path.join(opts.out, "collections.json"), JSON.stringify(r, null, 2));
+  }
+  const collections = readJson<CollectionsResult>(path.join(opts.out, "collections.json"));
+  if (collections) {
+    writeFileSync(path.join(opts.out, "collections.md"), renderCollections(collections));
+    for (const t of collectionsTargets(collections))
+      log(`${t.met === null ? "n/a " : t.met ? "met " : "MISS"}  ${t.target}: ${t.measured} (goal ${t.goal})`);
+  }
   const models = readJson<ModelsResult>(path.join(opts.out, "models.json"));
   const server = readJson<ServerResult>(path.join(opts.out, "server.json"));
   const full = readJson<FullResult>(path.join(opts.out, "full.json"));
@@ -120,7 +133,7 @@ async function main(): Promise<number> {
   for (const t of checkTargets(models, server, full))
     log(`${t.met === null ? "n/a " : t.met ? "met " : "MISS"}  ${t.target}: ${t.measured} (goal ${t.goal})`);
   log(
-    `wrote ${["models.json", "server.json", "full.json", "results.md", ...plots].filter((f) => existsSync(path.join(opts.out, f))).join(", ")} in ${opts.out}`,
+    `wrote ${["models.json", "server.json", "full.json", "results.md", "collections.json", "collections.md", ...plots].filter((f) => existsSync(path.join(opts.out, f))).join(", ")} in ${opts.out}`,
   );
   return 0;
 }

@@ -30,6 +30,7 @@ export const TASK_OF = {
   answer: { task: "vqa", what: "VQA answers" },
   embed: { task: "retrieval", what: "embeddings" },
   rank: { task: "retrieval", what: "ranking and ITM scores" },
+  collect: { task: "retrieval", what: "collections" },
 } as const satisfies Record<string, { task: Task; what: string }>;
 export type Operation = keyof typeof TASK_OF;
 

@@ -99,7 +99,9 @@ def _count_or_all(value: str) -> int | None:
 
 def _add_ablate(sub) -> None:
     p = sub.add_parser("ablate", help="short distillations over a grid of DLIP settings, evaluated, in one table")
-    p.add_argument("--teacher", required=True, help="teacher run folder or Hugging Face BLIP checkpoint directory")
+    p.add_argument("--teacher", required=True, action="append",
+                   help="teacher run folder or Hugging Face BLIP checkpoint directory; repeat for several HF "
+                        "checkpoints, as with distill")
     p.add_argument("--config", required=True, help="base distillation config (e.g. configs/shapes_distill.json)")
     p.add_argument("--grid", required=True, help="grid rows (e.g. configs/ablation_grid.json)")
     p.add_argument("--data", help="image root (data.image_root)")
@@ -317,7 +319,7 @@ def distill_config_from_args(args) -> TrainConfig:
     cfg = train_config_from_args(args)
     if cfg.distill is None:
         cfg.distill = DistillConfig()
-    teachers = args.teacher if isinstance(args.teacher, list) else [args.teacher]  # distill repeats it, ablate not
+    teachers = args.teacher  # --teacher repeats (action="append")
     cfg.distill.teacher = teachers[0] if len(teachers) == 1 else list(teachers)
     init = args.init or cfg.distill.init
     parts = list(args.init_parts) if args.init_parts else cfg.distill.init_parts

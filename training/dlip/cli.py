@@ -522,24 +522,12 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def _hf_model_type(folder: str) -> str | None:
-    """config.json's ``model_type`` where ``folder`` is a Hugging Face checkpoint (``architectures`` or
-    ``model_type`` in its config.json), else None (a run folder's config.json has neither)."""
-    try:
-        cfg = json.loads((Path(folder) / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(cfg, dict) or not ({"architectures", "model_type"} & set(cfg)):
-        return None
-    return str(cfg.get("model_type"))
-
-
 def cmd_export(args) -> int:
     from .export.contract import MANIFEST_FILE
     from .export.export import export_bundle, export_random, export_run
-    from .export.hf import export_hf
     from .export.precision import EXTERNAL_DATA_BYTES
-    from .hf import is_hf_blip_dir
+    from .hf.blip import hf_model_type, is_hf_blip_dir
+    from .hf_bundle.export import export_hf
 
     version, int8, fp16 = args.version or "1", bool(args.int8), bool(args.fp16)
     large = {"external_data_above": args.external_data_above or EXTERNAL_DATA_BYTES}
@@ -553,9 +541,9 @@ def cmd_export(args) -> int:
     elif (Path(args.run) / MANIFEST_FILE).is_file():
         out = export_bundle(args.run, args.out, name=args.name, version=args.version, int8=args.int8,
                             fp16=args.fp16, overwrite=args.overwrite, **large)
-    elif is_hf_blip_dir(args.run) or _hf_model_type(args.run) is not None:
+    elif is_hf_blip_dir(args.run) or hf_model_type(args.run) is not None:
         if not is_hf_blip_dir(args.run):
-            raise ValueError(f"{args.run}: a Hugging Face checkpoint of model_type {_hf_model_type(args.run)!r}; "
+            raise ValueError(f"{args.run}: a Hugging Face checkpoint of model_type {hf_model_type(args.run)!r}; "
                              f"export reads BLIP ones (BlipForImageTextRetrieval, BlipForConditionalGeneration, "
                              f"BlipForQuestionAnswering)")
         out = export_hf(args.run, args.out, name=args.name, version=version, int8=int8, fp16=fp16,

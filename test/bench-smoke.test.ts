@@ -41,7 +41,19 @@ test(
   { timeout: 1_800_000, skip: !existsSync(VENV) && "training/.venv is missing (npm run setup:python)" },
   async () => {
     const out = mkdtempSync(path.join(os.tmpdir(), "dlip-bench-test-"));
-    const args = ["run", "--silent", "bench", "--", "--quick", "--out", out, "--teacher", "test/fixtures/micro"];
+    const args = [
+      "run",
+      "--silent",
+      "bench",
+      "--",
+      "--quick",
+      "--parts",
+      "models,server,collections",
+      "--out",
+      out,
+      "--teacher",
+      "test/fixtures/micro",
+    ];
     const { stdout } = await new Promise<{ stdout: string }>((resolve, reject) =>
       freePort().then((port) =>
         execFile("npm", [...args, "--port", String(port)], { cwd: ROOT, maxBuffer: 1 << 24 }, (err, stdout, stderr) =>

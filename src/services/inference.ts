@@ -1,6 +1,10 @@
 // The inference service: one batching queue per model and graph over the worker pool, and the typed calls routes
 // make: `app.inference.images(model, pixels, signal)` and so on. A call's rows leave their queue, or are rejected
 // while their batch runs, as soon as `signal` aborts (the request's deadline or its client leaving).
+//
+// Rows kept in a worker (image tokens, question states) are remembered here with how to recompute them: when that
+// worker is lost (it exited, or hung and was replaced), a row that reads them is rebuilt before it runs, its kept
+// parts recomputed on another worker and sent inline (never looked up where they are gone).
 import { Batcher, type BatchKey, type Scheduler } from "../batching/batcher.js";
 import { ContinuousBatcher, type DecodeJob } from "../batching/continuous.js";
 import type { GenResult } from "../decode/search.js";
@@ -20,7 +24,8 @@ import {
   type StatesRow,
 } from "../inference/graphs.js";
 import type { WorkerPool } from "../inference/pool.js";
-import type { JobReply, KeepSpec, RowsFeed, WireTensor } from "../inference/protocol.js";
+import type { JobReply, KeepSpec, Part, RowsFeed, WireTensor } from "../inference/protocol.js";
+import { workerLost } from "../errors.js";
 
 /** An image for the vision graph; `keep` > 0: its tokens stay in the worker, for that many graph reads. */
 interface VisionInput {
@@ -38,15 +43,34 @@ interface ModelQueues {
   decoder: Batcher<GenInput, GenResult>; // a ContinuousBatcher with CONTINUOUS_BATCHING
 }
 
+/** A row kept in a worker: which worker (and which of the workers started in its slot), and how to recompute it. */
+interface KeptRecord {
+  worker: number;
+  epoch: number; // pool.epoch(worker) when it was kept: another now means the row was lost with its worker
+  uses: number; // graph reads left (the worker drops it after the last, as we do)
+  expires: number; // ms (performance.now): the worker drops it unread then too
+  redo: (signal?: AbortSignal) => Promise<Float32Array>; // the row recomputed, inline (memoised)
+}
+
 export class Inference {
   private readonly queues = new Map<string, ModelQueues>();
+  private readonly kept = new Map<number, KeptRecord>(); // by handle, in the order kept (the order they expire)
+  private readonly streamed = new WeakSet<(token: number) => void>(); // onToken of rows that sent a token
+  private readonly keptTtlMs: number;
 
   constructor(
     readonly scheduler: Scheduler,
     private readonly pool: WorkerPool,
     models: ServedModel[],
-    opts: { maxBatch: number; maxDelayMs: number; maxQueue: number; continuous?: boolean },
+    opts: {
+      maxBatch: number;
+      maxDelayMs: number;
+      maxQueue: number;
+      continuous?: boolean;
+      keptTtlMs?: number; // as long as the workers keep unread rows (InitMessage.storeTtlMs)
+    },
   ) {
+    this.keptTtlMs = opts.keptTtlMs ?? 60_000;
     for (const m of models) {
       const key = (graph: string): BatchKey => ({ model: m.name, graph });
       const pad = m.manifest.tokenizer.special_tokens.pad;
@@ -65,19 +89,29 @@ export class Inference {
         const fresh = this.pool.handles(n.filter((x) => x > 0).length);
         return n.map((x) => (x > 0 ? fresh.shift()! : null));
       };
-      const release = (x: Float32Array | Kept) => x instanceof Float32Array || this.pool.release(x.worker, [x.handle]);
+      const release = (x: Float32Array | Kept) => this.release([x]);
+      const recomputeImage = (pixels: Float32Array) => async (signal?: AbortSignal) =>
+        (await this.q(m).vision.submit([{ pixels, keep: 0 }], signal))[0].embeds as Float32Array;
       this.queues.set(m.name, {
         vision: new Batcher(
           key("vision"),
           opts,
           async (rows, w) => {
+            const epoch = this.pool.epoch(w);
             const kept = handles(rows.map((r) => r.keep));
             const feeds = visionFeeds(
               rows.map((r) => r.pixels),
               m.image.size,
             );
-            const keep = { output: "image_embeds", handles: kept, uses: rows.map((r) => r.keep) };
-            return splitVision(await run(w, "vision", feeds, keep), rows.length, kept, w);
+            const uses = rows.map((r) => r.keep);
+            const out = splitVision(
+              await run(w, "vision", feeds, { output: "image_embeds", handles: kept, uses }),
+              rows.length,
+              kept,
+              w,
+            );
+            this.remember(kept, uses, w, epoch, (i) => recomputeImage(rows[i].pixels));
+            return out;
           },
           scheduler,
           { discard: (im) => release(im.embeds) },
@@ -101,6 +135,7 @@ export class Inference {
           key("vqa_encoder"),
           opts,
           async (rows, w) => {
+            const epoch = this.pool.epoch(w);
             // states stay where their image's tokens are
             const kept = handles(rows.map((r) => (r.embeds instanceof Float32Array ? 0 : 1)));
             const keep = {
@@ -109,12 +144,27 @@ export class Inference {
               uses: rows.map(() => 1),
               lengths: rows.map((r) => r.ids.length),
             };
-            return splitStates(await run(w, "vqa_encoder", keptFusedFeeds(rows, pad, N, Dv), keep), rows, kept, w);
+            const out = splitStates(await run(w, "vqa_encoder", keptFusedFeeds(rows, pad, N, Dv), keep), rows, kept, w);
+            // a row's states are recomputed from its image's tokens, recomputed (taken before this read counts)
+            const images = rows.map((r) =>
+              r.embeds instanceof Float32Array ? r.embeds : this.recipe(r.embeds.handle),
+            );
+            this.used(rows.flatMap((r) => (r.embeds instanceof Float32Array ? [] : [r.embeds.handle])));
+            this.remember(kept, keep.uses, w, epoch, (i) => async (signal) => {
+              const image = images[i];
+              const embeds = image instanceof Float32Array ? image : await image(signal);
+              const [q] = await this.q(m).vqa_encoder.submit([{ embeds, ids: rows[i].ids }], signal);
+              return q.states as Float32Array;
+            });
+            return out;
           },
           scheduler,
           {
-            affinity: (r) => (r.embeds instanceof Float32Array ? null : r.embeds.worker),
+            affinity: (r) => (r.embeds instanceof Float32Array || this.lost(r.embeds.handle) ? null : r.embeds.worker),
             discard: (q) => release(q.states),
+            stale: (r) => !(r.embeds instanceof Float32Array) && this.lost(r.embeds.handle),
+            rebuild: async (r, signal) =>
+              r.embeds instanceof Float32Array ? r : { ...r, embeds: await this.recipe(r.embeds.handle)(signal) },
           },
         ),
         decoder: opts.continuous
@@ -123,7 +173,7 @@ export class Inference {
               opts,
               (rows, w, onRow) => this.decode(m, rows, w, onRow),
               scheduler,
-              { affinity: (r) => r.worker },
+              this.decoderPlacement(),
             )
           : new Batcher(
               key("decoder"),
@@ -135,10 +185,79 @@ export class Inference {
                 return results;
               },
               scheduler,
-              { affinity: (r) => r.worker },
+              this.decoderPlacement(),
             ),
       });
     }
+  }
+
+  /** Rows kept in worker `w` (started as `epoch`) under `handles` (null: not kept), row i recomputed by `redo(i)`. */
+  private remember(
+    handles: (number | null)[],
+    uses: number[],
+    w: number,
+    epoch: number,
+    redo: (i: number) => KeptRecord["redo"],
+  ): void {
+    const now = performance.now();
+    for (const [h, e] of this.kept) {
+      if (e.expires > now) break;
+      this.kept.delete(h); // the worker dropped it too
+    }
+    handles.forEach((h, i) => {
+      if (h === null) return;
+      let value: Float32Array | undefined;
+      const once = redo(i);
+      const memo = async (signal?: AbortSignal) => (value ??= await once(signal));
+      this.kept.set(h, { worker: w, epoch, uses: uses[i], expires: now + this.keptTtlMs, redo: memo });
+    });
+  }
+
+  /** Graph reads took these kept rows (each forgotten after its last read). */
+  private used(handles: number[]): void {
+    for (const h of handles) {
+      const e = this.kept.get(h);
+      if (e && --e.uses <= 0) this.kept.delete(h);
+    }
+  }
+
+  /** Kept row `h` was lost with its worker (it exited or hung since): it must be recomputed, not read. */
+  private lost(h: number): boolean {
+    const e = this.kept.get(h);
+    return e !== undefined && this.pool.epoch(e.worker) !== e.epoch;
+  }
+
+  /** How kept row `h` is recomputed; a row no longer known (released, expired) cannot be. */
+  private recipe(h: number): KeptRecord["redo"] {
+    const e = this.kept.get(h);
+    if (!e)
+      return () => Promise.reject(workerLost("the inference worker holding this request's encoded image was lost"));
+    return e.redo;
+  }
+
+  /** A decoder row reads kept rows lost with their worker. */
+  private staleRow(r: GenInput): boolean {
+    return r.parts.some((p) => typeof p === "number" && this.lost(p));
+  }
+
+  /**
+   * Decoder rows run where their kept parts are; a row whose worker was lost is rebuilt with its parts recomputed,
+   * and decodes from its start again, unless it already streamed tokens to its client (those cannot be taken back).
+   */
+  private decoderPlacement() {
+    return {
+      affinity: (r: GenInput) => (r.worker === null || this.staleRow(r) ? null : r.worker),
+      stale: (r: GenInput) => this.staleRow(r),
+      rebuild: async (r: GenInput, signal?: AbortSignal): Promise<GenInput> => {
+        if (r.onToken && this.streamed.has(r.onToken))
+          throw workerLost("the inference worker streaming this answer was lost after its first tokens");
+        if (r.worker === null) return r;
+        const parts: Part[] = await Promise.all(
+          r.parts.map((p) => (typeof p === "number" ? this.recipe(p)(signal ?? r.signal) : p)),
+        );
+        return { ...r, parts, worker: null };
+      },
+    };
   }
 
   /**
@@ -170,6 +289,7 @@ export class Inference {
       };
     };
     const result = (row: number, r: GenResult) => {
+      this.used(heldHandles(inputs[row])); // the worker took them when the row started
       if (r.finish === "aborted")
         this.scheduler.events.onDrop?.({ model: m.name, graph: "decoder" }, 1, abortCode(inputs[row].signal));
       onRow(row, r);
@@ -239,7 +359,11 @@ export class Inference {
 
   /** Drops what these rows keep in workers (their request ended before a graph read it); idempotent. */
   release(kept: (Float32Array | Kept)[]): void {
-    for (const k of kept) if (!(k instanceof Float32Array)) this.pool.release(k.worker, [k.handle]);
+    for (const k of kept) {
+      if (k instanceof Float32Array) continue;
+      this.pool.release(k.worker, [k.handle]);
+      this.kept.delete(k.handle);
+    }
   }
 
   /** ITC features of token rows starting with [CLS]. */
@@ -268,12 +392,16 @@ export class Inference {
     signal?: AbortSignal,
     onToken?: (i: number, token: number) => void,
   ): Promise<GenResult[]> {
-    const inputs = rows.map((r, i) => ({ ...r, signal, onToken: onToken && ((t: number) => onToken(i, t)) }));
+    const inputs = rows.map((r, i) => {
+      const tell = onToken && ((t: number) => (this.streamed.add(tell!), onToken(i, t)));
+      return { ...r, signal, onToken: tell };
+    });
     return this.q(model)
       .decoder.submit(inputs, signal, new StageTimer(requestTimings()))
       .catch((err: unknown) => {
         // rows a decode did not take keep their rows in a worker: release them (a taken handle is ignored)
-        for (const r of rows) if (r.worker !== null) this.pool.release(r.worker, heldHandles(r));
+        for (const r of rows)
+          if (r.worker !== null) this.release(heldHandles(r).map((handle) => ({ worker: r.worker!, handle })));
         throw err;
       });
   }

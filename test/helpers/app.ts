@@ -41,6 +41,35 @@ export async function blockWorker(app: FastifyInstance, ms: number): Promise<voi
   await b.submit([0]);
 }
 
+/**
+ * Holds an inference worker through the app's own scheduler, as a long batch would, until `release()` (or `ms`):
+ * while held, the worker is busy for certain, whatever the machine's speed. `done` resolves once it is free again.
+ */
+export async function holdWorker(
+  app: FastifyInstance,
+  ms = 60_000,
+): Promise<{ release(): void; done: Promise<unknown> }> {
+  const { Batcher } = await import("../../src/batching/batcher.js");
+  const flag = new Int32Array(new SharedArrayBuffer(4));
+  const b = new Batcher(
+    { model: "test", graph: "hold" },
+    { maxBatch: 1, maxDelayMs: 0, maxQueue: 1 },
+    async (xs: number[], w: number) => {
+      await app.pool.run(w, { type: "block", ms, release: flag });
+      return xs;
+    },
+    app.inference.scheduler,
+  );
+  const done = b.submit([0]);
+  return {
+    release: () => {
+      Atomics.store(flag, 0, 1);
+      Atomics.notify(flag, 0);
+    },
+    done,
+  };
+}
+
 /** The value of one sample of the app's metrics, by name and labels ({} matches the first sample). */
 export async function metricValue(
   app: FastifyInstance,

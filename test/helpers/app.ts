@@ -26,21 +26,6 @@ export async function testApp(overrides: Partial<Config> = {}): Promise<FastifyI
   return buildApp(cfg, { logger: cfg.logLevel === "silent" ? false : { level: cfg.logLevel } });
 }
 
-/** Keeps an inference worker busy for `ms` through the app's own scheduler, as a long batch would. */
-export async function blockWorker(app: FastifyInstance, ms: number): Promise<void> {
-  const { Batcher } = await import("../../src/batching/batcher.js");
-  const b = new Batcher(
-    { model: "test", graph: "block" },
-    { maxBatch: 1, maxDelayMs: 0, maxQueue: 1 },
-    async (xs: number[], w: number) => {
-      await app.pool.run(w, { type: "block", ms });
-      return xs;
-    },
-    app.inference.scheduler,
-  );
-  await b.submit([0]);
-}
-
 /**
  * Holds an inference worker through the app's own scheduler, as a long batch would, until `release()` (or `ms`):
  * while held, the worker is busy for certain, whatever the machine's speed. `done` resolves once it is free again.
@@ -68,6 +53,15 @@ export async function holdWorker(
     },
     done,
   };
+}
+
+/** Waits until `cond()` holds, looking every few ms; fails saying `what` after 30 s. */
+export async function until(cond: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 6000; i++) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new Error(`timed out waiting: ${what}`);
 }
 
 /** The value of one sample of the app's metrics, by name and labels ({} matches the first sample). */

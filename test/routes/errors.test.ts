@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type { FastifyInstance } from "fastify";
 import request from "supertest";
-import { blockWorker, metricValue, testApp } from "../helpers/app.js";
+import { holdWorker, metricValue, testApp, until } from "../helpers/app.js";
 import { pngHeaderOnly, solid } from "../helpers/images.js";
 
 let app: FastifyInstance;
@@ -185,7 +185,7 @@ test("415 unsupported content type and image format", async () => {
 });
 
 test("429 with Retry-After when the queue is full; 504 when the deadline passes in the queue", async () => {
-  const blocked = blockWorker(app, 800); // the only worker is busy: rows wait in their queue (MAX_QUEUE=2)
+  const hold = await holdWorker(app); // the only worker is busy: rows wait in their queue (MAX_QUEUE=2)
   const body = { images: [png.toString("base64")] };
   const first = post("/v1/captions")
     .send(body)
@@ -193,14 +193,15 @@ test("429 with Retry-After when the queue is full; 504 when the deadline passes 
   const second = post("/v1/captions")
     .send(body)
     .then((r) => r);
-  await new Promise((r) => setTimeout(r, 150)); // both queued
+  await until(() => app.inference.scheduler.queued >= 2, "both queued");
   const third = await post("/v1/captions").send(body);
   isError(third, 429, "queue_full");
   assert.equal(third.headers["retry-after"], "1");
-  // REQUEST_TIMEOUT_MS=400 passes while the worker is still blocked: 504, and the rows never reach inference
+  // REQUEST_TIMEOUT_MS=400 passes while the worker is still held: 504, and the rows never reach inference
   isError(await first, 504, "deadline_exceeded");
   isError(await second, 504, "deadline_exceeded");
-  await blocked;
+  hold.release();
+  await hold.done;
   assert.ok((await metricValue(app, "dlip_dropped_rows_total", { reason: "deadline_exceeded" })) >= 2);
   assert.ok((await metricValue(app, "dlip_rejected_requests_total", { reason: "queue_full" })) >= 1);
   await post("/v1/captions").send(body).expect(200); // and the server carries on
@@ -208,7 +209,7 @@ test("429 with Retry-After when the queue is full; 504 when the deadline passes 
 
 test("a request whose client disconnects is dropped before inference", async () => {
   const before = await metricValue(app, "dlip_dropped_rows_total", { reason: "client_gone" });
-  const blocked = blockWorker(app, 600);
+  const hold = await holdWorker(app);
   const addr = await new Promise<import("node:net").AddressInfo>((resolve) => {
     const s = app.server.address();
     if (s && typeof s === "object") resolve(s);
@@ -225,11 +226,14 @@ test("a request whose client disconnects is dropped before inference", async () 
   });
   req.on("error", () => {});
   req.end(body);
-  await new Promise((r) => setTimeout(r, 200)); // queued behind the blocked worker
+  await until(() => app.inference.scheduler.queued >= 1, "queued behind the held worker");
   req.destroy(); // the client leaves
-  await blocked;
-  await new Promise((r) => setTimeout(r, 50));
-  assert.equal((await metricValue(app, "dlip_dropped_rows_total", { reason: "client_gone" })) - before, 1);
+  const dropped = async () => (await metricValue(app, "dlip_dropped_rows_total", { reason: "client_gone" })) - before;
+  await until(async () => (await dropped()) >= 1, "its row dropped");
+  assert.equal(app.inference.scheduler.queued, 0, "it left the queue while the worker was still held");
+  hold.release();
+  await hold.done;
+  assert.equal(await dropped(), 1);
   await post("/v1/captions")
     .send({ images: [png.toString("base64")] })
     .expect(200);

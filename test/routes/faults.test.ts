@@ -227,6 +227,44 @@ test(
   },
 );
 
+test(
+  "a streamed answer: run again while it sent nothing; once it sent tokens, its stream ends with worker_lost",
+  T,
+  async () => {
+    const im = parity.images[0];
+    const image = `data:image/png;base64,${imageBytes(im).toString("base64")}`;
+    const stream = () =>
+      request(one.server)
+        .post("/v1/chat/completions")
+        .send({
+          messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: image } }] }],
+          stream: true,
+        })
+        .expect(200);
+    const events = (text: string) =>
+      text
+        .split("\n\n")
+        .filter(Boolean)
+        .map((e) => e.slice("data: ".length))
+        .map((d) => (d === "[DONE]" ? d : JSON.parse(d)));
+    const content = (ev: any[]) => ev.flatMap((e) => e.choices?.[0]?.delta?.content ?? []).join("");
+    const whole = events((await stream()).text);
+    assert.equal(whole.at(-1), "[DONE]");
+    // lost at its vision run, before any token: the stream is whole, as without the fault
+    one.pool.inject(0, { graph: "vision", action: "throw" });
+    const early = events((await stream()).text);
+    assert.deepEqual(content(early), content(whole));
+    assert.equal(early.at(-1), "[DONE]");
+    // lost after its 2nd token: what it sent stays sent, and it ends with the error
+    one.pool.inject(0, { graph: "decoder", after: 2, action: "throw" });
+    const late = events((await stream()).text);
+    const error = late.find((e) => e.error);
+    assert.equal(error?.error.code, "worker_lost", JSON.stringify(late));
+    assert.ok(content(whole).startsWith(content(late)) && content(late).length > 0, "its first tokens were sent");
+    await nextSucceed(one);
+  },
+);
+
 test("fault injection is off unless FAULT_INJECTION=true", async () => {
   const app = await testApp();
   try {

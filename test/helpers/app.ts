@@ -55,13 +55,13 @@ export async function holdWorker(
   };
 }
 
-/** Waits until `cond()` holds, looking every few ms; fails saying `what` after 30 s. */
-export async function until(cond: () => boolean | Promise<boolean>, what: string): Promise<void> {
-  for (let i = 0; i < 6000; i++) {
-    if (await cond()) return;
+/** Waits until `cond()` holds, looking every few ms; fails saying `what` after `ms`. */
+export async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 30_000): Promise<void> {
+  const end = performance.now() + ms;
+  while (!(await cond())) {
+    if (performance.now() > end) throw new Error(`timed out waiting: ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
-  throw new Error(`timed out waiting: ${what}`);
 }
 
 /** The value of one sample of the app's metrics, by name and labels ({} matches the first sample). */

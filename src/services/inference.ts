@@ -1,10 +1,8 @@
 // The inference service: one batching queue per model and graph over the worker pool, and the typed calls routes
 // make: `app.inference.images(model, pixels, signal)` and so on. A call's rows leave their queue, or are rejected
 // while their batch runs, as soon as `signal` aborts (the request's deadline or its client leaving).
-//
-// Rows kept in a worker (image tokens, question states) are remembered here with how to recompute them: when that
-// worker is lost (it exited, or hung and was replaced), a row that reads them is rebuilt before it runs, its kept
-// parts recomputed on another worker and sent inline (never looked up where they are gone).
+// Rows that read what a lost worker kept are rebuilt before they run (kept.ts), and a decoding row whose worker was
+// lost decodes again from its start (not a streamed one that sent tokens already: those cannot be taken back).
 import { Batcher, type BatchKey, type Scheduler } from "../batching/batcher.js";
 import { ContinuousBatcher, type DecodeJob } from "../batching/continuous.js";
 import type { GenResult } from "../decode/search.js";
@@ -26,6 +24,7 @@ import {
 import type { WorkerPool } from "../inference/pool.js";
 import type { JobReply, KeepSpec, Part, RowsFeed, WireTensor } from "../inference/protocol.js";
 import { workerLost } from "../errors.js";
+import { KeptRows } from "./kept.js";
 
 /** An image for the vision graph; `keep` > 0: its tokens stay in the worker, for that many graph reads. */
 interface VisionInput {
@@ -43,20 +42,10 @@ interface ModelQueues {
   decoder: Batcher<GenInput, GenResult>; // a ContinuousBatcher with CONTINUOUS_BATCHING
 }
 
-/** A row kept in a worker: which worker (and which of the workers started in its slot), and how to recompute it. */
-interface KeptRecord {
-  worker: number;
-  epoch: number; // pool.epoch(worker) when it was kept: another now means the row was lost with its worker
-  uses: number; // graph reads left (the worker drops it after the last, as we do)
-  expires: number; // ms (performance.now): the worker drops it unread then too
-  redo: (signal?: AbortSignal) => Promise<Float32Array>; // the row recomputed, inline (memoised)
-}
-
 export class Inference {
   private readonly queues = new Map<string, ModelQueues>();
-  private readonly kept = new Map<number, KeptRecord>(); // by handle, in the order kept (the order they expire)
+  private readonly kept: KeptRows;
   private readonly streamed = new WeakSet<(token: number) => void>(); // onToken of rows that sent a token
-  private readonly keptTtlMs: number;
 
   constructor(
     readonly scheduler: Scheduler,
@@ -70,7 +59,7 @@ export class Inference {
       keptTtlMs?: number; // as long as the workers keep unread rows (InitMessage.storeTtlMs)
     },
   ) {
-    this.keptTtlMs = opts.keptTtlMs ?? 60_000;
+    this.kept = new KeptRows(pool, opts.keptTtlMs ?? 60_000);
     for (const m of models) {
       const key = (graph: string): BatchKey => ({ model: m.name, graph });
       const pad = m.manifest.tokenizer.special_tokens.pad;
@@ -110,7 +99,7 @@ export class Inference {
               kept,
               w,
             );
-            this.remember(kept, uses, w, epoch, (i) => recomputeImage(rows[i].pixels));
+            this.kept.remember(kept, uses, w, epoch, (i) => recomputeImage(rows[i].pixels));
             return out;
           },
           scheduler,
@@ -147,10 +136,10 @@ export class Inference {
             const out = splitStates(await run(w, "vqa_encoder", keptFusedFeeds(rows, pad, N, Dv), keep), rows, kept, w);
             // a row's states are recomputed from its image's tokens, recomputed (taken before this read counts)
             const images = rows.map((r) =>
-              r.embeds instanceof Float32Array ? r.embeds : this.recipe(r.embeds.handle),
+              r.embeds instanceof Float32Array ? r.embeds : this.kept.recompute(r.embeds.handle),
             );
-            this.used(rows.flatMap((r) => (r.embeds instanceof Float32Array ? [] : [r.embeds.handle])));
-            this.remember(kept, keep.uses, w, epoch, (i) => async (signal) => {
+            this.kept.used(rows.flatMap((r) => (r.embeds instanceof Float32Array ? [] : [r.embeds.handle])));
+            this.kept.remember(kept, keep.uses, w, epoch, (i) => async (signal) => {
               const image = images[i];
               const embeds = image instanceof Float32Array ? image : await image(signal);
               const [q] = await this.q(m).vqa_encoder.submit([{ embeds, ids: rows[i].ids }], signal);
@@ -160,11 +149,14 @@ export class Inference {
           },
           scheduler,
           {
-            affinity: (r) => (r.embeds instanceof Float32Array || this.lost(r.embeds.handle) ? null : r.embeds.worker),
+            affinity: (r) =>
+              r.embeds instanceof Float32Array || this.kept.lost(r.embeds.handle) ? null : r.embeds.worker,
             discard: (q) => release(q.states),
-            stale: (r) => !(r.embeds instanceof Float32Array) && this.lost(r.embeds.handle),
+            stale: (r) => !(r.embeds instanceof Float32Array) && this.kept.lost(r.embeds.handle),
             rebuild: async (r, signal) =>
-              r.embeds instanceof Float32Array ? r : { ...r, embeds: await this.recipe(r.embeds.handle)(signal) },
+              r.embeds instanceof Float32Array
+                ? r
+                : { ...r, embeds: await this.kept.recompute(r.embeds.handle)(signal) },
           },
         ),
         decoder: opts.continuous
@@ -191,53 +183,9 @@ export class Inference {
     }
   }
 
-  /** Rows kept in worker `w` (started as `epoch`) under `handles` (null: not kept), row i recomputed by `redo(i)`. */
-  private remember(
-    handles: (number | null)[],
-    uses: number[],
-    w: number,
-    epoch: number,
-    redo: (i: number) => KeptRecord["redo"],
-  ): void {
-    const now = performance.now();
-    for (const [h, e] of this.kept) {
-      if (e.expires > now) break;
-      this.kept.delete(h); // the worker dropped it too
-    }
-    handles.forEach((h, i) => {
-      if (h === null) return;
-      let value: Float32Array | undefined;
-      const once = redo(i);
-      const memo = async (signal?: AbortSignal) => (value ??= await once(signal));
-      this.kept.set(h, { worker: w, epoch, uses: uses[i], expires: now + this.keptTtlMs, redo: memo });
-    });
-  }
-
-  /** Graph reads took these kept rows (each forgotten after its last read). */
-  private used(handles: number[]): void {
-    for (const h of handles) {
-      const e = this.kept.get(h);
-      if (e && --e.uses <= 0) this.kept.delete(h);
-    }
-  }
-
-  /** Kept row `h` was lost with its worker (it exited or hung since): it must be recomputed, not read. */
-  private lost(h: number): boolean {
-    const e = this.kept.get(h);
-    return e !== undefined && this.pool.epoch(e.worker) !== e.epoch;
-  }
-
-  /** How kept row `h` is recomputed; a row no longer known (released, expired) cannot be. */
-  private recipe(h: number): KeptRecord["redo"] {
-    const e = this.kept.get(h);
-    if (!e)
-      return () => Promise.reject(workerLost("the inference worker holding this request's encoded image was lost"));
-    return e.redo;
-  }
-
   /** A decoder row reads kept rows lost with their worker. */
   private staleRow(r: GenInput): boolean {
-    return r.parts.some((p) => typeof p === "number" && this.lost(p));
+    return r.parts.some((p) => typeof p === "number" && this.kept.lost(p));
   }
 
   /**
@@ -253,7 +201,7 @@ export class Inference {
           throw workerLost("the inference worker streaming this answer was lost after its first tokens");
         if (r.worker === null) return r;
         const parts: Part[] = await Promise.all(
-          r.parts.map((p) => (typeof p === "number" ? this.recipe(p)(signal ?? r.signal) : p)),
+          r.parts.map((p) => (typeof p === "number" ? this.kept.recompute(p)(signal ?? r.signal) : p)),
         );
         return { ...r, parts, worker: null };
       },
@@ -289,7 +237,7 @@ export class Inference {
       };
     };
     const result = (row: number, r: GenResult) => {
-      this.used(heldHandles(inputs[row])); // the worker took them when the row started
+      this.kept.used(heldHandles(inputs[row])); // the worker took them when the row started
       if (r.finish === "aborted")
         this.scheduler.events.onDrop?.({ model: m.name, graph: "decoder" }, 1, abortCode(inputs[row].signal));
       onRow(row, r);
@@ -362,7 +310,7 @@ export class Inference {
     for (const k of kept) {
       if (k instanceof Float32Array) continue;
       this.pool.release(k.worker, [k.handle]);
-      this.kept.delete(k.handle);
+      this.kept.forget(k.handle);
     }
   }
 

@@ -76,6 +76,9 @@ test("GET /metrics: Prometheus text, one prefix, the documented families", async
     "dlip_rejected_requests_total",
     "dlip_generated_tokens_total",
     "dlip_model_info",
+    "dlip_worker_restarts_total",
+    "dlip_stuck_runs_total",
+    "dlip_rerun_rows_total",
     "dlip_process_cpu_seconds_total",
   ]) {
     assert.ok(names.has(n), `${n} is exported`);

@@ -4,7 +4,8 @@
 #   docker build -t dlip-serve:gpu .            docker build --target cpu -t dlip-serve:cpu .
 # Both: production dependencies, compiled JavaScript, the bundle contract (training/dlip/export/*.json), the
 # playground page (static/), the bundles of models/ in /app/models (mount others over it, or elsewhere with
-# MODELS_DIR), a non-root user, nothing written at run time (a read-only root file system works; give it a /tmp),
+# MODELS_DIR), a non-root user, nothing written at run time but the embedded collections store in the volume
+# /app/data (COLLECTIONS_DATA_DIR; a read-only root file system works; give it a /tmp),
 # tini as PID 1 so SIGTERM reaches Node and the server drains.
 # test/deploy/container.test.ts starts the server with this file's ENTRYPOINT, CMD, WORKDIR and ENV.
 
@@ -51,12 +52,17 @@ COPY training/dlip/export/contract.json training/dlip/export/manifest.schema.jso
 # The playground page's files (dist/routes/ resolves them two folders up, as from src/routes/).
 COPY static ./static
 COPY models ./models
+# The embedded collections store (COLLECTIONS_DATA_DIR, a folder in it: a fresh volume may hold lost+found) is the one
+# thing the server writes: a volume, so collections outlive the container, owned by the server's user. One server per
+# directory: for several, set DATABASE_URL (PostgreSQL).
+RUN mkdir /app/data && chown 10001:10001 /app/data
+VOLUME ["/app/data"]
 # The files stay root's and read-only to the server; it runs as an unprivileged numeric user (Kubernetes'
 # runAsNonRoot can only check a numeric one).
 USER 10001:10001
 # ORT_DISABLE_TELEMETRY: onnxruntime would otherwise keep a device id and event database under ~/.cache and try to
 # upload telemetry; the root file system is read-only and a server has no business calling out.
-ENV NODE_ENV=production HOST=0.0.0.0 PORT=8080 MODELS_DIR=models DEVICE=cpu ORT_DISABLE_TELEMETRY=1
+ENV NODE_ENV=production HOST=0.0.0.0 PORT=8080 MODELS_DIR=models COLLECTIONS_DATA_DIR=data/collections DEVICE=cpu ORT_DISABLE_TELEMETRY=1
 EXPOSE 8080
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["node", "dist/server.js"]
@@ -76,9 +82,11 @@ COPY package.json ./
 COPY training/dlip/export/contract.json training/dlip/export/manifest.schema.json ./training/dlip/export/
 COPY static ./static
 COPY models ./models
+RUN mkdir /app/data && chown 10001:10001 /app/data
+VOLUME ["/app/data"]
 USER 10001:10001
 # auto: CUDA where the container sees a GPU, else CPU with a warning; DEVICE=cuda refuses to start without one.
-ENV NODE_ENV=production HOST=0.0.0.0 PORT=8080 MODELS_DIR=models DEVICE=auto ORT_DISABLE_TELEMETRY=1
+ENV NODE_ENV=production HOST=0.0.0.0 PORT=8080 MODELS_DIR=models COLLECTIONS_DATA_DIR=data/collections DEVICE=auto ORT_DISABLE_TELEMETRY=1
 EXPOSE 8080
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["node", "dist/server.js"]

@@ -1,7 +1,8 @@
-// Writes results.md again from a results folder's JSON (models.json, server.json) and the plots it holds, without
+// Writes results.md again from a results folder's JSON (models.json, server.json, full.json) and the plots it holds, without
 // measuring anything: `npm run bench:report [-- DIR]` (default bench/results), after a change to the report's code.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { renderCollections } from "./collections-report.js";
 import { PLOTS, renderReport } from "./report.js";
 
 const dir = path.resolve(process.argv[2] ?? "bench/results");
@@ -11,10 +12,19 @@ const read = (name: string) => {
 };
 const models = read("models.json");
 const server = read("server.json");
-if (!models && !server) {
-  console.error(`${dir}: no models.json or server.json to render`);
+const full = read("full.json");
+const gpu = read("gpu.json");
+const collections = read("collections.json");
+if (!models && !server && !full && !collections) {
+  console.error(`${dir}: no models.json, server.json, full.json or collections.json to render`);
   process.exit(2);
 }
-const plots = Object.keys(PLOTS).filter((p) => existsSync(path.join(dir, p)));
-writeFileSync(path.join(dir, "results.md"), renderReport(models, server, plots));
-console.log(`wrote ${path.join(dir, "results.md")}`);
+if (collections) {
+  writeFileSync(path.join(dir, "collections.md"), renderCollections(collections));
+  console.log(`wrote ${path.join(dir, "collections.md")}`);
+}
+if (models || server || full) {
+  const plots = Object.keys(PLOTS).filter((p) => existsSync(path.join(dir, p)));
+  writeFileSync(path.join(dir, "results.md"), renderReport(models, server, plots, full, gpu));
+  console.log(`wrote ${path.join(dir, "results.md")}`);
+}

@@ -13,6 +13,11 @@ import batching from "./plugins/batching.js";
 import metrics from "./plugins/metrics.js";
 import models from "./plugins/models.js";
 import captions from "./routes/captions.js";
+import collectionsPlugin from "./plugins/collections.js";
+import collections from "./routes/collections.js";
+import collectionItems from "./routes/collections-items.js";
+import collectionSearch from "./routes/collections-search.js";
+import collectionImage from "./routes/collections-image.js";
 import chat from "./routes/openai/chat.js";
 import embeddings from "./routes/embeddings.js";
 import health from "./routes/health.js";
@@ -51,6 +56,7 @@ export const app = fp<{ config: Config }>(
     await app.register(metrics);
     await app.register(models, { config });
     await app.register(batching, { config });
+    await app.register(collectionsPlugin, { config });
 
     registerTimings(app); // x-queue-time, x-inference-time: each request's timing record
     app.decorateRequest("deadline", null as unknown as AbortSignal);
@@ -91,6 +97,10 @@ export const app = fp<{ config: Config }>(
     await app.register(chat);
     await app.register(kserve, { prefix: "/v2" }); // KServe v2 / Open Inference Protocol
     await app.register(playground);
+    await app.register(collections);
+    await app.register(collectionItems);
+    await app.register(collectionSearch);
+    await app.register(collectionImage);
   },
   { name: "dlip-app" },
 );

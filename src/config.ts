@@ -39,9 +39,12 @@ export const SETTINGS = [
     env: "PRECISION",
     flag: "precision",
     kind: "enum",
-    choices: ["fp32", "int8"], // int8: a bundle without an int8 variant of every graph serves fp32 (with a warning)
+    // int8/fp16: a bundle without such a variant of every graph serves fp32 (with a warning)
+    choices: ["fp32", "int8", "fp16"],
     default: "fp32",
-    help: "fp32|int8: the bundles' float graphs, or each bundle's dynamic-quantised int8 graphs where it has them",
+    help:
+      "fp32|int8|fp16: the bundles' float graphs, or each bundle's dynamic-quantised int8 graphs, or its float16 " +
+      "graphs (for GPUs), where it has them",
   },
   {
     key: "workers",
@@ -213,6 +216,40 @@ export const SETTINGS = [
     help: "serve the playground page at / (false: 404)",
   },
   {
+    key: "databaseUrl",
+    env: "DATABASE_URL",
+    flag: "database-url",
+    kind: "string",
+    default: null, // the embedded store (PGlite) in COLLECTIONS_DATA_DIR
+    help: "PostgreSQL (with pgvector >= 0.8) for collections, e.g. postgres://user:pass@host:5432/db; unset: embedded",
+  },
+  {
+    key: "collectionsDataDir",
+    env: "COLLECTIONS_DATA_DIR",
+    flag: "collections-data-dir",
+    kind: "string",
+    default: "data/collections",
+    help: "directory of the embedded collections store (PGlite), when DATABASE_URL is unset",
+  },
+  {
+    key: "collectionsMaxItems",
+    env: "COLLECTIONS_MAX_ITEMS",
+    flag: "collections-max-items",
+    kind: "int",
+    min: 1,
+    default: 64,
+    help: "items per PUT /v1/collections/{name}/items request (bulk: the imports route)",
+  },
+  {
+    key: "collectionsMaxMetadataBytes",
+    env: "COLLECTIONS_MAX_METADATA_BYTES",
+    flag: "collections-max-metadata-bytes",
+    kind: "int",
+    min: 2,
+    default: 8192,
+    help: "an item's metadata, as JSON (bytes)",
+  },
+  {
     key: "faultInjection",
     env: "FAULT_INJECTION",
     flag: "fault-injection",
@@ -294,6 +331,12 @@ export function loadConfig(
   if (out.fileLimitBytes > out.bodyLimitBytes) {
     throw new ConfigError(
       `FILE_LIMIT_BYTES (${out.fileLimitBytes}) must not exceed BODY_LIMIT_BYTES (${out.bodyLimitBytes})`,
+    );
+  }
+  if (out.collectionsMaxItems > out.maxQueue) {
+    // a request's images go to the vision queue together: more than it holds would always be refused (429)
+    throw new ConfigError(
+      `COLLECTIONS_MAX_ITEMS (${out.collectionsMaxItems}) must not exceed MAX_QUEUE (${out.maxQueue})`,
     );
   }
   if (out.apiKeys !== null && out.apiKeys.split(",").every((k) => k.trim() === "")) {

@@ -9,7 +9,10 @@ export type ErrorCode =
   | "invalid_image"
   | "unauthorized"
   | "unknown_model"
+  | "unsupported_task"
   | "not_found"
+  | "already_exists"
+  | "model_changed"
   | "body_too_large"
   | "file_too_large"
   | "image_too_large"
@@ -19,6 +22,7 @@ export type ErrorCode =
   | "not_ready"
   | "draining"
   | "worker_lost"
+  | "store_unavailable"
   | "deadline_exceeded"
   | "client_gone"
   | "internal";
@@ -29,7 +33,10 @@ const STATUS: Record<ErrorCode, number> = {
   invalid_image: 400,
   unauthorized: 401,
   unknown_model: 404,
+  unsupported_task: 400,
   not_found: 404,
+  already_exists: 409, // a collection name or import job id taken
+  model_changed: 409, // a collection's vectors came from weights the server no longer serves (re-embed it)
   body_too_large: 413,
   file_too_large: 413,
   image_too_large: 413,
@@ -39,6 +46,7 @@ const STATUS: Record<ErrorCode, number> = {
   not_ready: 503,
   draining: 503,
   worker_lost: 503, // a row's inference worker was lost (exited or hung) twice: README, Reliability
+  store_unavailable: 503, // the collections database is unreachable or restarting (Retry-After)
   deadline_exceeded: 504,
   client_gone: 499, // never sent (the client left); logged and counted
   internal: 500,

@@ -8,6 +8,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
+import type { CollectionsResult } from "../bench/collections.js";
 import { ENDPOINTS } from "../bench/options.js";
 import { PLOTS } from "../bench/report.js";
 import type { ModelsResult } from "../bench/models.js";
@@ -120,6 +121,27 @@ test(
       assert.match(md, new RegExp(`\\| (yes|\\*\\*no\\*\\*) \\| \`${where.replace(/\./g, "\\.")}\` \\|`), where);
     assert.match(md, /### Continuous batching vs whole-batch decoding/);
     assert.match(md, /teacher \(random weights, speed only\)/);
+    // the collections part: both stores, every step measured on the micro bundle's own embeddings
+    const coll = JSON.parse(readFileSync(path.join(out, "collections.json"), "utf8")) as CollectionsResult;
+    assert.equal(coll.part, "collections");
+    assert.deepEqual(
+      coll.stores.map((x) => x.store),
+      ["embedded", "postgres"],
+    );
+    for (const st of coll.stores) {
+      for (const z of st.sizes) {
+        assert.ok(z.recall_at_10 > 0 && z.recall_at_10 <= 1, `${st.store} recall@10 ${z.recall_at_10}`);
+        assert.ok(z.store_search_ms.p99 > 0 && z.api_search_ms.p99 > 0 && z.api_search_rerank_ms!.p99 > 0);
+      }
+      assert.ok(
+        st.import.images_per_s > 0 && st.import.embed_only_images_per_s > 0 && st.import.db_write_items_per_s > 0,
+      );
+      assert.ok(st.fetch_tokens_ms && st.fetch_tokens_ms.p50 > 0, "stored tokens read back");
+      assert.equal(st.quality.captions, coll.settings.qualityCaptions);
+    }
+    assert.ok(coll.rerank[0].itm.median_ms > 0 && coll.rerank[0].vision.median_ms > 0);
+    assert.match(readFileSync(path.join(out, "collections.md"), "utf8"), /^# Collections benchmark/);
+
     for (const [file] of Object.entries(PLOTS)) {
       assert.ok(md.includes(`](${file})`), `results.md shows ${file}`);
       const { width, height } = pngSize(path.join(out, file));

@@ -39,7 +39,7 @@ export interface WorkerModel {
   graphs: Record<string, GraphFiles>;
   // what warm-up needs to build inputs
   imageSize: number;
-  special: { cls: number; sep: number; enc: number; dec: number };
+  special: { cls: number; sep: number; enc: number; dec: number }; // enc: itm/vqa_encoder's first token ([ENC] or [CLS])
   decoder: { layers: number; heads: number; headDim: number; vocab: number };
 }
 

@@ -228,7 +228,10 @@ function checkNames(
   return null;
 }
 
-/** One tiny run of every graph: first runs allocate and optimise, so they should not land on a user request. */
+/**
+ * One tiny run of every graph the bundle has (its tasks'): first runs allocate and optimise, so they should not land
+ * on a user request.
+ */
 async function warmup(m: WorkerModel): Promise<void> {
   const g = sessions.get(m.name)!;
   const S = m.imageSize;
@@ -239,9 +242,10 @@ async function warmup(m: WorkerModel): Promise<void> {
   const ids = (first: number) =>
     new ort.Tensor("int64", BigInt64Array.from([BigInt(first), BigInt(m.special.sep)]), [1, 2]);
   const mask = () => new ort.Tensor("int64", BigInt64Array.from([1n, 1n]), [1, 2]);
-  await g.get("text")!.run({ input_ids: ids(m.special.cls), attention_mask: mask() });
-  await g.get("itm")!.run({ image_embeds: embeds, input_ids: ids(m.special.enc), attention_mask: mask() });
-  await g.get("vqa_encoder")!.run({ image_embeds: embeds, input_ids: ids(m.special.enc), attention_mask: mask() });
+  await g.get("text")?.run({ input_ids: ids(m.special.cls), attention_mask: mask() });
+  await g.get("itm")?.run({ image_embeds: embeds, input_ids: ids(m.special.enc), attention_mask: mask() });
+  await g.get("vqa_encoder")?.run({ image_embeds: embeds, input_ids: ids(m.special.enc), attention_mask: mask() });
+  if (!g.has("decoder")) return;
   const [, N, D] = embeds.dims;
   const stepper = new OnnxStepper(g.get("decoder")!, g.get("cross_kv")!, ort.Tensor, m.decoder, D);
   stepper.addEncoders(embeds.data as Float32Array, [N]);

@@ -111,7 +111,7 @@ export function createMetrics() {
     }),
     modelInfo: new client.Gauge({
       name: `${PREFIX}model_info`,
-      help: "Served models (value 1) with their version, execution provider and graph precision (fp32 or int8)",
+      help: "Served models (value 1) with their version, execution provider and graph precision (fp32, int8 or fp16)",
       labelNames: ["model", "version", "provider", "precision"] as const,
       ...reg,
     }),

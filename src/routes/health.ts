@@ -7,6 +7,15 @@ import { ApiError } from "../errors.js";
 import { ErrorBody } from "./schemas.js";
 
 const Status = Type.Object({ status: Type.String() });
+const Readiness = Type.Object({
+  status: Type.String(),
+  // the collections database: its own state, so that inference stays in service while it is away
+  collections: Type.Object({
+    status: Type.Enum(["ok", "unavailable", "not_opened"]),
+    store: Type.Enum(["pglite", "postgres"]),
+    reason: Type.Optional(Type.String()),
+  }),
+});
 
 export default async function health(app: FastifyInstance) {
   app.get(
@@ -20,10 +29,18 @@ export default async function health(app: FastifyInstance) {
 
   app.get(
     "/readyz",
-    { schema: { summary: "Readiness", tags: ["probes"], response: { 200: Status, 503: ErrorBody } } },
+    {
+      schema: {
+        summary: "Readiness",
+        description:
+          "200 once models are loaded and warmed up (not draining); `collections` says whether the collections database answers, and why not (collection routes answer 503 meanwhile; inference does not depend on it)",
+        tags: ["probes"],
+        response: { 200: Readiness, 503: ErrorBody },
+      },
+    },
     async () => {
       assertReady(app);
-      return { status: "ready" };
+      return { status: "ready", collections: await app.collections.health() };
     },
   );
 

@@ -1,5 +1,7 @@
 // The playground's logic: an ES module, no framework, no build step. It calls the public API only, as any client:
-// GET /v1/models, POST /v1/captions, /v1/vqa and /v1/rank as multipart forms (the image files as they are). Where
+// GET /v1/models, POST /v1/captions, /v1/vqa and /v1/rank as multipart forms (the image files as they are), and the
+// collection routes (GET /v1/collections, POST /v1/collections/{name}/search as JSON, and each result's stored image
+// where the collection keeps images). Where
 // the server wants an API key (a 401), it asks for one, keeps it in sessionStorage and sends it as a Bearer token.
 
 const KEY_STORE = "dlip-playground-api-key";
@@ -23,15 +25,22 @@ class ApiFailure extends Error {
 
 // ---- API calls ----
 
-/** Calls the API with the stored key; returns the parsed reply and timings, or throws ApiFailure. */
-async function api(path, body) {
-  const headers = { accept: "application/json" };
+function authHeaders(headers = {}) {
   const key = sessionStorage.getItem(KEY_STORE);
   if (key) headers.authorization = `Bearer ${key}`;
+  return headers;
+}
+
+/** Calls the API with the stored key; returns the parsed reply and timings, or throws ApiFailure. A FormData body
+ * goes as multipart, any other object as JSON. */
+async function api(path, body) {
+  const headers = authHeaders({ accept: "application/json" });
+  const asJson = body && !(body instanceof FormData);
+  if (asJson) headers["content-type"] = "application/json";
   const t0 = performance.now();
   let res;
   try {
-    res = await fetch(path, { method: body ? "POST" : "GET", headers, body });
+    res = await fetch(path, { method: body ? "POST" : "GET", headers, body: asJson ? JSON.stringify(body) : body });
   } catch (err) {
     throw new ApiFailure(0, `the server did not answer (${err.message})`);
   }
@@ -90,6 +99,7 @@ $("key-form").addEventListener("submit", async (ev) => {
   sessionStorage.setItem(KEY_STORE, key);
   $("api-key").value = "";
   if (await loadModels()) {
+    loadCollections();
     $("key-form").hidden = true;
     say("key accepted", "ok");
   }
@@ -115,6 +125,7 @@ async function loadModels() {
         o.value = m.name;
         o.textContent = m.name === def ? `${m.name} (default)` : m.name;
         o.dataset.info = [m.version && `version ${m.version}`, m.tasks.join(", ")].filter(Boolean).join("; ");
+        o.dataset.tasks = m.tasks.join(" ");
         return o;
       }),
     );
@@ -132,6 +143,32 @@ async function loadModels() {
 function showModelInfo() {
   const o = $("model").selectedOptions[0];
   $("model-info").textContent = o?.dataset.info ?? "";
+  applyTasks();
+}
+
+/**
+ * Each task's card (`data-task`: the bundle task its route needs) is usable only where the selected model serves
+ * that task: otherwise its controls are disabled and a note says so (the server would answer 400 unsupported_task).
+ */
+function applyTasks() {
+  const o = $("model").selectedOptions[0];
+  if (o?.dataset.tasks === undefined) return; // models not loaded yet: leave the page as it is
+  const tasks = o.dataset.tasks.split(" ").filter(Boolean);
+  for (const card of document.querySelectorAll("section[data-task]")) {
+    const served = tasks.includes(card.dataset.task);
+    card.classList.toggle("unserved", !served);
+    for (const c of card.querySelectorAll("button, input, select, textarea")) c.disabled = !served;
+    let note = card.querySelector(".unserved-note");
+    if (!note) {
+      note = document.createElement("p");
+      note.className = "unserved-note muted";
+      card.querySelector("h2").after(note);
+    }
+    note.hidden = served;
+    note.textContent = served
+      ? ""
+      : `${o.value} does not serve ${card.dataset.task} (it serves ${tasks.join(", ") || "no task"})`;
+  }
 }
 $("model").addEventListener("change", showModelInfo);
 
@@ -222,6 +259,7 @@ async function run(button, timingEl, task) {
   } finally {
     button.disabled = false;
     button.removeAttribute("aria-busy");
+    applyTasks(); // the model may have changed meanwhile
   }
 }
 
@@ -346,5 +384,111 @@ function bar(name, value, fraction) {
   return wrap;
 }
 
+// ---- collections: pick one, search it by text, see its images (or ids) with their scores ----
+
+const collections = new Map(); // name -> GET /v1/collections entry
+const resultUrls = []; // blob: URLs of the shown results' images
+
+/** The collection list in either shape: {collections: [...]} or a bare array. */
+export function collectionsOf(reply) {
+  return Array.isArray(reply) ? reply : Array.isArray(reply?.collections) ? reply.collections : [];
+}
+
+async function loadCollections() {
+  const select = $("collection");
+  try {
+    const { json } = await api("/v1/collections");
+    const list = collectionsOf(json);
+    collections.clear();
+    for (const c of list) collections.set(c.name, c);
+    select.replaceChildren(
+      ...list.map((c) => {
+        const o = document.createElement("option");
+        o.value = c.name;
+        o.textContent = `${c.name} (${c.items} items)`;
+        return o;
+      }),
+    );
+    select.disabled = list.length === 0;
+    if (!list.length) {
+      const o = document.createElement("option");
+      o.textContent = "no collections";
+      select.replaceChildren(o);
+    }
+    showCollectionInfo();
+  } catch (err) {
+    const o = document.createElement("option");
+    o.textContent = "unavailable";
+    select.replaceChildren(o);
+    select.disabled = true;
+    $("coll-info").textContent = `collections: ${err.message}`;
+  }
+}
+
+function showCollectionInfo() {
+  const c = collections.get($("collection").value);
+  $("coll-info").textContent = c
+    ? [`model ${c.model}`, c.store_images ? "images kept" : "images not kept: results show ids"].join("; ")
+    : "";
+}
+$("collection").addEventListener("change", showCollectionInfo);
+
+/** A stored image as a blob: URL (the page's CSP allows blob: images), or null where the server has none. */
+async function storedImage(collection, id) {
+  const url = `/v1/collections/${encodeURIComponent(collection)}/items/${encodeURIComponent(id)}/image`;
+  try {
+    const res = await fetch(url, { headers: authHeaders() });
+    if (!res.ok) return null;
+    return URL.createObjectURL(await res.blob());
+  } catch {
+    return null;
+  }
+}
+
+function resultLabel(hit, src) {
+  const fig = document.createElement("figure");
+  fig.className = "label hit";
+  if (src) {
+    const img = document.createElement("img");
+    img.src = src;
+    img.alt = hit.id;
+    fig.append(img);
+  }
+  const cap = document.createElement("figcaption");
+  const id = document.createElement("span");
+  id.className = "hit-id";
+  id.textContent = hit.id;
+  const score = document.createElement("span");
+  score.className = "hit-score";
+  score.textContent = `score ${hit.score.toFixed(3)}`;
+  cap.append(id, score);
+  fig.append(cap);
+  return fig;
+}
+
+$("coll-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const name = $("collection").value;
+  const c = collections.get(name);
+  if (!c) return say("create a collection first (POST /v1/collections), then reload the page");
+  const query = $("coll-query").value.trim();
+  if (!query) return say("write a text to search for");
+  run($("coll-btn"), $("coll-time"), async () => {
+    const body = { text: query, limit: Number($("coll-limit").value) || 8 };
+    if ($("coll-rerank").value === "itm") body.rerank = "itm";
+    const r = await api(`/v1/collections/${encodeURIComponent(name)}/search`, body);
+    const hits = r.json.results;
+    for (const u of resultUrls.splice(0)) URL.revokeObjectURL(u);
+    const srcs = c.store_images ? await Promise.all(hits.map((h) => storedImage(name, h.id))) : hits.map(() => null);
+    for (const u of srcs) if (u) resultUrls.push(u);
+    const asRank = hits.map((h, i) => ({ index: i, itc_score: h.itc, itm_score: h.itm }));
+    $("coll-results").replaceChildren(
+      ...rows(asRank, (i) => resultLabel(hits[i], srcs[i]), c.store_images ? "image" : "text"),
+    );
+    if (!hits.length) $("coll-results").replaceChildren(textLabel("no results"));
+    return r;
+  });
+});
+
 $("candidates").value = DEFAULT_CANDIDATES.join("\n");
-loadModels();
+loadModels().then((ok) => ok && loadCollections());

@@ -2,7 +2,7 @@
 // driven by playwright-core, against a started server on the micro bundle (random weights: results are checked for
 // being there, not for their content). Skipped, saying why, only where chromium is missing (scripts/get-chromium.sh).
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, test, type TestContext } from "node:test";
@@ -11,6 +11,7 @@ import type { Page } from "playwright-core";
 import request from "supertest";
 import { loadConfig, SETTINGS, type Config } from "../../src/config.js";
 import { ROOT, testApp } from "../helpers/app.js";
+import { microVariants } from "../helpers/bundles.js";
 import { findChromium, launchChromium, NO_CHROMIUM, type Browser } from "../helpers/browser.js";
 
 const IMAGES = path.join(ROOT, "test/parity/images");
@@ -21,10 +22,14 @@ let base: string;
 let browser: Browser | undefined;
 
 async function listen(overrides: Partial<Config> = {}): Promise<[FastifyInstance, string]> {
-  const a = await testApp(overrides);
+  const a = await testApp({ collectionsDataDir: path.join(storeDir, String(stores++)), ...overrides });
   await a.listen({ host: "127.0.0.1", port: 0 });
   return [a, `http://127.0.0.1:${(a.server.address() as { port: number }).port}`];
 }
+
+// every app of this file keeps its collections in a temporary directory (the panel lists them on load)
+const storeDir = mkdtempSync(path.join(os.tmpdir(), "dlip-playground-store-"));
+let stores = 0;
 
 before(async () => {
   [app, base] = await listen();
@@ -34,6 +39,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await app?.close();
+  rmSync(storeDir, { recursive: true, force: true });
 });
 
 /** A new page of the browser (closed after the test), or null with the test skipped where chromium is missing. */
@@ -158,6 +164,76 @@ test("in chromium: pick the model, upload an image, caption it, ask, rank texts 
   console.log(`playground screenshot: ${shot}`);
 });
 
+test("in chromium: pick a collection, search it by text, see its kept images (or ids) with scores, re-rank with ITM", async (t) => {
+  const files = ["exact32.png", "rgb.jpg", "palette.gif"];
+  const put = (name: string) =>
+    request(app.server)
+      .put(`/v1/collections/${name}/items`)
+      .send({
+        items: files.map((f) => ({
+          id: f.replace(".", "-"),
+          image: readFileSync(path.join(IMAGES, f)).toString("base64"),
+        })),
+      })
+      .expect(200);
+  await request(app.server).post("/v1/collections").send({ name: "pictures", store_images: true }).expect(201);
+  await request(app.server).post("/v1/collections").send({ name: "vectors-only" }).expect(201);
+  await put("pictures");
+  await put("vectors-only");
+  const page = await newPage(t, `${base}/`);
+  if (!page) return;
+  await page.locator("#collection:not([disabled])").waitFor();
+  assert.deepEqual(await page.locator("#collection option").allInnerTexts(), [
+    "pictures (3 items)",
+    "vectors-only (3 items)",
+  ]);
+  await page.selectOption("#collection", "pictures");
+  assert.match(await text(page, "#coll-info"), /images kept/);
+  await page.fill("#coll-query", "a red circle");
+  await page.selectOption("#coll-rerank", "none");
+  await page.click("#coll-btn");
+  await page.locator("#coll-results .rank-row").first().waitFor();
+  assert.equal(await page.locator("#coll-results .rank-row").count(), files.length, "every item, limit 8");
+  const srcs = await page
+    .locator("#coll-results .hit img")
+    .evaluateAll((xs) => xs.map((x) => [(x as HTMLImageElement).src, (x as HTMLImageElement).naturalWidth]));
+  assert.equal(srcs.length, files.length, "an image per result");
+  for (const [src, width] of srcs) {
+    assert.match(String(src), /^blob:/);
+    assert.ok(Number(width) > 0, "the kept image decoded in the page");
+  }
+  assert.deepEqual(
+    [...(await page.locator("#coll-results .hit-id").allInnerTexts())].sort(),
+    files.map((f) => f.replace(".", "-")).sort(),
+  );
+  for (const s of await page.locator("#coll-results .hit-score").allInnerTexts())
+    assert.match(s, /^score -?\d+\.\d{3}$/);
+  assert.equal(await page.locator("#coll-results .bar.itc").count(), files.length);
+  assert.equal(await page.locator("#coll-results .bar.itm").count(), 0, "no ITM without re-ranking");
+  assert.match(await text(page, "#coll-time"), /ms in the page/);
+
+  await page.selectOption("#coll-rerank", "itm");
+  await page.press("#coll-query", "Enter");
+  await page.locator("#coll-results .bar.itm").first().waitFor();
+  assert.equal(await page.locator("#coll-results .bar.itm").count(), files.length, "ITM re-ranked: an ITM bar each");
+
+  // a collection that keeps no images shows the ids
+  await page.selectOption("#collection", "vectors-only");
+  assert.match(await text(page, "#coll-info"), /results show ids/);
+  await page.selectOption("#coll-rerank", "none");
+  await page.click("#coll-btn");
+  await page.waitForFunction(() => document.querySelectorAll("#coll-results .hit img").length === 0);
+  assert.equal(await page.locator("#coll-results .hit-id").count(), files.length);
+  assert.equal(await page.locator("#coll-results img").count(), 0);
+
+  // an API error is the API's own message: more results than ITM re-ranks (rerank_k, 16 by default)
+  await page.fill("#coll-limit", "20");
+  await page.selectOption("#coll-rerank", "itm");
+  await page.click("#coll-btn");
+  await page.locator("#messages .error").waitFor();
+  assert.match(await text(page, "#messages"), /^400 .*exceeds rerank_k/);
+});
+
 test("in chromium: keyboard reachable image input, and a phone-sized viewport without sideways scrolling", async (t) => {
   const page = await newPage(t, `${base}/`);
   if (!page) return;
@@ -188,7 +264,56 @@ test("in chromium: a key in sessionStorage is sent as a Bearer token on every AP
   await page.setInputFiles("#image-file", path.join(IMAGES, "exact32.png"));
   await page.click("#caption-btn");
   await filled(page, "#caption");
-  assert.deepEqual(auth, { "/v1/models": "Bearer k-123", "/v1/captions": "Bearer k-123" });
+  assert.deepEqual(auth, {
+    "/v1/models": "Bearer k-123",
+    "/v1/collections": "Bearer k-123",
+    "/v1/captions": "Bearer k-123",
+  });
+});
+
+test("in chromium: the cards of tasks the model lacks are disabled, with a note; another model enables its own", async (t) => {
+  const variants = microVariants({ "only-captioning": ["captioning"], "no-vqa": ["retrieval", "captioning"] });
+  t.after(variants.remove);
+  const [partial, url] = await listen({ modelsDir: variants.dir, defaultModel: "only-captioning" });
+  t.after(() => partial.close());
+  const page = await newPage(t, `${url}/`);
+  if (!page) return;
+  await page.locator("#model:not([disabled])").waitFor();
+  const enabled = async () =>
+    Object.fromEntries(
+      await Promise.all(
+        ["#caption-btn", "#vqa-btn", "#rank-btn", "#search-btn", "#question", "#candidates"].map(
+          async (s) => [s, await page.locator(s).isEnabled()] as const,
+        ),
+      ),
+    );
+  assert.deepEqual(await enabled(), {
+    "#caption-btn": true,
+    "#vqa-btn": false,
+    "#rank-btn": false,
+    "#search-btn": false,
+    "#question": false,
+    "#candidates": false,
+  });
+  const note = (task: string) => page.locator(`section[data-task="${task}"] .unserved-note`).first();
+  assert.equal(await note("vqa").innerText(), "only-captioning does not serve vqa (it serves captioning)");
+  assert.equal(await note("captioning").isVisible(), false);
+  await page.selectOption("#model", "no-vqa");
+  assert.deepEqual(await enabled(), {
+    "#caption-btn": true,
+    "#vqa-btn": false,
+    "#rank-btn": true,
+    "#search-btn": true,
+    "#question": false,
+    "#candidates": true,
+  });
+  assert.equal(await note("vqa").innerText(), "no-vqa does not serve vqa (it serves retrieval, captioning)");
+  assert.equal(await note("retrieval").isVisible(), false);
+  // what it serves still works
+  await page.setInputFiles("#image-file", path.join(IMAGES, "exact32.png"));
+  await page.click("#caption-btn");
+  assert.ok((await filled(page, "#caption")).length > 0);
+  assert.equal(await page.locator("#vqa-btn").isEnabled(), false, "still disabled after a task ran");
 });
 
 /** The API-key setting (issue 17), where this branch has it. */

@@ -112,3 +112,21 @@ test(".dockerignore lets in what COPY reads and keeps data, runs, caches and the
   ])
     assert.equal(ignored(out, rules), true, `${out} stays out of the build context`);
 });
+
+test("both targets: the embedded store's directory (COLLECTIONS_DATA_DIR) is in a VOLUME made for the server's user", () => {
+  for (const target of ["cpu", "gpu"]) {
+    const spec = containerSpec(stages, target);
+    const stage = stages.find((s) => s.name === target)!;
+    assert.ok(spec.env.COLLECTIONS_DATA_DIR, `${target}: ENV COLLECTIONS_DATA_DIR`);
+    const store = path.posix.resolve(spec.workdir, spec.env.COLLECTIONS_DATA_DIR);
+    const volumes = stage.instructions.filter((i) => i.op === "VOLUME").flatMap((i) => JSON.parse(i.args) as string[]);
+    assert.equal(volumes.length, 1, `${target}: one VOLUME`);
+    const [volume] = volumes;
+    assert.ok(store.startsWith(`${volume}/`), `${target}: the store ${store} is a folder of the volume ${volume}`);
+    const made = stage.instructions.find((i) => i.op === "RUN" && i.args.includes(volume));
+    assert.ok(made, `${target}: a RUN makes ${volume}`);
+    assert.match(made.args, new RegExp(`chown ${spec.user} ${volume}`), `${target}: owned by USER ${spec.user}`);
+    const at = (op: string) => stage.instructions.findIndex((i) => i.op === op);
+    assert.ok(at("VOLUME") < at("USER"), "made before USER drops root");
+  }
+});

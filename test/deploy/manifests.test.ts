@@ -17,14 +17,16 @@ import { venvTool } from "../helpers/tools.js";
 
 const K8S = path.join(ROOT, "deploy/kubernetes");
 // The image target each overlay runs (its ENV is part of the pod's environment).
-const OVERLAYS = { cpu: "cpu", gpu: "gpu" } as const;
+const OVERLAYS = { cpu: "cpu", gpu: "gpu", embedded: "cpu" } as const;
+// Overlays with several replicas and an autoscaler (scale-out/): their collections live in PostgreSQL.
+const SCALE_OUT = new Set(["cpu", "gpu"]);
 // The oldest Kubernetes the manifests need (preStop's sleep action) and the newest the validator knows.
 const KUBERNETES_VERSIONS = ["1.30.0", "1.37.0"];
 // Time the server needs after the drain to close its listener and workers.
 const CLOSE_MARGIN_S = 5;
 
 const rendered: Record<string, Resource[]> = Object.fromEntries(
-  ["base", ...Object.keys(OVERLAYS).map((o) => `overlays/${o}`), "monitoring"].map((d) => [
+  ["base", "scale-out", ...Object.keys(OVERLAYS).map((o) => `overlays/${o}`), "monitoring"].map((d) => [
     d,
     renderKustomization(path.join(K8S, d)),
   ]),
@@ -144,6 +146,7 @@ for (const [overlay, target] of Object.entries(OVERLAYS)) {
     const selects = (sel: Record<string, string>) => Object.entries(sel).every(([k, v]) => podLabels[k] === v);
     assert.ok(selects(deploy.spec.selector.matchLabels));
     assert.ok(selects(one(resources, "Service").spec.selector));
+    if (!SCALE_OUT.has(overlay)) return;
     assert.ok(selects(one(resources, "PodDisruptionBudget").spec.selector.matchLabels));
     const hpa = one(resources, "HorizontalPodAutoscaler");
     assert.deepEqual(hpa.spec.scaleTargetRef, {
@@ -153,6 +156,46 @@ for (const [overlay, target] of Object.entries(OVERLAYS)) {
     });
     assert.ok(hpa.spec.minReplicas >= 2, "the PodDisruptionBudget can let one pod go");
   });
+
+  if (SCALE_OUT.has(overlay))
+    test(`${overlay}: several replicas share PostgreSQL: DATABASE_URL from a Secret the pods need, no volume`, () => {
+      const deploy = one(resources, "Deployment");
+      assert.ok(deploy.spec.replicas >= 2);
+      const url = (serverContainer(resources).env ?? []).filter((e: Resource) => e.name === "DATABASE_URL");
+      assert.equal(url.length, 1, "DATABASE_URL is set");
+      const ref = url[0].valueFrom?.secretKeyRef;
+      assert.ok(ref?.name && ref?.key, "from a Secret, not a literal in the manifest");
+      assert.notEqual(ref.optional, true, "a pod without the Secret does not start (no fallback to an embedded store)");
+      assert.equal(
+        one(resources, "ConfigMap").data.DATABASE_URL,
+        undefined,
+        "no URL (with its password) in the ConfigMap",
+      );
+      assert.equal(
+        resources.filter((r) => r.kind === "PersistentVolumeClaim").length,
+        0,
+        "no store directory to share",
+      );
+    });
+  else
+    test(`${overlay}: the embedded store: one pod, Recreate, no autoscaler, its directory on a ReadWriteOncePod claim`, () => {
+      const deploy = one(resources, "Deployment");
+      assert.equal(deploy.spec.replicas, 1);
+      assert.deepEqual(deploy.spec.strategy, { type: "Recreate" }, "a rollout never runs the old and new pod together");
+      assert.equal(resources.filter((r) => r.kind === "HorizontalPodAutoscaler").length, 0);
+      assert.equal((serverContainer(resources).env ?? []).filter((e: Resource) => e.name === "DATABASE_URL").length, 0);
+      const claim = one(resources, "PersistentVolumeClaim");
+      assert.deepEqual(claim.spec.accessModes, ["ReadWriteOncePod"], "mounted by one pod of the cluster at a time");
+      const pod = deploy.spec.template.spec;
+      const volume = pod.volumes.find((v: Resource) => v.persistentVolumeClaim?.claimName === claim.metadata.name);
+      assert.ok(volume, "the pod mounts the claim");
+      const mount = serverContainer(resources).volumeMounts.find((v: Resource) => v.name === volume.name);
+      assert.equal(mount.readOnly, undefined);
+      assert.ok(env.COLLECTIONS_DATA_DIR, "the image sets COLLECTIONS_DATA_DIR");
+      const store = path.posix.resolve(image.workdir, env.COLLECTIONS_DATA_DIR);
+      assert.ok(store.startsWith(`${mount.mountPath}/`), `the store ${store} lies on the claim (${mount.mountPath})`);
+      assert.equal(env.DATABASE_URL, undefined, "no DATABASE_URL: the embedded store");
+    });
 
   test(`${overlay}: resources requested and limited; threads fit the CPU limit`, () => {
     const config = loadConfig(env, []);

@@ -84,12 +84,13 @@ export function strategicMerge(base: unknown, patch: unknown, key = ""): any {
   const mergeKey = MERGE_KEYS[key];
   if (Array.isArray(base) && Array.isArray(patch) && mergeKey) {
     const out = [...base];
+    const added = [];
     for (const item of patch) {
       const i = out.findIndex((b) => isObject(b) && b[mergeKey] === item[mergeKey]);
       if (i >= 0) out[i] = strategicMerge(out[i], item);
-      else out.push(item);
+      else added.push(item);
     }
-    return out;
+    return [...added, ...out]; // kustomize puts the patch's new items first
   }
   return structuredClone(patch);
 }

@@ -16,7 +16,11 @@ after(() => app.close());
 
 test("GET /healthz and /readyz", async () => {
   assert.deepEqual((await request(app.server).get("/healthz").expect(200)).body, { status: "ok" });
-  assert.deepEqual((await request(app.server).get("/readyz").expect(200)).body, { status: "ready" });
+  // a test app never listens, so its collections store is opened only by a collection request (none here)
+  assert.deepEqual((await request(app.server).get("/readyz").expect(200)).body, {
+    status: "ready",
+    collections: { status: "not_opened", store: "pglite" },
+  });
 });
 
 test("/healthz and /metrics are answered while a long batch holds the inference worker", async () => {

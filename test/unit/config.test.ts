@@ -26,8 +26,11 @@ test("bad values and unknown flags are refused naming the variable or flag", () 
   );
   assert.throws(() => loadConfig({}, ["--workers", "0"]), /--workers must be an integer >= 1/);
   assert.throws(() => loadConfig({ DEVICE: "tpu" }, []), /DEVICE must be one of auto, cpu, cuda/);
-  assert.throws(() => loadConfig({ PRECISION: "fp16" }, []), /PRECISION must be one of fp32, int8, got 'fp16'/);
-  assert.throws(() => loadConfig({}, ["--precision", "INT8"]), /--precision must be one of fp32, int8, got 'INT8'/);
+  assert.throws(() => loadConfig({ PRECISION: "fp8" }, []), /PRECISION must be one of fp32, int8, fp16, got 'fp8'/);
+  assert.throws(
+    () => loadConfig({}, ["--precision", "INT8"]),
+    /--precision must be one of fp32, int8, fp16, got 'INT8'/,
+  );
   assert.throws(() => loadConfig({}, ["--nope", "1"]), ConfigError);
   assert.throws(() => loadConfig({ PORT: "70000" }, []), /65535/);
   assert.throws(() => loadConfig({ FILE_LIMIT_BYTES: "5000000", BODY_LIMIT_BYTES: "4000000" }, []), /FILE_LIMIT_BYTES/);

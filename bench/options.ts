@@ -7,7 +7,7 @@ import { defaultThreadsPerWorker } from "../src/config.js";
 import type { Variant } from "./raw.js";
 
 export const PARTS = ["models", "server", "collections", "full"] as const;
-export const DEFAULT_PARTS: Part[] = ["models", "server", "collections"]; // full (minutes of full-size exports and runs) only when asked
+export const DEFAULT_PARTS: Part[] = ["models", "server"]; // collections and full (tens of minutes each) only when asked
 export type Part = (typeof PARTS)[number];
 const VARIANTS: readonly Variant[] = ["fp32", "int8"];
 export const ENDPOINTS = ["embed_image", "embed_text", "caption", "vqa", "rank"] as const;
@@ -87,7 +87,7 @@ export class OptionsError extends Error {}
 export const USAGE = `usage: npm run bench -- [flags]      (npm run bench:models / bench:server / bench:collections run one part)
 
   --quick                  smoke test: micro fixture bundle, short points (CI)
-  --parts LIST             models,server,collections,full (default: models,server,collections; full: see below)
+  --parts LIST             models,server,collections,full (default: models,server; collections, full: see below)
   --out DIR                results directory (default: bench/results)
   --student DIR            student bundle, the default model (default: ${FULL.student})
   --teacher DIR            teacher bundle (default: ${FULL.teacher}; --quick: none); missing: teacher rows skipped

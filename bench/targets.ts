@@ -21,21 +21,7 @@ export function checkTargets(
   full: FullResult | null = null,
 ): TargetCheck[] {
   const out: TargetCheck[] = [];
-  const add = (
-    target: string,
-    goal: string,
-    where: string,
-    value: number | undefined,
-    ok: (v: number) => boolean,
-    show: (v: number) => string,
-  ) =>
-    out.push({
-      target,
-      goal,
-      where,
-      measured: value === undefined || !Number.isFinite(value) ? "not measured" : show(value),
-      met: value === undefined || !Number.isFinite(value) ? null : ok(value),
-    });
+  const add = (...args: Parameters<typeof check>) => out.push(check(...args));
   const s = server;
   for (const [task, label] of [
     ["embed_image", "image embeddings"],

@@ -57,6 +57,11 @@ export async function measure(
     times.push(performance.now() - t0);
   }
   const cpu = process.cpuUsage(cpu0);
+  return timing(times, (cpu.user + cpu.system) / 1000);
+}
+
+/** The summary of one call's run times (ms), with the CPU time (ms) all its runs took together. */
+function timing(times: readonly number[], cpuMs: number): Timing {
   const s = [...times].sort((a, b) => a - b);
   return {
     runs: s.length,
@@ -64,7 +69,7 @@ export async function measure(
     mean_ms: round(s.reduce((a, b) => a + b, 0) / s.length),
     p90_ms: round(quantile(s, 0.9)),
     min_ms: round(s[0]),
-    cpu_ms: round((cpu.user + cpu.system) / 1000 / s.length),
+    cpu_ms: round(cpuMs / s.length),
   };
 }
 
@@ -104,15 +109,5 @@ export async function alternate(
       cpu[i] += (c.user + c.system) / 1000;
     }
   }
-  return times.map((t, i) => {
-    const s = [...t].sort((a, b) => a - b);
-    return {
-      runs: s.length,
-      median_ms: round(quantile(s, 0.5)),
-      mean_ms: round(s.reduce((a, b) => a + b, 0) / s.length),
-      p90_ms: round(quantile(s, 0.9)),
-      min_ms: round(s[0]),
-      cpu_ms: round(cpu[i] / s.length),
-    };
-  });
+  return times.map((t, i) => timing(t, cpu[i]));
 }

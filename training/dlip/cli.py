@@ -99,7 +99,9 @@ def _count_or_all(value: str) -> int | None:
 
 def _add_ablate(sub) -> None:
     p = sub.add_parser("ablate", help="short distillations over a grid of DLIP settings, evaluated, in one table")
-    p.add_argument("--teacher", required=True, help="teacher run folder or Hugging Face BLIP checkpoint directory")
+    p.add_argument("--teacher", required=True, action="append",
+                   help="teacher run folder or Hugging Face BLIP checkpoint directory; repeat for several HF "
+                        "checkpoints, as with distill")
     p.add_argument("--config", required=True, help="base distillation config (e.g. configs/shapes_distill.json)")
     p.add_argument("--grid", required=True, help="grid rows (e.g. configs/ablation_grid.json)")
     p.add_argument("--data", help="image root (data.image_root)")
@@ -317,7 +319,7 @@ def distill_config_from_args(args) -> TrainConfig:
     cfg = train_config_from_args(args)
     if cfg.distill is None:
         cfg.distill = DistillConfig()
-    teachers = args.teacher if isinstance(args.teacher, list) else [args.teacher]  # distill repeats it, ablate not
+    teachers = args.teacher  # --teacher repeats (action="append")
     cfg.distill.teacher = teachers[0] if len(teachers) == 1 else list(teachers)
     init = args.init or cfg.distill.init
     parts = list(args.init_parts) if args.init_parts else cfg.distill.init_parts
@@ -520,24 +522,12 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def _hf_model_type(folder: str) -> str | None:
-    """config.json's ``model_type`` where ``folder`` is a Hugging Face checkpoint (``architectures`` or
-    ``model_type`` in its config.json), else None (a run folder's config.json has neither)."""
-    try:
-        cfg = json.loads((Path(folder) / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(cfg, dict) or not ({"architectures", "model_type"} & set(cfg)):
-        return None
-    return str(cfg.get("model_type"))
-
-
 def cmd_export(args) -> int:
     from .export.contract import MANIFEST_FILE
     from .export.export import export_bundle, export_random, export_run
-    from .export.hf import export_hf
     from .export.precision import EXTERNAL_DATA_BYTES
-    from .hf import is_hf_blip_dir
+    from .hf.blip import hf_model_type, is_hf_blip_dir
+    from .hf_bundle.export import export_hf
 
     version, int8, fp16 = args.version or "1", bool(args.int8), bool(args.fp16)
     large = {"external_data_above": args.external_data_above or EXTERNAL_DATA_BYTES}
@@ -551,9 +541,9 @@ def cmd_export(args) -> int:
     elif (Path(args.run) / MANIFEST_FILE).is_file():
         out = export_bundle(args.run, args.out, name=args.name, version=args.version, int8=args.int8,
                             fp16=args.fp16, overwrite=args.overwrite, **large)
-    elif is_hf_blip_dir(args.run) or _hf_model_type(args.run) is not None:
+    elif is_hf_blip_dir(args.run) or hf_model_type(args.run) is not None:
         if not is_hf_blip_dir(args.run):
-            raise ValueError(f"{args.run}: a Hugging Face checkpoint of model_type {_hf_model_type(args.run)!r}; "
+            raise ValueError(f"{args.run}: a Hugging Face checkpoint of model_type {hf_model_type(args.run)!r}; "
                              f"export reads BLIP ones (BlipForImageTextRetrieval, BlipForConditionalGeneration, "
                              f"BlipForQuestionAnswering)")
         out = export_hf(args.run, args.out, name=args.name, version=version, int8=int8, fp16=fp16,

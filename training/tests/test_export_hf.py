@@ -12,9 +12,9 @@ import pytest
 pytest.importorskip("transformers")
 
 from dlip.cli import main  # noqa: E402
-from dlip.export import hf_parity  # noqa: E402
+from dlip.hf_bundle import parity as hf_parity  # noqa: E402
 from dlip.export.export import export_bundle  # noqa: E402
-from dlip.export.hf import export_hf  # noqa: E402
+from dlip.hf_bundle.export import export_hf  # noqa: E402
 from dlip.hf.blip import CAPTIONING, RETRIEVAL, VQA  # noqa: E402
 from dlip.hf.stand_in import stand_in_vocab, write_stand_in  # noqa: E402
 from dlip.infer.ort_backend import OrtBackend  # noqa: E402
@@ -103,7 +103,7 @@ def test_external_data_and_fp16_variants_load_and_match_fp32(tmp_path):
 
 
 def test_the_generation_budget_is_what_generate_allows(tmp_path):
-    from dlip.export.hf import generation_budget
+    from dlip.hf_bundle.export import generation_budget
 
     assert generation_budget(tmp_path, max_positions=512) == 20  # no generation_config.json: 20 new tokens
     assert generation_budget(tmp_path, max_positions=16) == 15  # within the decoder's positions
@@ -145,4 +145,4 @@ def test_a_one_task_bundle_runs_and_is_scored_on_its_task_only(tmp_path, shapes_
     metrics = evaluate_bundle(bundle, DataConfig(image_root=str(shapes_dir)), EvalSettings(k=4, num_beams=2),
                               progress=False)
     assert "caption" in metrics and "retrieval" not in metrics and "vqa" not in metrics
-    assert set(metrics["headline"]) == {"caption_bleu4", "caption_cider"}
+    assert set(metrics["headline"]) == {"caption_bleu4", "caption_cider", "caption_exact_set"}

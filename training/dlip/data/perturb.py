@@ -275,10 +275,7 @@ def _count(entries: list[dict[str, Any]], captions: bool) -> int:
 
 def _data_card(src: Path, split: str, seed: int, source_seed: int, source_noise: float, counts: dict[str, int],
                lines: list[dict[str, Any]]) -> str:
-    sides = Counter(line["side"] for line in lines)
-    spread = lambda key: f"{min(line[key] for line in lines)} to {max(line[key] for line in lines)}"  # noqa: E731
-    command = (f"python -m dlip data perturb --data {src} --out <this folder> --seed {seed} --split {split} "
-               "--preset camera")
+    spread = partial(_spread, lines)
     steps = [
         f"Anti-aliased edges: each scene graph of `{src}/scenes_{split}.jsonl` drawn again at {SUPERSAMPLE}x the "
         f"{CANVAS} px canvas and box-filtered to {CANVAS} px, with the same colours, background and pixel noise as "
@@ -290,15 +287,58 @@ def _data_card(src: Path, split: str, seed: int, source_seed: int, source_noise:
         "delivered size; rounded, clipped.",
         f"JPEG: quality uniform in {list(JPEG_QUALITY)} (integers), 4:2:0 chroma subsampling.",
     ]
-    drawn = [
-        "sides: " + ", ".join(f"{side} px x {sides[side]}" for side in sorted(sides)),
-        f"blur radius {spread('blur_radius')}, noise sigma {spread('noise_sigma')}, JPEG quality "
-        f"{spread('jpeg_quality')}",
-    ]
+    return _card_text(
+        split, seed, counts, lines,
+        title=f"Shapes, {split} split with camera and encoder perturbations",
+        written_by=f"`{_perturb_command(src, split, seed)} --preset camera` (module `dlip.data.perturb`)",
+        steps=steps,
+        drawn=f"blur radius {spread('blur_radius')}, noise sigma {spread('noise_sigma')}, JPEG quality "
+              f"{spread('jpeg_quality')}",
+        labels="The labels stay true: nothing is moved, flipped, cropped or recoloured; colours change only by blur at "
+               "edges, noise and JPEG. Scene graph boxes are in canvas coordinates: multiply by side / "
+               f"{CANVAS} for the delivered image.",
+        fields="supersample, blur_radius, side, noise_sigma, jpeg_quality, resample",
+    )
+
+
+def _hard_data_card(src: Path, split: str, seed: int, counts: dict[str, int], lines: list[dict[str, Any]]) -> str:
+    spread = partial(_spread, lines)
+    return _card_text(
+        split, seed, counts, lines,
+        title=f"Shapes, {split} split, hard preset: changes that survive the models' 64 px input",
+        written_by=f"`{_perturb_command(src, split, seed)}` (preset hard, module `dlip.data.perturb_hard`)",
+        steps=HARD_STEPS,
+        drawn=f"blur sigma {spread('blur_sigma')}, noise sigma {spread('noise_sigma')}, JPEG quality "
+              f"{spread('jpeg_quality')}, strokes per image {spread('occluders')}",
+        labels="The labels stay true: every object keeps its bounding box (a turned polygon is fitted back into it), "
+               "so its centre, region, relations and size class are the scene graph's; colours are shaded, never "
+               f"renamed; strokes hide at most {HARD.occluder_max_cover:.0%} of any object. Scene graph boxes are in "
+               f"{CANVAS} px canvas coordinates: multiply by side / {CANVAS} for the delivered image.",
+        fields="side, blur_sigma, noise_sigma, jpeg_quality, angles_deg, shades (per object), occluders (strokes)",
+    )
+
+
+def _perturb_command(src: Path, split: str, seed: int) -> str:
+    return f"python -m dlip data perturb --data {src} --out <this folder> --seed {seed} --split {split}"
+
+
+def _spread(lines: list[dict[str, Any]], key: str) -> str:
+    """'lowest to highest' of one drawn strength over the split."""
+    return f"{min(line[key] for line in lines)} to {max(line[key] for line in lines)}"
+
+
+def _card_text(split: str, seed: int, counts: dict[str, int], lines: list[dict[str, Any]], *, title: str,
+               written_by: str, steps: list[str], drawn: str, labels: str, fields: str) -> str:
+    """The data card (README.md) of either preset; the arguments are what the presets' cards say differently:
+    ``drawn`` the spread of the strengths besides the sides, ``labels`` why the labels stay true and how to scale
+    the scene graph boxes, ``fields`` the columns of ``perturbations_{split}.jsonl`` after image and
+    source_image."""
+    sides = Counter(line["side"] for line in lines)
+    drawn_sides = "sides: " + ", ".join(f"{side} px x {sides[side]}" for side in sorted(sides))
     lines_md = [
-        f"# Shapes, {split} split with camera and encoder perturbations",
+        f"# {title}",
         "",
-        f"Written by `{command}` (module `dlip.data.perturb`).",
+        f"Written by {written_by}.",
         f"Seed {seed}: each image draws its strengths from its own stream (seed, split, image index), so the same "
         "seed gives identical files whatever the number of workers.",
         "",
@@ -308,59 +348,15 @@ def _data_card(src: Path, split: str, seed: int, source_seed: int, source_noise:
         "## Every image gets, in this order",
         *(f"{i}. {step}" for i, step in enumerate(steps, 1)),
         "",
-        "Drawn here: " + "; ".join(drawn) + ".",
+        f"Drawn here: {drawn_sides}; {drawn}.",
         "",
-        "The labels stay true: nothing is moved, flipped, cropped or recoloured; colours change only by blur at edges, "
-        "noise and JPEG. Scene graph boxes are in canvas coordinates: multiply by side / "
-        f"{CANVAS} for the delivered image.",
+        labels,
         "",
         "## Files",
         f"- `images/{split}/{{image_id}}.jpg`",
         f"- `annotations/caption_{split}.json`, `annotations/vqa_{split}.json`: as the source's, with \"image\" "
         "pointing at the files above; evaluate with `python -m dlip eval-bundle BUNDLE --data <this folder>`.",
         f"- `scenes_{split}.jsonl`: the source's scene graphs, \"image\" likewise.",
-        f"- `perturbations_{split}.jsonl`: one line per image: image, source_image, supersample, blur_radius, side, "
-        "noise_sigma, jpeg_quality, resample.",
-    ]
-    return "\n".join(lines_md) + "\n"
-
-
-def _hard_data_card(src: Path, split: str, seed: int, counts: dict[str, int], lines: list[dict[str, Any]]) -> str:
-    sides = Counter(line["side"] for line in lines)
-    spread = lambda key: f"{min(line[key] for line in lines)} to {max(line[key] for line in lines)}"  # noqa: E731
-    command = f"python -m dlip data perturb --data {src} --out <this folder> --seed {seed} --split {split}"
-    drawn = [
-        "sides: " + ", ".join(f"{side} px x {sides[side]}" for side in sorted(sides)),
-        f"blur sigma {spread('blur_sigma')}, noise sigma {spread('noise_sigma')}, JPEG quality "
-        f"{spread('jpeg_quality')}, strokes per image {spread('occluders')}",
-    ]
-    lines_md = [
-        f"# Shapes, {split} split, hard preset: changes that survive the models' 64 px input",
-        "",
-        f"Written by `{command}` (preset hard, module `dlip.data.perturb_hard`).",
-        f"Seed {seed}: each image draws its strengths from its own stream (seed, split, image index), so the same "
-        "seed gives identical files whatever the number of workers.",
-        "",
-        f"{counts['images']} images, {counts['captions']} captions, {counts['questions']} questions: the captions, "
-        "questions and answers are those of the source, unchanged.",
-        "",
-        "## Every image gets, in this order",
-        *(f"{i}. {step}" for i, step in enumerate(HARD_STEPS, 1)),
-        "",
-        "Drawn here: " + "; ".join(drawn) + ".",
-        "",
-        "The labels stay true: every object keeps its bounding box (a turned polygon is fitted back into it), so its "
-        "centre, region, relations and size class are the scene graph's; colours are shaded, never renamed; strokes "
-        f"hide at most {HARD.occluder_max_cover:.0%} of any object. Scene graph boxes are in 256 px canvas "
-        "coordinates: multiply by side / "
-        f"{CANVAS} for the delivered image.",
-        "",
-        "## Files",
-        f"- `images/{split}/{{image_id}}.jpg`",
-        f"- `annotations/caption_{split}.json`, `annotations/vqa_{split}.json`: as the source's, with \"image\" "
-        "pointing at the files above; evaluate with `python -m dlip eval-bundle BUNDLE --data <this folder>`.",
-        f"- `scenes_{split}.jsonl`: the source's scene graphs, \"image\" likewise.",
-        f"- `perturbations_{split}.jsonl`: one line per image: image, source_image, side, blur_sigma, noise_sigma, "
-        "jpeg_quality, angles_deg, shades (per object), occluders (strokes).",
+        f"- `perturbations_{split}.jsonl`: one line per image: image, source_image, {fields}.",
     ]
     return "\n".join(lines_md) + "\n"

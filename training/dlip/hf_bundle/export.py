@@ -14,7 +14,7 @@ server runs one graph contract whatever the source. What differs is written into
 - token limits: texts up to the text model's ``max_position_embeddings`` (transformers does not truncate);
   captions and answers up to the new tokens ``generate`` allows (``generation_budget``).
 
-Before the bundle is moved into place, ``hf_parity.check_parity`` runs its graphs on onnxruntime against
+Before the bundle is moved into place, ``parity.check_parity`` runs its graphs on onnxruntime against
 transformers' own model and refuses it when they differ by more than the stated tolerance.
 """
 
@@ -28,9 +28,9 @@ from typing import Any
 from ..data.tokenizer import TextTokenizer
 from ..hf.blip import CAPTIONING, RETRIEVAL, VQA, HFTeacher, load_hf_blip
 from ..model.params import param_counts
-from .contract import TASKS
-from .manifest import sha256_file
-from .precision import EXTERNAL_DATA_BYTES
+from ..export.contract import TASKS
+from ..export.manifest import sha256_file
+from ..export.precision import EXTERNAL_DATA_BYTES
 
 # the task each HF class serves, and the parts of the checkpoint it needs (dlip.hf.blip.PARTS)
 TASKS_OF = {RETRIEVAL: ("retrieval",), CAPTIONING: ("captioning",), VQA: ("vqa",)}
@@ -49,8 +49,8 @@ def export_hf(hf_dir: str | Path, out: str | Path, name: str | None = None, vers
     (``check``) before it is written."""
     import transformers
 
-    from .export import write_bundle
-    from .hf_parity import check_parity
+    from ..export.export import write_bundle
+    from .parity import check_parity
 
     hf_dir = Path(hf_dir)
     teacher = load_hf_blip(hf_dir)

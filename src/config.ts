@@ -110,6 +110,16 @@ export const SETTINGS = [
     help: "a request's deadline from arrival (ms; 504 past it)",
   },
   {
+    key: "stuckRunMs",
+    env: "STUCK_RUN_MS",
+    flag: "stuck-run-ms",
+    kind: "int",
+    min: 1,
+    // far above any real run (a 32-image batch of BLIP-base's 384 px vision graph takes ~1 min of one CPU core)
+    default: 120_000,
+    help: "a graph run longer than this marks its worker stuck: it is replaced and its rows run again once (ms)",
+  },
+  {
     key: "bodyLimitBytes",
     env: "BODY_LIMIT_BYTES",
     flag: "body-limit-bytes",
@@ -238,6 +248,15 @@ export const SETTINGS = [
     min: 2,
     default: 8192,
     help: "an item's metadata, as JSON (bytes)",
+  },
+  {
+    key: "faultInjection",
+    env: "FAULT_INJECTION",
+    flag: "fault-injection",
+    kind: "enum",
+    choices: ["true", "false"], // tests only: no request can reach it (WorkerPool.inject is called by test code)
+    default: "false",
+    help: "tests only: lets test code make an inference worker throw or hang at a chosen graph run",
   },
 ] as const;
 

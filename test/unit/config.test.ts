@@ -36,6 +36,17 @@ test("bad values and unknown flags are refused naming the variable or flag", () 
   assert.throws(() => loadConfig({ FILE_LIMIT_BYTES: "5000000", BODY_LIMIT_BYTES: "4000000" }, []), /FILE_LIMIT_BYTES/);
 });
 
+test("the watchdog's STUCK_RUN_MS: generous by default, a positive integer; FAULT_INJECTION is off unless true", () => {
+  const d = loadConfig({}, []);
+  assert.equal(d.stuckRunMs, 120_000);
+  assert.equal(d.faultInjection, "false");
+  assert.equal(loadConfig({ STUCK_RUN_MS: "500" }, []).stuckRunMs, 500);
+  assert.equal(loadConfig({}, ["--stuck-run-ms", "2000"]).stuckRunMs, 2000);
+  assert.throws(() => loadConfig({ STUCK_RUN_MS: "0" }, []), /STUCK_RUN_MS must be an integer >= 1, got '0'/);
+  assert.throws(() => loadConfig({ STUCK_RUN_MS: "1m" }, []), /STUCK_RUN_MS must be a non-negative integer/);
+  assert.throws(() => loadConfig({ FAULT_INJECTION: "yes" }, []), /FAULT_INJECTION must be one of true, false/);
+});
+
 test("threads per worker default to the cores but one shared among workers", () => {
   const c = loadConfig({ WORKERS: "2" }, []);
   assert.ok(c.threadsPerWorker >= 1);

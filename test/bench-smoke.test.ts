@@ -66,7 +66,7 @@ test(
     const models = JSON.parse(readFileSync(path.join(out, "models.json"), "utf8")) as ModelsResult;
     assert.equal(models.part, "models");
     assert.ok(models.stamp.machine.cores >= 1 && models.stamp.machine.cpu_model.length > 0);
-    assert.match(models.stamp.command, /^npm run bench -- --quick --out /);
+    assert.match(models.stamp.command, /^npm run bench -- --quick --parts models,server,collections --out /);
     for (const b of [models.bundles.student, models.bundles.teacher!]) {
       assert.ok(b.params!.total > 0);
       for (const g of GRAPHS) {

@@ -166,6 +166,7 @@ export async function inProcessCeiling(
   concurrency: number,
   batch: number,
   timing: { minRuns: number; minSeconds: number },
+  warm = true, // false: the sessions already ran these batch sizes (no unmeasured iteration first)
 ): Promise<InProcessCeiling> {
   const spec = imageSpec(model.manifest.preprocessing, 40_000_000);
   const tk = model.manifest.tokenizer;
@@ -196,9 +197,11 @@ export async function inProcessCeiling(
     }
     return performance.now() - t0;
   };
-  // warm-up: one whole iteration, unmeasured
-  const first = await prep();
-  await graphs(first.pixels, first.ids);
+  if (warm) {
+    // warm-up: one whole iteration, unmeasured
+    const first = await prep();
+    await graphs(first.pixels, first.ids);
+  }
   let pending = prep();
   let done = 0;
   let graphMs = 0;

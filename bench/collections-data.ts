@@ -45,7 +45,7 @@ export function ensureEmbeddings(
 ): Embeddings {
   const m = readManifest(bundle);
   const weights =
-    (m as unknown as { files: Record<string, string> }).files?.["weights.safetensors"] ?? m.graphs.vision.sha256;
+    (m as unknown as { files: Record<string, string> }).files?.["weights.safetensors"] ?? m.graphs.vision!.sha256;
   const dir = path.join(cacheDir, `${m.name}-${n}${tokens ? "-tokens" : ""}`);
   const metaFile = path.join(dir, "meta.json");
   const fresh = () => {

@@ -76,8 +76,8 @@ export function bundleGraphs(dir: string): Graphs {
   return {
     model: m.name,
     random: false,
-    vision: path.join(dir, m.graphs.vision.file),
-    itm: path.join(dir, m.graphs.itm.file),
+    vision: path.join(dir, m.graphs.vision!.file),
+    itm: path.join(dir, m.graphs.itm!.file),
     imageSize: m.preprocessing.image_size,
     tokens: m.model.image_tokens,
     width: m.model.vision_width,

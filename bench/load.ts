@@ -27,6 +27,7 @@ export interface ClosedLoop {
   connections: number;
   durationS?: number; // either a duration ...
   amount?: number; // ... or a number of requests
+  timeoutS?: number; // a request unanswered this long counts as an error (default 60)
   onResponse?: (ok: boolean) => void;
 }
 
@@ -39,7 +40,7 @@ export async function closedLoop(url: string, specs: RequestSpec[], o: ClosedLoo
     url,
     connections: o.connections,
     ...(o.amount !== undefined ? { amount: o.amount } : { duration: o.durationS }),
-    timeout: 60,
+    timeout: o.timeoutS ?? 60,
     sampleInt: 100, // ms; autocannon checks its deadline once per sample: a second by default, too coarse for short points
     requests: specs.map((s, i) => ({
       method: "POST",

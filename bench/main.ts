@@ -6,6 +6,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { runFull, type FullResult } from "./full.js";
+import type { GpuResult } from "./gpu.js";
 import { COLLECTIONS_FULL, COLLECTIONS_QUICK, runCollections, type CollectionsResult } from "./collections.js";
 import { collectionsTargets, renderCollections } from "./collections-report.js";
 import { runModels, type ModelsResult } from "./models.js";
@@ -79,7 +81,8 @@ async function main(): Promise<number> {
     }
     throw err;
   }
-  if (!existsSync(path.join(opts.student, "manifest.json"))) {
+  const small = opts.parts.some((p) => p !== "full"); // the parts that measure the default student (and teacher)
+  if (small && !existsSync(path.join(opts.student, "manifest.json"))) {
     process.stderr.write(
       `error: no student bundle at ${rel(opts.student)} (the default model). Export one with 'cd training && ` +
         `.venv/bin/python -m dlip export RUN --out ../models/dlip-student', or pass --student DIR ` +
@@ -88,13 +91,14 @@ async function main(): Promise<number> {
     return 2;
   }
   mkdirSync(opts.out, { recursive: true });
-  const teacher = resolveTeacher(opts);
+  const teacher = small ? resolveTeacher(opts) : { dir: null, note: null };
   if (teacher.note) log(`NOTE: ${teacher.note}`);
-  ensureShapes(ROOT, opts.images, opts.imageCount, log);
+  ensureShapes(ROOT, opts.images, Math.max(opts.imageCount, opts.fullImageCount), log);
   const w = loadWorkload(opts.images, opts.imageCount);
-  log(
-    `student ${rel(opts.student)}, teacher ${teacher.dir ? rel(teacher.dir) : "none"}, ${w.images.length} images, results in ${opts.out}`,
-  );
+  if (small)
+    log(
+      `student ${rel(opts.student)}, teacher ${teacher.dir ? rel(teacher.dir) : "none"}, ${w.images.length} images, results in ${opts.out}`,
+    );
 
   if (opts.parts.includes("models")) {
     const r = await runModels(opts, w, teacher, stamp(ROOT, argv), log);
@@ -103,6 +107,11 @@ async function main(): Promise<number> {
   if (opts.parts.includes("server")) {
     const r = await runServer(opts, ROOT, w, teacher, stamp(ROOT, argv), log);
     writeFileSync(path.join(opts.out, "server.json"), JSON.stringify(r, null, 2));
+  }
+  if (opts.parts.includes("full")) {
+    log(`full: teacher and student under ${rel(opts.fullDir)}, results in ${opts.out}`);
+    const r = await runFull(opts, ROOT, loadWorkload(opts.images, opts.fullImageCount), stamp(ROOT, argv), log);
+    writeFileSync(path.join(opts.out, "full.json"), JSON.stringify(r, null, 2));
   }
   if (opts.parts.includes("collections")) {
     const settings = opts.quick ? COLLECTIONS_QUICK : COLLECTIONS_FULL;
@@ -117,12 +126,14 @@ async function main(): Promise<number> {
   }
   const models = readJson<ModelsResult>(path.join(opts.out, "models.json"));
   const server = readJson<ServerResult>(path.join(opts.out, "server.json"));
+  const full = readJson<FullResult>(path.join(opts.out, "full.json"));
+  const gpu = readJson<GpuResult>(path.join(opts.out, "gpu.json"));
   const plots = opts.plots ? drawPlots(opts.out) : [];
-  writeFileSync(path.join(opts.out, "results.md"), renderReport(models, server, plots));
-  for (const t of checkTargets(models, server))
+  writeFileSync(path.join(opts.out, "results.md"), renderReport(models, server, plots, full, gpu));
+  for (const t of checkTargets(models, server, full))
     log(`${t.met === null ? "n/a " : t.met ? "met " : "MISS"}  ${t.target}: ${t.measured} (goal ${t.goal})`);
   log(
-    `wrote ${["models.json", "server.json", "results.md", "collections.json", "collections.md", ...plots].filter((f) => existsSync(path.join(opts.out, f))).join(", ")} in ${opts.out}`,
+    `wrote ${["models.json", "server.json", "full.json", "results.md", "collections.json", "collections.md", ...plots].filter((f) => existsSync(path.join(opts.out, f))).join(", ")} in ${opts.out}`,
   );
   return 0;
 }

@@ -97,31 +97,12 @@ async function timeVariant(
       log(`models: ${label} ${g} b${B}: ${t.median_ms} ms`);
     }
   }
-  const N = model.manifest.model.image_tokens;
-  const tk = model.manifest.tokenizer;
   const e2e: VariantResult["e2e"] = { caption: [], vqa: [] };
   for (const B of [...new Set([1, Math.max(...opts.batchSizes)])]) {
-    const pixels = take(inputs.pixels, B);
-    const questions = take(inputs.questionIds, B);
-    // fixed lengths ([SEP] forbidden until the cap): equal decoding work for every model, trained or random
-    const capRow = { numBeams: 1, maxTokens: tk.max_caption_tokens, minTokens: tk.max_caption_tokens };
-    const ansRow = { numBeams: 1, maxTokens: tk.max_answer_tokens, minTokens: tk.max_answer_tokens };
-    const caption = async () => model.generate(captionRows(await model.encodeImages(pixels), N, capRow));
-    const vqa = async () => {
-      const images = await model.encodeImages(pixels);
-      const states = await model.questionStates(images, questions);
-      const reads = model.manifest.model.vqa_decoder_reads_image === true;
-      return model.generate(
-        states.map((s, i) => ({
-          ...answerContext(s, images[i], reads, model.manifest.model.image_tokens),
-          row: ansRow,
-        })),
-      );
-    };
-    for (const [task, fn, tokens] of [
-      ["caption", caption, capRow.maxTokens],
-      ["vqa", vqa, ansRow.maxTokens],
-    ] as const) {
+    for (const [task, { fn, tokens }] of Object.entries(endToEnd(model, inputs, B)) as [
+      keyof typeof e2e,
+      EndToEndTask,
+    ][]) {
       const t = await measure(fn, timing);
       e2e[task].push({
         batch: B,
@@ -136,15 +117,41 @@ async function timeVariant(
   return { graphs, e2e };
 }
 
+export interface EndToEndTask {
+  fn: () => Promise<unknown>;
+  tokens: number; // decoded per image
+}
+
+/**
+ * End to end for B images of the prepared inputs: encode + caption, encode + question + answer. Fixed lengths (the
+ * manifest's caps, [SEP] forbidden until then): equal decoding work for every model, trained or random.
+ */
+export function endToEnd(model: RawModel, inputs: ModelInputs, B: number): Record<"caption" | "vqa", EndToEndTask> {
+  const N = model.manifest.model.image_tokens;
+  const tk = model.manifest.tokenizer;
+  const pixels = take(inputs.pixels, B);
+  const questions = take(inputs.questionIds, B);
+  const capRow = { numBeams: 1, maxTokens: tk.max_caption_tokens, minTokens: tk.max_caption_tokens };
+  const ansRow = { numBeams: 1, maxTokens: tk.max_answer_tokens, minTokens: tk.max_answer_tokens };
+  const caption = async () => model.generate(captionRows(await model.encodeImages(pixels), N, capRow));
+  const vqa = async () => {
+    const images = await model.encodeImages(pixels);
+    const states = await model.questionStates(images, questions);
+    const reads = model.manifest.model.vqa_decoder_reads_image === true;
+    return model.generate(states.map((s, i) => ({ ...answerContext(s, images[i], reads, N), row: ansRow })));
+  };
+  return { caption: { fn: caption, tokens: capRow.maxTokens }, vqa: { fn: vqa, tokens: ansRow.maxTokens } };
+}
+
 /** bench/quantize.py (training/.venv) writes GRAPH.int8.onnx for each graph of the bundle into `out`. */
 function quantiseBundle(dir: string, m: Manifest, out: string): Record<GraphName, string> {
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-  const files = GRAPHS.map((g) => path.join(dir, m.graphs[g].file));
+  const files = GRAPHS.map((g) => path.join(dir, m.graphs[g]!.file));
   execFileSync(venvPython(root), [path.join(root, "bench/quantize.py"), out, ...files], {
     stdio: ["ignore", "ignore", "inherit"],
   });
   return Object.fromEntries(
-    GRAPHS.map((g) => [g, path.join(out, `${path.basename(m.graphs[g].file, ".onnx")}.int8.onnx`)]),
+    GRAPHS.map((g) => [g, path.join(out, `${path.basename(m.graphs[g]!.file, ".onnx")}.int8.onnx`)]),
   ) as Record<GraphName, string>;
 }
 
@@ -161,7 +168,7 @@ async function benchBundle(
   const inputs = await fp32.prepare(w);
   const gflops = {} as Record<GraphName, number>;
   for (const g of GRAPHS)
-    gflops[g] = round(await graphGflops(path.join(dir, m.graphs[g].file), ortFeeds(fp32.graphFeeds(g, inputs, 1))));
+    gflops[g] = round(await graphGflops(path.join(dir, m.graphs[g]!.file), ortFeeds(fp32.graphFeeds(g, inputs, 1))));
   const variants: BundleResult["variants"] = { fp32: await timeVariant(fp32, inputs, opts, log) };
   await fp32.release();
   let int8Files: Record<GraphName, string> | undefined;

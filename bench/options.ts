@@ -4,9 +4,12 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { defaultThreadsPerWorker } from "../src/config.js";
+import type { Variant } from "./raw.js";
 
-export const PARTS = ["models", "server", "collections"] as const;
+export const PARTS = ["models", "server", "collections", "full"] as const;
+export const DEFAULT_PARTS: Part[] = ["models", "server"]; // collections and full (tens of minutes each) only when asked
 export type Part = (typeof PARTS)[number];
+const VARIANTS: readonly Variant[] = ["fp32", "int8"];
 export const ENDPOINTS = ["embed_image", "embed_text", "caption", "vqa", "rank"] as const;
 export type Endpoint = (typeof ENDPOINTS)[number];
 
@@ -35,6 +38,17 @@ export interface BenchOptions {
   plots: boolean;
   cpuProfile: boolean; // also run the default server under node --cpu-prof and summarise where its time goes
   serverEnv: Record<string, string>; // settings for every server started (WORKERS, THREADS_PER_WORKER, ...)
+  // the full part (bench/full.ts): BLIP-base teacher vs DLIP student, random weights
+  fullDir: string; // holds teacher/ and student/ (exported by bench/full_bundles.py when missing)
+  fullVariants: Variant[];
+  fullBatchSizes: number[]; // raw onnxruntime, per graph and end to end
+  fullConcurrency: number[]; // server connections per point
+  fullRequestsPerConnection: number; // measured requests per connection and point (after one per connection)
+  fullRawRuns: number; // raw timings: runs per model, alternating, after one warm-up run each
+  fullCeilingRounds: number; // fp32: server and in-process windows in turn per model and task (int8: one each)
+  fullImageCount: number; // request images (the first N Shapes test images)
+  fullServer: boolean; // false: raw onnxruntime only
+  note: string | null; // what else ran on the machine, as the person who started the run knows it (into the results)
 }
 
 const FULL = {
@@ -73,7 +87,7 @@ export class OptionsError extends Error {}
 export const USAGE = `usage: npm run bench -- [flags]      (npm run bench:models / bench:server / bench:collections run one part)
 
   --quick                  smoke test: micro fixture bundle, short points (CI)
-  --parts LIST             models,server,collections (default: all three)
+  --parts LIST             models,server,collections,full (default: models,server; collections, full: see below)
   --out DIR                results directory (default: bench/results)
   --student DIR            student bundle, the default model (default: ${FULL.student})
   --teacher DIR            teacher bundle (default: ${FULL.teacher}; --quick: none); missing: teacher rows skipped
@@ -89,7 +103,18 @@ export const USAGE = `usage: npm run bench -- [flags]      (npm run bench:models
   --port N                 port of the benchmarked server (default: 18080)
   --no-plots               skip the PNG plots
   --cpu-profile            also profile the default server (node --cpu-prof) under load
-  --server-env K=V         a server setting for every server started, e.g. WORKERS=2 (repeatable)`;
+  --server-env K=V         a server setting for every server started, e.g. WORKERS=2 (repeatable)
+  --note TEXT              what else ran on the machine (e.g. '6 other jobs shared the 2 cores'), into the results
+
+full part (npm run bench:full = --parts full): BLIP-base teacher vs DLIP student, random weights, side by side
+  --full-dir DIR           holds teacher/ and student/ (default: data/bench-full; exported when missing, ~2 min)
+  --full-variants LIST     fp32,int8 (default: both)
+  --full-batch-sizes LIST  raw onnxruntime batch sizes (default: 1,8)
+  --full-concurrency LIST  server connections per point (default: 1,8)
+  --full-requests N        measured requests per connection and point (default: 2)
+  --full-runs N            raw runs per model and measurement, alternating (default: 3)
+  --full-ceiling-rounds N  fp32: server and in-process windows in turn per model and task (default: 3)
+  --full-no-server         raw onnxruntime only`;
 
 function list<T extends string>(raw: string, allowed: readonly T[], flag: string): T[] {
   const xs = raw.split(",").map((s) => s.trim());
@@ -150,6 +175,15 @@ export function parseOptions(argv: readonly string[], root: string): BenchOption
         "no-plots": { type: "boolean" },
         "cpu-profile": { type: "boolean" },
         "server-env": { type: "string", multiple: true },
+        "full-dir": { type: "string" },
+        "full-variants": { type: "string" },
+        "full-batch-sizes": { type: "string" },
+        "full-concurrency": { type: "string" },
+        "full-requests": { type: "string" },
+        "full-runs": { type: "string" },
+        "full-ceiling-rounds": { type: "string" },
+        "full-no-server": { type: "boolean" },
+        note: { type: "string" },
         help: { type: "boolean" },
       },
     }));
@@ -164,7 +198,7 @@ export function parseOptions(argv: readonly string[], root: string): BenchOption
   const teacher = str("teacher") ?? d.teacher;
   const concurrency = str("concurrency") ? ints(str("concurrency")!, "concurrency") : d.concurrency;
   const opts: BenchOptions = {
-    parts: str("parts") ? list(str("parts")!, PARTS, "parts") : [...PARTS],
+    parts: str("parts") ? list(str("parts")!, PARTS, "parts") : [...DEFAULT_PARTS],
     out: abs(str("out") ?? "bench/results"),
     student: abs(str("student") ?? d.student),
     teacher: teacher === "" ? null : abs(teacher),
@@ -188,6 +222,16 @@ export function parseOptions(argv: readonly string[], root: string): BenchOption
     plots: values["no-plots"] !== true,
     cpuProfile: values["cpu-profile"] === true,
     serverEnv: serverEnv((values["server-env"] as string[] | undefined) ?? []),
+    fullDir: abs(str("full-dir") ?? "data/bench-full"),
+    fullVariants: str("full-variants") ? list(str("full-variants")!, VARIANTS, "full-variants") : [...VARIANTS],
+    fullBatchSizes: str("full-batch-sizes") ? ints(str("full-batch-sizes")!, "full-batch-sizes") : [1, 8],
+    fullConcurrency: str("full-concurrency") ? ints(str("full-concurrency")!, "full-concurrency") : [1, 8],
+    fullRequestsPerConnection: str("full-requests") ? ints(str("full-requests")!, "full-requests")[0] : 2,
+    fullRawRuns: str("full-runs") ? ints(str("full-runs")!, "full-runs")[0] : 3,
+    fullCeilingRounds: str("full-ceiling-rounds") ? ints(str("full-ceiling-rounds")!, "full-ceiling-rounds")[0] : 3,
+    fullImageCount: 8,
+    fullServer: values["full-no-server"] !== true,
+    note: str("note") ?? null,
   };
   // the server's thread settings and the raw runs' agree: --threads is THREADS_PER_WORKER, and the reverse
   const env = opts.serverEnv;

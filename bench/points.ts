@@ -105,7 +105,9 @@ export function breakdown(
 /**
  * One closed-loop point: warm-up, then `durationS` of load between two /metrics scrapes. When the window ends before
  * every connection had one answer (requests slower than the window: a big model, a busy machine), the point is
- * measured again as two whole requests per connection, so that it never reports nothing.
+ * measured again as two whole requests per connection, so that it never reports nothing. With `fixed`, the warm-up and
+ * the measurement are whole numbers of requests (a full-size model answers in seconds: a deadline would cut requests
+ * off and leave them running into the next point).
  */
 export async function point(
   server: ServerProcess,
@@ -114,14 +116,19 @@ export async function point(
   model: string,
   connections: number,
   opts: BenchOptions,
+  fixed?: { warmup: number; requests: number }, // whole requests instead of durations (slow models: no request cut off)
 ): Promise<Point> {
-  await closedLoop(server.url, [spec], { connections, durationS: opts.warmupS });
+  if (!fixed) await closedLoop(server.url, [spec], { connections, durationS: opts.warmupS });
+  else if (fixed.warmup > 0) await closedLoop(server.url, [spec], { connections, amount: fixed.warmup });
   const measured = async (load: { durationS?: number; amount?: number }): Promise<Point> => {
     const before = await server.scrape();
     const t0 = performance.now();
     const cpu0 = process.cpuUsage();
-    const result = await closedLoop(server.url, [spec], { connections, ...load });
+    const loaded = await closedLoop(server.url, [spec], { connections, ...load, timeoutS: fixed ? 600 : undefined });
+    const wall = (performance.now() - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
+    // autocannon notices the last answer at its next sample tick: over a few slow requests, time them here
+    const result = fixed ? { ...loaded, duration_s: round(wall), throughput_rps: round(loaded.ok / wall) } : loaded;
     await sleep(50); // answers abandoned at the deadline finish before the second scrape
     const after = await server.scrape();
     const seconds = (performance.now() - t0) / 1000;
@@ -131,6 +138,7 @@ export async function point(
       client_cpu_cores: round((cpu.user + cpu.system) / 1e6 / seconds),
     };
   };
+  if (fixed) return measured({ amount: fixed.requests });
   const p = await measured({ durationS: opts.durationS });
   return p.ok >= connections ? p : measured({ amount: 2 * connections });
 }

@@ -25,14 +25,16 @@ import { TextTokenizer } from "../src/preprocess/text.js";
 import type { Workload } from "./workload.js";
 
 export type Variant = "fp32" | "int8";
+export type GpuVariant = "fp32" | "fp16"; // bench/gpu.ts: the float graphs, or the bundle's float16 ones
+export type ExecutionProvider = "cpu" | "cuda";
 
 // Decoder graph timings feed one new token after this many cached positions (about half a Shapes caption)
 export const DECODER_PAST = 10;
 
-export function sessionOptions(threads: number): ort.InferenceSession.SessionOptions {
-  // the worker's options (src/inference/worker.ts)
+export function sessionOptions(threads: number, ep: ExecutionProvider = "cpu"): ort.InferenceSession.SessionOptions {
+  // the worker's options (src/inference/worker.ts); cuda: device 0, the nodes it cannot run on the CPU
   return {
-    executionProviders: ["cpu"],
+    executionProviders: ep === "cuda" ? [{ name: "cuda", deviceId: 0 }] : ["cpu"],
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
     graphOptimizationLevel: "all",
@@ -41,7 +43,16 @@ export function sessionOptions(threads: number): ort.InferenceSession.SessionOpt
 }
 
 export function hasInt8(m: Manifest): boolean {
-  return GRAPHS.every((g) => m.graphs[g].int8 !== undefined);
+  return GRAPHS.every((g) => m.graphs[g]?.int8 !== undefined);
+}
+
+/** A graph's float16 file, where the manifest lists one (bundle format 4: graphs.G.fp16.file). */
+export function fp16File(m: Manifest, g: GraphName): string | undefined {
+  return (m.graphs[g] as { fp16?: { file: string } }).fp16?.file;
+}
+
+export function hasFp16(m: Manifest): boolean {
+  return GRAPHS.every((g) => fp16File(m, g) !== undefined);
 }
 
 const toOrt = (t: WireTensor) => new ort.Tensor(t.type, t.data, t.dims);
@@ -63,7 +74,7 @@ export function take<T>(xs: readonly T[], B: number): T[] {
 export class RawModel {
   private constructor(
     readonly dir: string,
-    readonly variant: Variant,
+    readonly variant: Variant | GpuVariant,
     readonly manifest: Manifest,
     readonly tokenizer: TextTokenizer,
     readonly sessions: Record<GraphName, ort.InferenceSession>,
@@ -72,18 +83,26 @@ export class RawModel {
   /** The bundle's graphs; int8: its own int8 files, or `int8Files` (absolute paths) for a bundle without them. */
   static async load(
     dir: string,
-    variant: Variant,
+    variant: Variant | GpuVariant,
     threads: number,
     int8Files?: Record<GraphName, string>,
+    ep: ExecutionProvider = "cpu",
   ): Promise<RawModel> {
     const manifest = readManifest(dir);
     if (variant === "int8" && !hasInt8(manifest) && !int8Files)
       throw new Error(`${dir}: the bundle has no int8 graphs`);
+    if (variant === "fp16" && !hasFp16(manifest))
+      throw new Error(`${dir}: the bundle has no fp16 graphs (export it with --fp16)`);
     const sessions = {} as Record<GraphName, ort.InferenceSession>;
     for (const g of GRAPHS) {
-      const spec = manifest.graphs[g];
-      const file = variant === "fp32" ? path.join(dir, spec.file) : (int8Files?.[g] ?? path.join(dir, spec.int8!.file));
-      sessions[g] = await ort.InferenceSession.create(file, sessionOptions(threads));
+      const spec = manifest.graphs[g]!; // the bench loads bundles of every task (every graph)
+      const file =
+        variant === "fp32"
+          ? path.join(dir, spec.file)
+          : variant === "fp16"
+            ? path.join(dir, fp16File(manifest, g)!)
+            : (int8Files?.[g] ?? path.join(dir, spec.int8!.file));
+      sessions[g] = await ort.InferenceSession.create(file, sessionOptions(threads, ep));
     }
     const tk = manifest.tokenizer;
     return new RawModel(
@@ -104,8 +123,11 @@ export class RawModel {
     return { layers: m.decoder_layers, heads: m.decoder_heads, headDim: m.decoder_head_dim, vocab: m.vocab_size };
   }
 
-  async release(): Promise<void> {
-    for (const s of Object.values(this.sessions)) await s.release();
+  async release(graphs: readonly GraphName[] = GRAPHS): Promise<void> {
+    for (const g of graphs) {
+      await this.sessions[g]?.release();
+      delete (this.sessions as Partial<Record<GraphName, ort.InferenceSession>>)[g];
+    }
   }
 
   async run(

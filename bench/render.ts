@@ -1,4 +1,4 @@
-// Writes results.md again from a results folder's JSON (models.json, server.json) and the plots it holds, without
+// Writes results.md again from a results folder's JSON (models.json, server.json, full.json) and the plots it holds, without
 // measuring anything: `npm run bench:report [-- DIR]` (default bench/results), after a change to the report's code.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -12,17 +12,19 @@ const read = (name: string) => {
 };
 const models = read("models.json");
 const server = read("server.json");
+const full = read("full.json");
+const gpu = read("gpu.json");
 const collections = read("collections.json");
-if (!models && !server && !collections) {
-  console.error(`${dir}: no models.json, server.json or collections.json to render`);
+if (!models && !server && !full && !collections) {
+  console.error(`${dir}: no models.json, server.json, full.json or collections.json to render`);
   process.exit(2);
 }
 if (collections) {
   writeFileSync(path.join(dir, "collections.md"), renderCollections(collections));
   console.log(`wrote ${path.join(dir, "collections.md")}`);
 }
-if (models || server) {
+if (models || server || full) {
   const plots = Object.keys(PLOTS).filter((p) => existsSync(path.join(dir, p)));
-  writeFileSync(path.join(dir, "results.md"), renderReport(models, server, plots));
+  writeFileSync(path.join(dir, "results.md"), renderReport(models, server, plots, full, gpu));
   console.log(`wrote ${path.join(dir, "results.md")}`);
 }

@@ -1,6 +1,9 @@
 // The markdown report (results.md) from the parts' JSON files: stamps and commands first, then the targets, then
 // one table per measurement, then the plots.
 import { GRAPHS } from "../src/bundle/manifest.js";
+import type { FullResult } from "./full.js";
+import { fullSection, gpuSection } from "./full-report.js";
+import type { GpuResult } from "./gpu.js";
 import type { BundleResult, ModelsResult } from "./models.js";
 import type { LoadResult } from "./load.js";
 import type { Point } from "./points.js";
@@ -464,17 +467,25 @@ function cpuProfileSection(s: ServerResult): string[] {
   ];
 }
 
-export function renderReport(models: ModelsResult | null, server: ServerResult | null, plots: string[]): string {
+export function renderReport(
+  models: ModelsResult | null,
+  server: ServerResult | null,
+  plots: string[],
+  full: FullResult | null = null,
+  gpu: GpuResult | null = null,
+): string {
   const out = ["# DLIP serve benchmarks", ""];
   out.push(
-    "Each part's JSON (`models.json`, `server.json`) holds every number below; rerun a part with its command.",
+    "Each part's JSON (`models.json`, `server.json`, `full.json`, `gpu.json`) holds every number below; rerun a part with its command.",
     "",
   );
   out.push(...head(["part", "command", "machine", "versions", "commit", "time"]));
   if (models) out.push(...stampLines("models", models.stamp));
   if (server) out.push(...stampLines("server", server.stamp));
+  if (full) out.push(...stampLines("full", full.stamp));
+  if (gpu) out.push(...stampLines("gpu", gpu.stamp));
   out.push("", "## Targets", "", ...head(["target", "goal", "measured", "met", "from"]));
-  const checks = checkTargets(models, server);
+  const checks = checkTargets(models, server, full);
   for (const t of checks)
     out.push(
       row([t.target, t.goal, t.measured, t.met === null ? "not measured" : t.met ? "yes" : "**no**", `\`${t.where}\``]),
@@ -482,6 +493,8 @@ export function renderReport(models: ModelsResult | null, server: ServerResult |
   out.push("", ...explainMisses(models, server, checks));
   if (models) out.push(...modelsSection(models));
   if (server) out.push(...serverSection(server));
+  if (full) out.push(...fullSection(full, checks));
+  if (gpu) out.push(...gpuSection(gpu));
   if (plots.length) {
     out.push("## Plots", "");
     for (const p of plots) out.push(`![${PLOTS[p as keyof typeof PLOTS] ?? p}](${p})`, "");

@@ -1,5 +1,6 @@
 // The issue's targets, checked against one run's results. Ratios are measured side by side in the same run; a target
 // whose measurement is missing (part not run, teacher absent) is reported as not measured, never as met.
+import type { FullResult } from "./full.js";
 import type { ModelsResult } from "./models.js";
 import type { Endpoint } from "./options.js";
 import type { ServerResult } from "./serving.js";
@@ -14,23 +15,13 @@ export interface TargetCheck {
 
 const x = (v: number) => `${v.toFixed(2)}x`;
 
-export function checkTargets(models: ModelsResult | null, server: ServerResult | null): TargetCheck[] {
+export function checkTargets(
+  models: ModelsResult | null,
+  server: ServerResult | null,
+  full: FullResult | null = null,
+): TargetCheck[] {
   const out: TargetCheck[] = [];
-  const add = (
-    target: string,
-    goal: string,
-    where: string,
-    value: number | undefined,
-    ok: (v: number) => boolean,
-    show: (v: number) => string,
-  ) =>
-    out.push({
-      target,
-      goal,
-      where,
-      measured: value === undefined || !Number.isFinite(value) ? "not measured" : show(value),
-      met: value === undefined || !Number.isFinite(value) ? null : ok(value),
-    });
+  const add = (...args: Parameters<typeof check>) => out.push(check(...args));
   const s = server;
   for (const [task, label] of [
     ["embed_image", "image embeddings"],
@@ -158,5 +149,73 @@ export function checkTargets(models: ModelsResult | null, server: ServerResult |
     (v) => v >= 4,
     x,
   );
+  if (full) out.push(...checkFullTargets(full));
   return out;
+}
+
+/**
+ * Issue 22's full-size targets (BLIP-base teacher vs the DLIP student, random weights): the student >= 2.7x faster
+ * per image end to end on raw onnxruntime (the DLIP paper's figure) and >= 3x through the server; each server >= 90%
+ * of its in-process ceiling. Only the fp32 figures are targets; int8 is in the tables.
+ */
+export function checkFullTargets(full: FullResult): TargetCheck[] {
+  const out: TargetCheck[] = [];
+  const v = full.variants.fp32;
+  const random = full.bundles.teacher.random_init ? ", random weights" : "";
+  for (const task of ["caption", "vqa"] as const) {
+    const r = v?.e2e.find((e) => e.task === task && e.batch === 1);
+    const what = task === "caption" ? `encode + ${r?.tokens ?? 20}-token greedy caption` : "encode + question + answer";
+    out.push(
+      check(
+        `full size${random}: student vs BLIP-base teacher on raw onnxruntime, ${what} per image (fp32, batch 1)`,
+        ">= 2.7x",
+        `full.variants.fp32.e2e[${task}, batch 1].ratio`,
+        r?.ratio,
+        (x) => x >= 2.7,
+        (x) => `${x.toFixed(2)}x`,
+      ),
+    );
+  }
+  for (const task of ["caption", "vqa", "embed_image"] as const) {
+    const r = v?.server_ratios[task];
+    const tokens =
+      r && task !== "embed_image" ? ` (tokens/request: teacher ${r.tokens.teacher}, student ${r.tokens.student})` : "";
+    out.push(
+      check(
+        `full size${random}: student vs teacher through the server, ${task} throughput at ${r?.connections ?? "-"} connections (fp32)${tokens}`,
+        ">= 3x",
+        `full.variants.fp32.server_ratios.${task}.throughput_ratio`,
+        r?.throughput_ratio,
+        (x) => x >= 3,
+        (x) => `${x.toFixed(2)}x`,
+      ),
+    );
+  }
+  for (const role of ["teacher", "student"] as const)
+    for (const task of ["caption", "vqa", "embed_image"] as const) {
+      const c = v?.servers?.[role].ceiling[task];
+      out.push(
+        check(
+          `full size: ${role} server vs its in-process ceiling, ${task} (fp32, ${c ? `${c.concurrency} at once, batch ${c.batch}` : "-"})`,
+          ">= 90%",
+          `full.variants.fp32.servers.${role}.ceiling.${task}.ratio`,
+          c?.ratio,
+          (x) => x >= 0.9,
+          (x) => `${(100 * x).toFixed(0)}%`,
+        ),
+      );
+    }
+  return out;
+}
+
+function check(
+  target: string,
+  goal: string,
+  where: string,
+  value: number | undefined,
+  ok: (v: number) => boolean,
+  show: (v: number) => string,
+): TargetCheck {
+  const measured = value !== undefined && Number.isFinite(value);
+  return { target, goal, where, measured: measured ? show(value) : "not measured", met: measured ? ok(value) : null };
 }

@@ -57,6 +57,11 @@ export async function measure(
     times.push(performance.now() - t0);
   }
   const cpu = process.cpuUsage(cpu0);
+  return timing(times, (cpu.user + cpu.system) / 1000);
+}
+
+/** The summary of one call's run times (ms), with the CPU time (ms) all its runs took together. */
+function timing(times: readonly number[], cpuMs: number): Timing {
   const s = [...times].sort((a, b) => a - b);
   return {
     runs: s.length,
@@ -64,7 +69,7 @@ export async function measure(
     mean_ms: round(s.reduce((a, b) => a + b, 0) / s.length),
     p90_ms: round(quantile(s, 0.9)),
     min_ms: round(s[0]),
-    cpu_ms: round((cpu.user + cpu.system) / 1000 / s.length),
+    cpu_ms: round(cpuMs / s.length),
   };
 }
 
@@ -76,4 +81,33 @@ export function round(x: number): number {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * Times several calls side by side: one warm-up call each (unless `warm` is false), then rounds that run each call
+ * once in turn (the order reversed every other round), until every call has `minRuns` runs and `minSeconds` have
+ * passed. A load that comes and goes on a shared machine then lands on all of them alike, so their ratios hold
+ * better than those of calls timed one after the other.
+ */
+export async function alternate(
+  fns: readonly (() => Promise<unknown>)[],
+  opts: { minRuns: number; minSeconds: number; warm?: boolean },
+): Promise<Timing[]> {
+  if (opts.warm !== false) for (const fn of fns) await fn();
+  const times: number[][] = fns.map(() => []);
+  const cpu: number[] = fns.map(() => 0);
+  const start = performance.now();
+  for (let round = 0; times[0].length < opts.minRuns || performance.now() - start < opts.minSeconds * 1000; round++) {
+    const order = fns.map((_, i) => i);
+    if (round % 2 === 1) order.reverse();
+    for (const i of order) {
+      const cpu0 = process.cpuUsage();
+      const t0 = performance.now();
+      await fns[i]();
+      times[i].push(performance.now() - t0);
+      const c = process.cpuUsage(cpu0);
+      cpu[i] += (c.user + c.system) / 1000;
+    }
+  }
+  return times.map((t, i) => timing(t, cpu[i]));
 }

@@ -5,4 +5,4 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root/training"
-.venv/bin/python "$root/scripts/parity_fixtures.py"
+PYTHONPATH="$root/training" .venv/bin/python "$root/scripts/parity_fixtures.py"  # this checkout's dlip

@@ -39,9 +39,12 @@ export const SETTINGS = [
     env: "PRECISION",
     flag: "precision",
     kind: "enum",
-    choices: ["fp32", "int8"], // int8: a bundle without an int8 variant of every graph serves fp32 (with a warning)
+    // int8/fp16: a bundle without such a variant of every graph serves fp32 (with a warning)
+    choices: ["fp32", "int8", "fp16"],
     default: "fp32",
-    help: "fp32|int8: the bundles' float graphs, or each bundle's dynamic-quantised int8 graphs where it has them",
+    help:
+      "fp32|int8|fp16: the bundles' float graphs, or each bundle's dynamic-quantised int8 graphs, or its float16 " +
+      "graphs (for GPUs), where it has them",
   },
   {
     key: "workers",
@@ -105,6 +108,16 @@ export const SETTINGS = [
     min: 1,
     default: 30_000,
     help: "a request's deadline from arrival (ms; 504 past it)",
+  },
+  {
+    key: "stuckRunMs",
+    env: "STUCK_RUN_MS",
+    flag: "stuck-run-ms",
+    kind: "int",
+    min: 1,
+    // far above any real run (a 32-image batch of BLIP-base's 384 px vision graph takes ~1 min of one CPU core)
+    default: 120_000,
+    help: "a graph run longer than this marks its worker stuck: it is replaced and its rows run again once (ms)",
   },
   {
     key: "bodyLimitBytes",
@@ -235,6 +248,15 @@ export const SETTINGS = [
     min: 2,
     default: 8192,
     help: "an item's metadata, as JSON (bytes)",
+  },
+  {
+    key: "faultInjection",
+    env: "FAULT_INJECTION",
+    flag: "fault-injection",
+    kind: "enum",
+    choices: ["true", "false"], // tests only: no request can reach it (WorkerPool.inject is called by test code)
+    default: "false",
+    help: "tests only: lets test code make an inference worker throw or hang at a chosen graph run",
   },
 ] as const;
 

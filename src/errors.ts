@@ -9,6 +9,7 @@ export type ErrorCode =
   | "invalid_image"
   | "unauthorized"
   | "unknown_model"
+  | "unsupported_task"
   | "not_found"
   | "already_exists"
   | "model_changed"
@@ -20,6 +21,7 @@ export type ErrorCode =
   | "queue_full"
   | "not_ready"
   | "draining"
+  | "worker_lost"
   | "store_unavailable"
   | "deadline_exceeded"
   | "client_gone"
@@ -31,6 +33,7 @@ const STATUS: Record<ErrorCode, number> = {
   invalid_image: 400,
   unauthorized: 401,
   unknown_model: 404,
+  unsupported_task: 400,
   not_found: 404,
   already_exists: 409, // a collection name or import job id taken
   model_changed: 409, // a collection's vectors came from weights the server no longer serves (re-embed it)
@@ -42,6 +45,7 @@ const STATUS: Record<ErrorCode, number> = {
   queue_full: 429,
   not_ready: 503,
   draining: 503,
+  worker_lost: 503, // a row's inference worker was lost (exited or hung) twice: README, Reliability
   store_unavailable: 503, // the collections database is unreachable or restarting (Retry-After)
   deadline_exceeded: 504,
   client_gone: 499, // never sent (the client left); logged and counted
@@ -60,6 +64,26 @@ export class ApiError extends Error {
     this.status = STATUS[code];
   }
 }
+
+/** Why an inference worker was lost: it threw outside a run, it exited (terminate()), or its run hung (watchdog). */
+export type LossReason = "error" | "exit" | "stuck";
+
+/**
+ * Not an answer: the worker running a job was lost (it exited, or hung and was replaced) before the job finished.
+ * The batcher runs the job's rows again elsewhere, once; a row lost twice is answered 503 `worker_lost`.
+ */
+export class WorkerLost extends Error {
+  constructor(
+    readonly worker: number,
+    readonly reason: LossReason,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The 503 for a row that cannot run again after its worker was lost (lost twice, or its tokens already streamed). */
+export const workerLost = (why: string) => new ApiError("worker_lost", `${why}; the request can be retried`, 1);
 
 export const invalidField = (message: string, param?: string) =>
   new ApiError("invalid_field", message, undefined, param);

@@ -1,6 +1,7 @@
 // Entry point: validates the configuration, builds the app, listens, and on SIGTERM/SIGINT drains: readiness turns
 // 503 and new /v1 requests are refused (503, Retry-After) while admitted ones finish, for at most DRAIN_MS; then the
-// listener and the inference workers close and the process exits 0.
+// listener and the inference workers close and the process exits 0. `npm start` execs this process (package.json),
+// so the signals npm passes on reach it, and npm exits with its code.
 import os from "node:os";
 import type { FastifyInstance } from "fastify";
 import { buildApp } from "./app.js";
@@ -37,7 +38,8 @@ async function main(): Promise<void> {
 
   let stopping = false;
   const stop = async (signal: string) => {
-    if (stopping) return;
+    // one signal can come twice (Ctrl-C reaches npm and the server, and npm passes it on): the drain goes on
+    if (stopping) return void app.log.info({ signal }, "already draining");
     stopping = true;
     app.log.info({ signal, inflight: app.lifecycle.inflight, drainMs: config.drainMs }, "draining");
     const unanswered = await app.lifecycle.drain(config.drainMs);
@@ -46,8 +48,8 @@ async function main(): Promise<void> {
     app.log.info("stopped");
     process.exit(0);
   };
-  process.once("SIGTERM", () => void stop("SIGTERM"));
-  process.once("SIGINT", () => void stop("SIGINT"));
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
 }
 
 /** libuv's pool (sharp decodes, zlib inflates) is sized from the environment at launch only: see README. */

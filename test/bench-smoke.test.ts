@@ -41,7 +41,19 @@ test(
   { timeout: 1_800_000, skip: !existsSync(VENV) && "training/.venv is missing (npm run setup:python)" },
   async () => {
     const out = mkdtempSync(path.join(os.tmpdir(), "dlip-bench-test-"));
-    const args = ["run", "--silent", "bench", "--", "--quick", "--out", out, "--teacher", "test/fixtures/micro"];
+    const args = [
+      "run",
+      "--silent",
+      "bench",
+      "--",
+      "--quick",
+      "--parts",
+      "models,server,collections",
+      "--out",
+      out,
+      "--teacher",
+      "test/fixtures/micro",
+    ];
     const { stdout } = await new Promise<{ stdout: string }>((resolve, reject) =>
       freePort().then((port) =>
         execFile("npm", [...args, "--port", String(port)], { cwd: ROOT, maxBuffer: 1 << 24 }, (err, stdout, stderr) =>
@@ -54,7 +66,7 @@ test(
     const models = JSON.parse(readFileSync(path.join(out, "models.json"), "utf8")) as ModelsResult;
     assert.equal(models.part, "models");
     assert.ok(models.stamp.machine.cores >= 1 && models.stamp.machine.cpu_model.length > 0);
-    assert.match(models.stamp.command, /^npm run bench -- --quick --out /);
+    assert.match(models.stamp.command, /^npm run bench -- --quick --parts models,server,collections --out /);
     for (const b of [models.bundles.student, models.bundles.teacher!]) {
       assert.ok(b.params!.total > 0);
       for (const g of GRAPHS) {

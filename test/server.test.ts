@@ -91,7 +91,7 @@ test("bad configuration: exits 2 naming the variable", async () => {
   assert.match(p.stderr, /^error: MAX_BATCH_SIZE must be a non-negative integer, got 'lots'/);
   const r = start([], { MODELS_DIR: FIXTURES, PRECISION: "int4" });
   assert.equal(await r.exit, 2);
-  assert.match(r.stderr, /^error: PRECISION must be one of fp32, int8, got 'int4'/);
+  assert.match(r.stderr, /^error: PRECISION must be one of fp32, int8, fp16, got 'int4'/);
   const q = start(["--no-such-flag"], { MODELS_DIR: FIXTURES });
   assert.equal(await q.exit, 2);
   assert.match(q.stderr, /^error: .*no-such-flag/);

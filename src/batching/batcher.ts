@@ -2,8 +2,9 @@
 // model and graph; whenever an inference worker is free, the queue whose oldest row has waited longest sends a
 // batch: up to maxBatch rows, at once, or after its oldest row has waited maxDelayMs when the batch is not full.
 // Rows gather while every worker is busy. Rows whose request was aborted (client left, deadline passed) leave the
-// queue before inference; a request that does not fit in its queue is refused whole (429).
-import { ApiError } from "../errors.js";
+// queue before inference; a request that does not fit in its queue is refused whole (429). Rows whose worker was lost
+// mid-run (it exited, or hung) run again once, at the front of their queue; a row lost twice is answered 503.
+import { ApiError, workerLost, WorkerLost, type LossReason } from "../errors.js";
 
 /** Hears a request's rows waiting and running (ms; routes/timing.ts's StageTimer). */
 export interface RowTimer {
@@ -27,6 +28,8 @@ export interface BatchEvents {
   onDrop?(key: BatchKey, rows: number, reason: string): void;
   /** rows joined a running decode (continuous batching): how long each waited */
   onJoin?(key: BatchKey, waitsS: number[]): void;
+  /** rows of a run whose worker was lost go back to their queue, to run again */
+  onRerun?(key: BatchKey, rows: number, reason: LossReason): void;
 }
 
 export interface BatchKey {
@@ -42,6 +45,13 @@ export interface BatchKey {
 export interface RowPlacement<I, O> {
   affinity?: (input: I) => number | null;
   discard?: (output: O) => void;
+  /** The input reads rows kept in a worker that was lost since (they are gone): `rebuild` it before it runs. */
+  stale?: (input: I) => boolean;
+  /**
+   * The input made to run on any worker, what it read from a lost worker recomputed: for a stale row before it runs,
+   * and for each row of a lost worker's run before it runs again. Rejects (the row's answer) where it cannot be.
+   */
+  rebuild?: (input: I, signal?: AbortSignal) => Promise<I>;
 }
 
 /** What runs a batch: `inputs` in order, one output per input, on worker `worker`. */
@@ -54,6 +64,8 @@ export interface Item<I, O> {
   reject: (e: unknown) => void;
   settled: boolean;
   timer?: RowTimer;
+  signal?: AbortSignal; // its request's
+  reruns: number; // times it went back to the queue because its worker was lost (at most 1)
 }
 
 export class Batcher<I, O> {
@@ -76,12 +88,52 @@ export class Batcher<I, O> {
     return w === null || w === worker;
   }
 
-  /** Takes up to `n` queued rows that may run on `worker`, oldest first. */
+  /**
+   * Takes up to `n` queued rows that may run on `worker`, oldest first; stale ones (what they read was lost with a
+   * worker) are rebuilt and queued again instead.
+   */
   protected take(n: number, worker?: number): Item<I, O>[] {
-    if (!this.placement.affinity || worker === undefined) return this.queue.splice(0, n);
-    const taken: Item<I, O>[] = [];
-    this.queue = this.queue.filter((i) => !(taken.length < n && this.fits(i, worker) && taken.push(i)));
-    return taken;
+    let taken: Item<I, O>[] = [];
+    if (!this.placement.affinity || worker === undefined) taken = this.queue.splice(0, n);
+    else this.queue = this.queue.filter((i) => !(taken.length < n && this.fits(i, worker) && taken.push(i)));
+    const { stale } = this.placement;
+    if (!stale) return taken;
+    for (const i of taken) if (stale(i.input)) this.again(i, true);
+    return taken.filter((i) => !stale(i.input));
+  }
+
+  /** Queues `item` again, at the front; rebuilt first (`rebuild`), or answered with the rebuild's error. */
+  private again(item: Item<I, O>, rebuild: boolean): void {
+    const requeue = (input: I) => {
+      if (item.settled) return; // its request ended meanwhile
+      item.input = input;
+      this.queue.unshift(item);
+      this.reportDepth();
+      this.requeued();
+    };
+    if (!rebuild || !this.placement.rebuild) return requeue(item.input);
+    this.placement.rebuild(item.input, item.signal).then(requeue, (err) => item.reject(err));
+  }
+
+  /** Rows went back to the queue. */
+  protected requeued(): void {
+    this.scheduler.poke();
+  }
+
+  /**
+   * Rows of a run whose worker was lost (`err`) run again, once, at the front of the queue (rebuilt: what they read
+   * in that worker is gone); a row lost a second time is answered 503 worker_lost.
+   */
+  protected rerun(items: Item<I, O>[], err: WorkerLost): void {
+    const open = items.filter((i) => !i.settled);
+    for (const i of open.filter((x) => x.reruns > 0))
+      i.reject(workerLost(`the inference worker running this request was lost twice (last: ${err.reason})`));
+    const once = open.filter((x) => x.reruns === 0);
+    if (once.length) this.scheduler.events.onRerun?.(this.key, once.length, err.reason);
+    for (const i of once.reverse()) {
+      i.reruns++;
+      this.again(i, true);
+    }
   }
 
   get depth(): number {
@@ -114,7 +166,7 @@ export class Batcher<I, O> {
       if (--open === 0) timer?.finish(); // before any of the request's awaits resume
     };
     const items = inputs.map((input) => {
-      const item = { input, enqueuedAt: now, settled: false, timer } as Item<I, O>;
+      const item = { input, enqueuedAt: now, settled: false, timer, signal, reruns: 0 } as Item<I, O>;
       const p = new Promise<O>((resolve, reject) => {
         item.resolve = (o) => {
           if (item.settled) return;
@@ -158,6 +210,7 @@ export class Batcher<I, O> {
   /** Runs the next batch on `worker`; settles its rows. */
   async dispatch(worker: number): Promise<void> {
     const items = this.takeBatch(worker);
+    if (items.length === 0) return; // its rows were stale: they are being rebuilt
     const t0 = performance.now();
     let ok = false;
     const ran = () => {
@@ -178,7 +231,8 @@ export class Batcher<I, O> {
       ok = true;
     } catch (err) {
       if (t1 === t0) t1 = ran();
-      for (const item of items) item.reject(err);
+      if (err instanceof WorkerLost) this.rerun(items, err);
+      else for (const item of items) item.reject(err);
     } finally {
       this.scheduler.events.onRun?.(this.key, (t1 - t0) / 1000, ok);
     }
@@ -189,6 +243,7 @@ export class Batcher<I, O> {
   protected takeBatch(worker: number): Item<I, O>[] {
     const items = this.take(this.opts.maxBatch, worker);
     this.reportDepth();
+    if (items.length === 0) return items;
     const now = performance.now();
     this.scheduler.events.onBatch?.(
       this.key,

@@ -2,6 +2,7 @@
 // as one job; rows submitted while it runs join it at its next step boundary (up to maxBatch live rows), and each
 // row leaves it, its request answered, the step it finishes. Rows that find no running decode with room wait in the
 // queue and start one when a worker is free, as the dynamic batcher's rows do.
+import { WorkerLost } from "../errors.js";
 import { Batcher, type BatchKey, type BatchOptions, type Item, type RowPlacement, type Scheduler } from "./batcher.js";
 
 /** A running decode job, as the service starts it: rows join it; the job ends when none is left. */
@@ -61,6 +62,11 @@ export class ContinuousBatcher<I, O> extends Batcher<I, O> {
     return rows.length >= this.opts.maxBatch || (rows.length > 0 && now - rows[0].enqueuedAt >= this.opts.maxDelayMs);
   }
 
+  protected override requeued(): void {
+    this.feed();
+    super.requeued();
+  }
+
   /** Queued rows join running decodes with room (on a worker they may run on), oldest first. */
   private feed(): void {
     for (const r of this.running) {
@@ -88,6 +94,7 @@ export class ContinuousBatcher<I, O> extends Batcher<I, O> {
 
   override async dispatch(worker: number): Promise<void> {
     const items = this.takeBatch(worker);
+    if (items.length === 0) return; // its rows were stale: they are being rebuilt
     const t0 = performance.now();
     const r: Running<I, O> = {
       job: null as unknown as DecodeJob<I>,
@@ -121,7 +128,12 @@ export class ContinuousBatcher<I, O> extends Batcher<I, O> {
       this.running.delete(r);
       this.feed(); // rows queued again may join another running decode
     } catch (err) {
-      for (const { item } of r.rows.values()) item.reject(err);
+      this.running.delete(r); // nothing joins it any more
+      const live = [...r.rows.values()].map((x) => x.item);
+      r.rows.clear();
+      // rows decoding on a lost worker start their decode again (rows it finished were answered already)
+      if (err instanceof WorkerLost) this.rerun(live, err);
+      else for (const item of live) item.reject(err);
     } finally {
       this.running.delete(r);
       for (const { item } of r.rows.values()) if (!item.settled) item.reject(new Error("decode ended without the row"));

@@ -44,12 +44,14 @@ interface RepeatBlock {
 interface ContractGraph {
   file: string;
   int8_file: string;
+  fp16_file: string;
   inputs: (ContractTensor | RepeatBlock)[];
   outputs: (ContractTensor | RepeatBlock)[];
 }
 export interface Contract {
   opset: number;
   files: { manifest: string; tokenizer: string };
+  tasks: Record<Manifest["tasks"][number], GraphName[]>; // the graphs each task needs
   dims: Record<string, { manifest: [string, string]; description: string }>;
   axes: Record<string, string>;
   graphs: Record<GraphName, ContractGraph>;
@@ -59,6 +61,25 @@ export const CONTRACT = readContractFile("contract.json") as Contract;
 
 /** Every graph, in the contract's order. */
 export const GRAPHS: readonly GraphName[] = Object.keys(CONTRACT.graphs) as GraphName[];
+
+/**
+ * The graphs a bundle serving `tasks` holds (format 4; contract.json's `tasks`), in the contract's order. Format 3
+ * bundles hold every graph.
+ */
+export function graphsForTasks(tasks: readonly Manifest["tasks"][number][]): GraphName[] {
+  return GRAPHS.filter((g) => tasks.some((t) => CONTRACT.tasks[t].includes(g)));
+}
+
+/** The graphs a manifest lists, in the contract's order. */
+export function bundleGraphs(m: Manifest): GraphName[] {
+  return GRAPHS.filter((g) => m.graphs[g] !== undefined);
+}
+
+/** The first token of itm / vqa_encoder input ids: [ENC], or the tokenizer's [CLS] where the manifest says so. */
+export function fusionFirstToken(m: Manifest): number {
+  const sp = m.tokenizer.special_tokens;
+  return m.tokenizer.fusion_first_token === "cls" ? sp.cls : sp.enc;
+}
 
 /** The manifest's value for one of the contract's dims (e.g. `image_tokens` is `model.image_tokens`). */
 function dimValue(m: Manifest, dim: string): number {
@@ -141,10 +162,16 @@ export function contractProblem(m: Manifest): string | null {
   if (m.model.text_width !== m.model.vision_width) {
     return `model.text_width (${m.model.text_width}) must equal model.vision_width (${m.model.vision_width}): the decoder reads both`;
   }
+  if (m.format_version >= 4) {
+    const have = bundleGraphs(m);
+    const need = graphsForTasks(m.tasks);
+    if (have.join() !== need.join())
+      return `graphs are ${have.join(", ")}; tasks ${m.tasks.join(", ")} need exactly ${need.join(", ")} (contract.json's tasks)`;
+  }
   const want = graphContract(m);
-  for (const graph of GRAPHS) {
+  for (const graph of bundleGraphs(m)) {
     for (const side of ["inputs", "outputs"] as const) {
-      const got = m.graphs[graph][side];
+      const got = m.graphs[graph]![side];
       const exp = want[graph][side];
       const show = (xs: TensorSpec[]) => xs.map((x) => `${x.name} ${x.dtype} [${x.shape.join(", ")}]`).join("; ");
       const same =

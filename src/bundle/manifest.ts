@@ -4,7 +4,15 @@ import { createHash } from "node:crypto";
 import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { Ajv2020, type ErrorObject } from "ajv/dist/2020.js";
-import { CONTRACT, contractProblem, formatProblem, GRAPHS, readContractFile, type GraphName } from "./contract.js";
+import {
+  bundleGraphs,
+  CONTRACT,
+  contractProblem,
+  formatProblem,
+  GRAPHS,
+  readContractFile,
+  type GraphName,
+} from "./contract.js";
 import type { Manifest } from "./manifest.types.js";
 
 export { GRAPHS, type GraphName };
@@ -15,8 +23,8 @@ const MANIFEST_FILE = CONTRACT.files.manifest;
 
 /** manifest.schema.json, the JSON Schema training/dlip/export/manifest.py validates manifests with too. */
 export const MANIFEST_SCHEMA = readContractFile("manifest.schema.json") as Record<string, any>;
-if (JSON.stringify(MANIFEST_SCHEMA.properties.graphs.required) !== JSON.stringify(GRAPHS))
-  throw new Error(`manifest.schema.json: graphs.required differs from contract.json's graphs (${GRAPHS.join(", ")})`);
+if (JSON.stringify(Object.keys(MANIFEST_SCHEMA.properties.graphs.properties)) !== JSON.stringify(GRAPHS))
+  throw new Error(`manifest.schema.json: graphs differ from contract.json's graphs (${GRAPHS.join(", ")})`);
 
 // compiled once; verbose: each error carries the failing value and schema, whose description words the message
 const validate = new Ajv2020({ verbose: true, strict: true }).compile<Manifest>(MANIFEST_SCHEMA);
@@ -106,13 +114,18 @@ export interface Bundle {
 
 export class BundleError extends Error {}
 
-/** Sub-directories of `modelsDir` that hold a manifest.json, sorted by directory name. */
+/**
+ * Sub-directories of `modelsDir` that hold a manifest.json, sorted by directory name. A symbolic link to a directory
+ * counts (`models/current -> v2`, volume mounts): entries are stat()ed, which follows links, not read as Dirents.
+ */
 export function findBundleDirs(modelsDir: string): string[] {
   const root = path.resolve(modelsDir);
   if (!existsSync(root) || !statSync(root).isDirectory()) return [];
-  return readdirSync(root, { withFileTypes: true })
-    .filter((d) => d.isDirectory() && existsSync(path.join(root, d.name, MANIFEST_FILE)))
-    .map((d) => path.join(root, d.name))
+  return readdirSync(root)
+    .map((name) => path.join(root, name))
+    .filter(
+      (dir) => statSync(dir, { throwIfNoEntry: false })?.isDirectory() && existsSync(path.join(dir, MANIFEST_FILE)),
+    )
     .sort();
 }
 
@@ -130,12 +143,19 @@ export function readManifest(dir: string): Manifest {
   return m as Manifest;
 }
 
-/** A graph's files with their manifest checksums: the fp32 graph (`graphs.G`), then its int8 variant if any. */
-function graphVariants(m: Manifest): { field: string; file: string; sha256: string }[] {
-  return GRAPHS.flatMap((g) => {
-    const spec = m.graphs[g];
-    const fp32 = { field: `graphs.${g}`, file: spec.file, sha256: spec.sha256 };
-    return spec.int8 ? [fp32, { field: `graphs.${g}.int8`, file: spec.int8.file, sha256: spec.int8.sha256 }] : [fp32];
+/**
+ * Every graph file with its manifest checksum and external data file: the fp32 graph (`graphs.G`), then its int8 and
+ * fp16 variants where it has them.
+ */
+function graphVariants(m: Manifest): { field: string; file: string; sha256: string; externalData?: string }[] {
+  return bundleGraphs(m).flatMap((g) => {
+    const spec = m.graphs[g]!;
+    const variants = [{ field: `graphs.${g}`, ...spec }];
+    for (const p of ["int8", "fp16"] as const) {
+      const v = spec[p];
+      if (v) variants.push({ ...spec, field: `graphs.${g}.${p}`, ...v, external_data: v.external_data });
+    }
+    return variants.map((v) => ({ field: v.field, file: v.file, sha256: v.sha256, externalData: v.external_data }));
   });
 }
 
@@ -147,7 +167,8 @@ function graphVariants(m: Manifest): { field: string; file: string; sha256: stri
 export async function verifyChecksums(dir: string, m: Manifest): Promise<void> {
   const manifestFile = path.join(dir, "manifest.json");
   const variants = graphVariants(m);
-  for (const f of new Set([m.tokenizer.file, ...variants.map((v) => v.file)])) {
+  const externalData = variants.flatMap((v) => (v.externalData ? [v.externalData] : []));
+  for (const f of new Set([m.tokenizer.file, ...variants.map((v) => v.file), ...externalData])) {
     if (!(f in m.files)) throw new BundleError(`${manifestFile}: '${f}' is used but not listed in files`);
   }
   for (const [name, want] of Object.entries(m.files)) {
@@ -189,11 +210,16 @@ export async function loadBundles(modelsDir: string): Promise<Bundle[]> {
   return bundles;
 }
 
+/** The error of a MODELS_DIR without bundles: the path as given, and commands that fill it (run from the repo). */
 export function noBundleMessage(modelsDir: string): string {
+  const dir = modelsDir.replace(/(.)\/+$/, "$1"); // "models/" -> "models"; "/" stays
+  const slash = dir.endsWith("/") ? "" : "/";
+  // the export runs in training/: a relative MODELS_DIR is one level up from there, an absolute one is itself
+  const out = path.isAbsolute(dir) ? `${dir}${slash}NAME` : `../${dir}${slash}NAME`;
   return (
-    `${modelsDir}/ has no model bundle (a sub-directory with manifest.json); make one with ` +
-    `'cd training && .venv/bin/python -m dlip export RUN --out ../${modelsDir}/NAME', ` +
-    `or copy the test bundle: 'bash scripts/make-fixtures.sh && cp -r test/fixtures/micro ${modelsDir}/'`
+    `${dir}${slash} has no model bundle (a sub-directory with manifest.json); make one with ` +
+    `'cd training && .venv/bin/python -m dlip export RUN --out ${out}', ` +
+    `or copy the test bundle: 'bash scripts/make-fixtures.sh && cp -r test/fixtures/micro ${dir}${slash}'`
   );
 }
 

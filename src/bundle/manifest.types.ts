@@ -18,9 +18,9 @@ export type Count = number;
  */
 export interface Manifest {
   /**
-   * 3: the decoder's cross-attention keys and values come from the cross_kv graph, computed once per image or question, and the decoder step takes per-row position_ids (a padded cache). Formats 1 and 2 (the decoder read encoder_hidden at every step) are no longer read: re-export such a bundle with `python -m dlip export BUNDLE --out BUNDLE --overwrite` (after `python -m dlip recover-weights BUNDLE` where it carries no weights) or from its run folder.
+   * 4: a bundle holds the graphs of its tasks only (contract.json's tasks) and says which first token the image-grounded text encoder reads (tokenizer.fusion_first_token); graph files may keep their weights in ONNX external data and have fp16 variants. 3 (still read: every graph and every task, [ENC] first) and 4: the decoder's cross-attention keys and values come from the cross_kv graph, computed once per image or question, and the decoder step takes per-row position_ids (a padded cache). Formats 1 and 2 (the decoder read encoder_hidden at every step) are no longer read: re-export such a bundle with `python -m dlip export BUNDLE --out BUNDLE --overwrite` (after `python -m dlip recover-weights BUNDLE` where it carries no weights) or from its run folder.
    */
-  format_version: 3;
+  format_version: 3 | 4;
   /**
    * a short label of letters, digits, '.', '_' or '-' (1-64 characters, starting with a letter or digit; the model's name in requests, never a file path)
    */
@@ -53,6 +53,18 @@ export interface Manifest {
      * The random seed of random-init bundles.
      */
     seed?: number;
+    /**
+     * A Hugging Face BLIP checkpoint exported as it is (`dlip export HF_DIR`): its save_pretrained folder (absolute path).
+     */
+    hf_checkpoint?: string;
+    /**
+     * Its transformers class (config.json's architectures): BlipForImageTextRetrieval, BlipForConditionalGeneration or BlipForQuestionAnswering.
+     */
+    hf_architecture?: string;
+    /**
+     * The transformers version the export was checked against (see parity).
+     */
+    transformers_version?: string;
   };
   /**
    * ISO 8601 time of export, e.g. 2025-01-31T12:00:00+00:00.
@@ -81,6 +93,10 @@ export interface Manifest {
      * Most tokens of a generated caption.
      */
     max_caption_tokens: number;
+    /**
+     * Required from format 4: the first token of the image-grounded text encoder's input (itm and vqa_encoder graphs). "enc": the tokenizer's [CLS] is replaced by [ENC] (BLIP, DLIP runs; what format 3 bundles mean). "cls": [CLS] is kept (Hugging Face's BLIP classes feed the processor's ids as they are).
+     */
+    fusion_first_token?: "enc" | "cls";
   };
   /**
    * The sizes the graphs are built with; contract.json's dims name these keys.
@@ -124,15 +140,15 @@ export interface Manifest {
     vqa_decoder_reads_image?: boolean;
   };
   /**
-   * One entry per graph of contract.json, with its inputs and outputs for this manifest's dims: vision (image -> image token embeddings + ITC image feature), text (text -> ITC text feature), itm (image tokens + [ENC] text -> ITM logits), vqa_encoder (image tokens + [ENC] question -> question states), cross_kv (image tokens or question states -> the decoder's cross-attention keys and values, once per image or question), decoder (one decoder step with a key/value cache and per-row positions, for captions and VQA answers).
+   * One entry per graph the manifest's tasks need (contract.json's tasks; format 3: every graph), with its inputs and outputs for this manifest's dims: vision (image -> image token embeddings + ITC image feature), text (text -> ITC text feature), itm (image tokens + [ENC] text -> ITM logits), vqa_encoder (image tokens + [ENC] question -> question states), cross_kv (image tokens or question states -> the decoder's cross-attention keys and values, once per image or question), decoder (one decoder step with a key/value cache and per-row positions, for captions and VQA answers).
    */
   graphs: {
-    vision: GraphSpec;
-    text: GraphSpec;
-    itm: GraphSpec;
-    vqa_encoder: GraphSpec;
-    cross_kv: GraphSpec;
-    decoder: GraphSpec;
+    vision?: GraphSpec;
+    text?: GraphSpec;
+    itm?: GraphSpec;
+    vqa_encoder?: GraphSpec;
+    cross_kv?: GraphSpec;
+    decoder?: GraphSpec;
   };
   /**
    * sha256 of every file of the bundle except manifest.json, by file name.
@@ -180,15 +196,32 @@ export interface Manifest {
     [k: string]: Count;
   };
   /**
-   * The evaluation of this exact model: retrieval_tr1, retrieval_ir1, caption_bleu4, caption_cider, vqa_acc (the headline of the run's metrics.json: percentages, CIDEr x100) and summary (the whole metrics.json, whose settings say how it was measured); {} for random weights, for a run never evaluated, and for a metrics.json older than the checkpoint.
+   * The evaluation of this exact model: retrieval_tr1, retrieval_ir1, caption_bleu4, caption_cider, vqa_acc and, on Shapes data, caption_exact_set (the headline of the run's metrics.json: percentages, CIDEr x100; caption_exact_set: beam-search captions naming exactly the scene's (colour, shape) pairs, the other caption correctness rates under summary.caption.beamK.correctness) and summary (the whole metrics.json, whose settings say how it was measured); {} for random weights, for a run never evaluated, and for a metrics.json older than the checkpoint.
    */
   metrics: {
     [k: string]: unknown;
   };
   /**
-   * The tasks the bundle serves.
+   * What the exporter measured before writing a Hugging Face checkpoint as it is: the bundle's graphs on onnxruntime against transformers' own model on a few inputs. max_abs_diff per compared output, tolerance the most it allows (export refuses above it), greedy_equal of greedy_total greedy token sequences identical (export refuses any other).
    */
-  tasks: ("retrieval" | "captioning" | "vqa")[];
+  parity?: {
+    /**
+     * What the graphs were compared with, e.g. transformers 5.24.0 BlipForQuestionAnswering.
+     */
+    reference: string;
+    tolerance: number;
+    max_abs_diff: {
+      [k: string]: number;
+    };
+    greedy_equal: Count;
+    greedy_total: Count;
+  };
+  /**
+   * The tasks the bundle serves (format 4: its graphs are exactly those these tasks need, contract.json's tasks); a request for another task is refused.
+   *
+   * @minItems 1
+   */
+  tasks: ["retrieval" | "captioning" | "vqa", ...("retrieval" | "captioning" | "vqa")[]];
 }
 /**
  * How an image becomes pixel_values; the server reproduces exactly these steps.
@@ -264,11 +297,30 @@ export interface GraphSpec {
    */
   outputs: TensorSpec[];
   /**
-   * The optional dynamic-quantised variant: same inputs and outputs.
+   * The file that holds the graph's weights as ONNX external data (FILE.data beside the graph, listed in files), written where a graph would pass protobuf's 2 GB limit; onnxruntime reads it when it loads the graph from its path.
+   */
+  external_data?: string;
+  /**
+   * The optional dynamic-quantised variant: same inputs and outputs (PRECISION=int8).
    */
   int8?: {
     file: FileName;
     sha256: Sha256;
+    /**
+     * The file that holds the graph's weights as ONNX external data (FILE.data beside the graph, listed in files), written where a graph would pass protobuf's 2 GB limit; onnxruntime reads it when it loads the graph from its path.
+     */
+    external_data?: string;
+  };
+  /**
+   * The optional float16 variant for GPUs (PRECISION=fp16): float16 weights and arithmetic inside, LayerNormalization, Softmax and the ops that overflow in float16 kept in float32, inputs and outputs float32 as contract.json says.
+   */
+  fp16?: {
+    file: FileName;
+    sha256: Sha256;
+    /**
+     * The file that holds the graph's weights as ONNX external data (FILE.data beside the graph, listed in files), written where a graph would pass protobuf's 2 GB limit; onnxruntime reads it when it loads the graph from its path.
+     */
+    external_data?: string;
   };
 }
 /**

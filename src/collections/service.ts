@@ -6,6 +6,7 @@ import type { FastifyBaseLogger } from "fastify";
 import type { Config } from "../config.js";
 import { ApiError } from "../errors.js";
 import type { ModelRegistry, ServedModel } from "../services/models.js";
+import { requireTask } from "../routes/task.js";
 import { sqlState } from "./db.js";
 import { PgliteDb } from "./pglite.js";
 import { PostgresDb } from "./postgres.js";
@@ -28,11 +29,15 @@ export function createStore(config: Config): CollectionStore {
 /**
  * A model's identity as collections record it: its name and a sha256 over the manifest's checksums of the graphs
  * that make and score vectors (vision, text, itm: the fp32 files, so PRECISION=int8 of the same weights is the same
- * model). A re-export with other weights changes it; a manifest edit that leaves the graphs alone does not.
+ * model). A re-export with other weights changes it; a manifest edit that leaves the graphs alone does not. A model
+ * whose bundle does not serve retrieval (no text or ITM graph) is refused: 400 unsupported_task.
  */
 export function modelIdentity(m: ServedModel): ModelIdentity {
+  requireTask(m, "collect");
   const g = m.manifest.graphs;
-  const weights = createHash("sha256").update(`${g.vision.sha256}\n${g.text.sha256}\n${g.itm.sha256}\n`).digest("hex");
+  const weights = createHash("sha256")
+    .update(`${g.vision!.sha256}\n${g.text!.sha256}\n${g.itm!.sha256}\n`)
+    .digest("hex");
   return { model: m.name, weights };
 }
 

@@ -39,7 +39,7 @@ export interface WorkerModel {
   graphs: Record<string, GraphFiles>;
   // what warm-up needs to build inputs
   imageSize: number;
-  special: { cls: number; sep: number; enc: number; dec: number };
+  special: { cls: number; sep: number; enc: number; dec: number }; // enc: itm/vqa_encoder's first token ([ENC] or [CLS])
   decoder: { layers: number; heads: number; headDim: number; vocab: number };
 }
 
@@ -50,10 +50,43 @@ export interface InitMessage {
   threads: number;
   warmup: boolean;
   storeTtlMs: number; // a kept row no graph read within this long is dropped (its request is gone)
+  // the graph run in progress, written by the worker, read by the pool's watchdog (RunStamp)
+  stamp: SharedArrayBuffer;
+  faults: Fault[] | null; // null: fault injection is off (FAULT_INJECTION=false); else faults armed from the start
+}
+
+/**
+ * The graph run a worker has in progress, over a SharedArrayBuffer (no message needed: a hung worker cannot send
+ * one): `since` the time it started (ms, performance.timeOrigin + performance.now(), 0n when no run is in
+ * progress), and which model, graph and batch size (indices into the init message's models and GRAPH_NAMES).
+ */
+export const STAMP_BYTES = 24;
+export const GRAPH_NAMES = ["vision", "text", "itm", "vqa_encoder", "cross_kv", "decoder"] as const;
+export function runStamp(buf: SharedArrayBuffer): { since: BigInt64Array; what: Int32Array } {
+  return { since: new BigInt64Array(buf, 0, 1), what: new Int32Array(buf, 8, 3) }; // what: model, graph, batch
+}
+
+/**
+ * Tests only (FAULT_INJECTION=true): at the (after+1)-th job run of `graph` (a decoder run is one decode step), the
+ * worker throws outside the run (an uncaught exception: it exits) or hangs (a synchronous endless loop, as a run
+ * stuck in native code), after telling the pool (FaultReport). Graph "init": the worker fails to start.
+ */
+export interface Fault {
+  graph: (typeof GRAPH_NAMES)[number] | "init";
+  after?: number;
+  action: "throw" | "hang";
 }
 
 export type InitReply =
   { type: "ready"; provider: "cpu" | "cuda"; warning: string | null } | { type: "init_error"; message: string };
+
+/** Tests only: an armed fault fires now, in a run of `graph` over `batch` rows. */
+export interface FaultReport {
+  type: "fault";
+  graph: string;
+  batch: number;
+  action: Fault["action"];
+}
 
 export type JobMessage =
   | {
@@ -88,7 +121,9 @@ export type JobMessage =
     }
   | { type: "release"; handles: number[] } // drop kept rows (their request ended); unknown handles are ignored
   | { type: "stored"; id: number } // how many rows the worker keeps (tests, leak checks)
-  | { type: "block"; id: number; ms: number }; // tests only: keeps the worker busy, as a long run() does
+  // tests only: keeps the worker busy, as a long run() does, for `ms` or until the main thread sets release[0] to 1
+  | { type: "block"; id: number; ms: number; release?: Int32Array }
+  | { type: "inject"; fault: Fault }; // tests only (FAULT_INJECTION=true): arms a fault
 
 /** Sent while a generate job runs, before its reply: a `stream` row chose a token. */
 export interface TokenReport {

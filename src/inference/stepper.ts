@@ -13,6 +13,8 @@ import { cacheNames } from "../bundle/contract.js";
 import type { DecoderStepper } from "../decode/search.js";
 
 type TensorCtor = typeof OrtTensor;
+/** What the stepper needs of a session: its run() (the worker passes sessions whose runs the watchdog sees). */
+export type GraphRunner = Pick<InferenceSession, "run">;
 
 export interface DecoderShape {
   layers: number; // K
@@ -64,8 +66,8 @@ export class OnnxStepper implements DecoderStepper {
   private encMask = new BigInt64Array(0); // (R, M)
 
   constructor(
-    private readonly decoder: InferenceSession,
-    private readonly crossKv: InferenceSession,
+    private readonly decoder: GraphRunner,
+    private readonly crossKv: GraphRunner,
     private readonly Tensor: TensorCtor,
     private readonly shape: DecoderShape,
     private readonly D: number,

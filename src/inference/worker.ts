@@ -4,20 +4,24 @@ import { parentPort } from "node:worker_threads";
 import * as ort from "onnxruntime-node";
 import { Decoding, generate, type GenResult, type GenRow } from "../decode/search.js";
 import { CUDNN_SONAME, explainCudaFailure, findCudaProvider, loadable, missingLinkedLibraries } from "./cuda.js";
-import type {
-  InitMessage,
-  InitReply,
-  JobMessage,
-  JobReply,
-  KeepSpec,
-  Part,
-  RowReport,
-  RowsFeed,
-  TokenReport,
-  WireTensor,
-  WorkerModel,
+import {
+  GRAPH_NAMES,
+  runStamp,
+  type Fault,
+  type FaultReport,
+  type InitMessage,
+  type InitReply,
+  type JobMessage,
+  type JobReply,
+  type KeepSpec,
+  type Part,
+  type RowReport,
+  type RowsFeed,
+  type TokenReport,
+  type WireTensor,
+  type WorkerModel,
 } from "./protocol.js";
-import { OnnxStepper } from "./stepper.js";
+import { OnnxStepper, type GraphRunner } from "./stepper.js";
 
 const port = parentPort!;
 const sessions = new Map<string, Map<string, ort.InferenceSession>>(); // model -> graph -> session
@@ -37,6 +41,48 @@ function take(handle: number): Float32Array {
   if (!e) throw new Error(`worker: kept row ${handle} is gone (released or expired)`);
   if (--e.uses <= 0) store.delete(handle);
   return e.data;
+}
+
+// The graph run in progress, for the pool's watchdog (protocol.ts, runStamp); job runs only (warm-up is not watched).
+let stamp: ReturnType<typeof runStamp> | null = null;
+// armed test faults (null: FAULT_INJECTION is off, inject messages are ignored)
+let faults: { fault: Fault; left: number }[] | null = null;
+
+/** `s`, whose runs stamp the run in progress (and fire an armed test fault of their graph). */
+function watched(model: string, graph: string, s: ort.InferenceSession): GraphRunner {
+  const m = [...models.keys()].indexOf(model);
+  const g = (GRAPH_NAMES as readonly string[]).indexOf(graph);
+  return {
+    run: async (feeds: ort.InferenceSession.FeedsType) => {
+      const batch = (Object.values(feeds)[0] as ort.Tensor | undefined)?.dims[0] ?? 0;
+      stamp?.what.set([m, g, batch]);
+      if (stamp) Atomics.store(stamp.since, 0, BigInt(Math.round(performance.timeOrigin + performance.now())));
+      try {
+        if (fire(graph, batch)) return await new Promise<never>(() => {}); // the thread ends first
+        return await s.run(feeds);
+      } finally {
+        if (stamp) Atomics.store(stamp.since, 0, 0n);
+      }
+    },
+  };
+}
+
+/**
+ * Tests only: the fault armed for this run of `graph`, if any, fires (the pool hears of it first). A hang never
+ * returns; a throw returns true: the exception is thrown outside any job's promise chain (uncaught, it ends the
+ * thread), and the run must never complete.
+ */
+function fire(graph: string, batch: number): boolean {
+  const armed = faults?.find((f) => f.fault.graph === graph);
+  if (!armed || armed.left-- > 0) return false;
+  faults!.splice(faults!.indexOf(armed), 1);
+  const { action } = armed.fault;
+  port.postMessage({ type: "fault", graph, batch, action } satisfies FaultReport);
+  if (action === "hang") for (;;); // as a run stuck in native code: only terminate() ends it
+  process.nextTick(() => {
+    throw new Error(`injected fault: the worker throws in a ${graph} run of ${batch} rows`);
+  });
+  return true;
 }
 
 /** A row's parts (inline or stored), joined. */
@@ -112,6 +158,9 @@ async function cudaProblem(m: WorkerModel, threads: number): Promise<string | nu
 
 async function init(msg: InitMessage): Promise<InitReply> {
   ttl = msg.storeTtlMs;
+  stamp = runStamp(msg.stamp);
+  faults = msg.faults && msg.faults.map((fault) => ({ fault, left: fault.after ?? 0 }));
+  if (faults?.some((f) => f.fault.graph === "init")) return { type: "init_error", message: "injected fault at init" };
   let provider: "cpu" | "cuda" = "cpu";
   let warning: string | null = null;
   if (msg.device !== "cpu") {
@@ -179,7 +228,10 @@ function checkNames(
   return null;
 }
 
-/** One tiny run of every graph: first runs allocate and optimise, so they should not land on a user request. */
+/**
+ * One tiny run of every graph the bundle has (its tasks'): first runs allocate and optimise, so they should not land
+ * on a user request.
+ */
 async function warmup(m: WorkerModel): Promise<void> {
   const g = sessions.get(m.name)!;
   const S = m.imageSize;
@@ -190,9 +242,10 @@ async function warmup(m: WorkerModel): Promise<void> {
   const ids = (first: number) =>
     new ort.Tensor("int64", BigInt64Array.from([BigInt(first), BigInt(m.special.sep)]), [1, 2]);
   const mask = () => new ort.Tensor("int64", BigInt64Array.from([1n, 1n]), [1, 2]);
-  await g.get("text")!.run({ input_ids: ids(m.special.cls), attention_mask: mask() });
-  await g.get("itm")!.run({ image_embeds: embeds, input_ids: ids(m.special.enc), attention_mask: mask() });
-  await g.get("vqa_encoder")!.run({ image_embeds: embeds, input_ids: ids(m.special.enc), attention_mask: mask() });
+  await g.get("text")?.run({ input_ids: ids(m.special.cls), attention_mask: mask() });
+  await g.get("itm")?.run({ image_embeds: embeds, input_ids: ids(m.special.enc), attention_mask: mask() });
+  await g.get("vqa_encoder")?.run({ image_embeds: embeds, input_ids: ids(m.special.enc), attention_mask: mask() });
+  if (!g.has("decoder")) return;
   const [, N, D] = embeds.dims;
   const stepper = new OnnxStepper(g.get("decoder")!, g.get("cross_kv")!, ort.Tensor, m.decoder, D);
   stepper.addEncoders(embeds.data as Float32Array, [N]);
@@ -211,19 +264,20 @@ function toWire(t: ort.Tensor): WireTensor {
 
 async function handle(msg: JobMessage): Promise<JobReply> {
   if (msg.type === "block") {
-    const end = Date.now() + msg.ms;
-    while (Date.now() < end); // a synchronous stall, exactly what a long run() does to this thread
+    // a synchronous stall, exactly what a long run() does to this thread
+    Atomics.wait(msg.release ?? new Int32Array(new SharedArrayBuffer(4)), 0, 0, msg.ms);
     return { type: "done", id: msg.id };
   }
   if (msg.type === "stored") return { type: "done", id: msg.id, stored: store.size };
-  if (msg.type === "join" || msg.type === "release") throw new Error(`worker: a ${msg.type} is not a job`);
+  if (msg.type === "join" || msg.type === "release" || msg.type === "inject")
+    throw new Error(`worker: a ${msg.type} is not a job`);
   const graphs = sessions.get(msg.model);
   if (!graphs) throw new Error(`worker: model ${msg.model} not loaded`);
   if (msg.type === "run") {
     const s = graphs.get(msg.graph);
     if (!s) throw new Error(`worker: graph ${msg.graph} not loaded`);
     const feeds = Object.fromEntries(Object.entries(msg.feeds).map(([k, v]) => [k, toOrt(v)]));
-    const out: Record<string, ort.Tensor> = { ...(await s.run(feeds)) };
+    const out: Record<string, ort.Tensor> = { ...(await watched(msg.model, msg.graph, s).run(feeds)) };
     if (msg.keep) out[msg.keep.output] = keepRows(out[msg.keep.output], msg.keep);
     return {
       type: "result",
@@ -234,7 +288,13 @@ async function handle(msg: JobMessage): Promise<JobReply> {
   const m = models.get(msg.model)!;
   const first = msg.encoders.map(resolveRow); // stored rows are taken before anything can fail
   const D = first[0].length / msg.encoderLengths[0];
-  const stepper = new OnnxStepper(graphs.get("decoder")!, graphs.get("cross_kv")!, ort.Tensor, m.decoder, D);
+  const stepper = new OnnxStepper(
+    watched(msg.model, "decoder", graphs.get("decoder")!),
+    watched(msg.model, "cross_kv", graphs.get("cross_kv")!),
+    ort.Tensor,
+    m.decoder,
+    D,
+  );
   const { id } = msg;
   // wire row numbers (the job's rows, then each join's from its base) of the Decoding's rows, and their stop flags
   const wire: number[] = [];
@@ -298,6 +358,10 @@ port.on("message", (msg: InitMessage | JobMessage) => {
   }
   if (msg.type === "release") {
     for (const h of msg.handles) store.delete(h);
+    return;
+  }
+  if (msg.type === "inject") {
+    faults?.push({ fault: msg.fault, left: msg.fault.after ?? 0 });
     return;
   }
   handle(msg).then(

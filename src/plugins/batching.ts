@@ -32,6 +32,7 @@ export default fp<{ config: Config }>(
       },
       onDepth: (k, depth) => m.queueDepth.labels(...label(k)).set(depth),
       onDrop: (k, rows, reason) => m.droppedRows.labels(...label(k), reason).inc(rows),
+      onRerun: (k, rows, reason) => m.rerunRows.labels(...label(k), reason).inc(rows),
     });
     app.pool.on("idle", () => scheduler.poke()); // a restarted worker takes work again
     const inference = new Inference(scheduler, app.pool, app.models.list(), {
@@ -39,6 +40,7 @@ export default fp<{ config: Config }>(
       maxDelayMs: config.maxBatchDelayMs,
       maxQueue: config.maxQueue,
       continuous: config.continuousBatching === "true",
+      keptTtlMs: config.requestTimeoutMs + 5000, // as the workers' (plugins/models.ts)
     });
     app.decorate("inference", inference);
     app.addHook("onClose", async () => scheduler.close());

@@ -3,7 +3,7 @@
 // lifecycle. Decorates `app.models` (the registry), `app.pool` (the workers) and `app.lifecycle`.
 import fp from "fastify-plugin";
 import type { Config } from "../config.js";
-import { WorkerPool } from "../inference/pool.js";
+import { WorkerPool, type LossEvent, type StuckEvent } from "../inference/pool.js";
 import { Lifecycle } from "../services/lifecycle.js";
 import { loadModels, workerModel, type ModelRegistry } from "../services/models.js";
 
@@ -31,7 +31,12 @@ export default fp<{ config: Config }>(
         storeTtlMs: config.requestTimeoutMs + 5000,
       },
       app.log,
+      { stuckRunMs: config.stuckRunMs, faultInjection: config.faultInjection === "true" },
     );
+    const m = app.metrics;
+    pool.on("lost", (e: LossEvent) => m.workerRestarts.labels(e.model, e.reason).inc());
+    pool.on("start_failed", () => m.workerRestarts.labels("none", "start_failed").inc());
+    pool.on("stuck", (e: StuckEvent) => m.stuckRuns.labels(e.model, e.graph).inc());
     await pool.start(); // sessions created, checked against the manifest, warmed up (fails loudly)
     lifecycle.open();
     for (const m of served) {

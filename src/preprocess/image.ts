@@ -23,8 +23,31 @@ export function imageSpec(p: Preprocessing, maxPixels: number): ImageSpec {
 
 // PIL's BICUBIC is the a = -0.5 Catmull-Rom cubic, as libvips' "cubic"; both widen the kernel when downscaling.
 const KERNEL = { bicubic: "cubic", bilinear: "linear" } as const;
-// Images up to this many times S * S pixels are resized with the Pillow port (exact parity, a few ms of CPU)
-const EXACT_RESIZE_MAX_FACTOR = 4;
+
+/**
+ * Every image is resized to S x S by the Pillow port (resample.ts), which reads at most PRE_SHRINK_FACTOR x S pixels
+ * per axis: a longer axis is first reduced by libvips to PRE_SHRINK_FACTOR x S (its cubic or linear kernel, off the
+ * main thread), a JPEG decoded at 1/2, 1/4 or 1/8 scale on the way where the decoded image keeps at least twice that
+ * (libvips' shrink-on-load; sharp's `fastShrinkOnLoad: false`). Images with no axis over the bound are resized
+ * exactly as Pillow would. bench/preprocess.ts measures the pre-shrunk result against Pillow's resize of the full
+ * image on photographs; README (Image preprocessing) states the tolerance and test/unit/photo.test.ts checks it.
+ */
+export const PRE_SHRINK_FACTOR = 4;
+
+/**
+ * The size libvips pre-shrinks an upright `width` x `height` image to before the exact resize to `size` x `size`:
+ * each axis capped at `factor` x `size`; null where no axis is over the cap (no pre-shrink: the exact resize).
+ */
+export function preShrinkSize(
+  width: number,
+  height: number,
+  size: number,
+  factor = PRE_SHRINK_FACTOR,
+): { width: number; height: number } | null {
+  const cap = Math.ceil(factor * size);
+  if (width <= cap && height <= cap) return null;
+  return { width: Math.min(width, cap), height: Math.min(height, cap) };
+}
 
 sharp.cache(false); // inputs are one-off request bodies; caching them only holds memory
 sharp.concurrency(1); // libvips threads per image: requests already run in parallel
@@ -76,8 +99,16 @@ export async function preprocessImage(bytes: Uint8Array, spec: ImageSpec, label 
   return normalise(rgb, spec);
 }
 
-/** Steps 1-3: upright, RGB, resized; (S * S * 3) bytes, HWC order. */
-export async function decodeToRgb(bytes: Uint8Array, spec: ImageSpec, label = "image"): Promise<Uint8Array> {
+/**
+ * Steps 1-3: upright, RGB, resized; (S * S * 3) bytes, HWC order. `preShrinkFactor`: PRE_SHRINK_FACTOR but for
+ * bench/preprocess.ts, which measures others.
+ */
+export async function decodeToRgb(
+  bytes: Uint8Array,
+  spec: ImageSpec,
+  label = "image",
+  preShrinkFactor = PRE_SHRINK_FACTOR,
+): Promise<Uint8Array> {
   if (bytes.length === 0) throw new ApiError("invalid_image", `${label} is empty (0 bytes)`);
   const sniffed = sniffFormat(bytes);
   const formats = SUPPORTED_FORMATS.join(", ");
@@ -114,20 +145,19 @@ export async function decodeToRgb(bytes: Uint8Array, spec: ImageSpec, label = "i
     );
   }
   try {
-    // Small images (and so every image that gets enlarged, in practice) are resized here with Pillow's exact
-    // algorithm; larger ones by libvips, which matches Pillow closely when shrinking (and keeps big decodes off
-    // the main thread).
-    const exact = w * h <= EXACT_RESIZE_MAX_FACTOR * spec.size * spec.size;
+    // EXIF orientations 5-8 swap the axes; sharp takes a resize's size as the upright image's
+    const [uw, uh] = (meta.orientation ?? 1) >= 5 ? [h, w] : [w, h];
+    const shrunk = preShrinkSize(uw, uh, spec.size, preShrinkFactor);
     let pipeline = sharp(input, {
       limitInputPixels: spec.maxPixels,
       failOn: "error",
       autoOrient: true,
       pages: 1,
     }).toColourspace("srgb"); // gray, 16-bit, CMYK -> 8-bit sRGB
-    if (!exact) {
+    if (shrunk) {
       pipeline = pipeline
         .flatten({ background: { r: 255, g: 255, b: 255 } }) // alpha composited over white; a no-op without alpha
-        .resize(spec.size, spec.size, { fit: "fill", kernel: KERNEL[spec.resample], fastShrinkOnLoad: false })
+        .resize(shrunk.width, shrunk.height, { fit: "fill", kernel: KERNEL[spec.resample], fastShrinkOnLoad: false })
         .removeAlpha();
     }
     const { data, info } = await pipeline.raw({ depth: "uchar" }).toBuffer({ resolveWithObject: true });
@@ -135,7 +165,7 @@ export async function decodeToRgb(bytes: Uint8Array, spec: ImageSpec, label = "i
       throw new Error(`unexpected decode result with ${info.channels} channels`);
     let rgb: Uint8Array = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     if (info.channels === 4) rgb = compositeOverWhite(rgb);
-    if (!exact || (info.width === spec.size && info.height === spec.size)) return rgb;
+    if (info.width === spec.size && info.height === spec.size) return rgb;
     return resize(rgb, info.width, info.height, 3, spec.size, spec.size, spec.resample);
   } catch (err) {
     if (/pixel limit/i.test(String(err))) {

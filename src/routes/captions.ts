@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import Type from "typebox";
 import { invalidField } from "../errors.js";
 import { captionImages, imageUses } from "./generation.js";
-import { at, prepareImages, taskRoute } from "./task.js";
+import { at, prepareImages, requireTask, taskRoute } from "./task.js";
 import { Image, MAX_IMAGES, ModelField } from "./schemas.js";
 
 export const MAX_BEAMS = 8;
@@ -51,6 +51,7 @@ const captions: FastifyPluginAsyncTypebox = async (app) => {
   app.post("/v1/captions", route, async (req) => {
     const { images, max_tokens, num_beams = 1 } = req.body;
     const model = app.models.get(req.body.model);
+    requireTask(model, "caption");
     const cap = model.manifest.tokenizer.max_caption_tokens;
     const maxTokens = max_tokens ?? cap;
     if (maxTokens > cap) throw invalidField(`max_tokens must be <= ${cap} for model '${model.name}', got ${maxTokens}`);

@@ -1,20 +1,10 @@
 // Schemas the collection routes share: the collection and item answers, the error statuses they declare.
 import Type from "typebox";
-import { ErrorBody } from "./schemas.js";
+import { ErrorBody, TASK_ERRORS } from "./schemas.js";
 import type { CollectionInfo, JobRecord } from "../collections/store.js";
 
-export const COLLECTION_ERRORS = {
-  400: ErrorBody,
-  401: ErrorBody,
-  404: ErrorBody,
-  409: ErrorBody,
-  413: ErrorBody,
-  415: ErrorBody,
-  429: ErrorBody,
-  500: ErrorBody,
-  503: ErrorBody,
-  504: ErrorBody,
-};
+/** Error statuses of a collection route: a task route's, and 401 (no or wrong API key) and 409 (conflict). */
+export const COLLECTION_ERRORS = { ...TASK_ERRORS, 401: ErrorBody, 409: ErrorBody };
 
 export const NameParams = Type.Object({ name: Type.String({ maxLength: 200, description: "collection name" }) });
 export const ItemParams = Type.Object({

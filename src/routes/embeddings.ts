@@ -16,7 +16,7 @@ import {
 } from "./openai/embeddings.js";
 import { openaiPaths } from "./openai/shared.js";
 import { schemaErrorFormatter } from "../schema-errors.js";
-import { at, taskRoute } from "./task.js";
+import { at, requireTask, taskRoute } from "./task.js";
 import { Image, MAX_IMAGES, MAX_TEXT_CHARS, MAX_TEXTS, ModelField, TASK_ERRORS } from "./schemas.js";
 
 const Body = Type.Object(
@@ -91,6 +91,7 @@ const embeddings: FastifyPluginAsyncTypebox = async (app) => {
       if (texts.length === 0 && images.length === 0)
         throw invalidField("nothing to embed: send 'texts' and/or 'images' (or OpenAI's 'input')");
       const model = app.models.get(req.body.model);
+      requireTask(model, "embed");
       const out = await embed(req, model, texts, images, at("images"));
       return {
         model: model.name,

@@ -3,6 +3,7 @@
 // image and a question (the question's states, BLIP's way), and the whole caption/answer step on top. One place, so
 // that every surface gives the same answer.
 import type { FastifyRequest } from "fastify";
+import { fusionFirstToken } from "../bundle/contract.js";
 import type { GenRow } from "../decode/search.js";
 import { answerContext, type GenInput, type ImageRow, type KeptImage } from "../inference/graphs.js";
 import type { ServedModel } from "../services/models.js";
@@ -41,7 +42,7 @@ export async function answerInputs(
   const held = images.map((im) => im.embeds);
   let states;
   try {
-    const ids = prepareTexts(req, model, questions, model.manifest.tokenizer.special_tokens.enc);
+    const ids = prepareTexts(req, model, questions, fusionFirstToken(model.manifest));
     states = await inference.questions(
       model,
       images.map((im, i) => ({ embeds: im.embeds, ids: ids[i] })),

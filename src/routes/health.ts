@@ -1,4 +1,4 @@
-// Probes and metrics: GET /healthz (the process and every inference worker are alive), GET /readyz (models loaded
+// Probes and metrics: GET /healthz (the process and some inference worker are alive), GET /readyz (models loaded
 // and warmed up, not draining), GET /metrics (Prometheus text format). All answered on the main thread, which
 // never runs inference, so they stay fast while batches run.
 import type { FastifyInstance } from "fastify";
@@ -54,12 +54,16 @@ export default async function health(app: FastifyInstance) {
   );
 }
 
-/** Liveness (/healthz, /v2/health/live): every inference worker is up, else the 503 to answer. */
+/**
+ * Liveness (/healthz, /v2/health/live): some inference worker is up, else the 503 to answer. While none is (each one
+ * lost: exited or stuck, its replacement starting or failing to), the process cannot serve: repeated failures make
+ * Kubernetes restart the pod.
+ */
 export function assertLive(app: FastifyInstance): void {
-  if (!app.pool.alive()) throw new ApiError("not_ready", "an inference worker is down (restarting)", 1);
+  if (!app.pool.healthy()) throw new ApiError("not_ready", "no inference worker is running (restarting)", 1);
 }
 
-/** Readiness (/readyz, /v2/health/ready): models loaded and warmed up, not draining, workers up; else the 503. */
+/** Readiness (/readyz, /v2/health/ready): models loaded and warmed up, not draining, a worker up; else the 503. */
 export function assertReady(app: FastifyInstance): void {
   app.lifecycle.assertReady();
   assertLive(app);

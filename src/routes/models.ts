@@ -7,10 +7,14 @@ import type { ServedModel } from "../services/models.js";
 export const ModelInfo = Type.Object({
   name: Type.String(),
   version: Type.String(),
-  tasks: Type.Array(Type.String()),
+  tasks: Type.Array(Type.String(), {
+    description: "the bundle's tasks (retrieval, captioning, vqa); a request for another is a 400 unsupported_task",
+  }),
   provider: Type.String({ description: "onnxruntime execution provider in use: cpu or cuda" }),
-  precision: Type.Enum(["fp32", "int8"], {
-    description: "the graphs served: the bundle's float graphs (fp32) or its dynamic-quantised ones (int8, PRECISION)",
+  precision: Type.Enum(["fp32", "int8", "fp16"], {
+    description:
+      "the graphs served: the bundle's float graphs (fp32), its dynamic-quantised ones (int8) or its float16 ones " +
+      "(fp16): PRECISION",
   }),
   image_size: Type.Integer(),
   embed_dim: Type.Integer(),

@@ -3,12 +3,13 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import type { FastifyRequest } from "fastify";
 import Type from "typebox";
+import { fusionFirstToken } from "../bundle/contract.js";
 import { invalidField } from "../errors.js";
 import type { FusedRow } from "../inference/graphs.js";
 import { dot, rankResults, topK } from "../postprocess/rank.js";
 import type { ServedModel } from "../services/models.js";
 import type { Form } from "./input.js";
-import { at, prepareImages, prepareTexts, taskRoute } from "./task.js";
+import { at, prepareImages, prepareTexts, requireTask, taskRoute } from "./task.js";
 import { Image, MAX_TEXTS, ModelField, Text } from "./schemas.js";
 
 const DEFAULT_TOP_K = 10;
@@ -77,6 +78,7 @@ const rank: FastifyPluginAsyncTypebox = async (app) => {
   app.post("/v1/rank", route, async (req) => {
     const { query, candidates, top_k = DEFAULT_TOP_K, rerank = "itm" } = req.body;
     const model = app.models.get(req.body.model);
+    requireTask(model, "rank");
     const scored =
       "text" in query
         ? await textQuery(req, model, query.text, candidates)
@@ -130,7 +132,7 @@ async function imageQuery(
 
 /** The ITM input's token row: [ENC] in place of [CLS] (also the v2 `itm_score` output's). */
 export function withEnc(model: ServedModel, ids: number[]): number[] {
-  return [model.manifest.tokenizer.special_tokens.enc, ...ids.slice(1)];
+  return [fusionFirstToken(model.manifest), ...ids.slice(1)];
 }
 
 /** The form as a body: a `query_image` file with `text` candidates, or a `query` field with `image` candidates. */

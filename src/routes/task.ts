@@ -2,15 +2,51 @@
 // TypeBox type provider; a reply per status) and, for multipart/form-data, a preValidation step that reads the form
 // and converts it into the JSON body's shape, so that Fastify validates both kinds of body with the route's one
 // compiled schema. Then the steps handlers share: images to pixels and texts to token rows, each timed into the
-// preprocessing histogram.
+// preprocessing histogram. And which bundle task each operation needs (TASK_OF), checked by requireTask.
 import type { FastifyRequest } from "fastify";
 import type { TSchema } from "typebox";
 import { ApiError } from "../errors.js";
 import { preprocessImage } from "../preprocess/image.js";
+import type { Manifest } from "../bundle/manifest.js";
 import type { ServedModel } from "../services/models.js";
 import { addTiming } from "./timing.js";
 import { decodeImageString, Form, readMultipart } from "./input.js";
 import { TASK_ERRORS } from "./schemas.js";
+
+export type Task = Manifest["tasks"][number];
+
+/**
+ * The bundle task (manifest `tasks`) each operation needs: the one place this is decided. Every route and route part
+ * that performs an operation calls requireTask first, so a bundle is only ever asked for what it serves:
+ *   caption: POST /v1/captions; /v1/chat/completions without a question (or task "caption"); v2 output `caption`
+ *   answer:  POST /v1/vqa; /v1/chat/completions with a question (or task "vqa"); v2 output `answer`
+ *   embed:   POST /v1/embeddings and /embeddings, texts and images, our body and OpenAI's; v2 outputs
+ *            `text_embedding`, `image_embedding`. Image embeddings need retrieval too: the vision graph's ITC
+ *            feature is the retrieval model's projection, which a captioning or VQA checkpoint does not train.
+ *   rank:    POST /v1/rank (ITC, and ITM unless rerank "none"); v2 output `itm_score`
+ */
+export const TASK_OF = {
+  caption: { task: "captioning", what: "captions" },
+  answer: { task: "vqa", what: "VQA answers" },
+  embed: { task: "retrieval", what: "embeddings" },
+  rank: { task: "retrieval", what: "ranking and ITM scores" },
+  collect: { task: "retrieval", what: "collections" },
+} as const satisfies Record<string, { task: Task; what: string }>;
+export type Operation = keyof typeof TASK_OF;
+
+/** 400 unsupported_task, naming the tasks the model serves, unless the model's bundle serves what `op` needs. */
+export function requireTask(model: ServedModel, op: Operation): void {
+  const { task, what } = TASK_OF[op];
+  const tasks = model.manifest.tasks;
+  if (tasks.includes(task)) return;
+  throw new ApiError(
+    "unsupported_task",
+    `model '${model.name}' does not serve ${task}, which ${what} need; it serves ` +
+      (tasks.length ? tasks.join(", ") : "no task"),
+    undefined,
+    "model",
+  );
+}
 
 export interface FormSpec {
   fields: string[]; // field names the form may have

@@ -3,7 +3,7 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import Type from "typebox";
 import { answerQuestions, imageUses } from "./generation.js";
-import { prepareImages, taskRoute } from "./task.js";
+import { prepareImages, requireTask, taskRoute } from "./task.js";
 import { Image, ModelField, Text } from "./schemas.js";
 
 const Body = Type.Object({ image: Image, question: Text, model: ModelField }, { additionalProperties: false });
@@ -29,6 +29,7 @@ const route = taskRoute({
 const vqa: FastifyPluginAsyncTypebox = async (app) => {
   app.post("/v1/vqa", route, async (req) => {
     const model = app.models.get(req.body.model);
+    requireTask(model, "answer");
     const [pixels] = await prepareImages(req, model, [req.body.image], () => "image");
     const [image] = await app.inference.keptImages(model, [pixels], imageUses(model, "answer"), req.deadline);
     const [answer] = await answerQuestions(req, model, [image], [req.body.question]);

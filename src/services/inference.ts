@@ -1,6 +1,8 @@
 // The inference service: one batching queue per model and graph over the worker pool, and the typed calls routes
 // make: `app.inference.images(model, pixels, signal)` and so on. A call's rows leave their queue, or are rejected
 // while their batch runs, as soon as `signal` aborts (the request's deadline or its client leaving).
+// Rows that read what a lost worker kept are rebuilt before they run (kept.ts), and a decoding row whose worker was
+// lost decodes again from its start (not a streamed one that sent tokens already: those cannot be taken back).
 import { Batcher, type BatchKey, type Scheduler } from "../batching/batcher.js";
 import { ContinuousBatcher, type DecodeJob } from "../batching/continuous.js";
 import type { GenResult } from "../decode/search.js";
@@ -20,7 +22,9 @@ import {
   type StatesRow,
 } from "../inference/graphs.js";
 import type { WorkerPool } from "../inference/pool.js";
-import type { JobReply, KeepSpec, RowsFeed, WireTensor } from "../inference/protocol.js";
+import type { JobReply, KeepSpec, Part, RowsFeed, WireTensor } from "../inference/protocol.js";
+import { workerLost } from "../errors.js";
+import { KeptRows } from "./kept.js";
 
 /** An image for the vision graph; `keep` > 0: its tokens stay in the worker, for that many graph reads. */
 interface VisionInput {
@@ -40,13 +44,22 @@ interface ModelQueues {
 
 export class Inference {
   private readonly queues = new Map<string, ModelQueues>();
+  private readonly kept: KeptRows;
+  private readonly streamed = new WeakSet<(token: number) => void>(); // onToken of rows that sent a token
 
   constructor(
     readonly scheduler: Scheduler,
     private readonly pool: WorkerPool,
     models: ServedModel[],
-    opts: { maxBatch: number; maxDelayMs: number; maxQueue: number; continuous?: boolean },
+    opts: {
+      maxBatch: number;
+      maxDelayMs: number;
+      maxQueue: number;
+      continuous?: boolean;
+      keptTtlMs?: number; // as long as the workers keep unread rows (InitMessage.storeTtlMs)
+    },
   ) {
+    this.kept = new KeptRows(pool, opts.keptTtlMs ?? 60_000);
     for (const m of models) {
       const key = (graph: string): BatchKey => ({ model: m.name, graph });
       const pad = m.manifest.tokenizer.special_tokens.pad;
@@ -65,19 +78,29 @@ export class Inference {
         const fresh = this.pool.handles(n.filter((x) => x > 0).length);
         return n.map((x) => (x > 0 ? fresh.shift()! : null));
       };
-      const release = (x: Float32Array | Kept) => x instanceof Float32Array || this.pool.release(x.worker, [x.handle]);
+      const release = (x: Float32Array | Kept) => this.release([x]);
+      const recomputeImage = (pixels: Float32Array) => async (signal?: AbortSignal) =>
+        (await this.q(m).vision.submit([{ pixels, keep: 0 }], signal))[0].embeds as Float32Array;
       this.queues.set(m.name, {
         vision: new Batcher(
           key("vision"),
           opts,
           async (rows, w) => {
+            const epoch = this.pool.epoch(w);
             const kept = handles(rows.map((r) => r.keep));
             const feeds = visionFeeds(
               rows.map((r) => r.pixels),
               m.image.size,
             );
-            const keep = { output: "image_embeds", handles: kept, uses: rows.map((r) => r.keep) };
-            return splitVision(await run(w, "vision", feeds, keep), rows.length, kept, w);
+            const uses = rows.map((r) => r.keep);
+            const out = splitVision(
+              await run(w, "vision", feeds, { output: "image_embeds", handles: kept, uses }),
+              rows.length,
+              kept,
+              w,
+            );
+            this.kept.remember(kept, uses, w, epoch, (i) => recomputeImage(rows[i].pixels));
+            return out;
           },
           scheduler,
           { discard: (im) => release(im.embeds) },
@@ -101,6 +124,7 @@ export class Inference {
           key("vqa_encoder"),
           opts,
           async (rows, w) => {
+            const epoch = this.pool.epoch(w);
             // states stay where their image's tokens are
             const kept = handles(rows.map((r) => (r.embeds instanceof Float32Array ? 0 : 1)));
             const keep = {
@@ -109,12 +133,30 @@ export class Inference {
               uses: rows.map(() => 1),
               lengths: rows.map((r) => r.ids.length),
             };
-            return splitStates(await run(w, "vqa_encoder", keptFusedFeeds(rows, pad, N, Dv), keep), rows, kept, w);
+            const out = splitStates(await run(w, "vqa_encoder", keptFusedFeeds(rows, pad, N, Dv), keep), rows, kept, w);
+            // a row's states are recomputed from its image's tokens, recomputed (taken before this read counts)
+            const images = rows.map((r) =>
+              r.embeds instanceof Float32Array ? r.embeds : this.kept.recompute(r.embeds.handle),
+            );
+            this.kept.used(rows.flatMap((r) => (r.embeds instanceof Float32Array ? [] : [r.embeds.handle])));
+            this.kept.remember(kept, keep.uses, w, epoch, (i) => async (signal) => {
+              const image = images[i];
+              const embeds = image instanceof Float32Array ? image : await image(signal);
+              const [q] = await this.q(m).vqa_encoder.submit([{ embeds, ids: rows[i].ids }], signal);
+              return q.states as Float32Array;
+            });
+            return out;
           },
           scheduler,
           {
-            affinity: (r) => (r.embeds instanceof Float32Array ? null : r.embeds.worker),
+            affinity: (r) =>
+              r.embeds instanceof Float32Array || this.kept.lost(r.embeds.handle) ? null : r.embeds.worker,
             discard: (q) => release(q.states),
+            stale: (r) => !(r.embeds instanceof Float32Array) && this.kept.lost(r.embeds.handle),
+            rebuild: async (r, signal) =>
+              r.embeds instanceof Float32Array
+                ? r
+                : { ...r, embeds: await this.kept.recompute(r.embeds.handle)(signal) },
           },
         ),
         decoder: opts.continuous
@@ -123,7 +165,7 @@ export class Inference {
               opts,
               (rows, w, onRow) => this.decode(m, rows, w, onRow),
               scheduler,
-              { affinity: (r) => r.worker },
+              this.decoderPlacement(),
             )
           : new Batcher(
               key("decoder"),
@@ -135,10 +177,35 @@ export class Inference {
                 return results;
               },
               scheduler,
-              { affinity: (r) => r.worker },
+              this.decoderPlacement(),
             ),
       });
     }
+  }
+
+  /** A decoder row reads kept rows lost with their worker. */
+  private staleRow(r: GenInput): boolean {
+    return r.parts.some((p) => typeof p === "number" && this.kept.lost(p));
+  }
+
+  /**
+   * Decoder rows run where their kept parts are; a row whose worker was lost is rebuilt with its parts recomputed,
+   * and decodes from its start again, unless it already streamed tokens to its client (those cannot be taken back).
+   */
+  private decoderPlacement() {
+    return {
+      affinity: (r: GenInput) => (r.worker === null || this.staleRow(r) ? null : r.worker),
+      stale: (r: GenInput) => this.staleRow(r),
+      rebuild: async (r: GenInput, signal?: AbortSignal): Promise<GenInput> => {
+        if (r.onToken && this.streamed.has(r.onToken))
+          throw workerLost("the inference worker streaming this answer was lost after its first tokens");
+        if (r.worker === null) return r;
+        const parts: Part[] = await Promise.all(
+          r.parts.map((p) => (typeof p === "number" ? this.kept.recompute(p)(signal ?? r.signal) : p)),
+        );
+        return { ...r, parts, worker: null };
+      },
+    };
   }
 
   /**
@@ -170,6 +237,7 @@ export class Inference {
       };
     };
     const result = (row: number, r: GenResult) => {
+      this.kept.used(heldHandles(inputs[row])); // the worker took them when the row started
       if (r.finish === "aborted")
         this.scheduler.events.onDrop?.({ model: m.name, graph: "decoder" }, 1, abortCode(inputs[row].signal));
       onRow(row, r);
@@ -239,7 +307,11 @@ export class Inference {
 
   /** Drops what these rows keep in workers (their request ended before a graph read it); idempotent. */
   release(kept: (Float32Array | Kept)[]): void {
-    for (const k of kept) if (!(k instanceof Float32Array)) this.pool.release(k.worker, [k.handle]);
+    for (const k of kept) {
+      if (k instanceof Float32Array) continue;
+      this.pool.release(k.worker, [k.handle]);
+      this.kept.forget(k.handle);
+    }
   }
 
   /** ITC features of token rows starting with [CLS]. */
@@ -268,12 +340,16 @@ export class Inference {
     signal?: AbortSignal,
     onToken?: (i: number, token: number) => void,
   ): Promise<GenResult[]> {
-    const inputs = rows.map((r, i) => ({ ...r, signal, onToken: onToken && ((t: number) => onToken(i, t)) }));
+    const inputs = rows.map((r, i) => {
+      const tell = onToken && ((t: number) => (this.streamed.add(tell!), onToken(i, t)));
+      return { ...r, signal, onToken: tell };
+    });
     return this.q(model)
       .decoder.submit(inputs, signal, new StageTimer(requestTimings()))
       .catch((err: unknown) => {
         // rows a decode did not take keep their rows in a worker: release them (a taken handle is ignored)
-        for (const r of rows) if (r.worker !== null) this.pool.release(r.worker, heldHandles(r));
+        for (const r of rows)
+          if (r.worker !== null) this.release(heldHandles(r).map((handle) => ({ worker: r.worker!, handle })));
         throw err;
       });
   }

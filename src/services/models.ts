@@ -4,7 +4,8 @@
 import path from "node:path";
 import type { Config, Precision } from "../config.js";
 import { ApiError } from "../errors.js";
-import { GRAPHS, loadBundles, pickDefault, type Manifest } from "../bundle/manifest.js";
+import { loadBundles, pickDefault, type Manifest } from "../bundle/manifest.js";
+import { bundleGraphs, fusionFirstToken } from "../bundle/contract.js";
 import type { WorkerModel } from "../inference/protocol.js";
 import { imageSpec, type ImageSpec } from "../preprocess/image.js";
 import { TextTokenizer } from "../preprocess/text.js";
@@ -15,7 +16,7 @@ export interface ServedModel {
   manifest: Manifest;
   tokenizer: TextTokenizer;
   image: ImageSpec;
-  precision: Precision; // whose graph files the workers load: graphs.G.file (fp32) or graphs.G.int8.file
+  precision: Precision; // whose graph files the workers load: graphs.G.file (fp32), graphs.G.int8.file or .fp16.file
 }
 
 export class ModelRegistry {
@@ -45,23 +46,24 @@ export class ModelRegistry {
 }
 
 /**
- * The precision a bundle is served at under PRECISION `wanted`: int8 only where its manifest has an int8 variant of
- * every graph (a model mixing the two would be neither one's measured quality); otherwise fp32, and `fallback` says
- * why, for the log.
+ * The precision a bundle is served at under PRECISION `wanted` (int8 or fp16): that one only where its manifest has
+ * such a variant of every graph it holds (a model mixing them would be neither one's measured quality); otherwise
+ * fp32, and `fallback` says why, for the log.
  */
 export function servedPrecision(
   manifest: Manifest,
   wanted: Precision,
 ): { precision: Precision; fallback: string | null } {
   if (wanted === "fp32") return { precision: "fp32", fallback: null };
-  const missing = GRAPHS.filter((g) => manifest.graphs[g].int8 === undefined);
-  if (missing.length === 0) return { precision: "int8", fallback: null };
-  const which = missing.length === GRAPHS.length ? "no graph" : `not every graph (none for ${missing.join(", ")})`;
+  const graphs = bundleGraphs(manifest);
+  const missing = graphs.filter((g) => manifest.graphs[g]![wanted] === undefined);
+  if (missing.length === 0) return { precision: wanted, fallback: null };
+  const which = missing.length === graphs.length ? "no graph" : `not every graph (none for ${missing.join(", ")})`;
   return {
     precision: "fp32",
     fallback:
-      `PRECISION=int8: bundle '${manifest.name}' has an int8 variant of ${which}; serving its fp32 graphs ` +
-      "(`python -m dlip export BUNDLE --out DIR --int8` adds them)",
+      `PRECISION=${wanted}: bundle '${manifest.name}' has an ${wanted} variant of ${which}; serving its fp32 graphs ` +
+      `(\`python -m dlip export BUNDLE --out DIR --${wanted}\` adds them)`,
   };
 }
 
@@ -93,9 +95,10 @@ export async function loadModels(
 /** What an inference worker needs to create a model's sessions and check them against its manifest. */
 export function workerModel(m: ServedModel): WorkerModel {
   const graphs = Object.fromEntries(
-    GRAPHS.map((g) => {
-      const spec = m.manifest.graphs[g];
-      const file = m.precision === "int8" ? spec.int8!.file : spec.file; // same inputs and outputs (FORMAT.md)
+    bundleGraphs(m.manifest).map((g) => {
+      const spec = m.manifest.graphs[g]!;
+      // same inputs and outputs (FORMAT.md); a file's external data, beside it, is read by onnxruntime from its path
+      const file = m.precision === "fp32" ? spec.file : spec[m.precision]!.file;
       const io = (xs: { name: string; dtype: string }[]) => xs.map(({ name, dtype }) => ({ name, dtype }));
       return [g, { file: path.join(m.dir, file), inputs: io(spec.inputs), outputs: io(spec.outputs) }];
     }),
@@ -106,7 +109,7 @@ export function workerModel(m: ServedModel): WorkerModel {
     name: m.name,
     graphs,
     imageSize: m.manifest.preprocessing.image_size,
-    special: { cls: sp.cls, sep: sp.sep, enc: sp.enc, dec: sp.dec },
+    special: { cls: sp.cls, sep: sp.sep, enc: fusionFirstToken(m.manifest), dec: sp.dec },
     decoder: { layers: mm.decoder_layers, heads: mm.decoder_heads, headDim: mm.decoder_head_dim, vocab: mm.vocab_size },
   };
 }

@@ -125,6 +125,7 @@ async function loadModels() {
         o.value = m.name;
         o.textContent = m.name === def ? `${m.name} (default)` : m.name;
         o.dataset.info = [m.version && `version ${m.version}`, m.tasks.join(", ")].filter(Boolean).join("; ");
+        o.dataset.tasks = m.tasks.join(" ");
         return o;
       }),
     );
@@ -142,6 +143,32 @@ async function loadModels() {
 function showModelInfo() {
   const o = $("model").selectedOptions[0];
   $("model-info").textContent = o?.dataset.info ?? "";
+  applyTasks();
+}
+
+/**
+ * Each task's card (`data-task`: the bundle task its route needs) is usable only where the selected model serves
+ * that task: otherwise its controls are disabled and a note says so (the server would answer 400 unsupported_task).
+ */
+function applyTasks() {
+  const o = $("model").selectedOptions[0];
+  if (o?.dataset.tasks === undefined) return; // models not loaded yet: leave the page as it is
+  const tasks = o.dataset.tasks.split(" ").filter(Boolean);
+  for (const card of document.querySelectorAll("section[data-task]")) {
+    const served = tasks.includes(card.dataset.task);
+    card.classList.toggle("unserved", !served);
+    for (const c of card.querySelectorAll("button, input, select, textarea")) c.disabled = !served;
+    let note = card.querySelector(".unserved-note");
+    if (!note) {
+      note = document.createElement("p");
+      note.className = "unserved-note muted";
+      card.querySelector("h2").after(note);
+    }
+    note.hidden = served;
+    note.textContent = served
+      ? ""
+      : `${o.value} does not serve ${card.dataset.task} (it serves ${tasks.join(", ") || "no task"})`;
+  }
 }
 $("model").addEventListener("change", showModelInfo);
 
@@ -232,6 +259,7 @@ async function run(button, timingEl, task) {
   } finally {
     button.disabled = false;
     button.removeAttribute("aria-busy");
+    applyTasks(); // the model may have changed meanwhile
   }
 }
 

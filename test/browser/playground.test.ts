@@ -11,6 +11,7 @@ import type { Page } from "playwright-core";
 import request from "supertest";
 import { loadConfig, SETTINGS, type Config } from "../../src/config.js";
 import { ROOT, testApp } from "../helpers/app.js";
+import { microVariants } from "../helpers/bundles.js";
 import { findChromium, launchChromium, NO_CHROMIUM, type Browser } from "../helpers/browser.js";
 
 const IMAGES = path.join(ROOT, "test/parity/images");
@@ -268,6 +269,51 @@ test("in chromium: a key in sessionStorage is sent as a Bearer token on every AP
     "/v1/collections": "Bearer k-123",
     "/v1/captions": "Bearer k-123",
   });
+});
+
+test("in chromium: the cards of tasks the model lacks are disabled, with a note; another model enables its own", async (t) => {
+  const variants = microVariants({ "only-captioning": ["captioning"], "no-vqa": ["retrieval", "captioning"] });
+  t.after(variants.remove);
+  const [partial, url] = await listen({ modelsDir: variants.dir, defaultModel: "only-captioning" });
+  t.after(() => partial.close());
+  const page = await newPage(t, `${url}/`);
+  if (!page) return;
+  await page.locator("#model:not([disabled])").waitFor();
+  const enabled = async () =>
+    Object.fromEntries(
+      await Promise.all(
+        ["#caption-btn", "#vqa-btn", "#rank-btn", "#search-btn", "#question", "#candidates"].map(
+          async (s) => [s, await page.locator(s).isEnabled()] as const,
+        ),
+      ),
+    );
+  assert.deepEqual(await enabled(), {
+    "#caption-btn": true,
+    "#vqa-btn": false,
+    "#rank-btn": false,
+    "#search-btn": false,
+    "#question": false,
+    "#candidates": false,
+  });
+  const note = (task: string) => page.locator(`section[data-task="${task}"] .unserved-note`).first();
+  assert.equal(await note("vqa").innerText(), "only-captioning does not serve vqa (it serves captioning)");
+  assert.equal(await note("captioning").isVisible(), false);
+  await page.selectOption("#model", "no-vqa");
+  assert.deepEqual(await enabled(), {
+    "#caption-btn": true,
+    "#vqa-btn": false,
+    "#rank-btn": true,
+    "#search-btn": true,
+    "#question": false,
+    "#candidates": true,
+  });
+  assert.equal(await note("vqa").innerText(), "no-vqa does not serve vqa (it serves retrieval, captioning)");
+  assert.equal(await note("retrieval").isVisible(), false);
+  // what it serves still works
+  await page.setInputFiles("#image-file", path.join(IMAGES, "exact32.png"));
+  await page.click("#caption-btn");
+  assert.ok((await filled(page, "#caption")).length > 0);
+  assert.equal(await page.locator("#vqa-btn").isEnabled(), false, "still disabled after a task ran");
 });
 
 /** The API-key setting (issue 17), where this branch has it. */

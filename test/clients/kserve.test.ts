@@ -133,7 +133,7 @@ test("tritonclient: model metadata lists exactly the inputs and outputs, D = the
       { name: "text_embedding", datatype: "FP32", shape: [-1, D] },
       { name: "itm_score", datatype: "FP32", shape: [-1] },
     ],
-    parameters: { precision: "fp32" },
+    parameters: { precision: "fp32", tasks: "retrieval,captioning,vqa" },
   });
 });
 

@@ -26,19 +26,42 @@ export async function testApp(overrides: Partial<Config> = {}): Promise<FastifyI
   return buildApp(cfg, { logger: cfg.logLevel === "silent" ? false : { level: cfg.logLevel } });
 }
 
-/** Keeps an inference worker busy for `ms` through the app's own scheduler, as a long batch would. */
-export async function blockWorker(app: FastifyInstance, ms: number): Promise<void> {
+/**
+ * Holds an inference worker through the app's own scheduler, as a long batch would, until `release()` (or `ms`):
+ * while held, the worker is busy for certain, whatever the machine's speed. `done` resolves once it is free again.
+ */
+export async function holdWorker(
+  app: FastifyInstance,
+  ms = 60_000,
+): Promise<{ release(): void; done: Promise<unknown> }> {
   const { Batcher } = await import("../../src/batching/batcher.js");
+  const flag = new Int32Array(new SharedArrayBuffer(4));
   const b = new Batcher(
-    { model: "test", graph: "block" },
+    { model: "test", graph: "hold" },
     { maxBatch: 1, maxDelayMs: 0, maxQueue: 1 },
     async (xs: number[], w: number) => {
-      await app.pool.run(w, { type: "block", ms });
+      await app.pool.run(w, { type: "block", ms, release: flag });
       return xs;
     },
     app.inference.scheduler,
   );
-  await b.submit([0]);
+  const done = b.submit([0]);
+  return {
+    release: () => {
+      Atomics.store(flag, 0, 1);
+      Atomics.notify(flag, 0);
+    },
+    done,
+  };
+}
+
+/** Waits until `cond()` holds, looking every few ms; fails saying `what` after `ms`. */
+export async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 30_000): Promise<void> {
+  const end = performance.now() + ms;
+  while (!(await cond())) {
+    if (performance.now() > end) throw new Error(`timed out waiting: ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
 }
 
 /** The value of one sample of the app's metrics, by name and labels ({} matches the first sample). */

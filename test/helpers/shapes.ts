@@ -115,6 +115,15 @@ export function captionNamesAnObject(caption: string, objects: ShapesObject[]): 
   return namedPairs(caption).some((p) => truth.has(p));
 }
 
+/** Whether a caption names exactly the scene's set of colour-shape pairs: each of them at least once and no other
+ * (the exact-set measure of training/dlip/eval/caption_correctness.py, whose grammar-based reading gives the same
+ * pairs for every sentence of the data card's grammar). */
+export function captionNamesExactSet(caption: string, objects: ShapesObject[]): boolean {
+  const truth = scenePairs(objects);
+  const named = new Set(namedPairs(caption));
+  return named.size === truth.size && [...named].every((p) => truth.has(p));
+}
+
 /** The chance that a caption naming one colour-shape pair drawn uniformly at random names an object of the scene. */
 export function captionChance(images: ShapesImage[]): number {
   const pairs = COLORS.length * SHAPES.length;

@@ -1,6 +1,7 @@
 // Quality of the default model through the HTTP API, on the first Shapes test images made by the real generator:
 // (a) captions name a colour and shape that an object in the image has, (b) VQA answers colour and count questions,
-// (c) /v1/rank puts the true caption first among 10. The bars (thresholds.ts) come from the model's own report.
+// (c) /v1/rank puts the true caption first among 10, (d) captions name exactly the scene's (colour, shape) pairs.
+// The bars (thresholds.ts) come from the model's own report.
 // Skipped, loudly, while models/dlip-student does not exist; DLIP_QUALITY_BUNDLE=DIR runs it on another bundle.
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, rmSync } from "node:fs";
@@ -9,9 +10,16 @@ import { after, before, describe, test, type TestContext } from "node:test";
 import type { FastifyInstance } from "fastify";
 import request from "supertest";
 import { ROOT, testApp } from "../helpers/app.js";
-import { captionNamesAnObject, synthShapesTest, rankCandidates, type ShapesImage } from "../helpers/shapes.js";
+import {
+  captionNamesAnObject,
+  captionNamesExactSet,
+  synthShapesTest,
+  rankCandidates,
+  type ShapesImage,
+} from "../helpers/shapes.js";
 import {
   captionBar,
+  exactSetBar,
   rankBar,
   readReport,
   SAMPLE_IMAGES,
@@ -54,6 +62,24 @@ describe(`quality of ${shown} on the first ${SAMPLE_IMAGES} Shapes test images`,
   let images: ShapesImage[];
   let pixels: string[]; // each image's PNG, base64
   let report: Report;
+  let captionsOnce: Promise<string[]> | undefined; // (a) and (d) grade the same captions
+
+  /** The beam captions of every sample image through /v1/captions, requested once. */
+  function sampleCaptions(): Promise<string[]> {
+    captionsOnce ??= (async () => {
+      const chunks = [];
+      for (let i = 0; i < pixels.length; i += CAPTION_IMAGES_PER_REQUEST)
+        chunks.push(pixels.slice(i, i + CAPTION_IMAGES_PER_REQUEST));
+      const replies = await inChunks(chunks, async (batch) => {
+        // the report's headline decoding: beam search of its width, up to the manifest's caption length
+        const res = await request(app.server).post("/v1/captions").send({ images: batch, num_beams: report.numBeams });
+        assert.equal(res.status, 200, res.text);
+        return res.body.captions.map((c: { text: string }) => c.text) as string[];
+      });
+      return replies.flat();
+    })();
+    return captionsOnce;
+  }
 
   before(async () => {
     const manifest = JSON.parse(readFileSync(path.join(BUNDLE, "manifest.json"), "utf8"));
@@ -72,16 +98,7 @@ describe(`quality of ${shown} on the first ${SAMPLE_IMAGES} Shapes test images`,
   });
 
   test("(a) captions name a colour and a shape that an object in the image has", async (t) => {
-    const chunks = [];
-    for (let i = 0; i < pixels.length; i += CAPTION_IMAGES_PER_REQUEST)
-      chunks.push(pixels.slice(i, i + CAPTION_IMAGES_PER_REQUEST));
-    const replies = await inChunks(chunks, async (batch) => {
-      // the report's headline decoding: beam search of its width, up to the manifest's caption length
-      const res = await request(app.server).post("/v1/captions").send({ images: batch, num_beams: report.numBeams });
-      assert.equal(res.status, 200, res.text);
-      return res.body.captions.map((c: { text: string }) => c.text) as string[];
-    });
-    const captions = replies.flat();
+    const captions = await sampleCaptions();
     const misses = captions.flatMap((c, i) =>
       captionNamesAnObject(c, images[i].objects) ? [] : [`image ${i} (${images[i].captions[0]}): "${c}"`],
     );
@@ -91,6 +108,21 @@ describe(`quality of ${shown} on the first ${SAMPLE_IMAGES} Shapes test images`,
       captions.length - misses.length,
       captions.length,
       captionBar(report, images),
+      misses,
+    );
+  });
+
+  test("(d) captions name exactly the scene's set of colour-shape pairs", async (t) => {
+    const captions = await sampleCaptions();
+    const misses = captions.flatMap((c, i) =>
+      captionNamesExactSet(c, images[i].objects) ? [] : [`image ${i} (${images[i].captions[0]}): "${c}"`],
+    );
+    check(
+      t,
+      "captions naming exactly the scene's pairs",
+      captions.length - misses.length,
+      captions.length,
+      exactSetBar(report, images),
       misses,
     );
   });

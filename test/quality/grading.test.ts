@@ -5,6 +5,7 @@ import { rmSync } from "node:fs";
 import { test } from "node:test";
 import {
   captionNamesAnObject,
+  captionNamesExactSet,
   namedPairs,
   rankCandidates,
   scenePairs,
@@ -12,7 +13,18 @@ import {
   type ShapesImage,
   type ShapesObject,
 } from "../helpers/shapes.js";
-import { captionBar, margin, rankBar, readReport, SAMPLE_IMAGES, vqaBar, wilsonLower, Z } from "./thresholds.js";
+import {
+  captionBar,
+  exactSetBar,
+  margin,
+  rankBar,
+  readReport,
+  SAMPLE_IMAGES,
+  SHIPPED_STUDENT_EXACT_SET,
+  vqaBar,
+  wilsonLower,
+  Z,
+} from "./thresholds.js";
 
 const obj = (color: string, shape: string, size = "small"): ShapesObject => ({ color, shape, size });
 
@@ -39,6 +51,17 @@ test("captionNamesAnObject: some named pair is an object's colour and shape", ()
   assert.equal(captionNamesAnObject("a red object and two squares", scene), false, "no colour-shape pair");
   assert.equal(captionNamesAnObject("", scene), false);
   assert.deepEqual([...scenePairs(scene)], ["red circle", "blue square"]);
+});
+
+test("captionNamesExactSet: the named pairs are the scene's, each at least once, no other", () => {
+  const scene = [obj("red", "circle"), obj("blue", "square"), obj("blue", "square", "large")];
+  assert.equal(captionNamesExactSet("a red circle and two blue squares", scene), true);
+  assert.equal(captionNamesExactSet("a blue square to the left of a red circle", scene), true, "any family");
+  assert.equal(captionNamesExactSet("a red circle and a blue square", scene), true, "a set: counts are not checked");
+  assert.equal(captionNamesExactSet("a red circle", scene), false, "a pair missing");
+  assert.equal(captionNamesExactSet("a red circle, a blue square and a red star", scene), false, "a pair too many");
+  assert.equal(captionNamesExactSet("a red circle, a blue square and a large", scene), true, "cut off after both");
+  assert.equal(captionNamesExactSet("", scene), false);
 });
 
 test("rankCandidates: the true caption at i % 10 among 9 captions of images sharing none of its pairs", () => {
@@ -96,12 +119,19 @@ test("readReport takes the bars' inputs from manifest metrics and names the firs
       caption: { greedy: { examples: ["x"] }, beam3: { examples: ["a red circle", "two stars"] } },
     },
   };
-  assert.deepEqual(readReport({ name: "m", metrics }), {
+  assert.deepEqual(readReport({ name: "m", metrics: { ...metrics, caption_exact_set: 12.5 } }), {
     tr1: 18.8,
     vqaByType: { color: 73.3, count: 35.4 },
     numBeams: 3,
     captionExamples: ["a red circle", "two stars"],
+    exactSet: { rate: 12.5, from: "its manifest's caption_exact_set" },
   });
+  // without caption_exact_set: only the shipped student (exported before captions were graded) has a fallback
+  assert.throws(() => readReport({ name: "m", metrics }), /model 'm'.*metrics\.caption_exact_set/);
+  const shipped = { checkpoint_sha256: SHIPPED_STUDENT_EXACT_SET.checkpointSha256 };
+  assert.equal(readReport({ name: "m", metrics, source: shipped }).exactSet.rate, SHIPPED_STUDENT_EXACT_SET.rate);
+  const reexported = { ...metrics, caption_exact_set: 40 };
+  assert.equal(readReport({ name: "m", metrics: reexported, source: shipped }).exactSet.rate, 40, "its own first");
   assert.throws(() => readReport({ name: "m", metrics: {} }), /model 'm'.*metrics\.summary\.settings\.num_beams/);
   const noCount = structuredClone(metrics) as { summary: { vqa: { by_type: Record<string, number> } } };
   delete noCount.summary.vqa.by_type.count;
@@ -109,7 +139,13 @@ test("readReport takes the bars' inputs from manifest metrics and names the firs
 });
 
 test("bars: the report less the margin, at least the blind rate plus the margin", () => {
-  const report = { tr1: 18.8, vqaByType: { color: 80, count: 30 }, numBeams: 3, captionExamples: ["a red circle"] };
+  const report = {
+    tr1: 18.8,
+    vqaByType: { color: 80, count: 30 },
+    numBeams: 3,
+    captionExamples: ["a red circle"],
+    exactSet: { rate: 30, from: "test" },
+  };
   const close = (a: number, b: number) => assert.ok(Math.abs(a - b) < 1e-12, `${a} vs ${b}`);
   // colour: report 0.8 on 50 questions beats the constant "red" (10 of 50)
   const colour = vqaBar(report, "color", [
@@ -140,6 +176,13 @@ test("bars: the report less the margin, at least the blind rate plus the margin"
   close(caption.fromReport, lower - margin(lower, 4));
   close(caption.floor, 1);
   assert.match(caption.why, /1 of its 1 example captions/);
+  // exact set: 30% less the margin of 4 images, against the commonest set (every image: red circle) as a caption
+  const exact = exactSetBar(report, images);
+  close(exact.fromReport, 0.3 - margin(0.3, 4));
+  close(exact.floor, 1);
+  assert.match(exact.why, /constant caption naming "red circle" 1\.000/);
+  const mixed = [...images.slice(0, 3), { ...images[0], objects: [obj("red", "circle"), obj("gray", "star")] }];
+  assert.match(exactSetBar(report, mixed).why, /"red circle" 0\.750/);
 });
 
 test("the generator's references read back as their scenes: first = every pair, the others only true pairs", () => {

@@ -5,7 +5,7 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import type { FastifyInstance } from "fastify";
 import request from "supertest";
-import { blockWorker, metricValue, ROOT, testApp } from "../helpers/app.js";
+import { holdWorker, metricValue, ROOT, testApp } from "../helpers/app.js";
 import { solid } from "../helpers/images.js";
 
 let app: FastifyInstance;
@@ -23,19 +23,19 @@ test("GET /healthz and /readyz", async () => {
   });
 });
 
-test("/healthz answers within 100 ms while a long batch runs on the inference worker", async () => {
-  const long = blockWorker(app, 1500); // the worker thread is stalled, as by a long onnxruntime run()
-  await new Promise((r) => setTimeout(r, 50));
-  const times: number[] = [];
-  for (let i = 0; i < 5; i++) {
-    const t0 = performance.now();
-    await request(app.server).get("/healthz").expect(200);
-    await request(app.server).get("/metrics").expect(200);
-    times.push(performance.now() - t0);
+test("/healthz and /metrics are answered while a long batch holds the inference worker", async () => {
+  const hold = await holdWorker(app); // the worker thread is stalled, as by a long onnxruntime run(), until released
+  try {
+    for (let i = 0; i < 5; i++) {
+      await request(app.server).get("/healthz").expect(200);
+      await request(app.server).get("/metrics").expect(200);
+    }
+    // the worker cannot be free before release(): every answer came while it was busy, whatever the machine's speed
+    assert.equal(app.inference.scheduler.inFlight, 1, "the long batch was still running");
+  } finally {
+    hold.release();
+    await hold.done;
   }
-  assert.ok(app.inference.scheduler.inFlight >= 1, "the long batch was still running");
-  assert.ok(Math.max(...times) < 100, `healthz + metrics took ${times.map((t) => t.toFixed(1)).join(", ")} ms`);
-  await long;
 });
 
 test("batching is real: N concurrent requests take fewer than N inference runs", async () => {
@@ -80,6 +80,9 @@ test("GET /metrics: Prometheus text, one prefix, the documented families", async
     "dlip_rejected_requests_total",
     "dlip_generated_tokens_total",
     "dlip_model_info",
+    "dlip_worker_restarts_total",
+    "dlip_stuck_runs_total",
+    "dlip_rerun_rows_total",
     "dlip_process_cpu_seconds_total",
   ]) {
     assert.ok(names.has(n), `${n} is exported`);

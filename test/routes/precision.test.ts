@@ -100,7 +100,7 @@ function normalised(v: Float32Array): number[] {
 /** What the vision, text and itm graph files of one precision give for `image` and `text`, run directly. */
 async function direct(m: ServedModel, precision: Precision, image: Buffer, text: string) {
   const file = (g: "vision" | "text" | "itm") =>
-    precision === "int8" ? m.manifest.graphs[g].int8!.file : m.manifest.graphs[g].file;
+    precision === "int8" ? m.manifest.graphs[g]!.int8!.file : m.manifest.graphs[g]!.file;
   const S = m.manifest.preprocessing.image_size;
   const pixels = await preprocessImage(image, m.image);
   const vision = await runGraph(file("vision"), { pixel_values: new ort.Tensor("float32", pixels, [1, 3, S, S]) });
@@ -141,9 +141,11 @@ test("PRECISION=int8 on a bundle with int8 graphs: every session loads a .int8.o
   assert.equal((await app.inject({ method: "GET", url: "/models/micro" })).json().precision, "int8");
   const meta = await app.inject({ method: "GET", url: "/v2/models/micro" });
   assert.equal(meta.statusCode, 200, meta.body);
-  assert.deepEqual(meta.json().parameters, { precision: "int8" });
+  const tasks = "retrieval,captioning,vqa";
+  assert.deepEqual(meta.json().parameters, { precision: "int8", tasks });
   assert.deepEqual((await fp32.app.inject({ method: "GET", url: "/v2/models/micro" })).json().parameters, {
     precision: "fp32",
+    tasks,
   });
   const metrics = (await app.inject({ method: "GET", url: "/metrics" })).body;
   assert.match(metrics, /^dlip_model_info\{model="micro",version="1",provider="cpu",precision="int8"\} 1$/m);

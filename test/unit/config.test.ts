@@ -26,11 +26,25 @@ test("bad values and unknown flags are refused naming the variable or flag", () 
   );
   assert.throws(() => loadConfig({}, ["--workers", "0"]), /--workers must be an integer >= 1/);
   assert.throws(() => loadConfig({ DEVICE: "tpu" }, []), /DEVICE must be one of auto, cpu, cuda/);
-  assert.throws(() => loadConfig({ PRECISION: "fp16" }, []), /PRECISION must be one of fp32, int8, got 'fp16'/);
-  assert.throws(() => loadConfig({}, ["--precision", "INT8"]), /--precision must be one of fp32, int8, got 'INT8'/);
+  assert.throws(() => loadConfig({ PRECISION: "fp8" }, []), /PRECISION must be one of fp32, int8, fp16, got 'fp8'/);
+  assert.throws(
+    () => loadConfig({}, ["--precision", "INT8"]),
+    /--precision must be one of fp32, int8, fp16, got 'INT8'/,
+  );
   assert.throws(() => loadConfig({}, ["--nope", "1"]), ConfigError);
   assert.throws(() => loadConfig({ PORT: "70000" }, []), /65535/);
   assert.throws(() => loadConfig({ FILE_LIMIT_BYTES: "5000000", BODY_LIMIT_BYTES: "4000000" }, []), /FILE_LIMIT_BYTES/);
+});
+
+test("the watchdog's STUCK_RUN_MS: generous by default, a positive integer; FAULT_INJECTION is off unless true", () => {
+  const d = loadConfig({}, []);
+  assert.equal(d.stuckRunMs, 120_000);
+  assert.equal(d.faultInjection, "false");
+  assert.equal(loadConfig({ STUCK_RUN_MS: "500" }, []).stuckRunMs, 500);
+  assert.equal(loadConfig({}, ["--stuck-run-ms", "2000"]).stuckRunMs, 2000);
+  assert.throws(() => loadConfig({ STUCK_RUN_MS: "0" }, []), /STUCK_RUN_MS must be an integer >= 1, got '0'/);
+  assert.throws(() => loadConfig({ STUCK_RUN_MS: "1m" }, []), /STUCK_RUN_MS must be a non-negative integer/);
+  assert.throws(() => loadConfig({ FAULT_INJECTION: "yes" }, []), /FAULT_INJECTION must be one of true, false/);
 });
 
 test("threads per worker default to the cores but one shared among workers", () => {

@@ -18,6 +18,7 @@ import { continuation, TextStream } from "../../src/decode/detokenize.js";
 const IMAGE = Buffer.from("\x89PNG fake image bytes, only their transport is under test");
 let server: http.Server;
 let base: string;
+let slowAnswers = 0; // times /slow answered
 before(async () => {
   server = http.createServer((req, res) => {
     if (req.url === "/img.png") return res.writeHead(200, { "content-type": "image/png" }).end(IMAGE);
@@ -34,7 +35,7 @@ before(async () => {
       };
       return more();
     }
-    if (req.url === "/slow") return setTimeout(() => res.writeHead(200).end(IMAGE), 2000).unref();
+    if (req.url === "/slow") return setTimeout(() => (slowAnswers++, res.writeHead(200).end(IMAGE)), 2000).unref();
     res.writeHead(500).end();
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
@@ -92,9 +93,8 @@ test("an image over IMAGE_URL_MAX_BYTES is a 413, and the reading stops", async 
 });
 
 test("a slow server times out (504 naming IMAGE_URL_TIMEOUT_MS)", async () => {
-  const t0 = performance.now();
   await refused(get(`${base}/slow`, policy(["127.0.0.1"], { timeoutMs: 200 })), 504, /IMAGE_URL_TIMEOUT_MS/);
-  assert.ok(performance.now() - t0 < 1500, "refused at the timeout, not at the server's answer");
+  assert.equal(slowAnswers, 0, "refused at the timeout, before the server's answer");
 });
 
 test("private and loopback addresses: only for hosts allowed by their exact name", async () => {

@@ -130,9 +130,8 @@ test("bad bytes: 400 invalid_image, 415 unsupported format, 413 over the pixel l
 });
 
 test("a decompression bomb is refused from its header, before decoding", async () => {
-  const t0 = performance.now();
+  // 413, not the 400 a decode of this pixel-less file gives (below): refused from its header
   await rejects(preprocessImage(pngHeaderOnly(50_000, 50_000), spec), "image_too_large", 413);
-  assert.ok(performance.now() - t0 < 1000, "refused quickly");
   await rejects(preprocessImage(pngHeaderOnly(16, 16), spec), "invalid_image", 400); // header fine, no pixel data
 });
 

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, test } from "node:test";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import { manifestTypes, TYPES_FILE } from "../../scripts/manifest-types.js";
-import { cacheNames, contractProblem, graphContract } from "../../src/bundle/contract.js";
+import { cacheNames, contractProblem, fusionFirstToken, graphContract } from "../../src/bundle/contract.js";
 import {
   BundleError,
   findBundleDirs,
@@ -53,6 +53,33 @@ test("no bundle: an empty or missing directory says how to make one", async () =
   assert.match(noBundleMessage("models"), /dlip export/);
 });
 
+test("the no-bundle hint prints MODELS_DIR as given: relative from training/, absolute as it is", () => {
+  const rel = noBundleMessage("models");
+  assert.match(rel, /^models\/ has no model bundle/);
+  assert.match(rel, / --out \.\.\/models\/NAME'/);
+  assert.match(rel, /cp -r test\/fixtures\/micro models\/'$/);
+  assert.match(noBundleMessage("models/"), /^models\/ has no .* --out \.\.\/models\/NAME'/);
+  const abs = noBundleMessage("/srv/dlip/models");
+  assert.match(abs, /^\/srv\/dlip\/models\/ has no model bundle/);
+  assert.match(abs, / --out \/srv\/dlip\/models\/NAME'/);
+  assert.match(abs, /cp -r test\/fixtures\/micro \/srv\/dlip\/models\/'$/);
+  assert.doesNotMatch(abs, /\.\.\/\/|\/\//, "no '..//abs' and no doubled slash");
+});
+
+test("a bundle folder that is a symbolic link is found and loaded; a dangling link is skipped", async () => {
+  const root = path.join(tmp, "links");
+  mkdirSync(root);
+  const real = path.join(tmp, "elsewhere-v2");
+  cpSync(MICRO, real, { recursive: true });
+  symlinkSync(real, path.join(root, "current")); // models/current -> v2
+  symlinkSync(path.join(tmp, "no-such-dir"), path.join(root, "dangling"));
+  writeFileSync(path.join(root, "notes.txt"), "not a bundle");
+  assert.deepEqual(findBundleDirs(root), [path.join(root, "current")]);
+  const [b] = await loadBundles(root);
+  assert.equal(b.manifest.name, "micro");
+  assert.equal(b.dir, path.join(root, "current"));
+});
+
 test("a changed file, a missing file and a bad manifest are refused, naming the file", async () => {
   await assert.rejects(
     loadBundles(copy("sha", (d) => writeFileSync(path.join(d, "tokenizer.json"), "{}"))),
@@ -60,12 +87,27 @@ test("a changed file, a missing file and a bad manifest are refused, naming the 
   );
   await assert.rejects(loadBundles(copy("gone", (d) => rmSync(path.join(d, "itm.onnx")))), /itm\.onnx: missing/);
   await assert.rejects(
-    loadBundles(copy("ver", (d) => editManifest(d, (m) => (m.format_version = 4)))),
-    /manifest\.json: format_version must be one of 3, got 4/,
+    loadBundles(copy("ver", (d) => editManifest(d, (m) => (m.format_version = 5)))),
+    /manifest\.json: format_version must be one of 3, 4, got 5/,
+  );
+  // format 4: the first token of fused text is stated, and the graphs are exactly those of the tasks
+  const v4 = (m: Record<string, any>) => ((m.format_version = 4), (m.tokenizer.fusion_first_token = "enc"));
+  await assert.rejects(
+    loadBundles(copy("v4-noflag", (d) => editManifest(d, (m) => (v4(m), delete m.tokenizer.fusion_first_token)))),
+    /format_version 4 needs .* tokenizer\.fusion_first_token/,
   );
   await assert.rejects(
+    loadBundles(copy("v4-graphs", (d) => editManifest(d, (m) => (v4(m), (m.tasks = ["captioning"]))))),
+    /graphs are vision, text, itm, vqa_encoder, cross_kv, decoder; tasks captioning need exactly vision, cross_kv, decoder/,
+  );
+  // format 3 is still read: every graph and task, [ENC] first
+  const v3 = copy("v3", (d) => editManifest(d, (m) => ((m.format_version = 3), delete m.tokenizer.fusion_first_token)));
+  const [old] = await loadBundles(v3);
+  assert.equal(old.manifest.format_version, 3);
+  assert.equal(fusionFirstToken(old.manifest), old.manifest.tokenizer.special_tokens.enc);
+  await assert.rejects(
     loadBundles(copy("noflag", (d) => editManifest(d, (m) => delete m.model.vqa_decoder_reads_image))),
-    /format_version 3 needs model\.vqa_decoder_reads_image/,
+    /format_version 4 needs model\.vqa_decoder_reads_image/,
   );
   await assert.rejects(
     loadBundles(copy("name", (d) => editManifest(d, (m) => (m.name = "../../etc")))),
@@ -102,7 +144,7 @@ test("int8 variants are checked as the fp32 graphs: listed in files, with the sa
       m.graphs.text.int8 = { file: "text.int8.onnx", sha256: sha };
     }),
   );
-  assert.equal(ok.manifest.graphs.text.int8?.file, "text.int8.onnx");
+  assert.equal(ok.manifest.graphs.text?.int8?.file, "text.int8.onnx");
   await assert.rejects(
     loadBundles(
       withInt8("int8-unlisted", (m, sha) => {
@@ -128,6 +170,20 @@ test("int8 variants are checked as the fp32 graphs: listed in files, with the sa
     ),
     /graphs\.text\.int8\.sha256 must be a string, got null/,
   );
+  // a graph's (or variant's) external data file must be listed in files, so that its checksum is checked
+  for (const [name, edit] of [
+    ["data-fp32", (m: Record<string, any>) => (m.graphs.text.external_data = "text.onnx.data")],
+    [
+      "data-fp16",
+      (m: Record<string, any>, sha: string) => {
+        m.files["text.int8.onnx"] = sha;
+        m.graphs.text.fp16 = { file: "text.int8.onnx", sha256: sha, external_data: "text.fp16.onnx.data" };
+      },
+    ],
+  ] as const) {
+    const file = name === "data-fp32" ? "text\\.onnx\\.data" : "text\\.fp16\\.onnx\\.data";
+    await assert.rejects(loadBundles(withInt8(name, edit)), new RegExp(`'${file}' is used but not listed in files`));
+  }
 });
 
 test("default model: DEFAULT_MODEL, else 'default', else the first by name", () => {
@@ -201,7 +257,7 @@ test("the fixture and the shipped student validate against manifest.schema.json 
   }
   const contract = readJson(path.join(EXPORT_DIR, "contract.json"));
   assert.deepEqual(GRAPHS, Object.keys(contract.graphs));
-  assert.deepEqual(GRAPHS, MANIFEST_SCHEMA.properties.graphs.required);
+  assert.deepEqual(GRAPHS, Object.keys(MANIFEST_SCHEMA.properties.graphs.properties));
   // the student's decoder has 2 layers of width 64: the per-layer cache pattern, expanded
   const student = readManifest(STUDENT);
   const decoder = graphContract(student).decoder;
@@ -236,9 +292,13 @@ test("bad manifests are refused with the field named", () => {
   const cases: [string, (m: Record<string, any>) => void, RegExp][] = [
     ["not an object", (m) => Object.keys(m).forEach((k) => delete m[k]), /^missing field 'format_version'$/],
     ["missing field", (m) => delete m.created, /^missing field 'created'$/],
-    ["missing graph", (m) => delete m.graphs.itm, /^missing field 'graphs\.itm'$/],
+    [
+      "missing graph (format 3)",
+      (m) => ((m.format_version = 3), delete m.graphs.itm),
+      /^format_version 3 needs .* every graph$/,
+    ],
     ["missing dim", (m) => delete m.model.vocab_size, /^missing field 'model\.vocab_size'$/],
-    ["boolean version", (m) => (m.format_version = true), /^format_version must be one of 3, got true$/],
+    ["boolean version", (m) => (m.format_version = true), /^format_version must be one of 3, 4, got true$/],
     ["zero dim", (m) => (m.model.decoder_heads = 0), /^model\.decoder_heads must be >= 1, got 0$/],
     ["string dim", (m) => (m.model.embed_dim = "32"), /^model\.embed_dim must be an integer, got "32"$/],
     ["std", (m) => (m.preprocessing.std = [1, 0, 1]), /^preprocessing\.std\[1\] must be > 0, got 0$/],

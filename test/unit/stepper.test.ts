@@ -22,8 +22,8 @@ let decoder: ort.InferenceSession;
 let crossKv: ort.InferenceSession;
 before(async () => {
   const opts = { intraOpNumThreads: 1, interOpNumThreads: 1 };
-  decoder = await ort.InferenceSession.create(path.join(MICRO, m.graphs.decoder.file), opts);
-  crossKv = await ort.InferenceSession.create(path.join(MICRO, m.graphs.cross_kv.file), opts);
+  decoder = await ort.InferenceSession.create(path.join(MICRO, m.graphs.decoder!.file), opts);
+  crossKv = await ort.InferenceSession.create(path.join(MICRO, m.graphs.cross_kv!.file), opts);
 });
 
 /** Encoder states of M tokens, deterministic per seed (image tokens or question states alike). */

@@ -26,6 +26,10 @@ def _add_data(sub) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--noise", type=float, default=3.0, help="pixel noise sigma (<= 6)")
     s.add_argument("--workers", type=int, default=2, help="rendering processes")
+    s.add_argument("--renderer", choices=("v1", "v2"), default="v1",
+                   help="v1 (default; what the shipped models were trained and scored on): flat colours, hard edges; "
+                        "v2: anti-aliasing, colour shades, background gradients and texture, slight rotation, blur, "
+                        "JPEG (dlip/data/render_v2.py)")
     pt = data_sub.add_parser("perturb", help="render a Shapes split again with camera and encoder perturbations "
                                              "(anti-aliasing, blur, other sizes, noise, low-quality JPEG)")
     pt.add_argument("--data", required=True, help="Shapes image root from `data synth` (needs scenes_SPLIT.jsonl)")
@@ -34,6 +38,10 @@ def _add_data(sub) -> None:
     pt.add_argument("--split", default="test", help="split to perturb (default test)")
     pt.add_argument("--workers", type=int, default=2, help="rendering processes")
     pt.add_argument("--overwrite", action="store_true", help="replace a perturbed set this command wrote before")
+    pt.add_argument("--preset", choices=("hard", "camera"), default="hard",
+                    help="hard (default): rotation, shades, textured background, occluding strokes, then blur, noise "
+                         "and JPEG at about the models' 64 px input; camera: the earlier split (anti-aliasing, blur, "
+                         "noise, JPEG at 128-512 px), which the 64 px resize mostly averages away")
 
 
 def _add_tokenizer(sub) -> None:
@@ -66,8 +74,11 @@ def _add_train(sub) -> None:
 
 
 def _add_distill(sub) -> None:
-    p = sub.add_parser("distill", help="DLIP: train a compact student from a teacher (run folder or HF BLIP dir)")
-    p.add_argument("--teacher", required=True, help="teacher run folder or Hugging Face BLIP checkpoint directory")
+    p = sub.add_parser("distill", help="DLIP: train a compact student from a teacher (run folder or HF BLIP dirs)")
+    p.add_argument("--teacher", required=True, action="append",
+                   help="teacher run folder or Hugging Face BLIP checkpoint directory; repeat for several HF "
+                        "checkpoints (retrieval, captioning, VQA): each distillation term comes from the first one "
+                        "that holds the parts it reads, and a term none holds is refused")
     _add_run_args(p, "JSON distillation config (see training/configs/shapes_distill.json)",
                   "student size preset from dlip/presets.json")
     p.add_argument("--init", help="student initialisation: random | teacher | select (weight selection) | a run folder")
@@ -88,7 +99,9 @@ def _count_or_all(value: str) -> int | None:
 
 def _add_ablate(sub) -> None:
     p = sub.add_parser("ablate", help="short distillations over a grid of DLIP settings, evaluated, in one table")
-    p.add_argument("--teacher", required=True, help="teacher run folder or Hugging Face BLIP checkpoint directory")
+    p.add_argument("--teacher", required=True, action="append",
+                   help="teacher run folder or Hugging Face BLIP checkpoint directory; repeat for several HF "
+                        "checkpoints, as with distill")
     p.add_argument("--config", required=True, help="base distillation config (e.g. configs/shapes_distill.json)")
     p.add_argument("--grid", required=True, help="grid rows (e.g. configs/ablation_grid.json)")
     p.add_argument("--data", help="image root (data.image_root)")
@@ -160,17 +173,34 @@ def _add_robustness_report(sub) -> None:
     p.add_argument("--out", required=True, help="markdown file whose robustness block is replaced (or appended)")
 
 
+def _add_correctness_report(sub) -> None:
+    p = sub.add_parser("correctness-report", help="the caption correctness table: beam captions graded against the "
+                                                  "scene graphs, and VQA by question type, per model and split")
+    p.add_argument("--row", action="append", required=True, metavar="NAME=JSON",
+                   help="a row: label and an `eval-bundle --out` JSON (or a run's metrics.json) on Shapes (repeat)")
+    p.add_argument("--out", required=True, help="markdown file whose correctness block is replaced (or appended)")
+
+
 def _add_export(sub) -> None:
-    p = sub.add_parser("export", help="write an ONNX model bundle (dlip/export/FORMAT.md) from a run folder, or "
-                                      "again from a bundle that carries its weights")
-    p.add_argument("run", nargs="?", help="run folder, or a bundle directory that carries its weights (omit with "
-                                          "--random-init)")
+    p = sub.add_parser("export", help="write an ONNX model bundle (dlip/export/FORMAT.md) from a run folder, a "
+                                      "Hugging Face BLIP checkpoint folder, or again from a bundle that carries its "
+                                      "weights")
+    p.add_argument("run", nargs="?", help="run folder, Hugging Face BLIP checkpoint folder (save_pretrained of "
+                                          "BlipForImageTextRetrieval, BlipForConditionalGeneration or "
+                                          "BlipForQuestionAnswering, with its processor), or a bundle directory that "
+                                          "carries its weights (omit with --random-init)")
     p.add_argument("--out", required=True, help="bundle directory to create (e.g. models/NAME)")
     p.add_argument("--name", help="model label in the manifest (default: the source bundle's name, else the --out "
                                   "folder name)")
     p.add_argument("--version", help="model version string in the manifest (default: the source bundle's, else 1)")
     p.add_argument("--int8", action="store_true", default=None,
                    help="also write dynamic-quantised *.int8.onnx graphs (default from a bundle: as the source)")
+    p.add_argument("--fp16", action="store_true", default=None,
+                   help="also write float16 *.fp16.onnx graphs for GPUs (LayerNorm and Softmax kept in float32; "
+                        "default from a bundle: as the source)")
+    p.add_argument("--external-data-above", type=int, default=None, metavar="BYTES",
+                   help="keep a graph's weights in ONNX external data (NAME.onnx.data) when they pass this many bytes "
+                        "(default 1.8e9, under protobuf's 2 GB limit)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     p.add_argument("--random-init", action="store_true", help="random weights (test fixtures) instead of a run")
     p.add_argument("--preset", default="micro", help="with --random-init: model size preset")
@@ -197,6 +227,7 @@ def _add_eval_bundle(sub) -> None:
     p.add_argument("--limit-images", type=int)
     p.add_argument("--limit-questions", type=int)
     p.add_argument("--int8", action="store_true", help="score the *.int8.onnx graphs")
+    p.add_argument("--fp16", action="store_true", help="score the *.fp16.onnx graphs (on the CPU: slow)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
     p.add_argument("--out", help="also write the metrics as JSON to this file")
     p.add_argument("--compare-run", metavar="RUN",
@@ -214,6 +245,17 @@ def _add_latency(sub) -> None:
     p.add_argument("--out", help="also write the markdown table here")
 
 
+def _add_hf_stand_in(sub) -> None:
+    p = sub.add_parser("hf-stand-in", help="write a random-weight Hugging Face BLIP checkpoint (save_pretrained, "
+                                            "with its BlipProcessor) to try the real-checkpoint path without weights")
+    p.add_argument("--class", dest="kind", required=True, choices=("retrieval", "captioning", "vqa"),
+                   help="BlipForImageTextRetrieval, BlipForConditionalGeneration or BlipForQuestionAnswering")
+    p.add_argument("--size", default="tiny", choices=("tiny", "base"),
+                   help="tiny: 32 px, width 32, seconds; base: BlipConfig() (BLIP-base sizes), about a minute")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="checkpoint directory to write")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dlip", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -227,10 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_distill_report(sub)
     _add_robustness_report(sub)
     _add_int8_report(sub)
+    _add_correctness_report(sub)
     _add_export(sub)
     _add_recover_weights(sub)
     _add_eval_bundle(sub)
     _add_latency(sub)
+    _add_hf_stand_in(sub)
     return parser
 
 
@@ -275,7 +319,8 @@ def distill_config_from_args(args) -> TrainConfig:
     cfg = train_config_from_args(args)
     if cfg.distill is None:
         cfg.distill = DistillConfig()
-    cfg.distill.teacher = args.teacher
+    teachers = args.teacher  # --teacher repeats (action="append")
+    cfg.distill.teacher = teachers[0] if len(teachers) == 1 else list(teachers)
     init = args.init or cfg.distill.init
     parts = list(args.init_parts) if args.init_parts else cfg.distill.init_parts
     cfg.distill = dataclasses.replace(cfg.distill, init=init, init_parts=parts)  # validated again
@@ -295,13 +340,13 @@ def cmd_data(args) -> int:
         from .data.perturb import perturb
 
         counts = perturb(args.data, args.out, seed=args.seed, split=args.split, workers=args.workers,
-                         overwrite=args.overwrite)
+                         overwrite=args.overwrite, preset=args.preset)
         print(f"wrote {counts} to {args.out}")
         return 0
     from .data.shapes import synth
 
     counts = synth(args.out, n_train=args.n[0], n_val=args.n[1], n_test=args.n[2], seed=args.seed,
-                   noise_sigma=args.noise, workers=args.workers)
+                   noise_sigma=args.noise, workers=args.workers, renderer=args.renderer)
     print(f"wrote {counts} to {args.out}")
     return 0
 
@@ -440,6 +485,25 @@ def cmd_robustness_report(args) -> int:
     return 0
 
 
+def cmd_correctness_report(args) -> int:
+    from .eval.correctness_report import correctness_markdown, read_correctness_metrics
+    from .eval.report import machine, write_block
+
+    rows = {}
+    for item in args.row:
+        name, sep, path = item.rpartition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--row {item!r}: expected NAME=JSON")
+        if name in rows:
+            raise ValueError(f"--row {item!r}: the label {name!r} is used twice")
+        rows[name] = read_correctness_metrics(path)
+    table = correctness_markdown(rows, machine())
+    write_block(Path(args.out), "correctness", table, append=True)
+    print(table)
+    print(f"wrote the correctness block of {args.out}")
+    return 0
+
+
 def cmd_eval(args) -> int:
     import torch
 
@@ -461,22 +525,39 @@ def cmd_eval(args) -> int:
 def cmd_export(args) -> int:
     from .export.contract import MANIFEST_FILE
     from .export.export import export_bundle, export_random, export_run
+    from .export.precision import EXTERNAL_DATA_BYTES
+    from .hf.blip import hf_model_type, is_hf_blip_dir
+    from .hf_bundle.export import export_hf
 
-    version, int8 = args.version or "1", bool(args.int8)
+    version, int8, fp16 = args.version or "1", bool(args.int8), bool(args.fp16)
+    large = {"external_data_above": args.external_data_above or EXTERNAL_DATA_BYTES}
     if args.random_init:
         if args.run:
             raise ValueError(f"export: pass either a run folder ({args.run}) or --random-init, not both")
         out = export_random(args.preset, args.out, data_root=args.data, seed=args.seed, vocab_size=args.vocab_size,
-                            name=args.name, version=version, int8=int8, overwrite=args.overwrite)
+                            name=args.name, version=version, int8=int8, fp16=fp16, overwrite=args.overwrite, **large)
     elif not args.run:
         raise ValueError("export: pass a run folder, or --random-init --preset NAME for random weights")
     elif (Path(args.run) / MANIFEST_FILE).is_file():
         out = export_bundle(args.run, args.out, name=args.name, version=args.version, int8=args.int8,
-                            overwrite=args.overwrite)
+                            fp16=args.fp16, overwrite=args.overwrite, **large)
+    elif is_hf_blip_dir(args.run) or hf_model_type(args.run) is not None:
+        if not is_hf_blip_dir(args.run):
+            raise ValueError(f"{args.run}: a Hugging Face checkpoint of model_type {hf_model_type(args.run)!r}; "
+                             f"export reads BLIP ones (BlipForImageTextRetrieval, BlipForConditionalGeneration, "
+                             f"BlipForQuestionAnswering)")
+        out = export_hf(args.run, args.out, name=args.name, version=version, int8=int8, fp16=fp16,
+                        overwrite=args.overwrite, **large)
     else:
-        out = export_run(args.run, args.out, name=args.name, version=version, int8=int8, overwrite=args.overwrite)
+        out = export_run(args.run, args.out, name=args.name, version=version, int8=int8, fp16=fp16,
+                         overwrite=args.overwrite, **large)
     total = sum(p.stat().st_size for p in Path(out).iterdir())
     print(f"wrote bundle {out} ({total / 1e6:.2f} MB)")
+    parity = json.loads((Path(out) / MANIFEST_FILE).read_text()).get("parity")
+    if parity:  # an HF checkpoint: what the export measured against transformers
+        diffs = ", ".join(f"{k} {v:.2g}" for k, v in parity["max_abs_diff"].items())
+        print(f"parity with {parity['reference']}: max abs diff {diffs}; greedy sequences equal "
+              f"{parity['greedy_equal']}/{parity['greedy_total']}")
     return 0
 
 
@@ -493,7 +574,10 @@ def cmd_eval_bundle(args) -> int:
     from .eval.bundle import compare_decoding, evaluate_bundle, headline_table
     from .infer.ort_backend import OrtBackend
 
-    bundle = OrtBackend(args.bundle, int8=args.int8, threads=args.threads)
+    if args.int8 and args.fp16:
+        raise ValueError("eval-bundle: pass --int8 or --fp16, not both")
+    bundle = OrtBackend(args.bundle, threads=args.threads, precision="int8" if args.int8 else
+                        "fp16" if args.fp16 else "fp32")
     data = load_config_file(args.config).data
     data.image_root = args.data
     data.max_text_tokens, data.max_answer_tokens = bundle.max_text_tokens, bundle.max_answer_tokens
@@ -519,6 +603,14 @@ def cmd_eval_bundle(args) -> int:
     return 0
 
 
+def cmd_hf_stand_in(args) -> int:
+    from .hf.stand_in import write_stand_in
+
+    out = write_stand_in(args.out, args.kind, args.size, args.seed)
+    print(f"wrote {out} (random weights: for trying the path and measuring speed, never quality)")
+    return 0
+
+
 # Command name -> its function; the parser's subcommands and this table name the same commands.
 COMMANDS = {
     "data": cmd_data,
@@ -534,7 +626,9 @@ COMMANDS = {
     "export": cmd_export,
     "recover-weights": cmd_recover_weights,
     "eval-bundle": cmd_eval_bundle,
+    "correctness-report": cmd_correctness_report,
     "latency": cmd_latency,
+    "hf-stand-in": cmd_hf_stand_in,
 }
 
 

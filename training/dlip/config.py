@@ -222,7 +222,9 @@ INIT_PARTS = ("vision", "text", "decoder")
 class DistillConfig:
     """DLIP: the teacher and how the student learns from it (term weights live in each stage's ``weights``)."""
 
-    teacher: str = ""  # a run folder of ours or a Hugging Face BLIP checkpoint directory
+    # a run folder of ours or a Hugging Face BLIP checkpoint directory, or a list of HF checkpoint directories
+    # (e.g. retrieval, captioning, VQA): each distillation term comes from the first that holds the parts it reads
+    teacher: str | list[str] = ""
     init: str = "random"  # "random" | "teacher" (every k-th teacher layer where widths match) | "select" (the same,
     # and the leading slice of each teacher tensor where the student is narrower: weight selection) | a run folder
     # with init "teacher" / "select": the parts started from the teacher (INIT_PARTS); the others keep their fresh
@@ -236,6 +238,13 @@ class DistillConfig:
     temperature: float = 1.0  # ITM / LM logit distillation temperature (ITC uses each model's own)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.teacher, str):  # a list: of one or more non-empty paths, each once
+            dirs = self.teacher
+            if not isinstance(dirs, list) or not dirs or not all(isinstance(d, str) and d for d in dirs):
+                raise ValueError(f"distill.teacher must be a directory or a non-empty list of directories, "
+                                 f"got {dirs!r}")
+            if len(set(dirs)) != len(dirs):
+                raise ValueError(f"distill.teacher lists a directory twice: {dirs}")
         if self.hidden_kind not in ("mse", "cosine"):
             raise ValueError(f"distill.hidden_kind '{self.hidden_kind}' must be 'mse' or 'cosine'")
         check_init_parts(self.init, self.init_parts)
@@ -243,6 +252,13 @@ class DistillConfig:
         unknown = sorted(set(self.layer_map) - parts)
         if unknown:
             raise ValueError(f"distill.layer_map: unknown part '{unknown[0]}' (known: {', '.join(sorted(parts))})")
+
+
+    @property
+    def teachers(self) -> list[str]:
+        """The teacher directories, in the order given ([] when not set yet)."""
+        dirs = [self.teacher] if isinstance(self.teacher, str) else self.teacher
+        return [d for d in dirs if d]
 
 
 def check_init_parts(init: str, parts: list[str]) -> None:

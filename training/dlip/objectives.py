@@ -5,6 +5,7 @@ The weighted total is computed in exactly one place, ``total_loss``; a weight of
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,10 +27,10 @@ class PretrainOutputs:
 
     losses: dict[str, Tensor]
     vision: VisionOutput
-    text: TextOutput  # unimodal encoder
+    text: TextOutput | None  # unimodal encoder (None: not run, ``unimodal=False``)
     fused: TextOutput | None  # image-grounded encoder on the B positive pairs
     decoder: TextOutput | None
-    sim_i2t: Tensor
+    sim_i2t: Tensor | None  # (B, B); None when the unimodal encoder did not run
     itm_logits: Tensor | None  # (3B, 2)
     neg_text: Tensor | None
     neg_image: Tensor | None
@@ -42,36 +43,57 @@ def with_first_token(input_ids: Tensor, token_id: int) -> Tensor:
     return ids
 
 
+Flags = bool | Collection[str]  # True / False for every part, or the parts ("vision", "text", "fusion", "decoder")
+
+
+def _wants(part: str, output_hidden_states: Flags, output_attentions: Flags) -> dict[str, bool]:
+    """The ``output_hidden_states`` / ``output_attentions`` keyword arguments for one part's forward pass."""
+    pick = lambda flag: flag if isinstance(flag, bool) else part in flag  # noqa: E731
+    return dict(output_hidden_states=pick(output_hidden_states), output_attentions=pick(output_attentions))
+
+
 def pretrain_forward(model: BlipMED, batch: CaptionBatch, special: SpecialTokens, weights: dict[str, float],
-                     output_hidden_states: bool = False, output_attentions: bool = False,
-                     neg_idx: tuple[Tensor, Tensor] | None = None) -> PretrainOutputs:
+                     output_hidden_states: Flags = False, output_attentions: Flags = False,
+                     neg_idx: tuple[Tensor, Tensor] | None = None, unimodal: bool = True,
+                     similarity: bool = True) -> PretrainOutputs:
     """ITC + ITM (hard negatives) + LM on a batch of B aligned (image, caption) pairs.
 
     ``batch.image_ids`` (B,) identify the source image of each pair so captions of one image are not negatives.
-    ``neg_idx`` lets a caller (distillation) impose the negatives instead of sampling them.
+    ``neg_idx`` lets a caller (distillation) impose the negatives instead of sampling them. The hidden-state and
+    attention flags apply to every part, or to the parts named. A distillation teacher runs only what its terms read:
+    ``unimodal=False`` skips the unimodal text encoder, ``similarity=False`` the ITC projections and similarities
+    (then ``itc`` must have weight 0, and an ITM pass needs ``neg_idx``, since negatives are mined from them).
     """
     pixel_values, input_ids, attention_mask, image_ids = (batch.pixel_values, batch.input_ids, batch.attention_mask,
                                                           batch.image_ids)
-    want = dict(output_hidden_states=output_hidden_states, output_attentions=output_attentions)
-    itc = model.itc(pixel_values, input_ids, attention_mask, **want)
-    image_embeds = itc.vision.last_hidden  # (B, N, Dv)
+    want = lambda part: _wants(part, output_hidden_states, output_attentions)  # noqa: E731
     losses: dict[str, Tensor] = {}
+    assert unimodal or not similarity, "ITC similarities need the unimodal text encoder"
+    vision = model.encode_image(pixel_values, **want("vision"))
+    image_embeds = vision.last_hidden  # (B, N, Dv)
+    text = model.encode_text(input_ids, attention_mask, **want("text")) if unimodal else None
+    sim_i2t = None
+    if similarity:
+        image_feat, text_feat = model.image_feature(image_embeds), model.text_feature(text.last_hidden)  # (B, E)
+        sim_i2t = image_feat @ text_feat.t() / model.clamped_temp()  # (B_img, B_txt), as BlipMED.itc
     if weights.get("itc", 0) > 0:
+        assert sim_i2t is not None, "the ITC loss needs similarity=True"
         targets = itc_targets(image_ids, image_ids)
-        losses["itc_loss"] = itc_loss(itc.sim_i2t, itc.sim_t2i, targets, targets.t())
+        losses["itc_loss"] = itc_loss(sim_i2t, sim_i2t.t(), targets, targets.t())
 
     fused = itm = neg_text = neg_image = None
     if weights.get("itm", 0) > 0:
         enc_ids = with_first_token(input_ids, special.enc)
         if neg_idx is None:
-            neg_text, neg_image = sample_hard_negatives(itc.sim_i2t, itc.sim_t2i, image_ids)
+            assert sim_i2t is not None, "ITM negatives are mined from ITC similarities: pass neg_idx"
+            neg_text, neg_image = sample_hard_negatives(sim_i2t, sim_i2t.t(), image_ids)
         else:
             neg_text, neg_image = neg_idx
         # positives, then (image, hard negative text), then (hard negative image, text): 3B pairs
         ids_all = torch.cat([enc_ids, enc_ids[neg_text], enc_ids], dim=0)  # (3B, L)
         mask_all = torch.cat([attention_mask, attention_mask[neg_text], attention_mask], dim=0)
         img_all = torch.cat([image_embeds, image_embeds, image_embeds[neg_image]], dim=0)  # (3B, N, Dv)
-        fused_all = model.fuse(ids_all, mask_all, img_all, **want)
+        fused_all = model.fuse(ids_all, mask_all, img_all, **want("fusion"))
         itm = model.itm_logits(fused_all.last_hidden)  # (3B, 2)
         b = input_ids.shape[0]
         labels = torch.cat([torch.ones(b), torch.zeros(2 * b)]).long().to(itm.device)
@@ -81,9 +103,9 @@ def pretrain_forward(model: BlipMED, batch: CaptionBatch, special: SpecialTokens
     decoder = None
     if weights.get("lm", 0) > 0:
         dec_ids = with_first_token(input_ids, special.dec)
-        decoder = model.decode(dec_ids, attention_mask, image_embeds, **want)
+        decoder = model.decode(dec_ids, attention_mask, image_embeds, **want("decoder"))
         losses["lm_loss"] = lm_loss(decoder.logits, dec_ids, attention_mask, model.cfg.label_smoothing)
-    return PretrainOutputs(losses, itc.vision, itc.text, fused, decoder, itc.sim_i2t, itm, neg_text, neg_image)
+    return PretrainOutputs(losses, vision, text, fused, decoder, sim_i2t, itm, neg_text, neg_image)
 
 
 def vqa_forward(model: BlipMED, batch: VQABatch, special: SpecialTokens, output_hidden_states: bool = False,

@@ -92,7 +92,7 @@ def test_graph_specs_are_the_contract_files_tensors():
 
 def test_the_schema_and_the_contract_name_the_same_fields():
     contract, schema = _load(CONTRACT_PATH), _load(SCHEMA_PATH)
-    assert schema["properties"]["graphs"]["required"] == list(contract["graphs"])
+    assert list(schema["properties"]["graphs"]["properties"]) == list(contract["graphs"])
     assert set(contract["dims"]) == {f.name for f in dataclasses.fields(ModelDims)}
     for dim, d in contract["dims"].items():  # every dim is a required positive integer of the manifest
         section, key = d["manifest"]
@@ -108,12 +108,13 @@ MICRO = _load(REPO / "test/fixtures/micro" / MANIFEST_FILE)
 
 @pytest.mark.parametrize("edit, message", [
     (lambda m: m.clear(), r"missing field 'format_version'"),
-    (lambda m: m["graphs"].pop("itm"), r"missing field 'graphs\.itm'"),
+    (lambda m: (m.update(format_version=3), m["graphs"].pop("itm")), r"format_version 3 needs .* every graph"),
+    (lambda m: m["tokenizer"].pop("fusion_first_token"), r"format_version 4 needs .*tokenizer\.fusion_first_token"),
     (lambda m: m["model"].pop("vocab_size"), r"missing field 'model\.vocab_size'"),
-    (lambda m: m.update(format_version=True), r"format_version must be one of 3, got true"),
-    (lambda m: m["model"].pop("vqa_decoder_reads_image"), r"format_version 3 needs model\.vqa_decoder_reads_image"),
+    (lambda m: m.update(format_version=True), r"format_version must be one of 3, 4, got true"),
+    (lambda m: m["model"].pop("vqa_decoder_reads_image"), r"format_version 4 needs model\.vqa_decoder_reads_image"),
     (lambda m: m["model"].update(vqa_decoder_reads_image=1), r"model\.vqa_decoder_reads_image must be true or false"),
-    (lambda m: m["graphs"].pop("cross_kv"), r"missing field 'graphs\.cross_kv'"),
+    (lambda m: (m.update(format_version=3), m["graphs"].pop("cross_kv")), r"format_version 3 needs .* every graph"),
     (lambda m: m.update(name="../../etc"), r"name must be a short label of letters.*, got \"\.\./\.\./etc\""),
     (lambda m: m["model"].update(decoder_heads=0), r"model\.decoder_heads must be >= 1, got 0"),
     (lambda m: m["model"].update(embed_dim="32"), r"model\.embed_dim must be an integer, got \"32\""),

@@ -10,7 +10,8 @@ import torch
 
 from dlip.config import INIT_PARTS, DistillConfig, model_preset, train_config_from_dict
 from dlip.distill import step as step_module
-from dlip.distill.models import init_student, load_teacher, part_of
+from dlip.distill.models import init_student, part_of
+from dlip.distill.teachers import load_teacher
 from dlip.distill.step import DistillStep
 from dlip.model.med import BlipMED
 from dlip.run_folder import load_run
@@ -94,7 +95,7 @@ def test_zero_weight_terms_are_not_computed(micro_run, monkeypatch):
     seen_kwargs = []
     student_encode = student.encode_image
     monkeypatch.setattr(student, "encode_image",
-                        lambda *a, **k: (seen_kwargs.append(a[1:]), student_encode(*a, **k))[1])
+                        lambda *a, **k: (seen_kwargs.append(a[1:] + tuple(k.values())), student_encode(*a, **k))[1])
 
     weights = {"itc": 1.0, "itm": 1.0, "lm": 1.0, "hidden_vision": 1.0, "attn_vision": 0.0, "out_itc": 0.0}
     losses = DistillStep(student, teacher, loaded.tokenizer.special, weights, DistillConfig())(batch, None)
@@ -127,7 +128,8 @@ def test_teacher_is_frozen(micro_run):
 
 
 def test_student_from_teacher_layers(micro_run):
-    teacher, tokenizer = load_teacher(micro_run)
+    loaded_teacher = load_teacher(micro_run)
+    teacher, tokenizer = loaded_teacher.model, loaded_teacher.tokenizer
     student = BlipMED(model_preset("micro-student").with_vocab(tokenizer.vocab_size, 0))
     copied = init_student(student, teacher, "teacher")
     # 1 of 2 layers: every_kth keeps the teacher's last layer
@@ -142,7 +144,8 @@ def test_student_from_teacher_layers(micro_run):
 
 
 def test_weight_selection_starts_a_narrower_student_from_the_leading_slices_of_the_teacher(micro_run):
-    teacher, tokenizer = load_teacher(micro_run)
+    loaded_teacher = load_teacher(micro_run)
+    teacher, tokenizer = loaded_teacher.model, loaded_teacher.tokenizer
     narrow = BlipMED(model_preset("micro-student-narrow").with_vocab(tokenizer.vocab_size, 0))
     fresh = {k: v.clone() for k, v in narrow.state_dict().items()}
     copied = set(init_student(narrow, teacher, "select"))
@@ -163,7 +166,8 @@ def test_weight_selection_starts_a_narrower_student_from_the_leading_slices_of_t
 
 
 def test_init_parts_limit_which_parts_start_from_the_teacher(micro_run):
-    teacher, tokenizer = load_teacher(micro_run)
+    loaded_teacher = load_teacher(micro_run)
+    teacher, tokenizer = loaded_teacher.model, loaded_teacher.tokenizer
 
     def narrow():
         torch.manual_seed(0)

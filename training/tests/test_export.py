@@ -175,7 +175,8 @@ def test_bundle_evaluation_matches_pytorch_headline(exported, ort_model, shapes_
     n = len(ref["caption"]["greedy"]["examples"])  # 8 images: one flipped rank moves R@1 by 100 / 8
     for key in ("retrieval_tr1", "retrieval_ir1"):
         assert abs(got["headline"][key] - manifest_metrics[key]) <= 100 / n / 2, key
-    for key in ("caption_bleu4", "caption_cider", "vqa_acc"):  # identical decoding: identical scores
+    assert "caption_exact_set" in manifest_metrics  # Shapes data: the captions graded against the scene graphs
+    for key in ("caption_bleu4", "caption_cider", "caption_exact_set", "vqa_acc"):  # identical decoding: scores
         assert got["headline"][key] == manifest_metrics[key], key
         assert got["sampling_error"][key] == ref["sampling_error"][key], key  # and identical standard errors
     assert set(got["sampling_error"]) == set(ref["sampling_error"])
@@ -183,12 +184,14 @@ def test_bundle_evaluation_matches_pytorch_headline(exported, ort_model, shapes_
     assert f"| vqa_acc | {got['headline']['vqa_acc']:.2f} (+-{got['sampling_error']['vqa_acc']:.2f}) |" in table
     for name in ("greedy", "beam3"):
         assert got["caption"][name]["examples"] == ref["caption"][name]["examples"]
+        assert got["caption"][name]["correctness"] == ref["caption"][name]["correctness"]
     assert got["vqa"]["acc_rank"] == ref["vqa"]["acc_rank"]
 
 
 def test_manifest_fields(exported, ort_model):
     m, run = ort_model.manifest, exported["run"]
-    assert m["format_version"] == 3 and m["name"] == "bundle" and m["tasks"] == ["retrieval", "captioning", "vqa"]
+    assert m["format_version"] == 4 and m["name"] == "bundle" and m["tasks"] == ["retrieval", "captioning", "vqa"]
+    assert m["tokenizer"]["fusion_first_token"] == "enc"  # a run's model reads [ENC] first (BLIP)
     assert m["model"]["vqa_decoder_reads_image"] is False
     assert m["source"]["checkpoint_sha256"] == sha256_file(run / "checkpoints" / "last.pt")
     assert m["source"]["random_init"] is False
@@ -331,7 +334,7 @@ def test_a_model_whose_answer_decoder_reads_the_image_says_so_and_answers_like_p
     out = write_bundle(model, tokenizer, tmp_path / "b", source={}, metrics={}, max_text_tokens=35,
                        max_answer_tokens=10, progress=False)
     m = read_manifest(out)
-    assert m["format_version"] == 3 and m["model"]["vqa_decoder_reads_image"] is True
+    assert m["format_version"] == 4 and m["model"]["vqa_decoder_reads_image"] is True
     bundle = OrtBackend(out)
     pixels = _rng().standard_normal((4, 3, 32, 32)).astype(np.float32)
     embeds, _ = bundle.encode_images(pixels)
@@ -403,11 +406,15 @@ def test_manifest_format_versions(tmp_path, random_bundle):
         return d
 
     m = read_manifest(random_bundle)
-    assert m["format_version"] == 3 and m["model"]["vqa_decoder_reads_image"] is False  # always written
-    with pytest.raises(ValueError, match="format_version 3 needs model.vqa_decoder_reads_image"):
-        read_manifest(edited("v3", lambda m: m["model"].pop("vqa_decoder_reads_image")))
-    with pytest.raises(ValueError, match="format_version must be one of 3, got 4"):
-        read_manifest(edited("v4", lambda m: m.update(format_version=4)))
+    assert m["format_version"] == 4 and m["model"]["vqa_decoder_reads_image"] is False  # always written
+    with pytest.raises(ValueError, match="format_version 4 needs model.vqa_decoder_reads_image"):
+        read_manifest(edited("v4", lambda m: m["model"].pop("vqa_decoder_reads_image")))
+    with pytest.raises(ValueError, match="format_version 4 needs .*tokenizer.fusion_first_token"):
+        read_manifest(edited("v4-enc", lambda m: m["tokenizer"].pop("fusion_first_token")))
+    with pytest.raises(ValueError, match="format_version must be one of 3, 4, got 5"):
+        read_manifest(edited("v5", lambda m: m.update(format_version=5)))
+    v3 = edited("v3", lambda m: (m.update(format_version=3), m["tokenizer"].pop("fusion_first_token")))
+    assert validate_bundle(v3)["format_version"] == 3  # still read: every graph, [ENC] first
     for version in (1, 2):  # the decoder read encoder_hidden at every step: refused, saying how to re-export
         old = edited(f"v{version}", lambda m, v=version: m.update(format_version=v))
         for read in (read_manifest, validate_bundle, OrtBackend):

@@ -172,9 +172,9 @@ def _as_older_format(bundle, version: int, weights: bool) -> None:
     (bundle / "manifest.json").write_text(json.dumps(manifest))
 
 
-def test_an_older_format_bundle_is_refused_and_re_exported_as_format_3(run_bundle, tmp_path):
+def test_an_older_format_bundle_is_refused_and_re_exported_as_the_current_format(run_bundle, tmp_path):
     """A format-1 bundle that carries its weights (as models/dlip-student was): readers refuse it with the command
-    that re-exports it; that command, in place, writes format 3 graphs that compute what its graphs did."""
+    that re-exports it; that command, in place, writes current-format graphs that compute what its graphs did."""
     bundle = tmp_path / "b"
     shutil.copytree(run_bundle, bundle)
     _as_older_format(bundle, 1, weights=True)
@@ -186,7 +186,7 @@ def test_an_older_format_bundle_is_refused_and_re_exported_as_format_3(run_bundl
     (tmp_path / "old_decoder.onnx").write_bytes(old_decoder)
     assert main(["export", str(bundle), "--out", str(bundle), "--overwrite"]) == 0
     new = validate_bundle(bundle)
-    assert new["format_version"] == 3 and new["model"]["vqa_decoder_reads_image"] is False
+    assert new["format_version"] == 4 and new["model"]["vqa_decoder_reads_image"] is False
     assert new["files"][WEIGHTS_FILE] == old["files"][WEIGHTS_FILE] and new["metrics"] == old["metrics"]
     from dlip.export.recover import _older_decoder_outputs
 
@@ -197,7 +197,7 @@ def test_an_older_format_bundle_is_refused_and_re_exported_as_format_3(run_bundl
 
 def test_weights_are_recovered_from_an_older_format_bundle(micro_run, tmp_path):
     """recover-weights reads a format-2 bundle without weights (its decoder holds the cross-attention projections
-    that cross_kv now computes), checks the recovered model against its graphs and writes format 3."""
+    that cross_kv now computes), checks the recovered model against its graphs and writes the current format."""
     from dlip.export.export import write_bundle
     from dlip.export.recover import recover_bundle_weights
 
@@ -209,7 +209,7 @@ def test_weights_are_recovered_from_an_older_format_bundle(micro_run, tmp_path):
         validate_bundle(old)
     recover_bundle_weights(old, progress=False)
     manifest = validate_bundle(old)
-    assert manifest["format_version"] == 3 and "cross_kv" in manifest["graphs"]
+    assert manifest["format_version"] == 4 and "cross_kv" in manifest["graphs"]
     stored, state = load_file(str(old / WEIGHTS_FILE)), loaded.model.state_dict()
     for key, tensor in stored.items():
         if key != "temp":

@@ -19,6 +19,7 @@ from dlip.eval.metrics import (
     retrieval_metrics,
     vqa_accuracy,
     vqa_accuracy_by_type,
+    vqa_accuracy_by_type_standard_error,
     vqa_accuracy_mean,
 )
 
@@ -176,6 +177,9 @@ def test_vqa_accuracy_mean_and_by_type():
     assert vqa_accuracy_mean(preds, gts) == pytest.approx(100 * (1.0 + 0.6 + 0.0) / 3)
     by_type = vqa_accuracy_by_type(preds, gts, ["yes/no", "number", "number"])
     assert by_type == pytest.approx({"yes/no": 100.0, "number": 30.0})
+    # per-question scores: yes/no (1.0), number (0.6, 0.0): std / sqrt(n) = 0 and 0.3 / sqrt(2)
+    se = vqa_accuracy_by_type_standard_error(preds, gts, ["yes/no", "number", "number"])
+    assert se == pytest.approx({"yes/no": 0.0, "number": 100 * 0.3 / 2**0.5})
     with pytest.raises(ValueError, match="length mismatch"):
         vqa_accuracy_mean(preds, gts[:2])
 

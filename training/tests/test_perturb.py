@@ -1,4 +1,5 @@
-"""``data perturb`` (the Shapes test split with camera and encoder perturbations) and ``robustness-report``."""
+"""``data perturb --preset camera`` (the Shapes test split with camera and encoder perturbations; the hard preset is
+tested in test_render_v2.py) and ``robustness-report``."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def source(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def perturbed(source, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("perturbed") / "set"
-    perturb(source, out, seed=0, progress=False)
+    perturb(source, out, seed=0, progress=False, preset="camera")
     return out
 
 
@@ -42,10 +43,10 @@ def _lines(path: Path) -> list[dict]:
 
 def test_same_seed_gives_identical_bytes_whatever_the_workers_and_another_seed_differs(source, perturbed, tmp_path):
     again = tmp_path / "again"
-    perturb(source, again, seed=0, workers=2, progress=False)
+    perturb(source, again, seed=0, workers=2, progress=False, preset="camera")
     assert _files(again) == _files(perturbed)
     other = tmp_path / "other"
-    perturb(source, other, seed=1, progress=False)
+    perturb(source, other, seed=1, progress=False, preset="camera")
     mine, theirs = _files(other), _files(perturbed)
     assert mine["perturbations_test.jsonl"] != theirs["perturbations_test.jsonl"]
     assert all(mine[k] != theirs[k] for k in mine if k.endswith(".jpg"))
@@ -129,10 +130,13 @@ def test_the_source_images_are_checked_against_their_scenes_and_data_card(source
     card = copy / "README.md"
     card.write_text(card.read_text().replace("noise_sigma=3.0", "noise_sigma=2.0"))
     with pytest.raises(ValueError, match="rendered again with seed 0 and noise 2.0"):
-        perturb(copy, tmp_path / "out", progress=False)
+        perturb(copy, tmp_path / "out", progress=False, preset="camera")
+    card.write_text(card.read_text().replace("n_test=6, ", 'n_test=6, renderer="v2", '))
+    with pytest.raises(ValueError, match="another renderer than v1"):
+        perturb(copy, tmp_path / "out1", progress=False, preset="camera")
     card.unlink()
     with pytest.raises(ValueError, match="data card"):
-        perturb(copy, tmp_path / "out2", progress=False)
+        perturb(copy, tmp_path / "out2", progress=False, preset="camera")
 
 
 def test_bad_input_is_refused_with_a_clear_message(source, perturbed, tmp_path, capsys):
@@ -140,6 +144,8 @@ def test_bad_input_is_refused_with_a_clear_message(source, perturbed, tmp_path, 
         perturb(tmp_path, tmp_path / "x", split="val", progress=False)
     with pytest.raises(ValueError, match="split must be one of"):
         perturb(source, tmp_path / "x", split="dev", progress=False)
+    with pytest.raises(ValueError, match="preset must be one of"):
+        perturb(source, tmp_path / "x", preset="soft", progress=False)
     with pytest.raises(ValueError, match="would overwrite the source"):
         perturb(source, source, overwrite=True, progress=False)
     busy = tmp_path / "busy"
@@ -150,12 +156,13 @@ def test_bad_input_is_refused_with_a_clear_message(source, perturbed, tmp_path, 
     with pytest.raises(ValueError, match="not a perturbed set"):
         perturb(source, busy, overwrite=True, progress=False)
     assert (busy / "notes.txt").read_text() == "keep me"
-    assert main(["data", "perturb", "--data", str(source), "--out", str(perturbed)]) == 2
+    assert main(["data", "perturb", "--data", str(source), "--out", str(perturbed), "--preset", "camera"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "--overwrite" in err and len(err.strip().splitlines()) == 1
     before = _files(perturbed)
     (perturbed / "images/test/stale.jpg").write_bytes(b"x")
-    assert main(["data", "perturb", "--data", str(source), "--out", str(perturbed), "--overwrite"]) == 0
+    assert main(["data", "perturb", "--data", str(source), "--out", str(perturbed), "--overwrite",
+                 "--preset", "camera"]) == 0
     assert _files(perturbed) == before  # the stale image is gone, the rest written again identically
 
 

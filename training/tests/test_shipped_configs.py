@@ -51,3 +51,27 @@ def test_the_student_has_the_teachers_architecture_at_a_fraction_of_its_paramete
     n_teacher = sum(p.numel() for p in BlipMED(teacher.with_vocab(vocab, 0)).parameters())
     assert n_student <= 0.224 * n_teacher
     assert cfg.distill.init == "select" and cfg.data.vqa_type_weights == teacher_cfg.data.vqa_type_weights
+
+
+def test_the_paper_scale_student_is_22_percent_of_blip_base_as_hugging_face_builds_it():
+    """blip-base has the sizes of Salesforce/blip-*-base (the base stand-in's BlipConfig: vocabulary 30524 = BERT's
+    30522, [DEC], [ENC]); student-vit-s16 (ViT-S/16 + 6-layer 384-wide BERT) is DLIP's 22.4% of it; the full-size
+    distillation config trains it at the teacher's 384 px."""
+    pytest.importorskip("transformers")
+    import torch
+
+    from dlip.hf.blip import model_config_from_hf
+    from dlip.hf.stand_in import blip_config
+
+    hf = model_config_from_hf(blip_config("base", 30524, 30522, 102))
+    base, student = model_preset("blip-base"), model_preset("student-vit-s16")
+    assert (base.vision, base.text, base.decoder, base.embed_dim) == (hf.vision, hf.text, hf.decoder, hf.embed_dim)
+    with torch.device("meta"):  # shapes only: no memory for 471M parameters
+        n_base = sum(p.numel() for p in BlipMED(base).parameters())
+        n_student = sum(p.numel() for p in BlipMED(student).parameters())
+    assert round(n_base / 1e6, 1) == 385.1 and round(n_student / 1e6, 1) == 86.1
+    assert round(100 * n_student / n_base, 1) == 22.4
+    assert student.text.vocab_size == base.text.vocab_size == 30524
+    assert student.vision.image_size == base.vision.image_size == 384
+    cfg = train_config_from_dict(json.loads((CONFIGS / "hf_distill_base.json").read_text()))
+    assert cfg.preset == "student-vit-s16" and cfg.distill.init == "select"

@@ -131,10 +131,49 @@ def test_from_pretrained_dir_old_style_token_map_and_missing_enc(tmp_path):
     ckpt = _bert_dir(tmp_path, "hf_no_enc")
     # transformers 4 wrote AddedToken dicts into special_tokens_map.json; [ENC] absent as in some HF BLIP checkpoints
     (ckpt / "special_tokens_map.json").write_text(json.dumps({"bos_token": {"content": "[DEC]", "lstrip": False}}))
-    with pytest.warns(UserWarning, match=r"no \[ENC\] token; using id 8"):
-        tok = TextTokenizer.from_pretrained_dir(ckpt)
+    tok = TextTokenizer.from_pretrained_dir(ckpt)
     assert tok.special == SpecialTokens(pad=0, unk=1, cls=2, sep=3, mask=4, enc=8, dec=7)
+    assert tok.vocab_size == 9 and tok.tokenizer.id_to_token(8) == "[ENC]"
 
     ckpt = _bert_dir(tmp_path, "hf_no_dec", add_dec=False)
     with pytest.raises(DataError, match=r"hf_no_dec: special token \[DEC\] \(dec\) is not in the vocabulary"):
         TextTokenizer.from_pretrained_dir(ckpt)
+
+
+def test_from_pretrained_dir_adds_enc_to_a_blip_processor_tokenizer(tmp_path):
+    """A BLIP checkpoint as transformers saves it: BlipProcessor over a BERT tokenizer with [DEC] added as bos (as
+    Salesforce/blip-* do: BERT's 30522 tokens + [DEC] at id 30522 = 30523), no [ENC], and a text embedding of 30524
+    rows. [ENC] must become a real token: the vocabulary, the saved tokenizer and the model's embedding agree."""
+    transformers = pytest.importorskip("transformers")
+    from dlip.hf.blip import load_hf_blip
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "red", "circle", "blue", "##s"]
+    (tmp_path / "vocab").mkdir()
+    (tmp_path / "vocab" / "vocab.txt").write_text("\n".join(words) + "\n")
+    bert = transformers.BertTokenizer.from_pretrained(str(tmp_path / "vocab"))
+    bert.add_special_tokens({"bos_token": "[DEC]"})
+    ckpt = tmp_path / "blip-captioning"
+    transformers.BlipProcessor(transformers.BlipImageProcessorPil(size={"height": 32, "width": 32}),
+                               bert).save_pretrained(ckpt)
+    text = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                vocab_size=len(bert) + 1, bos_token_id=bert.bos_token_id, sep_token_id=bert.sep_token_id)
+    vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32,
+                  patch_size=16)
+    transformers.BlipForConditionalGeneration(
+        transformers.BlipConfig(vision_config=vision, text_config=text)).save_pretrained(ckpt)
+    added = [t["content"] for t in json.loads((ckpt / "tokenizer.json").read_text())["added_tokens"]]
+    assert added[-1] == "[DEC]" and "[ENC]" not in added
+
+    tok = TextTokenizer.from_pretrained_dir(ckpt)
+    assert tok.special == SpecialTokens(pad=0, unk=1, cls=2, sep=3, mask=4, enc=11, dec=10)
+    model = load_hf_blip(ckpt).model
+    assert tok.vocab_size == len(bert) + 1 == model.cfg.text.vocab_size
+    assert model.text_encoder.word_embed.weight.shape[0] == tok.vocab_size
+    ids, _ = tok(["A red circles"], max_length=16)
+    assert ids[0].tolist() == bert("A red circles")["input_ids"]  # [ENC] changes no other id
+    assert tok.decode([tok.special.enc, *ids[0].tolist()]) == "a red circles"  # [ENC] is special: dropped
+
+    tok.save(tmp_path / "run" / "tokenizer.json")  # what a run folder keeps; from_file finds every special by name
+    again = TextTokenizer.from_file(tmp_path / "run" / "tokenizer.json")
+    assert again.special == tok.special and again.vocab_size == tok.vocab_size
+    assert again(["a red circle"], 8)[0].tolist() == tok(["a red circle"], 8)[0].tolist()

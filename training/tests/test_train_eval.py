@@ -67,11 +67,50 @@ def test_eval_reports_every_protocol_and_baseline(micro_metrics, micro_run):
     costs = m["costs"]
     assert costs["params_total"] == sum(p.numel() for p in load_run(micro_run).model.parameters())
     assert costs["modules"]["vision"]["gflops"] > 0
-    assert set(m["headline"]) == {"retrieval_tr1", "retrieval_ir1", "caption_bleu4", "caption_cider", "vqa_acc"}
+    assert set(m["headline"]) == {"retrieval_tr1", "retrieval_ir1", "caption_bleu4", "caption_cider",
+                                  "caption_exact_set", "vqa_acc"}
     written = json.loads((micro_run / "metrics.json").read_text())
     assert written["headline"] == pytest.approx(m["headline"])
     md = (micro_run / "metrics.md").read_text()
     assert "| ITC top-4 + ITM re-rank |" in md
+
+
+def test_eval_grades_captions_against_the_scene_graphs(micro_metrics, micro_run):
+    """Shapes data: every decoding's captions graded against scenes_test.jsonl, the beam's exact-set rate in the
+    headline, the table in metrics.md."""
+    from dlip.eval.caption_correctness import RATES, caption_correctness
+    from dlip.eval.evaluate import shapes_scenes
+
+    m = micro_metrics
+    for name in ("greedy", "beam2"):
+        c = m["caption"][name]["correctness"]
+        assert set(c) == {key for key, _ in RATES} | {"sampling_error", "counts"}
+        assert c["counts"]["captions"] == m["test_items"]["images"]
+    beam = m["caption"]["beam2"]
+    assert m["headline"]["caption_exact_set"] == beam["correctness"]["exact_set"]
+    assert m["sampling_error"]["caption_exact_set"] == beam["correctness"]["sampling_error"]["exact_set"]
+    # 8 test images, so the 10 examples are every caption: graded again against the scenes in file order, they
+    # give the same numbers (the evaluation paired each caption with its own image's scene)
+    cfg = load_run(micro_run).config
+    names = [json.loads(line)["image"] for line in cfg.data.path("scenes_test.jsonl").read_text().splitlines()]
+    assert len(beam["examples"]) == len(names) == 8
+    scenes, why = shapes_scenes(cfg.data, names)
+    assert why == ""
+    assert caption_correctness(beam["examples"], [s.objects for s in scenes]) == beam["correctness"]
+    md = (micro_run / "metrics.md").read_text()
+    assert "## Caption correctness" in md and "| exact_set: " in md
+
+
+def test_eval_skips_caption_correctness_without_scene_graphs(tmp_path):
+    from dlip.config import DataConfig
+    from dlip.eval.evaluate import shapes_scenes
+
+    assert shapes_scenes(DataConfig(image_root=str(tmp_path)), ["a.png"])[0] is None
+    (tmp_path / "scenes_test.jsonl").write_text("")
+    scenes, why = shapes_scenes(DataConfig(image_root=str(tmp_path)), ["a.png"])
+    assert scenes is None and "no scene for 1 test images" in why
+    coco = DataConfig(image_root=str(tmp_path), test_captions="annotations/coco_karpathy_test.json")
+    assert "not Shapes data" in shapes_scenes(coco, ["a.png"])[1]
 
 
 def test_eval_reports_the_sampling_error_of_every_headline_metric(micro_metrics, micro_run):

@@ -6,9 +6,9 @@ import type { FastifyRequest } from "fastify";
 import type { ServedModel } from "../../services/models.js";
 import { answerQuestions, captionImages } from "../generation.js";
 import { withEnc } from "../rank.js";
-import { at, l2normalise, prepareImages, prepareTexts } from "../task.js";
+import { at, l2normalise, prepareImages, prepareTexts, requireTask } from "../task.js";
 import { encodeBytes, encodeFp32 } from "./binary.js";
-import { datatypeOf, type Inputs, type OutputName, type Wanted } from "./tensors.js";
+import { datatypeOf, OPERATION_OF, type Inputs, type OutputName, type Wanted } from "./tensors.js";
 
 /** An output's values, row-major: strings (BYTES) or numbers (FP32), with its shape. */
 export interface Tensor {
@@ -22,6 +22,7 @@ export async function runOutputs(
   inputs: Inputs,
   outputs: Wanted[],
 ): Promise<Map<OutputName, Tensor>> {
+  for (const o of outputs) requireTask(model, OPERATION_OF[o.name]);
   const { inference } = req.server;
   const wants = new Set(outputs.map((o) => o.name));
   const pixels = inputs.image ? await prepareImages(req, model, inputs.image, at("image")) : [];

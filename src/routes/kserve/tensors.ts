@@ -5,6 +5,7 @@ import Type, { type Static } from "typebox";
 import { ApiError, invalidField } from "../../errors.js";
 import type { ServedModel } from "../../services/models.js";
 import { MAX_IMAGES, MAX_TEXT_CHARS, MAX_TEXTS } from "../schemas.js";
+import { TASK_OF, type Operation } from "../task.js";
 import { decodeBytes, flattenData, slicePieces } from "./binary.js";
 
 export const INPUTS = ["image", "text", "question"] as const;
@@ -21,6 +22,20 @@ const NEEDS: Record<OutputName, { inputs: InputName[]; paired: boolean }> = {
   text_embedding: { inputs: ["text"], paired: false },
   itm_score: { inputs: ["image", "text"], paired: true }, // image i with text i
 };
+
+/** The operation (and so the bundle task, routes/task.ts) each output is: a bundle offers only those it serves. */
+export const OPERATION_OF: Record<OutputName, Operation> = {
+  caption: "caption",
+  answer: "answer",
+  image_embedding: "embed",
+  text_embedding: "embed",
+  itm_score: "rank",
+};
+
+/** The outputs a model serves (its bundle's tasks), in OUTPUTS order. */
+export function servedOutputs(model: ServedModel): OutputName[] {
+  return OUTPUTS.filter((o) => model.manifest.tasks.includes(TASK_OF[OPERATION_OF[o]].task));
+}
 
 /** Most elements per input: images as /v1/captions and /v1/embeddings, texts as /v1/embeddings. */
 const MAX_ELEMENTS: Record<InputName, number> = { image: MAX_IMAGES, text: MAX_TEXTS, question: MAX_IMAGES };
@@ -41,13 +56,20 @@ export const ModelMetadata = Type.Object({
   outputs: Type.Array(TensorMeta),
   // the protocol's optional model parameters (as MLServer's metadata): which graphs serve the model
   parameters: Type.Object({
-    precision: Type.Enum(["fp32", "int8"], {
-      description: "the bundle's float graphs (fp32) or its dynamic-quantised ones (int8, PRECISION)",
+    precision: Type.Enum(["fp32", "int8", "fp16"], {
+      description:
+        "the bundle's float graphs (fp32), its dynamic-quantised ones (int8) or its float16 ones (fp16): PRECISION",
+    }),
+    tasks: Type.String({
+      description: "the bundle's tasks, comma-separated (retrieval, captioning, vqa): outputs lists only theirs",
     }),
   }),
 });
 
-/** GET /v2/models/{model}: the tensors of the model a bundle serves (-1: a variable dimension, N). */
+/**
+ * GET /v2/models/{model}: the tensors of the model a bundle serves (-1: a variable dimension, N): the outputs of its
+ * tasks, and the inputs they read.
+ */
 export function modelMetadata(model: ServedModel): Static<typeof ModelMetadata> {
   const D = model.manifest.model.embed_dim;
   const shape: Record<OutputName, number[]> = {
@@ -57,13 +79,15 @@ export function modelMetadata(model: ServedModel): Static<typeof ModelMetadata> 
     text_embedding: [-1, D],
     itm_score: [-1],
   };
+  const outputs = servedOutputs(model);
+  const read = new Set(outputs.flatMap((o) => NEEDS[o].inputs));
   return {
     name: model.name,
     versions: [model.manifest.version],
     platform: "dlip_onnx",
-    inputs: INPUTS.map((name) => ({ name, datatype: "BYTES", shape: [-1] })),
-    outputs: OUTPUTS.map((name) => ({ name, datatype: datatypeOf(name), shape: shape[name] })),
-    parameters: { precision: model.precision },
+    inputs: INPUTS.filter((i) => read.has(i)).map((name) => ({ name, datatype: "BYTES", shape: [-1] })),
+    outputs: outputs.map((name) => ({ name, datatype: datatypeOf(name), shape: shape[name] })),
+    parameters: { precision: model.precision, tasks: model.manifest.tasks.join(",") },
   };
 }
 

@@ -15,7 +15,7 @@ import { ApiError, errorBody, toApiError, withParam } from "../../errors.js";
 import { imageSourceBytes, urlPolicy } from "../../preprocess/fetch.js";
 import type { ServedModel } from "../../services/models.js";
 import { answerInputs, captionInputs, imageUses } from "../generation.js";
-import { prepareImages } from "../task.js";
+import { prepareImages, requireTask } from "../task.js";
 import { ChatBody, parseChat, type ChatTask } from "./chat-request.js";
 import { namedModel, OpenAIErrorBody } from "./shared.js";
 import { EventStream } from "./sse.js";
@@ -57,6 +57,7 @@ const chat: FastifyPluginAsyncTypebox = async (app) => {
   const handler = async (req: FastifyRequest<{ Body: ChatBody }>, reply: FastifyReply) => {
     const task = parseChat(req.body);
     const model = namedModel(app, req.body.model ?? undefined);
+    requireTask(model, task.task === "caption" ? "caption" : "answer");
     const { prefix, maxTokens } = budget(model, task);
     const bytes = await blaming(
       imageSourceBytes(task.image, task.imageParam, {

@@ -10,6 +10,7 @@ import { ApiError, invalidField, invalidImage, withParam } from "../../errors.js
 import { schemaErrorFormatter } from "../../schema-errors.js";
 import { imageSourceBytes, urlPolicy } from "../../preprocess/fetch.js";
 import { embed } from "../embed.js";
+import { requireTask } from "../task.js";
 import { MAX_IMAGES, MAX_TEXT_CHARS, MAX_TEXTS, ModelField } from "../schemas.js";
 import { namedModel } from "./shared.js";
 
@@ -149,6 +150,7 @@ const INPUT_ERRORS = new Set(["invalid_image", "file_too_large", "image_too_larg
 
 export async function openaiEmbeddings(req: FastifyRequest, body: Body): Promise<Reply> {
   const model = namedModel(req.server, body.model);
+  requireTask(model, "embed");
   const dim = model.manifest.model.embed_dim;
   if (body.dimensions !== undefined && body.dimensions !== dim) {
     throw invalidField(

@@ -1,8 +1,11 @@
-"""The robustness split of the Shapes benchmark: one split rendered again with what a real camera and encoder add.
+"""The robustness splits of the Shapes benchmark: one split rendered again, labels kept true.
 
-``perturb(src, out)`` reads a Shapes image root written by ``dlip data synth`` (``scenes_{split}.jsonl``, the
-annotations and the data card, which names the seed and pixel noise of the render) and writes, for every image of
-the split, in this order:
+Two presets. ``hard`` (the default; ``dlip.data.perturb_hard``): the scene graphs drawn again with changes that
+survive the models' 64 px input (rotation, colour shades, textured backgrounds, occluding strokes; then shrunk to
+about 64 px, blurred, noised and JPEG-compressed at that size). ``camera`` (the split of REPORT.md's first
+robustness table), described here: ``perturb(src, out, preset="camera")`` reads a Shapes image root written by
+``dlip data synth`` with renderer v1 (``scenes_{split}.jsonl``, the annotations and the data card, which names the
+seed and pixel noise of the render) and writes, for every image of the split, in this order:
 
 1. the scene drawn again from its scene graph with anti-aliased edges (``render(..., supersample=4)``: drawn at 4x
    the 256 px canvas, each 4x4 block averaged), the same colours and background, and the same pixel noise as the
@@ -45,9 +48,12 @@ import numpy as np
 from PIL import Image, ImageFilter
 from tqdm import tqdm
 
+from .perturb_hard import CARD_STEPS as HARD_STEPS
+from .perturb_hard import HARD, render_hard
 from .shapes import CANVAS, SPLITS, image_rngs, render
 from .shapes_scene import Scene
 
+PRESETS = ("hard", "camera")
 SUPERSAMPLE = 4  # anti-aliasing: the scene is drawn at this many times the canvas side, then box-filtered
 BLUR_RADIUS = (0.3, 1.0)  # Gaussian blur sigma in px on the 256 px canvas, drawn uniformly
 SIDES = (128, 160, 192, 320, 384, 512)  # delivered image side in px, drawn uniformly
@@ -113,7 +119,11 @@ def source_render(src: Path) -> tuple[int, float]:
     if not card.is_file():
         raise ValueError(f"{card} not found: perturb needs the data card of `dlip data synth`, which names the seed "
                          "and pixel noise the images were rendered with")
-    found = _SYNTH_CALL.search(card.read_text())
+    text = card.read_text()
+    if 'renderer="' in text:
+        raise ValueError(f"{card}: the source was drawn by another renderer than v1; the camera preset re-renders "
+                         "its scenes with v1 to check them (use --preset hard, which draws the scene graphs itself)")
+    found = _SYNTH_CALL.search(text)
     if found is None:
         raise ValueError(f"{card}: no synth call with seed=... and noise_sigma=... (not a data card of `dlip data "
                          "synth`?)")
@@ -131,8 +141,9 @@ class _Job:
     out: str
     split: str
     seed: int  # perturbation seed
-    source_seed: int  # seed of the synth call (its noise streams)
-    source_noise: float  # noise sigma of the synth call
+    source_seed: int  # seed of the synth call (its noise streams); camera preset only
+    source_noise: float  # noise sigma of the synth call; camera preset only
+    preset: str = "hard"
 
 
 def _perturb_one(item: tuple[int, dict[str, Any]], job: _Job) -> dict[str, Any]:
@@ -142,6 +153,11 @@ def _perturb_one(item: tuple[int, dict[str, Any]], job: _Job) -> dict[str, Any]:
     source_path = Path(job.src) / record["image"]
     if not source_path.is_file():
         raise ValueError(f"{job.src}/scenes_{job.split}.jsonl line {index + 1}: image file not found: {source_path}")
+    rel = f"images/{job.split}/{source_path.stem}.jpg"
+    if job.preset == "hard":
+        image, quality, drawn = render_hard(scene, *perturbation_rngs(job.seed, job.split, index))
+        save_jpeg(image, Path(job.out) / rel, quality)
+        return {"image": rel, "source_image": record["image"], **drawn}
     with Image.open(source_path) as original:
         original_pixels = np.asarray(original.convert("RGB"))
     again = render(scene, image_rngs(job.source_seed, job.split, index)[2], job.source_noise)
@@ -152,7 +168,6 @@ def _perturb_one(item: tuple[int, dict[str, Any]], job: _Job) -> dict[str, Any]:
     smooth = render(scene, image_rngs(job.source_seed, job.split, index)[2], job.source_noise, supersample=SUPERSAMPLE)
     strength_rng, noise_rng = perturbation_rngs(job.seed, job.split, index)
     p = Perturbation.draw(strength_rng)
-    rel = f"images/{job.split}/{source_path.stem}.jpg"
     save_jpeg(degrade(smooth, p, noise_rng), Path(job.out) / rel, p.jpeg_quality)
     return {"image": rel, "source_image": record["image"], "supersample": SUPERSAMPLE, **asdict(p),
             "resample": RESAMPLE}
@@ -166,10 +181,13 @@ def perturb(
     workers: int = 1,
     overwrite: bool = False,
     progress: bool = True,
+    preset: str = "hard",
 ) -> dict[str, int]:
     """Writes the perturbed ``split`` of the Shapes image root ``src`` under ``out`` (module docstring); returns
     counts ``{"images", "captions", "questions"}``."""
     src, out = Path(src), Path(out)
+    if preset not in PRESETS:
+        raise ValueError(f"perturb: preset must be one of {', '.join(PRESETS)}, got {preset!r}")
     if split not in SPLITS:
         raise ValueError(f"perturb: split must be one of {', '.join(SPLITS)}, got {split!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -183,13 +201,13 @@ def perturb(
     for rel in annotation_files:
         if not (src / rel).is_file():
             raise ValueError(f"{src / rel} not found")
-    source_seed, source_noise = source_render(src)
+    source_seed, source_noise = source_render(src) if preset == "camera" else (0, 0.0)
     records = [json.loads(line) for line in scenes_path.read_text().splitlines() if line.strip()]
     if not records:
         raise ValueError(f"{scenes_path} holds no scenes")
     _prepare_out(src, out, split, overwrite)
 
-    job = _Job(str(src), str(out), split, seed, source_seed, source_noise)
+    job = _Job(str(src), str(out), split, seed, source_seed, source_noise, preset)
     pool = multiprocessing.Pool(workers) if workers > 1 else None
     try:
         work, items = partial(_perturb_one, job=job), enumerate(records)
@@ -212,7 +230,9 @@ def perturb(
     with open(out / f"perturbations_{split}.jsonl", "w") as f:
         for line in lines:
             f.write(json.dumps(line) + "\n")
-    (out / "README.md").write_text(_data_card(src, split, seed, source_seed, source_noise, counts, lines))
+    card = (_data_card(src, split, seed, source_seed, source_noise, counts, lines) if preset == "camera"
+            else _hard_data_card(src, split, seed, counts, lines))
+    (out / "README.md").write_text(card)
     return counts
 
 
@@ -255,9 +275,7 @@ def _count(entries: list[dict[str, Any]], captions: bool) -> int:
 
 def _data_card(src: Path, split: str, seed: int, source_seed: int, source_noise: float, counts: dict[str, int],
                lines: list[dict[str, Any]]) -> str:
-    sides = Counter(line["side"] for line in lines)
-    spread = lambda key: f"{min(line[key] for line in lines)} to {max(line[key] for line in lines)}"  # noqa: E731
-    command = f"python -m dlip data perturb --data {src} --out <this folder> --seed {seed} --split {split}"
+    spread = partial(_spread, lines)
     steps = [
         f"Anti-aliased edges: each scene graph of `{src}/scenes_{split}.jsonl` drawn again at {SUPERSAMPLE}x the "
         f"{CANVAS} px canvas and box-filtered to {CANVAS} px, with the same colours, background and pixel noise as "
@@ -269,15 +287,58 @@ def _data_card(src: Path, split: str, seed: int, source_seed: int, source_noise:
         "delivered size; rounded, clipped.",
         f"JPEG: quality uniform in {list(JPEG_QUALITY)} (integers), 4:2:0 chroma subsampling.",
     ]
-    drawn = [
-        "sides: " + ", ".join(f"{side} px x {sides[side]}" for side in sorted(sides)),
-        f"blur radius {spread('blur_radius')}, noise sigma {spread('noise_sigma')}, JPEG quality "
-        f"{spread('jpeg_quality')}",
-    ]
+    return _card_text(
+        split, seed, counts, lines,
+        title=f"Shapes, {split} split with camera and encoder perturbations",
+        written_by=f"`{_perturb_command(src, split, seed)} --preset camera` (module `dlip.data.perturb`)",
+        steps=steps,
+        drawn=f"blur radius {spread('blur_radius')}, noise sigma {spread('noise_sigma')}, JPEG quality "
+              f"{spread('jpeg_quality')}",
+        labels="The labels stay true: nothing is moved, flipped, cropped or recoloured; colours change only by blur at "
+               "edges, noise and JPEG. Scene graph boxes are in canvas coordinates: multiply by side / "
+               f"{CANVAS} for the delivered image.",
+        fields="supersample, blur_radius, side, noise_sigma, jpeg_quality, resample",
+    )
+
+
+def _hard_data_card(src: Path, split: str, seed: int, counts: dict[str, int], lines: list[dict[str, Any]]) -> str:
+    spread = partial(_spread, lines)
+    return _card_text(
+        split, seed, counts, lines,
+        title=f"Shapes, {split} split, hard preset: changes that survive the models' 64 px input",
+        written_by=f"`{_perturb_command(src, split, seed)}` (preset hard, module `dlip.data.perturb_hard`)",
+        steps=HARD_STEPS,
+        drawn=f"blur sigma {spread('blur_sigma')}, noise sigma {spread('noise_sigma')}, JPEG quality "
+              f"{spread('jpeg_quality')}, strokes per image {spread('occluders')}",
+        labels="The labels stay true: every object keeps its bounding box (a turned polygon is fitted back into it), "
+               "so its centre, region, relations and size class are the scene graph's; colours are shaded, never "
+               f"renamed; strokes hide at most {HARD.occluder_max_cover:.0%} of any object. Scene graph boxes are in "
+               f"{CANVAS} px canvas coordinates: multiply by side / {CANVAS} for the delivered image.",
+        fields="side, blur_sigma, noise_sigma, jpeg_quality, angles_deg, shades (per object), occluders (strokes)",
+    )
+
+
+def _perturb_command(src: Path, split: str, seed: int) -> str:
+    return f"python -m dlip data perturb --data {src} --out <this folder> --seed {seed} --split {split}"
+
+
+def _spread(lines: list[dict[str, Any]], key: str) -> str:
+    """'lowest to highest' of one drawn strength over the split."""
+    return f"{min(line[key] for line in lines)} to {max(line[key] for line in lines)}"
+
+
+def _card_text(split: str, seed: int, counts: dict[str, int], lines: list[dict[str, Any]], *, title: str,
+               written_by: str, steps: list[str], drawn: str, labels: str, fields: str) -> str:
+    """The data card (README.md) of either preset; the arguments are what the presets' cards say differently:
+    ``drawn`` the spread of the strengths besides the sides, ``labels`` why the labels stay true and how to scale
+    the scene graph boxes, ``fields`` the columns of ``perturbations_{split}.jsonl`` after image and
+    source_image."""
+    sides = Counter(line["side"] for line in lines)
+    drawn_sides = "sides: " + ", ".join(f"{side} px x {sides[side]}" for side in sorted(sides))
     lines_md = [
-        f"# Shapes, {split} split with camera and encoder perturbations",
+        f"# {title}",
         "",
-        f"Written by `{command}` (module `dlip.data.perturb`).",
+        f"Written by {written_by}.",
         f"Seed {seed}: each image draws its strengths from its own stream (seed, split, image index), so the same "
         "seed gives identical files whatever the number of workers.",
         "",
@@ -287,18 +348,15 @@ def _data_card(src: Path, split: str, seed: int, source_seed: int, source_noise:
         "## Every image gets, in this order",
         *(f"{i}. {step}" for i, step in enumerate(steps, 1)),
         "",
-        "Drawn here: " + "; ".join(drawn) + ".",
+        f"Drawn here: {drawn_sides}; {drawn}.",
         "",
-        "The labels stay true: nothing is moved, flipped, cropped or recoloured; colours change only by blur at edges, "
-        "noise and JPEG. Scene graph boxes are in canvas coordinates: multiply by side / "
-        f"{CANVAS} for the delivered image.",
+        labels,
         "",
         "## Files",
         f"- `images/{split}/{{image_id}}.jpg`",
         f"- `annotations/caption_{split}.json`, `annotations/vqa_{split}.json`: as the source's, with \"image\" "
         "pointing at the files above; evaluate with `python -m dlip eval-bundle BUNDLE --data <this folder>`.",
         f"- `scenes_{split}.jsonl`: the source's scene graphs, \"image\" likewise.",
-        f"- `perturbations_{split}.jsonl`: one line per image: image, source_image, supersample, blur_radius, side, "
-        "noise_sigma, jpeg_quality, resample.",
+        f"- `perturbations_{split}.jsonl`: one line per image: image, source_image, {fields}.",
     ]
     return "\n".join(lines_md) + "\n"

@@ -11,6 +11,10 @@ same loaders then read it as they read COCO-Karpathy / Flickr30K / VQAv2. Layout
 - ``scenes_{split}.jsonl``: one scene graph per line (``Scene.to_dict`` plus "image" and "image_id")
 - ``README.md``: the data card
 
+Renderer: ``renderer="v1"`` (the default, the renderer every shipped model and REPORT.md number was made with:
+flat colours, hard edges, a flat background, pixel noise) or ``"v2"`` (``dlip.data.render_v2``: anti-aliasing,
+shades, background gradients and texture, slight rotation, blur, JPEG), named in the data card.
+
 Determinism: image ``i`` of a split draws from its own numpy stream ``SeedSequence([seed, split, i])`` (split-wise
 children for scene, text and noise), so the output does not depend on ``workers``, changing ``n_train`` leaves val
 and test unchanged, and changing ``noise_sigma`` changes pixels only.
@@ -35,6 +39,7 @@ from .shapes_scene import (
     BACKGROUND_RANGE, CANVAS, COLOR_JITTER, COLORS, MAX_OBJECTS, MIN_GAP, MIN_OBJECTS, RELATION_MARGIN, REGIONS,
     SHAPES, SIZES, Scene, ShapeObject, region_of, relation_holds, sample_scene,
 )
+from .render_v2 import RENDERERS, V2, render_v2
 from .shapes_text import N_CAPTIONS, QUESTION_TYPES, captions, questions
 
 __all__ = [
@@ -135,13 +140,16 @@ def image_rngs(seed: int, split: str, index: int) -> tuple[np.random.Generator, 
     return tuple(np.random.default_rng(child) for child in root.spawn(3))
 
 
-def make_example(index: int, out_dir: str, split: str, seed: int, noise_sigma: float) -> dict[str, Any]:
-    """Samples, renders and saves one image; returns its scene dict, captions and questions."""
+def make_example(index: int, out_dir: str, split: str, seed: int, noise_sigma: float,
+                 renderer: str = "v1") -> dict[str, Any]:
+    """Samples, renders and saves one image; returns its scene dict, captions and questions. Renderer v2 draws its
+    variations and its noise from the image's noise stream."""
     scene_rng, text_rng, noise_rng = image_rngs(seed, split, index)
     scene = sample_scene(scene_rng)
     image_id = f"{split}_{index:06d}"
     rel_path = f"images/{split}/{image_id}.png"
-    render(scene, noise_rng, noise_sigma).save(os.path.join(out_dir, rel_path), compress_level=_PNG_COMPRESS_LEVEL)
+    image = render(scene, noise_rng, noise_sigma) if renderer == "v1" else render_v2(scene, noise_rng, V2, noise_sigma)
+    image.save(os.path.join(out_dir, rel_path), compress_level=_PNG_COMPRESS_LEVEL)
     return {
         "image": rel_path,
         "image_id": image_id,
@@ -160,8 +168,9 @@ def synth(
     noise_sigma: float = 3.0,
     workers: int = 1,
     progress: bool = True,
+    renderer: str = "v1",
 ) -> dict[str, int]:
-    """Writes the Shapes benchmark under ``out_dir`` (layout in the module docstring).
+    """Writes the Shapes benchmark under ``out_dir`` (layout in the module docstring), drawn by ``renderer``.
 
     Returns counts: ``{"train_images", "train_captions", "train_questions", "val_images", ...}``. Existing files
     of the same names are overwritten; images of an earlier, larger run are left in place (unreferenced).
@@ -173,6 +182,8 @@ def synth(
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"synth: workers must be an integer >= 1, got {workers!r}")
     _check_noise(noise_sigma)
+    if renderer not in RENDERERS:
+        raise ValueError(f"synth: renderer must be one of {', '.join(RENDERERS)}, got {renderer!r}")
     out = Path(out_dir)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
@@ -180,7 +191,8 @@ def synth(
     try:
         for split in SPLITS:
             (out / "images" / split).mkdir(parents=True, exist_ok=True)
-            job = partial(make_example, out_dir=str(out), split=split, seed=seed, noise_sigma=noise_sigma)
+            job = partial(make_example, out_dir=str(out), split=split, seed=seed, noise_sigma=noise_sigma,
+                          renderer=renderer)
             indices = range(sizes[split])
             results = pool.imap(job, indices, chunksize=16) if pool is not None else map(job, indices)
             bar = tqdm(results, total=sizes[split], desc=f"shapes {split}", unit="img", disable=not progress)
@@ -189,11 +201,12 @@ def synth(
         if pool is not None:
             pool.close()
             pool.join()
-    call = (
-        f'synth("<out_dir>", n_train={n_train}, n_val={n_val}, n_test={n_test}, seed={seed}, '
-        f"noise_sigma={noise_sigma})"
+    call = (  # v1's call is written as before renderers existed, so v1 data cards stay byte-identical
+        f'synth("<out_dir>", n_train={n_train}, n_val={n_val}, n_test={n_test}, '
+        + (f'renderer="{renderer}", ' if renderer != "v1" else "")
+        + f"seed={seed}, noise_sigma={noise_sigma})"
     )
-    (out / "README.md").write_text(_data_card(counts, seed, noise_sigma, call))
+    (out / "README.md").write_text(_data_card(counts, seed, noise_sigma, call, renderer))
     return counts
 
 
@@ -232,7 +245,18 @@ def _write_json(path: Path, entries: list[dict[str, Any]]) -> None:
         json.dump(entries, f)
 
 
-def _data_card(counts: dict[str, int], seed: int, noise_sigma: float, call: str) -> str:
+_V2_RULE = (
+    f"Renderer v2 (`dlip.data.render_v2`): anti-aliased ({V2.supersample}x coverage); each object's colour times "
+    f"{list(V2.shade)} plus a ramp of up to +-{V2.shade_ramp} across it; polygons turned by up to "
+    f"{V2.rotation_deg:g} degrees and fitted to their box again (box, region and size class unchanged); background "
+    f"colour plus a gradient of up to +-{V2.background_gradient:g} and a texture of up to "
+    f"+-{V2.background_texture:g} levels, clipped to [{V2.background_floor}, 255]; Gaussian blur sigma "
+    f"{list(V2.blur_sigma)} px; a JPEG round trip at quality {list(V2.jpeg_quality)} for {V2.jpeg_probability:.0%} of "
+    "the images; all drawn per image from its noise stream."
+)
+
+
+def _data_card(counts: dict[str, int], seed: int, noise_sigma: float, call: str, renderer: str = "v1") -> str:
     """README.md of a written data set: how it was made, counts, the rules and the files (one line per bullet)."""
     colors = ", ".join(f"{name} {rgb}" for name, rgb in COLORS.items())
     sizes = ", ".join(f"{k} {lo}-{hi}" for k, (lo, hi) in SIZES.items())
@@ -242,6 +266,7 @@ def _data_card(counts: dict[str, int], seed: int, noise_sigma: float, call: str)
     rules = [
         f"{CANVAS}x{CANVAS} RGB PNG. Background: one uniform colour, each channel in {list(BACKGROUND_RANGE)}; "
         f"Gaussian pixel noise with sigma {noise_sigma} (one offset per pixel, shared by its channels) over the image.",
+        *([] if renderer == "v1" else [_V2_RULE]),
         f"{MIN_OBJECTS} to {MAX_OBJECTS} objects, fully inside the canvas, bounding boxes at least {MIN_GAP} px apart.",
         f"Shapes: {', '.join(SHAPES)} (triangle point up, diamond = square turned 45 degrees, star with five points).",
         f"Colours (reference RGB, each channel varies by up to {COLOR_JITTER}): {colors}.",

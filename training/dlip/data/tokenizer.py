@@ -8,17 +8,15 @@ keeping ``[SEP]`` last.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from torch import Tensor
 
 from .errors import DataError
@@ -94,9 +92,11 @@ class TextTokenizer:
         token. Token names come from special_tokens_map.json and tokenizer_config.json when present (the later file
         wins), else BERT's defaults; ids are then looked up in the tokenizer itself.
 
-        Hugging Face's BLIP classes never use [ENC], so a checkpoint's tokenizer may lack it. Then, if [DEC] is the
-        last token, [ENC] gets the next id (BLIP adds [DEC] then [ENC]: 30522 and 30523, and the model's text
-        embedding has 30524 rows), with a warning; otherwise it is an error.
+        Hugging Face's BLIP classes never use [ENC], so a checkpoint's tokenizer may lack it (the HF BLIP-base
+        tokenizer has 30523 tokens: BERT's 30522 and [DEC]). Then [ENC] is added to the tokenizer as a special token
+        with the next id, as BLIP's own ``init_tokenizer`` does ([DEC] 30522, [ENC] 30523, and the model's text
+        embedding has 30524 rows): the vocabulary size, the tokenizer that ``save`` writes and a model sized from
+        ``vocab_size`` then agree with the checkpoint's embeddings.
         """
         root = Path(path)
         if not root.is_dir():
@@ -181,15 +181,21 @@ def _special_by_name(tok: Tokenizer, names: dict[str, str], where: str = "tokeni
 
 
 def _special_without_enc(tok: Tokenizer, names: dict[str, str], where: str) -> SpecialTokens:
-    """Specials of a tokenizer that has no [ENC]: BLIP's [ENC] id is the one after [DEC] when [DEC] comes last."""
+    """Adds [ENC] to a tokenizer that lacks it (in place) and returns the specials.
+
+    BLIP adds [DEC] then [ENC], so [ENC]'s id is the one after [DEC]; a tokenizer whose last token is not [DEC] has
+    some other layout, and guessing where [ENC] sits in its model's embedding would be wrong: refused.
+    """
     dec = tok.token_to_id(names["dec"])
     if dec is None:
         raise DataError(f"{where}: special token {names['dec']} (dec) is not in the vocabulary")
-    if dec != tok.get_vocab_size(with_added_tokens=True) - 1:
-        raise DataError(f"{where}: the tokenizer has no [ENC] and {names['dec']} (id {dec}) is not the last token")
-    warnings.warn(f"{where}: the tokenizer has no [ENC] token; using id {dec + 1} (the id after [DEC]), as BLIP does",
-                  stacklevel=2)
-    return dataclasses.replace(_special_by_name(tok, {**names, "enc": names["dec"]}, where), enc=dec + 1)
+    size = tok.get_vocab_size(with_added_tokens=True)
+    if dec != size - 1:
+        raise DataError(f"{where}: the tokenizer has no [ENC] and {names['dec']} (id {dec}) is not its last token "
+                        f"(size {size}), so [ENC]'s id cannot be BLIP's (the one after [DEC])")
+    tok.add_special_tokens([AddedToken("[ENC]", special=True, normalized=False)])
+    assert tok.token_to_id("[ENC]") == dec + 1, "[ENC] did not get the id after [DEC]"
+    return _special_by_name(tok, {**names, "enc": "[ENC]"}, where)
 
 
 def _read_tokenizer_json(path: str | os.PathLike) -> Tokenizer:

@@ -1,35 +1,21 @@
-"""The two models of a distillation: loading the frozen teacher, initialising the student."""
+"""Initialising a distillation's student from its teacher or teachers (loading them: ``teachers.py``)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
 from ..config import INIT_PARTS, check_init_parts
-from ..data.tokenizer import TextTokenizer
-from ..hf.blip import is_hf_blip_dir, load_hf_blip
 from ..model.med import BlipMED
-from ..run_folder import RunFolder, load_checkpoint, load_run
+from ..run_folder import RunFolder, load_checkpoint
 from .layer_map import every_kth_teacher_layers
-from .step import teacher_frozen
+from .teachers import Teacher
 
 # student parameter names with a layer index: (prefix, index, rest)
 _LAYERED = re.compile(r"^(visual_encoder\.blocks|text_encoder\.layers|text_decoder\.layers)\.(\d+)\.(.+)$")
-
-
-def load_teacher(path: str | Path) -> tuple[BlipMED, TextTokenizer]:
-    """A run folder of ours or a Hugging Face BLIP checkpoint directory -> (frozen model, its tokenizer)."""
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"no such teacher: {path}")
-    if is_hf_blip_dir(path):
-        hf = load_hf_blip(path, freeze=True)
-        return hf.model, TextTokenizer.from_pretrained_dir(path)
-    loaded = load_run(path)
-    return teacher_frozen(loaded.model), loaded.tokenizer
 
 
 # the student parts of DistillConfig.init_parts, by parameter name prefix
@@ -41,6 +27,24 @@ PART_PREFIXES = {"vision": ("visual_encoder.", "vision_proj."),
 def part_of(name: str) -> str | None:
     """The INIT_PARTS part a student parameter belongs to, or None (the ITC temperature)."""
     return next((part for part, prefixes in PART_PREFIXES.items() if name.startswith(prefixes)), None)
+
+
+def init_student_from(student: BlipMED, teachers: Sequence[Teacher], init: str,
+                      parts: Sequence[str] = INIT_PARTS) -> list[str]:
+    """``init_student`` with several teachers: each parameter comes from the first teacher, in the order given,
+    that holds trained weights for it (``Teacher.holds_param``); one that no teacher holds keeps its fresh
+    initialisation. Returns the names copied."""
+    if init not in ("teacher", "select"):
+        return init_student(student, teachers[0].model, init, parts)
+    check_init_parts(init, list(parts))
+    copied: list[str] = []
+    for i, t in enumerate(teachers):
+        def first_holder(name: str, i: int = i) -> bool:
+            return next((j for j, e in enumerate(teachers) if e.holds_param(name)), None) == i
+
+        copied += _copy_from_teacher(student, t.model, init, parts, first_holder)
+    _check_layers_copied(copied, init)
+    return copied
 
 
 def init_student(student: BlipMED, teacher: BlipMED, init: str,
@@ -69,6 +73,14 @@ def init_student(student: BlipMED, teacher: BlipMED, init: str,
         state = load_checkpoint(ckpt)["model"]
         student.load_state_dict(state)
         return list(state)
+    copied = _copy_from_teacher(student, teacher, init, parts, lambda name: True)
+    _check_layers_copied(copied, init)
+    return copied
+
+
+def _copy_from_teacher(student: BlipMED, teacher: BlipMED, init: str, parts: Sequence[str],
+                       take: Callable[[str], bool]) -> list[str]:
+    """``init_student``'s "teacher" / "select" copy, limited to the parameter names ``take`` accepts."""
     s_cfg, t_cfg = student.cfg, teacher.cfg
     layer_src = {
         "visual_encoder.blocks": every_kth_teacher_layers(s_cfg.vision.num_layers, t_cfg.vision.num_layers),
@@ -82,7 +94,7 @@ def init_student(student: BlipMED, teacher: BlipMED, init: str,
     with torch.no_grad():
         for name, param in student.state_dict().items():
             part = part_of(name)
-            if not (every_part or part in parts):
+            if not (every_part or part in parts) or not take(name):
                 continue
             m = _LAYERED.match(name)
             src = f"{m[1]}.{layer_src[m[1]][int(m[2])]}.{m[3]}" if m else name
@@ -96,8 +108,11 @@ def init_student(student: BlipMED, teacher: BlipMED, init: str,
             else:
                 continue
             copied.append(name)
+    return copied
+
+
+def _check_layers_copied(copied: list[str], init: str) -> None:
     if not any(_LAYERED.match(name) for name in copied):
         raise ValueError(f"init '{init}': no student layer parameter matches a teacher parameter's shape "
                          "(a narrower student cannot start from teacher layers with 'teacher'; use 'select' or "
                          "'random')")
-    return copied

@@ -3,9 +3,15 @@ against a frozen teacher run on the same batch.
 
 Only the terms with a weight > 0 are computed: hidden states and attention maps are requested from either model
 only when some term needs them, and a term whose weight is 0 is never evaluated.
+
+The teacher may be several models (Hugging Face checkpoints each hold only some parts of BLIP): ``sources`` says
+which one each distillation term is computed from (``teachers.assign_terms``), and each teacher runs only the passes
+its terms read.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -22,14 +28,31 @@ from .layer_map import resolve_layer_map
 PARTS = {"vision": "visual_encoder", "text": "text_encoder", "fusion": "text_encoder_fused", "decoder": "text_decoder"}
 
 
-def make_projector(student: BlipMED, teacher: BlipMED, weights: dict[str, float]) -> terms.HiddenProjector:
-    """Learnable student -> teacher width maps for every representation term with a weight > 0."""
-    s, t = student.cfg, teacher.cfg
-    widths = {"vision": (s.vision.hidden_size, t.vision.hidden_size),
-              "text": (s.text.hidden_size, t.text.hidden_size),
-              "fusion": (s.text.hidden_size, t.text.hidden_size),
-              "decoder": (s.decoder.hidden_size, t.decoder.hidden_size)}
-    return terms.HiddenProjector({PARTS[p]: widths[p] for p in PARTS if weights.get(f"hidden_{p}", 0) > 0})
+# the passes of pretrain_forward beyond the vision encoder that each caption-batch distillation term reads
+_PASS = {"hidden_fusion": "itm", "attn_fusion": "itm", "cross_fusion": "itm", "out_itm": "itm",
+         "hidden_decoder": "lm", "attn_decoder": "lm", "cross_decoder": "lm", "out_lm": "lm"}
+
+
+def as_teachers(teacher: BlipMED | Sequence[BlipMED]) -> list[BlipMED]:
+    return [teacher] if isinstance(teacher, BlipMED) else list(teacher)
+
+
+def make_projector(student: BlipMED, teacher: BlipMED | Sequence[BlipMED], weights: dict[str, float],
+                   sources: Mapping[str, int] | None = None) -> terms.HiddenProjector:
+    """Learnable student -> teacher width maps for every representation term with a weight > 0 (to the width of the
+    teacher ``sources`` names for the term; the first teacher by default)."""
+    teachers, sources = as_teachers(teacher), sources or {}
+    s = student.cfg
+    widths = {}
+    for p in PARTS:
+        if weights.get(f"hidden_{p}", 0) > 0:
+            t = teachers[sources.get(f"hidden_{p}", 0)].cfg
+            student_width, teacher_width = {"vision": (s.vision.hidden_size, t.vision.hidden_size),
+                                            "text": (s.text.hidden_size, t.text.hidden_size),
+                                            "fusion": (s.text.hidden_size, t.text.hidden_size),
+                                            "decoder": (s.decoder.hidden_size, t.decoder.hidden_size)}[p]
+            widths[PARTS[p]] = (student_width, teacher_width)
+    return terms.HiddenProjector(widths)
 
 
 def teacher_frozen(teacher: BlipMED) -> BlipMED:
@@ -39,32 +62,50 @@ def teacher_frozen(teacher: BlipMED) -> BlipMED:
 
 
 class DistillStep(nn.Module):
-    """forward(captions, vqa) -> named losses ``x_loss`` for every term x with a weight > 0."""
+    """forward(captions, vqa) -> named losses ``x_loss`` for every term x with a weight > 0.
 
-    def __init__(self, student: BlipMED, teacher: BlipMED, special: SpecialTokens, weights: dict[str, float],
-                 settings: DistillConfig, projector: terms.HiddenProjector | None = None):
+    ``teacher``: one model, or several with ``sources`` mapping each distillation term to the index of the one it is
+    computed from (terms not in ``sources`` use the first)."""
+
+    def __init__(self, student: BlipMED, teacher: BlipMED | Sequence[BlipMED], special: SpecialTokens,
+                 weights: dict[str, float], settings: DistillConfig, projector: terms.HiddenProjector | None = None,
+                 sources: Mapping[str, int] | None = None):
         super().__init__()
         self.student = student
-        self.teacher = [teacher_frozen(teacher)]  # a list hides it from .parameters(), state_dict() and DDP
-        self.special = special  # the student's and the teacher's: they share a tokenizer (see load_teacher)
+        # a plain list hides the teachers from .parameters(), state_dict() and DDP
+        self.teachers = [teacher_frozen(t) for t in as_teachers(teacher)]
+        self.special = special  # the student's and the teachers': they share a tokenizer (see load_teachers)
         self.w = {k: v for k, v in weights.items() if v > 0}
+        self.src = {k: (sources or {}).get(k, 0) for k in self.w}  # term -> index of its teacher
         self.settings = settings
-        self.projector = projector if projector is not None else make_projector(student, teacher, self.w)
-        s, t = student.cfg, teacher.cfg
-        counts = {"vision": (s.vision.num_layers, t.vision.num_layers), "text": (s.text.num_layers, t.text.num_layers),
-                  "fusion": (s.text.num_layers, t.text.num_layers),
-                  "decoder": (s.decoder.num_layers, t.decoder.num_layers),
-                  "cross_fusion": (s.text.num_fusion_layers, t.text.num_fusion_layers),
-                  "cross_decoder": (s.decoder.num_layers, t.decoder.num_layers)}
+        self.projector = (projector if projector is not None
+                          else make_projector(student, self.teachers, self.w, self.src))
+        s = student.cfg
         self.pairs = {}
-        for part, (ns, nt) in counts.items():
+        for part in ("vision", "text", "fusion", "decoder", "cross_fusion", "cross_decoder"):
+            # the representation and attention terms of one part read the same teacher parts: one teacher serves them
+            served = {self.src[k] for k in (f"hidden_{part}", f"attn_{part}", part) if k in self.src}
+            assert len(served) <= 1, f"the terms of part {part} come from different teachers: {served}"
+            t = self.teachers[served.pop() if served else 0].cfg
+            ns, nt = {"vision": (s.vision.num_layers, t.vision.num_layers),
+                      "text": (s.text.num_layers, t.text.num_layers),
+                      "fusion": (s.text.num_layers, t.text.num_layers),
+                      "decoder": (s.decoder.num_layers, t.decoder.num_layers),
+                      "cross_fusion": (s.text.num_fusion_layers, t.text.num_fusion_layers),
+                      "cross_decoder": (s.decoder.num_layers, t.decoder.num_layers)}[part]
             spec = settings.layer_map.get(part, "uniform")
             embed = settings.include_embeddings and not part.startswith("cross")
             self.pairs[part] = resolve_layer_map(spec, ns, nt, include_embeddings=embed)
 
+    @property
+    def teacher(self) -> BlipMED:
+        """The first teacher (the only one of a single-teacher run)."""
+        return self.teachers[0]
+
     def train(self, mode: bool = True) -> DistillStep:
         super().train(mode)
-        self.teacher[0].eval()  # stays in eval mode whatever the student does
+        for t in self.teachers:
+            t.eval()  # stays in eval mode whatever the student does
         return self
 
     # ------------------------------------------------------------------ forward
@@ -91,57 +132,65 @@ class DistillStep(nn.Module):
         s = pretrain_forward(self.student, b, self.special, run, output_hidden_states=want_hidden,
                              output_attentions=want_attn)
         losses = {k: v for k, v in s.losses.items() if k.removesuffix("_loss") in w}
-        if not any(k in w for k in CAPTION_TERMS if k not in ("itc", "itm", "lm")):
-            return losses  # no distillation term on caption batches: the teacher is not run at all
-        with torch.no_grad():
-            t = pretrain_forward(self.teacher[0], b, self.special, run, output_hidden_states=want_hidden,
-                                 output_attentions=want_attn,
-                                 neg_idx=(s.neg_text, s.neg_image) if s.neg_text is not None else None)
-        losses.update(self._representation(s, t, b.attention_mask))
-        losses.update(self._attention(s, t, b.attention_mask))
-        losses.update(self._outputs(s, t, b.attention_mask))
+        distilled = [k for k in CAPTION_TERMS if k in w and k not in ("itc", "itm", "lm")]
+        # each teacher runs once, with only the passes, hidden states and attention maps its own terms read; a
+        # teacher that serves no caption-batch term (or no distillation term at all) is not run
+        t_out: dict[int, PretrainOutputs] = {}
+        for i in sorted({self.src[k] for k in distilled}):
+            mine = [k for k in distilled if self.src[k] == i]
+            t_run = {_PASS[k]: 1.0 for k in mine if k in _PASS}  # the teacher's own task losses are never read
+            hidden = {p for p in PARTS if f"hidden_{p}" in mine}
+            attn = {p for p in PARTS if f"attn_{p}" in mine or f"cross_{p}" in mine}  # cross_fusion, cross_decoder
+            with torch.no_grad():
+                t_out[i] = pretrain_forward(
+                    self.teachers[i], b, self.special, t_run, output_hidden_states=hidden, output_attentions=attn,
+                    neg_idx=(s.neg_text, s.neg_image) if s.neg_text is not None else None,
+                    unimodal=any(k in mine for k in ("hidden_text", "attn_text", "out_itc")),
+                    similarity="out_itc" in mine)
+        losses.update(self._representation(s, t_out, b.attention_mask))
+        losses.update(self._attention(s, t_out, b.attention_mask))
+        losses.update(self._outputs(s, t_out, b.attention_mask))
         return losses
 
     # ------------------------------------------------------------------ DLIP terms
-    def _representation(self, s: PretrainOutputs, t: PretrainOutputs, mask: Tensor) -> dict[str, Tensor]:
+    # ``t_out``: each teacher's outputs by index; term k reads ``t_out[self.src[k]]``
+    def _representation(self, s: PretrainOutputs, t_out: dict[int, PretrainOutputs],
+                        mask: Tensor) -> dict[str, Tensor]:
         out, kind = {}, self.settings.hidden_kind
-        sources = {"vision": (s.vision, t.vision, None), "text": (s.text, t.text, mask),
-                   "fusion": (s.fused, t.fused, mask), "decoder": (s.decoder, t.decoder, mask)}
-        for part, (so, to, m) in sources.items():
-            if f"hidden_{part}" in self.w:
-                out[f"hidden_{part}_loss"] = terms.hidden_distill_loss(
+        for part, m in (("vision", None), ("text", mask), ("fusion", mask), ("decoder", mask)):
+            term = f"hidden_{part}"
+            if term in self.w:
+                so, to = _part(s, part), _part(t_out[self.src[term]], part)
+                out[f"{term}_loss"] = terms.hidden_distill_loss(
                     so.hidden_states, to.hidden_states, self.pairs[part], self.projector[PARTS[part]], kind, m)
         return out
 
-    def _attention(self, s: PretrainOutputs, t: PretrainOutputs, mask: Tensor) -> dict[str, Tensor]:
+    def _attention(self, s: PretrainOutputs, t_out: dict[int, PretrainOutputs], mask: Tensor) -> dict[str, Tensor]:
         out = {}
-        self_maps = {"vision": (s.vision.attentions, t.vision.attentions, None),
-                     "text": (s.text.self_attentions, t.text.self_attentions, mask),
-                     "fusion": (s.fused.self_attentions if s.fused else None,
-                                t.fused.self_attentions if t.fused else None, mask),
-                     "decoder": (s.decoder.self_attentions if s.decoder else None,
-                                 t.decoder.self_attentions if t.decoder else None, mask)}
-        for part, (sa, ta, m) in self_maps.items():
-            if f"attn_{part}" in self.w:
-                out[f"attn_{part}_loss"] = terms.attention_distill_loss(sa, ta, self.pairs[part], m)
-        if "cross_fusion" in self.w:
-            out["cross_fusion_loss"] = terms.attention_distill_loss(
-                s.fused.cross_attentions, t.fused.cross_attentions, self.pairs["cross_fusion"], mask)
-        if "cross_decoder" in self.w:
-            out["cross_decoder_loss"] = terms.attention_distill_loss(
-                s.decoder.cross_attentions, t.decoder.cross_attentions, self.pairs["cross_decoder"], mask)
+        for part, m in (("vision", None), ("text", mask), ("fusion", mask), ("decoder", mask)):
+            term = f"attn_{part}"
+            if term in self.w:
+                sa, ta = _self_attentions(s, part), _self_attentions(t_out[self.src[term]], part)
+                out[f"{term}_loss"] = terms.attention_distill_loss(sa, ta, self.pairs[part], m)
+        for part in ("fusion", "decoder"):
+            term = f"cross_{part}"
+            if term in self.w:
+                so, to = _part(s, part), _part(t_out[self.src[term]], part)
+                out[f"{term}_loss"] = terms.attention_distill_loss(
+                    so.cross_attentions, to.cross_attentions, self.pairs[term], mask)
         return out
 
-    def _outputs(self, s: PretrainOutputs, t: PretrainOutputs, mask: Tensor) -> dict[str, Tensor]:
+    def _outputs(self, s: PretrainOutputs, t_out: dict[int, PretrainOutputs], mask: Tensor) -> dict[str, Tensor]:
         out, temp = {}, self.settings.temperature
         if "out_itc" in self.w:
-            out["out_itc_loss"] = terms.itc_distill_loss(s.sim_i2t, t.sim_i2t)
+            out["out_itc_loss"] = terms.itc_distill_loss(s.sim_i2t, t_out[self.src["out_itc"]].sim_i2t)
         if "out_itm" in self.w:
-            out["out_itm_loss"] = terms.itm_distill_loss(s.itm_logits, t.itm_logits, temp)
+            out["out_itm_loss"] = terms.itm_distill_loss(s.itm_logits, t_out[self.src["out_itm"]].itm_logits, temp)
         if "out_lm" in self.w:
             # logits at position p predict token p+1: count the positions whose target is a real token
             next_mask = torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], dim=1)  # (B, L)
-            out["out_lm_loss"] = terms.logit_distill_loss(s.decoder.logits, t.decoder.logits, next_mask, temp)
+            out["out_lm_loss"] = terms.logit_distill_loss(s.decoder.logits, t_out[self.src["out_lm"]].decoder.logits,
+                                                          next_mask, temp)
         return out
 
     def _vqa_terms(self, v: VQABatch) -> dict[str, Tensor]:
@@ -149,8 +198,20 @@ class DistillStep(nn.Module):
         losses = {k: val for k, val in s_losses.items() if k.removesuffix("_loss") in self.w}
         if "out_vqa" in self.w:
             with torch.no_grad():
-                _, _, _, t_dec = vqa_forward(self.teacher[0], v, self.special)
+                _, _, _, t_dec = vqa_forward(self.teachers[self.src["out_vqa"]], v, self.special)
             next_mask = torch.cat([v.answer_mask[:, 1:], torch.zeros_like(v.answer_mask[:, :1])], dim=1)
             losses["out_vqa_loss"] = terms.logit_distill_loss(s_dec.logits, t_dec.logits, next_mask,
                                                               self.settings.temperature)
         return losses
+
+
+def _part(o: PretrainOutputs, part: str):
+    """The VisionOutput / TextOutput of one part ("vision", "text", "fusion", "decoder") of a forward pass."""
+    return {"vision": o.vision, "text": o.text, "fusion": o.fused, "decoder": o.decoder}[part]
+
+
+def _self_attentions(o: PretrainOutputs, part: str):
+    out = _part(o, part)
+    if part == "vision":
+        return out.attentions
+    return out.self_attentions if out is not None else None

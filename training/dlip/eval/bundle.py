@@ -19,7 +19,7 @@ from .evaluate import EvalSettings, caption_split, evaluate_backend, vqa_split, 
 
 def evaluate_bundle(bundle: OrtBackend, data: DataConfig, settings: EvalSettings, progress: bool = True) -> dict:
     """The metrics of ``evaluate`` that depend on the model (no baselines, no FLOPs), with the same keys; texts and
-    answers are cut at the bundle's token limits; ``precision`` says which graphs ran (fp32 or int8)."""
+    answers are cut at the bundle's token limits; ``precision`` says which graphs ran (fp32, int8 or fp16)."""
     started = time.time()
     data = dataclasses.replace(data, max_text_tokens=bundle.max_text_tokens,
                                max_answer_tokens=bundle.max_answer_tokens)

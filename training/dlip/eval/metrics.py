@@ -242,6 +242,18 @@ def vqa_accuracy_by_type(
     return {t: 100.0 * sum(accs) / len(accs) for t, accs in per_type.items()}
 
 
+def vqa_accuracy_by_type_standard_error(
+    preds: Sequence[str], gts: Sequence[Sequence[str]], types: Sequence[Hashable]
+) -> dict[Hashable, float]:
+    """The standard error of each type's ``vqa_accuracy_by_type``: ``std / sqrt(n)`` of its per-question scores, in
+    percent (as ``vqa_accuracy_standard_error`` for all questions)."""
+    _check_lengths(preds=preds, gts=gts, types=types)
+    per_type: dict[Hashable, list[float]] = defaultdict(list)
+    for p, g, t in zip(preds, gts, types):
+        per_type[t].append(vqa_accuracy(p, g))
+    return {t: 100.0 * mean_standard_error(accs) for t, accs in per_type.items()}
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Captioning (pycocoevalcap Bleu(4) and Cider(), with a Java-free tokenizer)
 # ---------------------------------------------------------------------------------------------------------------------

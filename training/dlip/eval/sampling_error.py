@@ -104,3 +104,17 @@ def bleu4_bootstrap_standard_error(stats: np.ndarray, resamples: int = BLEU_RESA
     counts = rng.multinomial(n, np.full(n, 1 / n), size=resamples)  # (B, N): how often each image was drawn
     replicates = corpus_bleu_from_stats(counts @ stats)  # (B, 2 + 2n) summed statistics -> (B,)
     return float(replicates.std(ddof=1))
+
+
+def ratio_standard_error(numerators: Sequence[float] | np.ndarray, denominators: Sequence[float] | np.ndarray) -> float:
+    """Standard error of a ratio of sums ``R = sum(a) / sum(b)`` over n items that each contribute a_i hits out of
+    b_i trials (e.g. the size words of one caption): items are the independent draws, not the trials inside one,
+    so the delta-method (linearisation) estimate ``sqrt(sum((a_i - R b_i)^2)) / sum(b)`` is used (population form,
+    matching ``mean_standard_error`` when every b_i is 1). As a fraction of 1 like R."""
+    a, b = np.asarray(numerators, dtype=np.float64), np.asarray(denominators, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
+        raise ValueError(f"expected two non-empty 1-D arrays of the same length, got shapes {a.shape} and {b.shape}")
+    if b.sum() <= 0:
+        raise ValueError("a ratio's standard error needs at least one trial (sum of denominators > 0)")
+    ratio = a.sum() / b.sum()
+    return float(np.sqrt(((a - ratio * b) ** 2).sum()) / b.sum())

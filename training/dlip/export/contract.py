@@ -7,7 +7,9 @@ contract or the model's dims) with symbolic names for dynamic axes (strings): ``
 question tokens, ``T`` new decoder tokens, ``P`` cached decoder positions, ``P+T`` past and new positions, ``M``
 encoder tokens the decoder attends to (``contract.json``'s ``axes``).
 
-Only the current bundle format (3) is read; ``format_problem`` says how to re-export a bundle of an older one.
+The exporter writes format 4 (a bundle holds the graphs of its tasks only, ``TASK_GRAPHS``); format 3 bundles
+(every graph, every task, [ENC] first) are still read; ``format_problem`` says how to re-export a bundle of an
+older format.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")
 CONTRACT: dict[str, Any] = json.loads(CONTRACT_PATH.read_text())
 MANIFEST_SCHEMA: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
 
-# 3: cross-attention keys/values from the cross_kv graph, per-row decoder positions. 1 (the answer decoder reads the
-# question states) and 2 (model.vqa_decoder_reads_image) fed encoder_hidden to every decoder step: no longer read.
-FORMAT_VERSIONS: tuple[int, ...] = tuple(MANIFEST_SCHEMA["properties"]["format_version"]["enum"])
-(FORMAT_VERSION,) = FORMAT_VERSIONS  # what the exporter writes and the readers read
+# 4: the graphs of the manifest's tasks only, tokenizer.fusion_first_token, external data and fp16 variants. 3: every
+# graph; cross-attention keys/values from the cross_kv graph, per-row decoder positions. 1 (the answer decoder reads
+# the question states) and 2 (model.vqa_decoder_reads_image) fed encoder_hidden to every decoder step: no longer read.
+FORMAT_VERSIONS: tuple[int, ...] = tuple(MANIFEST_SCHEMA["properties"]["format_version"]["enum"])  # read
+FORMAT_VERSION = max(FORMAT_VERSIONS)  # what the exporter writes
 OLDER_FORMATS: tuple[int, ...] = (1, 2)  # refused with how to re-export (format_problem)
 OPSET: int = CONTRACT["opset"]
 MANIFEST_FILE: str = CONTRACT["files"]["manifest"]
@@ -41,15 +44,32 @@ TASKS: list[str] = list(MANIFEST_SCHEMA["properties"]["tasks"]["items"]["enum"])
 VISION, TEXT, ITM, VQA_ENCODER, CROSS_KV, DECODER = "vision", "text", "itm", "vqa_encoder", "cross_kv", "decoder"
 GRAPHS = (VISION, TEXT, ITM, VQA_ENCODER, CROSS_KV, DECODER)
 assert tuple(CONTRACT["graphs"]) == GRAPHS, f"{CONTRACT_PATH}: graphs {list(CONTRACT['graphs'])} != {GRAPHS}"
-assert MANIFEST_SCHEMA["properties"]["graphs"]["required"] == list(GRAPHS), f"{SCHEMA_PATH}: graphs.required"
+assert list(MANIFEST_SCHEMA["properties"]["graphs"]["properties"]) == list(GRAPHS), f"{SCHEMA_PATH}: graphs"
+
+# the graphs each task needs, in GRAPHS order (a format 4 bundle holds exactly those of its tasks)
+TASK_GRAPHS: dict[str, tuple[str, ...]] = {task: tuple(g for g in GRAPHS if g in graphs)
+                                           for task, graphs in CONTRACT["tasks"].items()}
+assert list(TASK_GRAPHS) == TASKS, f"{CONTRACT_PATH}: tasks {list(TASK_GRAPHS)} != the schema's {TASKS}"
+assert all(set(CONTRACT["tasks"][t]) <= set(GRAPHS) for t in TASKS), f"{CONTRACT_PATH}: tasks name unknown graphs"
+PRECISIONS = ("fp32", "int8", "fp16")  # graph file variants: graphs.G.file, graphs.G.int8, graphs.G.fp16
 
 FLOAT32, INT64 = "float32", "int64"
 Dim = int | str
 
 
-def graph_file(graph: str, int8: bool = False) -> str:
-    """``vision.onnx`` / ``vision.int8.onnx``."""
-    return CONTRACT["graphs"][graph]["int8_file" if int8 else "file"]
+def graph_file(graph: str, int8: bool = False, precision: str = "fp32") -> str:
+    """``vision.onnx`` / ``vision.int8.onnx`` (``int8`` or ``precision="int8"``) / ``vision.fp16.onnx``."""
+    precision = "int8" if int8 else precision
+    assert precision in PRECISIONS, precision
+    return CONTRACT["graphs"][graph]["file" if precision == "fp32" else f"{precision}_file"]
+
+
+def graphs_for_tasks(tasks: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The graphs a bundle serving ``tasks`` holds, in ``GRAPHS`` order."""
+    unknown = [t for t in tasks if t not in TASK_GRAPHS]
+    if unknown:
+        raise ValueError(f"unknown task(s) {unknown} (known: {', '.join(TASKS)})")
+    return tuple(g for g in GRAPHS if any(g in TASK_GRAPHS[t] for t in tasks))
 
 
 @dataclass(frozen=True)
@@ -220,8 +240,13 @@ def contract_problem(manifest: dict[str, Any]) -> str | None:
     if model["text_width"] != model["vision_width"]:
         return (f"model.text_width ({model['text_width']}) must equal model.vision_width ({model['vision_width']}): "
                 f"the decoder reads both")
+    if manifest["format_version"] >= 4:
+        want, have = graphs_for_tasks(manifest["tasks"]), tuple(g for g in GRAPHS if g in manifest["graphs"])
+        if have != want:
+            return (f"graphs are {', '.join(have)}; tasks {', '.join(manifest['tasks'])} need exactly "
+                    f"{', '.join(want)} (contract.json's tasks)")
     specs = graph_specs(ModelDims.from_manifest(manifest))
-    for graph in GRAPHS:
+    for graph in manifest["graphs"]:
         for key in ("inputs", "outputs"):
             got = manifest["graphs"][graph][key]
             expected = [t.to_json() for t in getattr(specs[graph], key)]

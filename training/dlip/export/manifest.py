@@ -19,8 +19,10 @@ import jsonschema
 import onnx
 from jsonschema.exceptions import ValidationError, best_match
 
-from .contract import (GRAPHS, MANIFEST_FILE, MANIFEST_SCHEMA, OLDER_FORMATS, TOKENIZER_FILE, contract_problem,
+from .contract import (MANIFEST_FILE, MANIFEST_SCHEMA, OLDER_FORMATS, TOKENIZER_FILE, contract_problem,
                        format_problem)
+
+VARIANTS = ("int8", "fp16")  # a graph entry's optional precision variants (its own file is fp32)
 
 jsonschema.Draft202012Validator.check_schema(MANIFEST_SCHEMA)
 _SCHEMA = jsonschema.Draft202012Validator(MANIFEST_SCHEMA)
@@ -63,8 +65,9 @@ def write_manifest(bundle: str | Path, manifest: dict[str, Any]) -> Path:
     manifest = dict(manifest, files=files)
     for graph in manifest["graphs"].values():
         graph["sha256"] = files[graph["file"]]
-        if "int8" in graph:
-            graph["int8"]["sha256"] = files[graph["int8"]["file"]]
+        for precision in VARIANTS:
+            if precision in graph:
+                graph[precision]["sha256"] = files[graph[precision]["file"]]
     path = bundle / MANIFEST_FILE
     problem = schema_problem(manifest) or contract_problem(manifest)
     if problem:  # an exporter bug: written, no reader would load it
@@ -182,16 +185,17 @@ def validate_bundle(bundle: str | Path, check_graphs: bool = True, older_formats
     problem = None if older else contract_problem(manifest)
     if problem:
         raise ValueError(f"{mpath}: {problem}")
-    for graph in list(manifest["graphs"]) if older else GRAPHS:
-        entry = manifest["graphs"][graph]
-        variants = [(entry.get("file"), entry.get("sha256"))]
-        if "int8" in entry:
-            variants.append((entry["int8"].get("file"), entry["int8"].get("sha256")))
-        for fname, digest in variants:
+    for graph, entry in manifest["graphs"].items():
+        variants = [entry] + [entry[v] for v in VARIANTS if v in entry]
+        for variant in variants:
+            fname, digest = variant.get("file"), variant.get("sha256")
             if fname not in files:
                 raise ValueError(f"{bundle / str(fname)}: graph file of '{graph}' missing from {MANIFEST_FILE} files")
             if digest != files[fname]:
                 raise ValueError(f"{bundle / fname}: sha256 in graphs.{graph} differs from files[{fname!r}]")
+            data = variant.get("external_data")
+            if data is not None and data not in files:
+                raise ValueError(f"{bundle / data}: external data of '{fname}' missing from {MANIFEST_FILE} files")
             if check_graphs:
                 inputs, outputs = onnx_io(bundle / fname)
                 if inputs != entry["inputs"]:
@@ -201,6 +205,11 @@ def validate_bundle(bundle: str | Path, check_graphs: bool = True, older_formats
                     raise ValueError(f"{bundle / fname}: graph outputs {_brief(outputs)} do not match the manifest "
                                      f"{_brief(entry['outputs'])}")
     return manifest
+
+
+def fusion_first_token(manifest: dict[str, Any]) -> str:
+    """``"enc"`` or ``"cls"``: the first token of the itm and vqa_encoder graphs' input ids (format 3: ``"enc"``)."""
+    return manifest["tokenizer"].get("fusion_first_token", "enc")
 
 
 def _brief(entries: list[dict[str, Any]]) -> str:

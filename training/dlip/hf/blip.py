@@ -197,6 +197,18 @@ def is_hf_blip_dir(path: str | Path) -> bool:
     return isinstance(data, dict) and data.get("model_type") == "blip"
 
 
+def hf_model_type(path: str | Path) -> str | None:
+    """config.json's ``model_type`` where ``path`` is a Hugging Face checkpoint (``architectures`` or
+    ``model_type`` in its config.json), else None (a run folder's config.json has neither)."""
+    try:
+        data = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not ({"architectures", "model_type"} & set(data)):
+        return None
+    return str(data.get("model_type"))
+
+
 def load_hf_blip(path: str | Path, freeze: bool = True) -> HFTeacher:
     """Builds a ``BlipMED`` from an HF BLIP ``save_pretrained`` directory (config.json + model.safetensors, a
     sharded ``model.safetensors.index.json`` or pytorch_model.bin). Weights are cast to float32 on the CPU.

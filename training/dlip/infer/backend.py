@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..data.tokenizer import SpecialTokens, TextTokenizer
+from ..data.tokenizer import TextTokenizer
 from ..data.transforms import ImagePreprocess
 
 Tokens = Any  # (B, N, D) token states in the backend's own array type
@@ -76,6 +76,12 @@ def with_first_token(ids: np.ndarray, token_id: int) -> np.ndarray:
     return out
 
 
+def fusion_token(backend: Backend) -> int:
+    """The first token of image-grounded encoder input (ITM, VQA questions): [ENC], or a bundle's own choice (an HF
+    checkpoint's bundle keeps [CLS]: ``OrtBackend.fusion_token``)."""
+    return getattr(backend, "fusion_token", backend.tokenizer.special.enc)
+
+
 def tokenize(backend: Backend, texts: list[str], max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
     """``[CLS] text [SEP]`` ids and mask (B, L) int64, padded to the longest, cut at ``max_tokens``."""
     ids, mask = backend.tokenizer(list(texts), max_tokens)
@@ -87,8 +93,8 @@ def answer_context(backend: Backend, image_embeds: Tokens, question_ids: np.ndar
     """What the VQA answer decoder cross-attends to, and its mask: the question states of the [ENC] question over
     its image, followed by the image tokens where the model's ``vqa_decoder_reads_image`` says so (cross-attention
     has no positions, so the order does not matter; padded question positions stay masked)."""
-    sp: SpecialTokens = backend.tokenizer.special
-    states = backend.question_states(image_embeds, with_first_token(question_ids, sp.enc), question_mask)
+    states = backend.question_states(image_embeds, with_first_token(question_ids, fusion_token(backend)),
+                                     question_mask)
     if not backend.reads_image:
         return states, question_mask
     ones = np.ones(image_embeds.shape[:2], dtype=question_mask.dtype)

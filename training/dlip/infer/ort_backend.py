@@ -17,22 +17,25 @@ import onnxruntime as ort
 
 from ..data.tokenizer import TextTokenizer
 from ..data.transforms import ImagePreprocess
-from ..export.contract import (CROSS_KV, DECODER, GRAPHS, ITM, TEXT, VISION, VQA_ENCODER, ModelDims, cross_names,
-                               graph_specs, present_names)
-from ..export.manifest import read_manifest, validate_bundle
+from ..export.contract import (CROSS_KV, DECODER, ITM, TEXT, VISION, VQA_ENCODER, ModelDims, cross_names, graph_specs,
+                               present_names)
+from ..export.manifest import fusion_first_token, read_manifest, validate_bundle
 
 
 class OrtBackend:
     """Loads (and by default validates) a bundle directory and opens one onnxruntime session per graph.
 
-    ``int8`` selects the ``*.int8.onnx`` variants (an error when the bundle has none); ``threads`` is onnxruntime's
-    intra-op thread count per session.
+    ``int8`` (or ``precision="int8"``) selects the ``*.int8.onnx`` variants, ``precision="fp16"`` the
+    ``*.fp16.onnx`` ones (an error when the bundle has none); ``threads`` is onnxruntime's intra-op thread count per
+    session. Only the graphs of the bundle's tasks exist (format 4); a task without them fails at its first call.
     """
 
-    def __init__(self, path: str | os.PathLike, int8: bool = False, threads: int = 1, validate: bool = True):
+    def __init__(self, path: str | os.PathLike, int8: bool = False, threads: int = 1, validate: bool = True,
+                 precision: str = "fp32"):
         self.path = Path(path)
-        self.precision = "int8" if int8 else "fp32"  # which graph files the sessions run
+        self.precision = "int8" if int8 else precision  # which graph files the sessions run
         self.manifest: dict[str, Any] = validate_bundle(self.path) if validate else read_manifest(self.path)
+        self.tasks: tuple[str, ...] = tuple(self.manifest["tasks"])
         self.dims = ModelDims.from_manifest(self.manifest)
         self.reads_image = bool(self.manifest["model"]["vqa_decoder_reads_image"])
         tok = self.manifest["tokenizer"]
@@ -42,6 +45,8 @@ class OrtBackend:
             raise ValueError(f"{self.path / tok['file']}: special token ids {special} differ from the manifest's "
                              f"{tok['special_tokens']}")
         self.special = self.tokenizer.special
+        # the first token of itm / vqa_encoder input ids: [ENC] (BLIP) or the tokenizer's own [CLS] (HF checkpoints)
+        self.fusion_token = self.special.cls if fusion_first_token(self.manifest) == "cls" else self.special.enc
         self.max_text_tokens = tok["max_text_tokens"]
         self.max_answer_tokens = tok["max_answer_tokens"]
         self.max_caption_tokens = tok["max_caption_tokens"]
@@ -51,11 +56,11 @@ class OrtBackend:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         self.sessions: dict[str, ort.InferenceSession] = {}
-        for graph in GRAPHS:
-            entry = self.manifest["graphs"][graph]
-            if int8 and "int8" not in entry:
-                raise ValueError(f"{self.path}: graph '{graph}' has no int8 variant (export with --int8)")
-            file = entry["int8"]["file"] if int8 else entry["file"]
+        for graph, entry in self.manifest["graphs"].items():
+            if self.precision != "fp32" and self.precision not in entry:
+                raise ValueError(f"{self.path}: graph '{graph}' has no {self.precision} variant (export with "
+                                 f"--{self.precision})")
+            file = entry["file"] if self.precision == "fp32" else entry[self.precision]["file"]
             self.sessions[graph] = ort.InferenceSession(str(self.path / file), opts,
                                                         providers=["CPUExecutionProvider"])
         self._specs = graph_specs(self.dims)
@@ -63,6 +68,8 @@ class OrtBackend:
     def run(self, graph: str, *inputs: np.ndarray) -> list[np.ndarray]:
         """Runs ``graph`` on its inputs in the contract's order; returns its outputs in the contract's order."""
         spec = self._specs[graph]
+        if graph not in self.sessions:
+            raise ValueError(f"{self.path}: has no '{graph}' graph (it serves {', '.join(self.tasks)})")
         feeds = {t.name: np.ascontiguousarray(x, dtype=np.float32 if t.dtype == "float32" else np.int64)
                  for t, x in zip(spec.inputs, inputs, strict=True)}
         return self.sessions[graph].run(spec.output_names, feeds)

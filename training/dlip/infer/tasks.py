@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from .backend import Backend, Tokens, answer_context, tokenize, with_first_token
+from .backend import Backend, Tokens, answer_context, fusion_token, tokenize, with_first_token
 from .search import beam_decode, greedy_decode, rank_answers
 
 
@@ -64,7 +64,7 @@ def retrieval_scores(backend: Backend, image_embeds: Tokens, image_feats: np.nda
     Returns ``itc_i2t`` (N_img, N_txt), ``itc_t2i`` and ``itm_i2t``, ``itm_t2i``.
     """
     sims = (image_feats @ text_feats.T).astype(np.float32)  # (N_img, N_txt) cosine
-    enc_ids = with_first_token(text_ids, backend.tokenizer.special.enc)
+    enc_ids = with_first_token(text_ids, fusion_token(backend))
     k_i2t, k_t2i = min(k, sims.shape[1]), min(k, sims.shape[0])
     i2t = np.full_like(sims, -100.0)
     for i in tqdm(range(sims.shape[0]), desc="ITM re-rank i2t", disable=not progress, dynamic_ncols=True,

@@ -17,8 +17,9 @@ from ..data.annotations import load_caption_train, load_vqa
 from ..data.batches import CaptionBatch, CaptionCollate, VQABatch, VQACollate
 from ..data.tokenizer import SpecialTokens, TextTokenizer, train_wordpiece
 from ..data.transforms import ImagePreprocess
-from ..distill.models import init_student, load_teacher
+from ..distill.models import init_student_from
 from ..distill.step import DistillStep, make_projector
+from ..distill.teachers import Teacher, assign_terms, load_teachers
 from ..distill.terms import HiddenProjector
 from ..model.med import BlipMED
 from ..objectives import pretrain_forward, total_loss, vqa_forward
@@ -54,28 +55,40 @@ def preprocess_for(model_cfg: ModelConfig) -> ImagePreprocess:
 @dataclass
 class Models:
     """What a run trains, built once before its stages: the resolved config, the tokenizer, the model, and when
-    distilling the frozen teacher and the student -> teacher width maps (one set shared by every stage)."""
+    distilling the frozen teachers, which teacher each distillation term comes from, and the student -> teacher
+    width maps (one set shared by every stage)."""
 
     cfg: TrainConfig  # with the resolved ``model`` section
     tokenizer: TextTokenizer
     model: BlipMED
-    teacher: BlipMED | None = None
+    teachers: list[Teacher] = dataclasses.field(default_factory=list)
+    sources: dict[str, int] = dataclasses.field(default_factory=dict)  # term -> index in ``teachers``
     projector: HiddenProjector | None = None
+
+    @property
+    def teacher(self) -> BlipMED | None:
+        """The first teacher's model (the only one of a single-teacher run); None when not distilling."""
+        return self.teachers[0].model if self.teachers else None
 
     def step(self, stage: StageConfig) -> nn.Module:
         """One stage's forward pass as a module (forward(captions, vqa) -> named losses); its parameters that
         require grad are the ones the stage trains."""
-        if self.teacher is None:
+        if not self.teachers:
             return TrainStep(self.model, self.tokenizer.special, stage.weights)
-        return DistillStep(self.model, self.teacher, self.tokenizer.special, stage.weights, self.cfg.distill,
-                           projector=self.projector)
+        return DistillStep(self.model, [t.model for t in self.teachers], self.tokenizer.special, stage.weights,
+                           self.cfg.distill, projector=self.projector, sources=self.sources)
 
 
 def build_models(cfg: TrainConfig, info: dist.DistInfo) -> Models:
     """The tokenizer and the model of a run, on ``info.device``: a fresh model (tokenizer from ``data.tokenizer``
     or trained), the weights of ``init_from``, or a DLIP student of ``distill.teacher`` (whose tokenizer it shares).
-    The model's initial weights are the same on every rank."""
-    teacher = start = None
+    The model's initial weights are the same on every rank.
+
+    Distilling, every term with a weight > 0 in some stage is assigned its teacher here, before any step: a term no
+    teacher holds the parts for raises ``ValueError`` (``teachers.assign_terms``)."""
+    teachers: list[Teacher] = []
+    sources: dict[str, int] = {}
+    start = None
     if cfg.init_from is not None:
         if cfg.distill is not None:
             raise ValueError("init_from and distill cannot be combined: use distill.init for a student")
@@ -87,27 +100,30 @@ def build_models(cfg: TrainConfig, info: dist.DistInfo) -> Models:
             raise ValueError(f"data.tokenizer {cfg.data.tokenizer!r} with distill: a student shares its teacher's "
                              f"tokenizer (the distillation terms compare the two models on the same token ids); "
                              f"remove data.tokenizer")
-        teacher, tokenizer = load_teacher(cfg.distill.teacher)
-        teacher = teacher.to(info.device)
+        teachers = load_teachers(cfg.distill.teachers)
+        union = {k: max(s.weights.get(k, 0) for s in cfg.stages) for k in LOSS_TERMS}
+        sources = assign_terms(teachers, union)
+        for t in teachers:
+            t.model.to(info.device)
+        tokenizer = teachers[0].tokenizer
     else:
         tokenizer = build_tokenizer(cfg)
     cfg = dataclasses.replace(cfg, model=resolve_model_config(cfg, tokenizer))
-    if teacher is not None and cfg.model.vision.image_size != teacher.cfg.vision.image_size:
+    if teachers and cfg.model.vision.image_size != teachers[0].model.cfg.vision.image_size:
         raise ValueError(f"student image_size {cfg.model.vision.image_size} differs from the teacher's "
-                         f"{teacher.cfg.vision.image_size}: set model.vision.image_size")
+                         f"{teachers[0].model.cfg.vision.image_size}: set model.vision.image_size")
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = BlipMED(cfg.model)
     if start is not None:
         model.load_state_dict(start.model.state_dict())
-    if teacher is not None:
-        init_student(model, teacher, cfg.distill.init, cfg.distill.init_parts)
+    if teachers:
+        init_student_from(model, teachers, cfg.distill.init, cfg.distill.init_parts)
     model = model.to(info.device)
     torch.manual_seed(cfg.seed + info.rank)
     projector = None
-    if teacher is not None:
-        union = {k: max(s.weights.get(k, 0) for s in cfg.stages) for k in LOSS_TERMS}
-        projector = make_projector(model, teacher, union).to(info.device)
-    return Models(cfg, tokenizer, model, teacher, projector)
+    if teachers:
+        projector = make_projector(model, [t.model for t in teachers], union, sources).to(info.device)
+    return Models(cfg, tokenizer, model, teachers, sources, projector)
 
 
 @dataclass

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from dlip.config import DataConfig
+from dlip.data.annotations import pre_caption, pre_question
 from dlip.infer import tasks
 from dlip.infer.backend import tokenize, with_first_token
 from dlip.infer.ort_backend import OrtBackend
@@ -27,6 +29,7 @@ from dlip.infer.ort_backend import OrtBackend
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLE = ROOT / "test" / "fixtures" / "micro"
 OUT = ROOT / "test" / "parity"
+MAX_WORDS = DataConfig.max_words
 
 TEXTS = [
     "a red circle left of a blue square",
@@ -45,7 +48,8 @@ TEXTS = [
     "what color is the square?",
     " ".join(["circle"] * 60),  # longer than max_text_tokens: truncated, [SEP] kept last
 ]
-QUESTIONS = ["what color is the circle?", "how many shapes are there?", "is there a triangle?"]
+QUESTIONS = ["what color is the circle?", "how many shapes are there?", "is there a triangle?",
+             "What COLOR is the square: (the big one)!"]  # pre_question deletes . ! " ( ) * # : ; ~
 
 
 def scene(size: tuple[int, int], mode: str = "RGB") -> Image.Image:
@@ -110,6 +114,8 @@ def main() -> None:
     tok = [{"text": t, "ids": ids, "decoded": model.tokenizer.decode(ids)}
            for t in TEXTS for ids in [model.tokenizer([t], model.max_text_tokens)[0][0].tolist()]]
 
+    # the evaluation's cleaning (pre_caption / pre_question) before the graphs; the raw texts are what the server is sent
+    cleaned = [pre_caption(t, MAX_WORDS) for t in TEXTS[:4]]
     files = images()
     entries = []
     for name, data in files.items():
@@ -122,9 +128,9 @@ def main() -> None:
         embeds, feat = model.encode_images(pixels)
         greedy = tasks.caption_ids(model, embeds, model.max_caption_tokens, 1, min_tokens=1)[0]
         beam3 = tasks.caption_ids(model, embeds, model.max_caption_tokens, 3, min_tokens=1)[0]  # one row: per-row stop
-        q_ids, q_mask = tokenize(model, QUESTIONS, model.max_text_tokens)
+        q_ids, q_mask = tokenize(model, [pre_question(q, MAX_WORDS) for q in QUESTIONS], model.max_text_tokens)
         answers = tasks.answer_ids(model, np.repeat(embeds, len(QUESTIONS), 0), q_ids, q_mask, model.max_answer_tokens)
-        t_ids, t_mask, _ = tasks.encode_texts(model, TEXTS[:4], model.max_text_tokens)
+        t_ids, t_mask, _ = tasks.encode_texts(model, cleaned, model.max_text_tokens)
         itm = tasks.itm_scores(model, np.repeat(embeds, 4, 0), with_first_token(t_ids, sp.enc), t_mask)
         entries.append({
             "file": f"images/{name}",
@@ -136,7 +142,7 @@ def main() -> None:
             "itm_texts": TEXTS[:4],
             "itm_match_logits": itm.tolist(),
         })
-    _, _, text_feats = tasks.encode_texts(model, TEXTS[:4], model.max_text_tokens)
+    _, _, text_feats = tasks.encode_texts(model, cleaned, model.max_text_tokens)
     expected = {
         "bundle": "test/fixtures/micro",
         "bundle_files": model.manifest["files"],  # the tests refuse a stale copy: regenerate after the bundle changes

@@ -26,9 +26,16 @@ test("image embeddings from sharp preprocessing vs Python's: cosine >= 0.995 for
   });
 });
 
-test("text embeddings equal Python's", async () => {
+// Python's feats are of the texts after the evaluation's pre_caption (lowercase; '!' '.' ':' ... become spaces): the
+// server must clean the raw texts the same way. Uncleaned, the micro model moves by ~7e-4 (cosine still 0.999998),
+// the Shapes student by up to 0.08 per component.
+test("text embeddings equal Python's (raw texts, cleaned as the evaluation cleans them)", async () => {
   const res = await request(app.server).post("/v1/embeddings").send({ texts: parity.text_feats.texts }).expect(200);
-  parity.text_feats.feats.forEach((f, i) => assert.ok(cosine(res.body.text_embeddings[i], f) > 0.99999, `text ${i}`));
+  parity.text_feats.feats.forEach((f, i) => {
+    const got: number[] = res.body.text_embeddings[i];
+    const diff = Math.max(...f.map((x, j) => Math.abs(x - got[j])));
+    assert.ok(diff < 1e-5, `text ${i} (${JSON.stringify(parity.text_feats.texts[i])}): max abs diff ${diff}`);
+  });
 });
 
 test("captions (greedy and 3 beams) equal the Python bundle evaluation's", async () => {

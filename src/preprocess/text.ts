@@ -47,6 +47,31 @@ export class TextTokenizer {
   }
 }
 
+// BLIP's text cleaning, as the training and evaluation apply it (training/dlip/data/annotations.py): the model
+// was trained and scored on cleaned texts only, so the server cleans the same way (an uncleaned ':' or '.' is a
+// token the model never saw, and moves the embedding).
+const BLIP_PUNCT = /[.!"()*#:;~]/g;
+/** DataConfig.max_words (training/dlip/config.py): captions and questions keep their first 30 words. */
+export const MAX_WORDS = 30;
+
+/** pre_caption: lowercase; . ! " ( ) * # : ; ~ become spaces; whitespace runs one space; trimmed; first maxWords words. */
+export function preCaption(caption: string, maxWords = MAX_WORDS): string {
+  let c = caption
+    .toLowerCase()
+    .replace(BLIP_PUNCT, " ")
+    .replace(/\s{2,}/g, " ");
+  c = c.replace(/\n+$/, "").replace(/^ +| +$/g, "");
+  const words = c.split(" ");
+  return words.length > maxWords ? words.slice(0, maxWords).join(" ") : c;
+}
+
+/** pre_question: lowercase; . ! " ( ) * # : ; ~ deleted; trailing spaces dropped; first maxWords words. */
+export function preQuestion(question: string, maxWords = MAX_WORDS): string {
+  const q = question.toLowerCase().replace(BLIP_PUNCT, "").replace(/ +$/, "");
+  const words = q.split(" ");
+  return words.length > maxWords ? words.slice(0, maxWords).join(" ") : q;
+}
+
 /** Right-pads rows to the longest -> row-major BigInt64 ids and mask, (B, L). */
 export function padRows(
   rows: readonly (readonly number[])[],

@@ -42,7 +42,7 @@ export async function answerInputs(
   const held = images.map((im) => im.embeds);
   let states;
   try {
-    const ids = prepareTexts(req, model, questions, fusionFirstToken(model.manifest));
+    const ids = prepareTexts(req, model, questions, fusionFirstToken(model.manifest), "question");
     states = await inference.questions(
       model,
       images.map((im, i) => ({ embeds: im.embeds, ids: ids[i] })),

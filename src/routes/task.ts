@@ -7,6 +7,7 @@ import type { FastifyRequest } from "fastify";
 import type { TSchema } from "typebox";
 import { ApiError } from "../errors.js";
 import { preprocessImage } from "../preprocess/image.js";
+import { preCaption, preQuestion } from "../preprocess/text.js";
 import type { Manifest } from "../bundle/manifest.js";
 import type { ServedModel } from "../services/models.js";
 import { addTiming } from "./timing.js";
@@ -103,12 +104,22 @@ export const at =
   (i: number): string =>
     `${name}[${i}]`;
 
-/** Token rows for texts: [CLS] text [SEP] (or `first` in place of [CLS]), truncated to the model's max_text_tokens. */
-export function prepareTexts(req: FastifyRequest, model: ServedModel, texts: string[], first?: number): number[][] {
+/**
+ * Token rows for texts, cleaned as the evaluation cleans them (preCaption, or preQuestion for VQA questions):
+ * [CLS] text [SEP] (or `first` in place of [CLS]), truncated to the model's max_text_tokens.
+ */
+export function prepareTexts(
+  req: FastifyRequest,
+  model: ServedModel,
+  texts: string[],
+  first?: number,
+  kind: "caption" | "question" = "caption",
+): number[][] {
   const t0 = performance.now();
   const max = model.manifest.tokenizer.max_text_tokens;
+  const clean = kind === "question" ? preQuestion : preCaption;
   const rows = texts.map((t) =>
-    first === undefined ? model.tokenizer.encode(t, max) : model.tokenizer.encodeWithFirst(t, max, first),
+    first === undefined ? model.tokenizer.encode(clean(t), max) : model.tokenizer.encodeWithFirst(clean(t), max, first),
   );
   observePreprocess(req, model, "text", performance.now() - t0);
   return rows;

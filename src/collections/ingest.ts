@@ -7,7 +7,7 @@ import { ApiError, toApiError } from "../errors.js";
 import type { ImageRow } from "../inference/graphs.js";
 import { imageSourceBytes, urlPolicy } from "../preprocess/fetch.js";
 import { preprocessImage } from "../preprocess/image.js";
-import { preCaption } from "../preprocess/text.js";
+import { cleanText } from "../preprocess/text.js";
 import type { ServedModel } from "../services/models.js";
 import { l2normalise } from "../routes/task.js";
 import type { CollectionInfo, ItemWrite } from "./store.js";
@@ -98,7 +98,12 @@ export async function embedItems(
     withText.length
       ? app.inference.texts(
           model,
-          withText.map((g) => model.tokenizer.encode(preCaption(g.text!), model.manifest.tokenizer.max_text_tokens)),
+          withText.map((g) =>
+            model.tokenizer.encode(
+              cleanText(model.manifest.source, g.text!, "caption"),
+              model.manifest.tokenizer.max_text_tokens,
+            ),
+          ),
           signal,
         )
       : Promise.resolve([] as Float32Array[]),

@@ -6,7 +6,7 @@ import { invalidField } from "../errors.js";
 import type { FusedRow } from "../inference/graphs.js";
 import { rankResults } from "../postprocess/rank.js";
 import { preprocessImage } from "../preprocess/image.js";
-import { preCaption } from "../preprocess/text.js";
+import { cleanText } from "../preprocess/text.js";
 import type { ServedModel } from "../services/models.js";
 import { withEnc } from "../routes/rank.js";
 import { l2normalise } from "../routes/task.js";
@@ -60,7 +60,8 @@ export async function searchCollection(
   }
   // the query's ITC feature, and its image tokens when ITM will read them
   const max = model.manifest.tokenizer.max_text_tokens;
-  const ids = q.text !== undefined ? model.tokenizer.encode(preCaption(q.text), max) : null;
+  const ids =
+    q.text !== undefined ? model.tokenizer.encode(cleanText(model.manifest.source, q.text, "caption"), max) : null;
   let vector: number[];
   let queryTokens: Float32Array | null = null;
   if (ids) vector = l2normalise((await app.inference.texts(model, [ids], signal))[0]);

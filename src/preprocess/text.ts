@@ -72,6 +72,16 @@ export function preQuestion(question: string, maxWords = MAX_WORDS): string {
   return words.length > maxWords ? words.slice(0, maxWords).join(" ") : q;
 }
 
+/**
+ * A text as the model was trained and scored on it: BLIP's cleaning (preCaption, or preQuestion for VQA questions)
+ * for bundles of this project's training; none for a Hugging Face checkpoint served as it is (`source.hf_checkpoint`
+ * in its manifest), since transformers' BlipProcessor feeds the text as given and export checked parity that way.
+ */
+export function cleanText(source: { hf_checkpoint?: string }, text: string, kind: "caption" | "question"): string {
+  if (source.hf_checkpoint !== undefined) return text;
+  return kind === "question" ? preQuestion(text) : preCaption(text);
+}
+
 /** Right-pads rows to the longest -> row-major BigInt64 ids and mask, (B, L). */
 export function padRows(
   rows: readonly (readonly number[])[],

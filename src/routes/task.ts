@@ -7,7 +7,7 @@ import type { FastifyRequest } from "fastify";
 import type { TSchema } from "typebox";
 import { ApiError } from "../errors.js";
 import { preprocessImage } from "../preprocess/image.js";
-import { preCaption, preQuestion } from "../preprocess/text.js";
+import { cleanText } from "../preprocess/text.js";
 import type { Manifest } from "../bundle/manifest.js";
 import type { ServedModel } from "../services/models.js";
 import { addTiming } from "./timing.js";
@@ -105,7 +105,8 @@ export const at =
     `${name}[${i}]`;
 
 /**
- * Token rows for texts, cleaned as the evaluation cleans them (preCaption, or preQuestion for VQA questions):
+ * Token rows for texts, cleaned as the model's evaluation cleans them (cleanText: BLIP's pre_caption / pre_question,
+ * none for a Hugging Face checkpoint served as it is):
  * [CLS] text [SEP] (or `first` in place of [CLS]), truncated to the model's max_text_tokens.
  */
 export function prepareTexts(
@@ -117,7 +118,7 @@ export function prepareTexts(
 ): number[][] {
   const t0 = performance.now();
   const max = model.manifest.tokenizer.max_text_tokens;
-  const clean = kind === "question" ? preQuestion : preCaption;
+  const clean = (t: string) => cleanText(model.manifest.source, t, kind);
   const rows = texts.map((t) =>
     first === undefined ? model.tokenizer.encode(clean(t), max) : model.tokenizer.encodeWithFirst(clean(t), max, first),
   );

@@ -159,13 +159,20 @@ test("PRECISION=int8 on a bundle with int8 graphs: every session loads a .int8.o
 
 test("PRECISION=int8 answers come from the int8 graphs: embeddings and ITM scores are theirs, not the fp32 graphs'", async () => {
   const image = await png();
-  const text = "a small red circle";
   const m = int8.app.models.get();
-  const want = { int8: await direct(m, "int8", image, text), fp32: await direct(m, "fp32", image, text) };
-  // the comparison can tell the two apart: quantisation moves these outputs well past the tolerance below
-  assert.ok(maxAbsDiff(want.int8.image, want.fp32.image) > 1e-3, "int8 and fp32 image features differ");
-  assert.ok(maxAbsDiff(want.int8.text, want.fp32.text) > 1e-3, "int8 and fp32 text features differ");
-  assert.ok(Math.abs(want.int8.itmMatch - want.fp32.itmMatch) > 1e-3, "int8 and fp32 ITM logits differ");
+  // the random-init bundle's tokenizer is trained afresh by each export (ties may order differently), so of a few
+  // texts the one whose ITM logit quantisation moves most is taken: the comparison must tell the two apart
+  let text = "";
+  let want = { int8: await direct(m, "int8", image, ""), fp32: await direct(m, "fp32", image, "") };
+  for (const t of ["a small red circle", "a large blue square", "two green triangles", "an object"]) {
+    const w = { int8: await direct(m, "int8", image, t), fp32: await direct(m, "fp32", image, t) };
+    const moved = (x: typeof w) => Math.abs(x.int8.itmMatch - x.fp32.itmMatch);
+    if (text === "" || moved(w) > moved(want)) [text, want] = [t, w];
+  }
+  // quantisation moves these outputs well past the 1e-5 tolerance below
+  assert.ok(maxAbsDiff(want.int8.image, want.fp32.image) > 1e-4, "int8 and fp32 image features differ");
+  assert.ok(maxAbsDiff(want.int8.text, want.fp32.text) > 1e-4, "int8 and fp32 text features differ");
+  assert.ok(Math.abs(want.int8.itmMatch - want.fp32.itmMatch) > 1e-4, "int8 and fp32 ITM logits differ");
   for (const [precision, { app }] of [
     ["int8", int8],
     ["fp32", fp32],

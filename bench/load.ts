@@ -69,8 +69,8 @@ export async function closedLoop(url: string, specs: RequestSpec[], o: ClosedLoo
   };
 }
 
-/** Deterministic uniform numbers in [0, 1) (mulberry32), for reproducible arrival times. */
-function rng(seed: number): () => number {
+/** Deterministic uniform numbers in [0, 1) (mulberry32): reproducible arrival times, test vectors. */
+export function rng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

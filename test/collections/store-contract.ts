@@ -5,20 +5,9 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { parseFilter, type Filter } from "../../src/collections/filter.js";
 import type { CollectionStore, ItemWrite, NewCollection } from "../../src/collections/store.js";
+import { rng } from "../../bench/load.js";
 
 const DIM = 32;
-
-/** A seeded generator (mulberry32): the same vectors on every run. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export function unitVector(r: () => number, dim = DIM): number[] {
   const v = Array.from({ length: dim }, () => r() * 2 - 1);

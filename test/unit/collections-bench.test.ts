@@ -3,17 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { exactTopK, recall, row } from "../../bench/collections-data.js";
-
-/** A seeded generator (mulberry32): the same vectors on every run. */
-function rng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from "../../bench/load.js";
 
 test("exactTopK equals a full sort by dot product (ties: the lower index first), over the first n rows only", () => {
   const r = rng(7);

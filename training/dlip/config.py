@@ -169,8 +169,24 @@ class DataConfig:
     # "question_type" (VQAv2's "what color", Shapes' "region"); unlisted types and untyped questions weigh 1. None:
     # every question once per epoch, shuffled
     vqa_type_weights: dict[str, float] | None = None
+    # the captions the LM (captioning) objective learns: "all" of them, as BLIP; "first": each image's first caption
+    # in the annotation file for every caption item (ITC/ITM still see every caption). On Shapes the first caption
+    # always names every object, so the captioner learns to describe the whole scene instead of the most likely
+    # template family
+    lm_captions: str = "all"
+    # train-time degradation (dlip.data.transforms.Degrade): {"p", "min_size", "blur", "jpeg": [low, high]}; None: off
+    augment: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        if self.lm_captions not in ("all", "first"):
+            raise ValueError(f"data.lm_captions must be 'all' or 'first', got {self.lm_captions!r}")
+        if self.augment is not None:
+            from .data.transforms import Degrade
+
+            try:
+                Degrade(**self.augment)  # validates the keys and values now, not in a DataLoader worker
+            except TypeError as err:
+                raise ValueError(f"data.augment: {err} (keys: p, min_size, blur, jpeg)") from None
         for name, weight in (self.vqa_type_weights or {}).items():
             if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0:
                 raise ValueError(f"data.vqa_type_weights: the weight of '{name}' must be a number >= 0, got {weight!r}")

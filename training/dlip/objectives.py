@@ -102,9 +102,9 @@ def pretrain_forward(model: BlipMED, batch: CaptionBatch, special: SpecialTokens
 
     decoder = None
     if weights.get("lm", 0) > 0:
-        dec_ids = with_first_token(input_ids, special.dec)
-        decoder = model.decode(dec_ids, attention_mask, image_embeds, **want("decoder"))
-        losses["lm_loss"] = lm_loss(decoder.logits, dec_ids, attention_mask, model.cfg.label_smoothing)
+        dec_ids = with_first_token(batch.decoder_ids, special.dec)  # the LM's own captions where the data sets them
+        decoder = model.decode(dec_ids, batch.decoder_mask, image_embeds, **want("decoder"))
+        losses["lm_loss"] = lm_loss(decoder.logits, dec_ids, batch.decoder_mask, model.cfg.label_smoothing)
     return PretrainOutputs(losses, vision, text, fused, decoder, sim_i2t, itm, neg_text, neg_image)
 
 

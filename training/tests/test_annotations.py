@@ -195,6 +195,25 @@ def test_caption_train_dataset_max_words(tmp_path, root, pre):
     assert ds.captions == ["a woman wearing", "a woman cutting", "a red bus"]
 
 
+def test_lm_first_gives_every_caption_item_its_images_first_caption(tmp_path, root, pre):
+    """data.lm_captions "first": ITC/ITM keep each item's own caption, the LM reads its image's first caption."""
+    from dlip.data.batches import CaptionCollate
+    from dlip.data.tokenizer import TextTokenizer, train_wordpiece
+
+    ds = CaptionTrainDataset(write(tmp_path, "flickr30k_train.json", FLICKR_TRAIN), root, pre, lm_first=True)
+    items = [ds[i] for i in range(3)]
+    assert [(c, i, lm) for _, c, i, lm in items] == [
+        ("two dogs run", 0, "two dogs run"), ("a man smiling sits", 1, "a man smiling sits"),
+        ("dogs playing", 0, "two dogs run")]
+    tok = TextTokenizer(train_wordpiece(ds.captions, vocab_size=60))
+    batch = CaptionCollate(tok, 10)(items)
+    assert tok.batch_decode(batch.input_ids) == ["two dogs run", "a man smiling sits", "dogs playing"]
+    assert tok.batch_decode(batch.decoder_ids) == ["two dogs run", "a man smiling sits", "two dogs run"]
+    assert torch.equal(batch.decoder_mask, batch.lm_mask)
+    plain = CaptionCollate(tok, 10)([x[:3] for x in items])  # without: the LM reads the batch's own captions
+    assert plain.lm_ids is None and plain.decoder_ids is plain.input_ids and plain.decoder_mask is plain.attention_mask
+
+
 def test_caption_eval_dataset_mappings(tmp_path, root, pre):
     ds = CaptionEvalDataset(write(tmp_path, "coco_karpathy_test.json", COCO_TEST), root, pre)
     assert ds.texts == [

@@ -124,3 +124,42 @@ def test_manifest_round_trip_and_validation():
         ImagePreprocess(0)
     with pytest.raises(ValueError, match="std"):
         ImagePreprocess(8, std=(1, 0, 1))
+
+
+def test_degrade_keeps_size_and_mode_and_changes_pixels_only_when_drawn():
+    import random
+
+    from dlip.data.transforms import Degrade
+
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    random.seed(0)
+    never, always = Degrade(p=0.0), Degrade(p=1.0, min_size=16, blur=1.0, jpeg=(25, 30))
+    assert never(img) is img
+    outs = [always(img) for _ in range(20)]
+    assert all(o.mode == "RGB" for o in outs)
+    assert all(o.size[0] == o.size[1] and 16 <= o.size[0] <= 64 for o in outs)  # aspect ratio kept
+    assert any(o.size[0] < 64 for o in outs)  # delivered smaller at least once in 20 draws
+    assert all(not np.array_equal(np.asarray(o.resize((64, 64))), np.asarray(img)) for o in outs)
+    # the preprocessing resizes a degraded image to the model's size as usual
+    x = ImagePreprocess(32, augment=always)(img)
+    assert x.shape == (3, 32, 32)
+
+
+@pytest.mark.parametrize("kwargs, match", [({"p": 1.5}, "p must be"), ({"min_size": 4}, "min_size"),
+                                           ({"blur": -1}, "blur"), ({"jpeg": (90, 20)}, "jpeg")])
+def test_degrade_rejects_bad_settings(kwargs, match):
+    from dlip.data.transforms import Degrade
+
+    with pytest.raises(ValueError, match=match):
+        Degrade(**kwargs)
+
+
+def test_data_config_checks_lm_captions_and_augment_at_load():
+    from dlip.config import DataConfig
+
+    with pytest.raises(ValueError, match="lm_captions"):
+        DataConfig(lm_captions="longest")
+    with pytest.raises(ValueError, match="data.augment"):
+        DataConfig(augment={"p": 0.5, "sharpen": 1})
+    assert DataConfig(augment={"p": 0.5, "jpeg": [30, 90]}).augment["jpeg"] == [30, 90]

@@ -25,6 +25,17 @@ class CaptionBatch:
     input_ids: Tensor  # (B, L) starting with [CLS]
     attention_mask: Tensor  # (B, L)
     image_ids: Tensor  # (B,) source image of each caption
+    # what the LM objective reads when it differs from the captions above (data.lm_captions "first"); None: the same
+    lm_ids: Tensor | None = None  # (B, L') starting with [CLS]
+    lm_mask: Tensor | None = None
+
+    @property
+    def decoder_ids(self) -> Tensor:
+        return self.input_ids if self.lm_ids is None else self.lm_ids
+
+    @property
+    def decoder_mask(self) -> Tensor:
+        return self.attention_mask if self.lm_mask is None else self.lm_mask
 
     def to(self, device: torch.device) -> CaptionBatch:
         return _to(self, device)
@@ -48,10 +59,11 @@ class CaptionCollate:
     def __init__(self, tokenizer: TextTokenizer, max_tokens: int):
         self.tokenizer, self.max_tokens = tokenizer, max_tokens
 
-    def __call__(self, items: list[tuple[Tensor, str, int]]) -> CaptionBatch:
-        images, captions, image_ids = zip(*items)
+    def __call__(self, items: list[tuple[Tensor, str, int]] | list[tuple[Tensor, str, int, str]]) -> CaptionBatch:
+        images, captions, image_ids, *lm = zip(*items)
         ids, mask = self.tokenizer(list(captions), self.max_tokens)
-        return CaptionBatch(torch.stack(images), ids, mask, torch.tensor(image_ids))
+        lm_ids, lm_mask = self.tokenizer(list(lm[0]), self.max_tokens) if lm else (None, None)
+        return CaptionBatch(torch.stack(images), ids, mask, torch.tensor(image_ids), lm_ids, lm_mask)
 
 
 class VQACollate:
@@ -70,4 +82,4 @@ class VQACollate:
 def _to(batch: _Batch, device: torch.device) -> _Batch:
     """The same batch with every tensor on ``device``."""
     return dataclasses.replace(batch, **{f.name: getattr(batch, f.name).to(device)
-                                         for f in dataclasses.fields(batch)})
+                                         for f in dataclasses.fields(batch) if getattr(batch, f.name) is not None})

@@ -53,7 +53,8 @@ class _CaptionDataset(Dataset):
 
 
 class CaptionTrainDataset(_CaptionDataset):
-    """One item per caption: ``(image (3, S, S), caption, image_index)``.
+    """One item per caption: ``(image (3, S, S), caption, image_index)``, and with ``lm_first`` a fourth element,
+    the first caption of the item's image in the annotation file (what the LM objective learns then).
 
     ``image_index`` is a dense id 0..num_images-1 per distinct ``image_id`` (in order of first appearance), like
     BLIP's ``idx``: ITC treats captions that share it as positives of each other.
@@ -61,19 +62,29 @@ class CaptionTrainDataset(_CaptionDataset):
 
     load = staticmethod(load_caption_train)
 
+    def __init__(self, *args, lm_first: bool = False, **kwargs):
+        self.lm_first = lm_first
+        super().__init__(*args, **kwargs)
+
     def _index(self, records: list[CaptionPair], max_words: int) -> None:
         self.pairs = records
         self.captions = [pre_caption(p.caption, max_words) for p in self.pairs]
         dense: dict[str | int, int] = {}
         self.image_index = [dense.setdefault(p.image_id, len(dense)) for p in self.pairs]
         self.num_images = len(dense)
+        self.first_caption: dict[int, str] = {}
+        for i, caption in zip(self.image_index, self.captions):
+            self.first_caption.setdefault(i, caption)
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, str, int]:
+    def __getitem__(self, index: int) -> tuple[Tensor, str, int] | tuple[Tensor, str, int, str]:
         image = self.preprocess(os.path.join(self.image_root, self.pairs[index].image))
-        return image, self.captions[index], self.image_index[index]
+        i = self.image_index[index]
+        if self.lm_first:
+            return image, self.captions[index], i, self.first_caption[i]
+        return image, self.captions[index], i
 
 
 class CaptionEvalDataset(_CaptionDataset):

@@ -1,17 +1,20 @@
-"""Deterministic image preprocessing (no torchvision), described by a manifest dict the inference server mirrors.
+"""Deterministic image preprocessing (no torchvision), described by a manifest dict the inference server mirrors,
+and one optional train-time augmentation (``Degrade``) that keeps every label true.
 
-There is deliberately no random augmentation: the synthetic Shapes data has left/right semantics, so a flip would
-change the true caption.
+There are no flips or crops: the synthetic Shapes data has left/right semantics and regions, so a flip or a crop
+would change the true caption.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import random
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from .errors import DataError
@@ -47,6 +50,7 @@ class ImagePreprocess:
         mean: tuple[float, float, float] = BLIP_MEAN,
         std: tuple[float, float, float] = BLIP_STD,
         resample: str = "bicubic",
+        augment: Degrade | None = None,
     ):
         if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0:
             raise ValueError(f"ImagePreprocess: image_size must be a positive integer, got {image_size!r}")
@@ -60,6 +64,7 @@ class ImagePreprocess:
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
         self.resample = resample
+        self.augment = augment  # train-time only; not part of the manifest (serving never augments)
         self._mean = torch.tensor(self.mean, dtype=torch.float32).view(3, 1, 1)  # (3, 1, 1) broadcasts over H, W
         self._std = torch.tensor(self.std, dtype=torch.float32).view(3, 1, 1)
 
@@ -129,12 +134,56 @@ class ImagePreprocess:
 
     def _process(self, image: Image.Image) -> Tensor:
         rgb = self.to_rgb(image)
+        if self.augment is not None:
+            rgb = self.augment(rgb)
         size = (self.image_size, self.image_size)
         if rgb.size != size:
             rgb = rgb.resize(size, resample=_RESAMPLE[self.resample])
         x = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0)  # (H, W, 3) in [0, 1]
         x = x.permute(2, 0, 1)  # (3, H, W)
         return ((x - self._mean) / self._std).contiguous()
+
+
+class Degrade:
+    """Train-time degradation of an RGB image, labels unchanged: with probability ``p`` the picture is delivered as a
+    camera, a thumbnailer or an encoder would: scaled to a random side in [``min_size``, its own side] (bicubic; the
+    aspect ratio kept), blurred with a Gaussian of sigma up to ``blur`` px at that size, and JPEG-compressed at a
+    quality drawn from ``jpeg`` (inclusive) with probability 1/2. The preprocessing then resizes it to the model's
+    size as usual. Random draws use Python's ``random`` (DataLoader workers seed it per worker)."""
+
+    def __init__(self, p: float = 0.5, min_size: int = 48, blur: float = 1.0, jpeg: tuple[int, int] = (25, 95)):
+        if not 0 <= p <= 1:
+            raise ValueError(f"data.augment.p must be in [0, 1], got {p!r}")
+        if min_size < 8:
+            raise ValueError(f"data.augment.min_size must be >= 8, got {min_size!r}")
+        if blur < 0:
+            raise ValueError(f"data.augment.blur must be >= 0, got {blur!r}")
+        if not (len(jpeg) == 2 and 1 <= jpeg[0] <= jpeg[1] <= 100):
+            raise ValueError(f"data.augment.jpeg must be [low, high] qualities in 1..100, got {jpeg!r}")
+        self.p, self.min_size, self.blur, self.jpeg = float(p), int(min_size), float(blur), (int(jpeg[0]), int(jpeg[1]))
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        if random.random() >= self.p:
+            return image
+        w, h = image.size
+        side = max(w, h)
+        target = random.randint(min(self.min_size, side), side)
+        if target < side:
+            image = image.resize((max(1, round(w * target / side)), max(1, round(h * target / side))),
+                                 resample=Image.Resampling.BICUBIC)
+        sigma = random.uniform(0.0, self.blur)
+        if sigma > 0.05:
+            image = image.filter(ImageFilter.GaussianBlur(sigma))
+        if random.random() < 0.5:
+            buf = io.BytesIO()
+            image.save(buf, format="JPEG", quality=random.randint(*self.jpeg))
+            buf.seek(0)
+            with Image.open(buf) as decoded:
+                image = decoded.convert("RGB")
+        return image
+
+    def __repr__(self) -> str:
+        return f"Degrade(p={self.p}, min_size={self.min_size}, blur={self.blur}, jpeg={self.jpeg})"
 
 
 def _has_alpha(image: Image.Image) -> bool:

@@ -147,17 +147,18 @@ class DistillStep(nn.Module):
                     neg_idx=(s.neg_text, s.neg_image) if s.neg_text is not None else None,
                     unimodal=any(k in mine for k in ("hidden_text", "attn_text", "out_itc")),
                     similarity="out_itc" in mine)
-        losses.update(self._representation(s, t_out, b.attention_mask))
-        losses.update(self._attention(s, t_out, b.attention_mask))
-        losses.update(self._outputs(s, t_out, b.attention_mask))
+        # decoder terms read the LM's captions (CaptionBatch.decoder_mask), the other text parts the batch's captions
+        losses.update(self._representation(s, t_out, b.attention_mask, b.decoder_mask))
+        losses.update(self._attention(s, t_out, b.attention_mask, b.decoder_mask))
+        losses.update(self._outputs(s, t_out, b.decoder_mask))
         return losses
 
     # ------------------------------------------------------------------ DLIP terms
     # ``t_out``: each teacher's outputs by index; term k reads ``t_out[self.src[k]]``
     def _representation(self, s: PretrainOutputs, t_out: dict[int, PretrainOutputs],
-                        mask: Tensor) -> dict[str, Tensor]:
+                        mask: Tensor, dec_mask: Tensor) -> dict[str, Tensor]:
         out, kind = {}, self.settings.hidden_kind
-        for part, m in (("vision", None), ("text", mask), ("fusion", mask), ("decoder", mask)):
+        for part, m in (("vision", None), ("text", mask), ("fusion", mask), ("decoder", dec_mask)):
             term = f"hidden_{part}"
             if term in self.w:
                 so, to = _part(s, part), _part(t_out[self.src[term]], part)
@@ -165,9 +166,10 @@ class DistillStep(nn.Module):
                     so.hidden_states, to.hidden_states, self.pairs[part], self.projector[PARTS[part]], kind, m)
         return out
 
-    def _attention(self, s: PretrainOutputs, t_out: dict[int, PretrainOutputs], mask: Tensor) -> dict[str, Tensor]:
+    def _attention(self, s: PretrainOutputs, t_out: dict[int, PretrainOutputs], mask: Tensor,
+                   dec_mask: Tensor) -> dict[str, Tensor]:
         out = {}
-        for part, m in (("vision", None), ("text", mask), ("fusion", mask), ("decoder", mask)):
+        for part, m in (("vision", None), ("text", mask), ("fusion", mask), ("decoder", dec_mask)):
             term = f"attn_{part}"
             if term in self.w:
                 sa, ta = _self_attentions(s, part), _self_attentions(t_out[self.src[term]], part)
@@ -177,10 +179,10 @@ class DistillStep(nn.Module):
             if term in self.w:
                 so, to = _part(s, part), _part(t_out[self.src[term]], part)
                 out[f"{term}_loss"] = terms.attention_distill_loss(
-                    so.cross_attentions, to.cross_attentions, self.pairs[term], mask)
+                    so.cross_attentions, to.cross_attentions, self.pairs[term], dec_mask if part == "decoder" else mask)
         return out
 
-    def _outputs(self, s: PretrainOutputs, t_out: dict[int, PretrainOutputs], mask: Tensor) -> dict[str, Tensor]:
+    def _outputs(self, s: PretrainOutputs, t_out: dict[int, PretrainOutputs], dec_mask: Tensor) -> dict[str, Tensor]:
         out, temp = {}, self.settings.temperature
         if "out_itc" in self.w:
             out["out_itc_loss"] = terms.itc_distill_loss(s.sim_i2t, t_out[self.src["out_itc"]].sim_i2t)
@@ -188,7 +190,7 @@ class DistillStep(nn.Module):
             out["out_itm_loss"] = terms.itm_distill_loss(s.itm_logits, t_out[self.src["out_itm"]].itm_logits, temp)
         if "out_lm" in self.w:
             # logits at position p predict token p+1: count the positions whose target is a real token
-            next_mask = torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], dim=1)  # (B, L)
+            next_mask = torch.cat([dec_mask[:, 1:], torch.zeros_like(dec_mask[:, :1])], dim=1)  # (B, L)
             out["out_lm_loss"] = terms.logit_distill_loss(s.decoder.logits, t_out[self.src["out_lm"]].decoder.logits,
                                                           next_mask, temp)
         return out

@@ -19,7 +19,8 @@ from .distributed import DistInfo, make_sampler
 
 
 def caption_dataset(data: DataConfig, preprocess: ImagePreprocess) -> Dataset:
-    ds = CaptionTrainDataset(data.path(data.train_captions), data.image_root, preprocess, max_words=data.max_words)
+    ds = CaptionTrainDataset(data.path(data.train_captions), data.image_root, preprocess, max_words=data.max_words,
+                             lm_first=data.lm_captions == "first")
     return _limit(ds, data.limit_images, ds.image_index)
 
 

@@ -16,7 +16,7 @@ from ..config import CAPTION_TERMS, LOSS_TERMS, VQA_TERMS, ModelConfig, StageCon
 from ..data.annotations import load_caption_train, load_vqa
 from ..data.batches import CaptionBatch, CaptionCollate, VQABatch, VQACollate
 from ..data.tokenizer import SpecialTokens, TextTokenizer, train_wordpiece
-from ..data.transforms import ImagePreprocess
+from ..data.transforms import Degrade, ImagePreprocess
 from ..distill.models import init_student_from
 from ..distill.step import DistillStep, make_projector
 from ..distill.teachers import Teacher, assign_terms, load_teachers
@@ -48,8 +48,9 @@ def resolve_model_config(cfg: TrainConfig, tokenizer: TextTokenizer) -> ModelCon
     return base.with_vocab(tokenizer.vocab_size, tokenizer.special.pad)
 
 
-def preprocess_for(model_cfg: ModelConfig) -> ImagePreprocess:
-    return ImagePreprocess(model_cfg.vision.image_size)
+def preprocess_for(model_cfg: ModelConfig, augment: dict | None = None) -> ImagePreprocess:
+    """The model's preprocessing; with ``augment`` (``data.augment``) the train-time degradation before it."""
+    return ImagePreprocess(model_cfg.vision.image_size, augment=Degrade(**augment) if augment else None)
 
 
 @dataclass
@@ -165,7 +166,7 @@ def train(cfg: TrainConfig, out: str | Path, overwrite: bool = False, progress: 
 def stage_loaders(stage: StageConfig, ctx: RunContext, step0: int):
     """Infinite caption / VQA batch iterators for the tasks a stage trains (None where its weights are 0)."""
     cfg, tokenizer, info, w = ctx.models.cfg, ctx.models.tokenizer, ctx.info, stage.weights
-    preprocess = preprocess_for(cfg.model)
+    preprocess = preprocess_for(cfg.model, cfg.data.augment)
     captions = vqa = None
     if any(w.get(k, 0) > 0 for k in CAPTION_TERMS):
         ds = caption_dataset(cfg.data, preprocess)

@@ -262,8 +262,8 @@ def distill_markdown(rows: dict[str, Path], latency: dict[str, dict[str, dict[in
     sm, cm = metrics[student], metrics[control]
     sp, cp = percent_of_teacher(sm["headline"], th), percent_of_teacher(cm["headline"], th)
     params = lambda n: 100 * metrics[n]["costs"]["params_total"] / metrics[teacher]["costs"]["params_total"]  # noqa: E731
-    targets = ["| target for the DLIP student (the second student where named) | needed | measured | |",
-               "|---|---|---|---|"]
+    who = "the DLIP student" + (" (the second student where named)" if len(names) == 5 else "")
+    targets = [f"| target for {who} | needed | measured | |", "|---|---|---|---|"]
     for label, _ in FOUR:
         targets.append(f"| {label}, % of the teacher | >= {KEEP_TARGET:g} | {sp[label]:.1f} "
                        f"(control: {cp[label]:.1f}) | {_met(sp[label] >= KEEP_TARGET)} |")

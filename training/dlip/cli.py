@@ -140,9 +140,13 @@ def _add_report(sub) -> None:
     p.add_argument("--run", action="append", required=True, metavar="NAME=RUN",
                    help="a row: its label and its evaluated run folder (repeat; the first row's baselines are shown)")
     p.add_argument("--reference-tr1", type=float, metavar="TR1",
-                   help="the previous teacher's TR@1 (as in its metrics.json): adds the bar TR@1 >= TR1")
+                   help="the previous teacher's numbers: its TR@1 (ITM re-ranked, headline.retrieval_tr1 of its "
+                        "metrics.json); adds the bar TR@1 >= TR1 (no bar without it)")
     p.add_argument("--reference-ir1", type=float, metavar="IR1",
-                   help="the previous teacher's IR@1 (as in its metrics.json): adds the bar IR@1 >= IR1")
+                   help="the previous teacher's numbers: its IR@1 (headline.retrieval_ir1); adds the bar IR@1 >= IR1")
+    p.add_argument("--reference-run", metavar="RUN",
+                   help="instead of typing them, read the previous teacher's TR@1 and IR@1 from this evaluated run "
+                        "folder's metrics.json")
     p.add_argument("--out", required=True, help="markdown file whose results block is replaced")
 
 
@@ -433,7 +437,20 @@ def cmd_report(args) -> int:
         if not sep or not name or not path:
             raise ValueError(f"--run {item!r}: expected NAME=RUN_FOLDER")
         runs[name] = Path(path)
-    write_report(runs, Path(args.out), args.reference_tr1, args.reference_ir1)
+    reference_tr1, reference_ir1 = args.reference_tr1, args.reference_ir1
+    source = "given on the command line (`--reference-tr1`, `--reference-ir1`)"
+    if args.reference_run:
+        from .run_folder import RunFolder
+
+        if reference_tr1 is not None or reference_ir1 is not None:
+            raise ValueError("--reference-run reads TR@1 and IR@1 from the run: give it or --reference-tr1 / "
+                             "--reference-ir1, not both")
+        head = RunFolder(args.reference_run).read_metrics().get("headline", {})
+        if "retrieval_tr1" not in head or "retrieval_ir1" not in head:
+            raise ValueError(f"--reference-run {args.reference_run}: its metrics.json has no headline TR@1 / IR@1")
+        reference_tr1, reference_ir1 = head["retrieval_tr1"], head["retrieval_ir1"]
+        source = f"from {args.reference_run}/metrics.json"
+    write_report(runs, Path(args.out), reference_tr1, reference_ir1, source)
     print(f"wrote the results block of {args.out}")
     return 0
 

@@ -60,12 +60,13 @@ def _cell(value: float | None, digits: int = 1) -> str:
 
 
 def results_markdown(runs: dict[str, Path], reference_tr1: float | None = None,
-                     reference_ir1: float | None = None) -> str:
+                     reference_ir1: float | None = None, reference_source: str = "given on the command line") -> str:
     """One table row per run (headline metrics, cost, training time), then the blind baselines of the first run
     (all runs share the test split), then the teacher bars for every run: the blind-baseline bars, issue 23's
     (exact set, every VQA question type) and, when given, TR@1 / IR@1 at least the previous teacher's
-    (``reference_tr1`` / ``reference_ir1``). A metric a run's metrics.json lacks (exact set of a run evaluated
-    before captions were graded, or of data without scene graphs) shows as "-" and its bar as not measured."""
+    (``reference_tr1`` / ``reference_ir1``, whose origin ``reference_source`` names). A metric a run's metrics.json
+    lacks (exact set of a run evaluated before captions were graded, or of data without scene graphs) shows as "-"
+    and its bar as not measured."""
     rows = ["| model | params | GFLOPs / image (vision + caption decoder) | TR@1 | IR@1 | TR@1 (ITC only) | "
             "IR@1 (ITC only) | BLEU-4 | CIDEr | exact set | VQA acc | training wall time |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -98,8 +99,7 @@ def results_markdown(runs: dict[str, Path], reference_tr1: float | None = None,
     if reference_tr1 is not None or reference_ir1 is not None:
         given = ", ".join(f"{label} {v:g}" for label, v in (("TR@1", reference_tr1), ("IR@1", reference_ir1))
                           if v is not None)
-        ref = (f" The previous teacher's numbers ({given}) are given on the command line (`--reference-tr1`, "
-               "`--reference-ir1`).")
+        ref = f" The previous teacher's numbers ({given}): {reference_source}."
     bar_note = (f"Bars: the first four against the first row's blind baselines; exact set >= {EXACT_SET_BAR:g} and "
                 f"every VQA question type >= {VQA_TYPE_BAR:g} are issue 23's teacher targets." + ref)
     return "\n".join(rows + ["", notes, ""] + bar + ["", bar_note])
@@ -130,9 +130,9 @@ def teacher_bars(metrics: list[dict], reference_tr1: float | None = None,
 
 
 def write_report(runs: dict[str, Path], out: Path, reference_tr1: float | None = None,
-                 reference_ir1: float | None = None) -> None:
+                 reference_ir1: float | None = None, reference_source: str = "given on the command line") -> None:
     """Replaces the block between the results markers of ``out`` (creating the file if needed)."""
-    write_block(out, "results", results_markdown(runs, reference_tr1, reference_ir1))
+    write_block(out, "results", results_markdown(runs, reference_tr1, reference_ir1, reference_source))
 
 
 def write_block(out: Path, name: str, markdown: str, append: bool = False) -> None:

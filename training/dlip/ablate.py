@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .config import INIT_PARTS, LOSS_TERMS, TASK_TERMS, ModelConfig, TrainConfig, from_dict, model_preset, to_dict
 from .eval.evaluate import EvalSettings, evaluate
-from .eval.report import machine
+from .eval.report import EXACT_SET_NOTE, FOUR, machine
 from .run_folder import RunFolder, load_run
 from .train.trainer import train
 
@@ -115,11 +115,15 @@ def ablate(base: TrainConfig, grid: list[dict], out: Path, settings: EvalSetting
 
 
 def _evaluated_with(run: RunFolder, settings: EvalSettings) -> bool:
-    """Whether ``run`` has a metrics.json newer than its training, made with ``settings``, with sampling errors."""
+    """Whether ``run`` has a metrics.json newer than its training, made with ``settings``, with sampling errors and
+    graded captions (the exact set of the four; not required where the data has no scene graphs to grade against)."""
     if not run.metrics_path.is_file() or run.metrics_path.stat().st_mtime < (run.path / ROW_FILE).stat().st_mtime:
         return False
     metrics = run.read_metrics()
-    return "sampling_error" in metrics and metrics.get("settings") == json.loads(json.dumps(settings.__dict__))
+    graded = "caption_exact_set" in metrics.get("sampling_error", {}) or any(
+        "correctness_skipped" in c for c in metrics.get("caption", {}).values())
+    return ("sampling_error" in metrics and graded
+            and metrics.get("settings") == json.loads(json.dumps(settings.__dict__)))
 
 
 def _settings_text(r: dict) -> str:
@@ -135,26 +139,32 @@ def _settings_text(r: dict) -> str:
     return "; ".join(parts)
 
 
-FOUR = (("TR@1", "retrieval_tr1"), ("IR@1", "retrieval_ir1"), ("CIDEr", "caption_cider"), ("VQA acc", "vqa_acc"))
-
-
-def mean_of_four(headline: dict, sampling_error: dict) -> tuple[float, float]:
-    """The mean of the four headline metrics and its standard error, ``sqrt(sum of se^2) / 4``: the four treated as
-    independent (they are scored on the same images, so this is an approximation)."""
+def mean_of_four(headline: dict, sampling_error: dict) -> tuple[float, float] | None:
+    """The mean of the four headline metrics (``FOUR``: TR@1, IR@1, exact set, VQA acc) and its standard error,
+    ``sqrt(sum of se^2) / 4``: the four treated as independent (they are scored on the same images, so this is an
+    approximation); None where a run lacks one of them (exact set on data without scene graphs)."""
+    if any(key not in headline or key not in sampling_error for _, key in FOUR):
+        return None
     values = [headline[key] for _, key in FOUR]
-    return sum(values) / 4, math.sqrt(sum(sampling_error[key] ** 2 for _, key in FOUR)) / 4
+    return sum(values) / len(FOUR), math.sqrt(sum(sampling_error[key] ** 2 for _, key in FOUR)) / len(FOUR)
+
+
+def _value(headline: dict, sampling_error: dict, key: str) -> str:
+    return f"{headline[key]:.1f} (+-{sampling_error[key]:.1f})" if key in headline else "-"
 
 
 def ablation_table(results: list[dict]) -> str:
-    """One row per grid row: parameters, each of the four metrics "x (+-se)", their mean, the row's settings."""
-    lines = ["| row | params | " + " | ".join(f"{label} (+-se)" for label, _ in FOUR) +
-             " | mean of four (+-se) | settings |", "|---|---|---|---|---|---|---|---|"]
+    """One row per grid row: parameters, each of the four metrics "x (+-se)", their mean, CIDEr (not one of the
+    four), the row's settings."""
+    columns = [f"{label} (+-se)" for label, _ in FOUR] + ["mean of four (+-se)", "CIDEr (+-se)"]
+    lines = ["| row | params | " + " | ".join(columns) + " | settings |", "|---|---|" + "---|" * (len(columns) + 1)]
     for r in results:
         h, se = r["headline"], r["sampling_error"]
-        cells = [f"{h[key]:.1f} (+-{se[key]:.1f})" for _, key in FOUR]
-        mean, mean_se = mean_of_four(h, se)
-        lines.append(f"| {r['name']} | {r['params'] / 1e6:.2f}M | " + " | ".join(cells) +
-                     f" | {mean:.1f} (+-{mean_se:.1f}) | {_settings_text(r)} |")
+        cells = [_value(h, se, key) for _, key in FOUR]
+        mean = mean_of_four(h, se)
+        cells.append("-" if mean is None else f"{mean[0]:.1f} (+-{mean[1]:.1f})")
+        cells.append(_value(h, se, "caption_cider"))
+        lines.append(f"| {r['name']} | {r['params'] / 1e6:.2f}M | " + " | ".join(cells) + f" | {_settings_text(r)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -171,6 +181,7 @@ def ablation_caption(base: TrainConfig, settings: EvalSettings, results: list[di
              f"scored on part of the test split only: the first {settings.limit_images or 'all'} images and "
              f"{settings.limit_questions or 'all'} questions ({counted})")
     return (f"Each row: {steps} from the same teacher, {split}; retrieval ITC top-"
-            f"{settings.k} + ITM, captions beam {settings.num_beams}. +-se: one standard error over the test items "
-            f"(recall: binomial over the queries; CIDEr and VQA: over the per-image / per-question scores; the mean "
-            f"of four: sqrt(sum of se^2) / 4). Machine: {machine()}.\n")
+            f"{settings.k} + ITM, captions beam {settings.num_beams} (exact set, CIDEr); {EXACT_SET_NOTE}. The mean "
+            f"of four: " + ", ".join(label for label, _ in FOUR) + " (CIDEr is shown, not in the mean). +-se: one "
+            f"standard error over the test items (recall: binomial over the queries; exact set, CIDEr and VQA: over "
+            f"the per-image / per-question scores; the mean of four: sqrt(sum of se^2) / 4). Machine: {machine()}.\n")

@@ -139,16 +139,30 @@ def _add_report(sub) -> None:
     p = sub.add_parser("report", help="fill the results block of a report from evaluated run folders")
     p.add_argument("--run", action="append", required=True, metavar="NAME=RUN",
                    help="a row: its label and its evaluated run folder (repeat; the first row's baselines are shown)")
+    p.add_argument("--reference-tr1", type=float, metavar="TR1",
+                   help="the previous teacher's numbers: its TR@1 (ITM re-ranked, headline.retrieval_tr1 of its "
+                        "metrics.json); adds the bar TR@1 >= TR1 (no bar without it)")
+    p.add_argument("--reference-ir1", type=float, metavar="IR1",
+                   help="the previous teacher's numbers: its IR@1 (headline.retrieval_ir1); adds the bar IR@1 >= IR1")
+    p.add_argument("--reference-run", metavar="RUN",
+                   help="instead of typing them, read the previous teacher's TR@1 and IR@1 from this evaluated run "
+                        "folder's metrics.json")
     p.add_argument("--out", required=True, help="markdown file whose results block is replaced")
 
 
 def _add_distill_report(sub) -> None:
-    p = sub.add_parser("distill-report", help="the distillation table: teacher, DLIP student and control, with "
+    p = sub.add_parser("distill-report", help="the distillation table: teacher, DLIP student and control (and "
+                                              "optionally a second, smaller student with its own control), with "
                                               "ONNX Runtime CPU latency of their bundles measured in the same run")
     p.add_argument("--teacher", required=True, metavar="NAME=RUN=BUNDLE", help="label, evaluated run, its bundle")
     p.add_argument("--student", required=True, metavar="NAME=RUN=BUNDLE")
     p.add_argument("--control", required=True, metavar="NAME=RUN=BUNDLE",
                    help="the same student trained the same steps without any distillation term")
+    p.add_argument("--student2", metavar="NAME=RUN=BUNDLE",
+                   help="optional second, smaller student (target: <= 6%% of the teacher's parameters); needs "
+                        "--control2")
+    p.add_argument("--control2", metavar="NAME=RUN=BUNDLE",
+                   help="the second student trained the same steps without any distillation term")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
@@ -423,7 +437,20 @@ def cmd_report(args) -> int:
         if not sep or not name or not path:
             raise ValueError(f"--run {item!r}: expected NAME=RUN_FOLDER")
         runs[name] = Path(path)
-    write_report(runs, Path(args.out))
+    reference_tr1, reference_ir1 = args.reference_tr1, args.reference_ir1
+    source = "given on the command line (`--reference-tr1`, `--reference-ir1`)"
+    if args.reference_run:
+        from .run_folder import RunFolder
+
+        if reference_tr1 is not None or reference_ir1 is not None:
+            raise ValueError("--reference-run reads TR@1 and IR@1 from the run: give it or --reference-tr1 / "
+                             "--reference-ir1, not both")
+        head = RunFolder(args.reference_run).read_metrics().get("headline", {})
+        if "retrieval_tr1" not in head or "retrieval_ir1" not in head:
+            raise ValueError(f"--reference-run {args.reference_run}: its metrics.json has no headline TR@1 / IR@1")
+        reference_tr1, reference_ir1 = head["retrieval_tr1"], head["retrieval_ir1"]
+        source = f"from {args.reference_run}/metrics.json"
+    write_report(runs, Path(args.out), reference_tr1, reference_ir1, source)
     print(f"wrote the results block of {args.out}")
     return 0
 
@@ -440,10 +467,15 @@ def cmd_distill_report(args) -> int:
     from .eval.latency import bundle_latency
     from .eval.report import distill_markdown, load_distill_metrics, write_block
 
+    if (args.student2 is None) != (args.control2 is None):
+        raise ValueError("--student2 and --control2 go together: a second student needs its own control")
+    items = [args.teacher, args.student, args.control] + ([args.student2, args.control2] if args.student2 else [])
     runs, bundles, latency = {}, {}, {}
-    for item in (args.teacher, args.student, args.control):
-        name, run, bundles[name] = _three_fields(item, "NAME=RUN_FOLDER=BUNDLE_DIR")
-        runs[name] = Path(run)
+    for item in items:
+        name, run, bundle = _three_fields(item, "NAME=RUN_FOLDER=BUNDLE_DIR")
+        if name in runs:
+            raise ValueError(f"the label {name!r} is given twice: each row needs its own label")
+        runs[name], bundles[name] = Path(run), bundle
     load_distill_metrics(runs)  # refuse metrics without sampling errors before minutes of latency measurement
     for name, bundle in bundles.items():
         latency[name] = bundle_latency(bundle, tuple(args.batch_sizes), args.repeats, args.threads)

@@ -86,7 +86,9 @@ def test_ablate_writes_one_table_with_sampling_errors_and_resumes(shapes_dir, mi
     table = ablate(base, grid, tmp_path, settings, progress=False)
     text = table.read_text()
     lines = text.splitlines()
-    assert lines[0].startswith("| row | params | TR@1 (+-se) | IR@1 (+-se) | CIDEr (+-se) | VQA acc (+-se) |")
+    assert lines[0] == ("| row | params | TR@1 (+-se) | IR@1 (+-se) | exact set (+-se) | VQA acc (+-se) | "
+                        "mean of four (+-se) | CIDEr (+-se) | settings |")
+    assert lines[1] == "|---|---|" + "---|" * 7
     assert len(lines) == 6 and lines[4] == ""  # header, rule, two rows, then the caption
     assert "| no distillation (control) |" in text and "DLIP terms: none" in text
     assert "decoder distilled separately" in lines[3]
@@ -94,8 +96,12 @@ def test_ablate_writes_one_table_with_sampling_errors_and_resumes(shapes_dir, mi
     assert [r["name"] for r in rows] == [g["name"] for g in grid]
     h, se = rows[0]["headline"], rows[0]["sampling_error"]
     assert f"| {h['retrieval_tr1']:.1f} (+-{se['retrieval_tr1']:.1f}) |" in lines[2]
+    assert f"| {h['caption_exact_set']:.1f} (+-{se['caption_exact_set']:.1f}) | {h['vqa_acc']:.1f} " in lines[2]
+    assert f"| {h['caption_cider']:.1f} (+-{se['caption_cider']:.1f}) | DLIP terms: none |" in lines[2]
     items = rows[0]["test_items"]
     assert "Each row: 4 training steps (2 distill + 2 vqa) from the same teacher" in lines[5]
+    assert "captions beam 1 (exact set, CIDEr)" in lines[5] and "`dlip/eval/caption_correctness.py`" in lines[5]
+    assert "The mean of four: TR@1, IR@1, exact set, VQA acc (CIDEr is shown, not in the mean)" in lines[5]
     assert f"scored on the whole test split ({items['images']:,} images" in lines[5]
     log = (tmp_path / "decoder-distilled-separately" / "log.jsonl").read_text().splitlines()
     assert [json.loads(line)["stage"] for line in log][:2] == ["distill-encoders", "distill-decoder"]
@@ -114,9 +120,34 @@ def test_ablate_writes_one_table_with_sampling_errors_and_resumes(shapes_dir, mi
     part = ablate(base, grid, tmp_path, EvalSettings(k=2, num_beams=1, limit_images=3, limit_questions=3),
                   progress=False).read_text()
     assert len(evaluated) == 2 and "part of the test split only: the first 3 images and 3 questions" in part
+    # a row scored before captions were graded (no exact set) is scored again, the other row is not
+    limited = EvalSettings(k=2, num_beams=1, limit_images=3, limit_questions=3)
+    metrics_path = tmp_path / "no-distillation-control" / "metrics.json"
+    old = json.loads(metrics_path.read_text())
+    del old["sampling_error"]["caption_exact_set"]
+    metrics_path.write_text(json.dumps(old))
+    ablate(base, grid, tmp_path, limited, progress=False)
+    assert len(evaluated) == 3 and "caption_exact_set" in json.loads(metrics_path.read_text())["sampling_error"]
     # a row whose config changed under the same name is trained again, then scored again (its metrics are older)
     trained = []
     monkeypatch.setattr(ablate_module, "train", lambda cfg, path, **k: trained.append(cfg.distill.init))
     ablate(base, [{"name": "no distillation (control)", "weights": {"distill": 0}, "init": "select"}], tmp_path,
            EvalSettings(k=2, num_beams=1, limit_images=3, limit_questions=3), progress=False)
-    assert trained == ["select"] and len(evaluated) == 3
+    assert trained == ["select"] and len(evaluated) == 4
+
+
+def test_the_mean_of_four_is_over_tr1_ir1_exact_set_and_vqa():
+    from dlip.ablate import ablation_table, mean_of_four
+
+    head = {"retrieval_tr1": 40.0, "retrieval_ir1": 30.0, "caption_exact_set": 70.0, "vqa_acc": 60.0,
+            "caption_cider": 900.0}  # CIDEr far off the others: the mean would show it if it were in
+    se = {"retrieval_tr1": 3.0, "retrieval_ir1": 4.0, "caption_exact_set": 0.0, "vqa_acc": 0.0, "caption_cider": 9.0}
+    assert mean_of_four(head, se) == (50.0, 5.0 / 4)
+    ungraded = {k: v for k, v in head.items() if k != "caption_exact_set"}
+    assert mean_of_four(ungraded, se) is None
+    rows = [{"name": name, "row": {"name": name}, "headline": h, "sampling_error": se, "params": 2_000_000,
+             "stages": [{"weights": {"itc": 1.0}}]} for name, h in (("graded", head), ("no scenes", ungraded))]
+    lines = ablation_table(rows).splitlines()
+    assert lines[2] == ("| graded | 2.00M | 40.0 (+-3.0) | 30.0 (+-4.0) | 70.0 (+-0.0) | 60.0 (+-0.0) | 50.0 (+-1.2) | "
+                        "900.0 (+-9.0) | DLIP terms: none |")
+    assert lines[3].startswith("| no scenes | 2.00M | 40.0 (+-3.0) | 30.0 (+-4.0) | - | 60.0 (+-0.0) | - | 900.0")

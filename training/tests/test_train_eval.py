@@ -164,7 +164,11 @@ def test_report_block_is_filled_from_metrics(micro_metrics, micro_run, tmp_path)
     assert "old numbers" not in text and "prose stays" in text and "more prose" in text
     h = micro_metrics["headline"]
     assert "| micro | " in text and f"{h['vqa_acc']:.1f}" in text
-    assert text.count(" (met) |") + text.count(" (NOT met) |") == 4  # the four teacher bars
+    assert f"| {h['caption_exact_set']:.1f} | {h['vqa_acc']:.1f} |" in text  # the exact set column, then VQA
+    # the four blind-baseline bars, exact set, then one bar per VQA question type of the test split
+    types = micro_metrics["vqa"]["by_type"]
+    assert text.count(" (met) |") + text.count(" (NOT met) |") == 5 + len(types) and len(types) >= 3
+    assert all(f"| VQA accuracy, {t} questions >= 75 | 75.00 | {v:.2f} (" in text for t, v in types.items())
 
 
 def test_init_from_continues_a_run(micro_run, tmp_path):

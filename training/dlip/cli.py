@@ -71,6 +71,22 @@ def _add_train(sub) -> None:
     _add_run_args(p, "JSON training config (see training/configs/); flags below override it",
                   "model size preset from dlip/presets.json")
     p.add_argument("--init-from", help="start from this run folder's weights and tokenizer (fine-tuning)")
+    p.add_argument("--init-vision", help="start the image encoder from this vision.pt (dlip pretrain-vision); "
+                   "overrides the config's init_vision")
+
+
+def _add_pretrain_vision(sub) -> None:
+    p = sub.add_parser("pretrain-vision", help="pre-train a teacher's image encoder on the training scene graphs "
+                       "(what each image token's cell holds), the stage BLIP gets from ImageNet; writes vision.pt for "
+                       "a training config's init_vision")
+    p.add_argument("--config", required=True, help="the teacher's training config (its model's image encoder, "
+                   "data.augment and seed are used)")
+    p.add_argument("--data", help="image root with scenes_train.jsonl / scenes_val.jsonl (dlip data synth)")
+    p.add_argument("--out", required=True, help="folder to write vision.pt and log.jsonl into")
+    p.add_argument("--steps", type=int, default=800)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--threads", type=int, help="torch threads")
 
 
 def _add_distill(sub) -> None:
@@ -276,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(sub)
     _add_tokenizer(sub)
     _add_train(sub)
+    _add_pretrain_vision(sub)
     _add_distill(sub)
     _add_ablate(sub)
     _add_eval(sub)
@@ -324,6 +341,8 @@ def train_config_from_args(args) -> TrainConfig:
         cfg.threads = args.threads
     if getattr(args, "init_from", None):
         cfg.init_from = args.init_from
+    if getattr(args, "init_vision", None):
+        cfg.init_vision = args.init_vision
     if not cfg.data.image_root:
         raise ValueError("no data: pass --data IMAGE_ROOT or set data.image_root in --config")
     return cfg
@@ -382,6 +401,22 @@ def cmd_train(args) -> int:
 
     path = train(train_config_from_args(args), args.out, overwrite=args.overwrite)
     print(f"run folder: {path}")
+    return 0
+
+
+def cmd_pretrain_vision(args) -> int:
+    from .train.trainer import resolve_vision_config
+    from .train.vision_pretrain import pretrain_vision
+
+    cfg = load_config_file(args.config)
+    root = args.data or cfg.data.image_root
+    if not root:
+        raise ValueError("no data: pass --data IMAGE_ROOT or set data.image_root in --config")
+    if args.steps < 1 or args.batch_size < 1:
+        raise ValueError("--steps and --batch-size must be >= 1")
+    path = pretrain_vision(resolve_vision_config(cfg), root, args.out, steps=args.steps, batch_size=args.batch_size,
+                           lr=args.lr, augment=cfg.data.augment, seed=cfg.seed, threads=args.threads or cfg.threads)
+    print(f"wrote {path}")
     return 0
 
 
@@ -648,6 +683,7 @@ COMMANDS = {
     "data": cmd_data,
     "tokenizer": cmd_tokenizer,
     "train": cmd_train,
+    "pretrain-vision": cmd_pretrain_vision,
     "distill": cmd_distill,
     "ablate": cmd_ablate,
     "eval": cmd_eval,

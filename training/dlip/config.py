@@ -305,6 +305,9 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads per process; 0 = torch's default
     distill: DistillConfig | None = None  # set: train the preset as a DLIP student of distill.teacher
     init_from: str | None = None  # a run folder: start from its weights, model config and tokenizer (fine-tuning)
+    # a vision.pt written by `dlip pretrain-vision` for this model's image encoder: the image encoder starts from it
+    # (as BLIP's starts from an ImageNet-pretrained ViT), the rest from random weights
+    init_vision: str | None = None
 
 
 def train_config_from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig:

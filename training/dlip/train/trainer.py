@@ -12,7 +12,17 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..config import CAPTION_TERMS, LOSS_TERMS, VQA_TERMS, ModelConfig, StageConfig, TrainConfig, model_preset, to_dict
+from ..config import (
+    CAPTION_TERMS,
+    LOSS_TERMS,
+    VQA_TERMS,
+    ModelConfig,
+    StageConfig,
+    TrainConfig,
+    VisionConfig,
+    model_preset,
+    to_dict,
+)
 from ..data.annotations import load_caption_train, load_vqa
 from ..data.batches import CaptionBatch, CaptionCollate, VQABatch, VQACollate
 from ..data.tokenizer import SpecialTokens, TextTokenizer, train_wordpiece
@@ -29,6 +39,7 @@ from .batches import caption_dataset, infinite_loader, vqa_dataset, vqa_sample_w
 from .logger import MetricLogger
 from .plot import plot_losses
 from .schedule import cosine_with_warmup, make_optimizer
+from .vision_pretrain import load_vision_init
 
 
 def build_tokenizer(cfg: TrainConfig) -> TextTokenizer:
@@ -46,6 +57,11 @@ def build_tokenizer(cfg: TrainConfig) -> TextTokenizer:
 def resolve_model_config(cfg: TrainConfig, tokenizer: TextTokenizer) -> ModelConfig:
     base = cfg.model if cfg.model is not None else model_preset(cfg.preset)
     return base.with_vocab(tokenizer.vocab_size, tokenizer.special.pad)
+
+
+def resolve_vision_config(cfg: TrainConfig) -> VisionConfig:
+    """The image encoder a training config builds (its model section, else its preset's)."""
+    return (cfg.model if cfg.model is not None else model_preset(cfg.preset)).vision
 
 
 def preprocess_for(model_cfg: ModelConfig, augment: dict | None = None) -> ImagePreprocess:
@@ -117,6 +133,11 @@ def build_models(cfg: TrainConfig, info: dist.DistInfo) -> Models:
     model = BlipMED(cfg.model)
     if start is not None:
         model.load_state_dict(start.model.state_dict())
+    if cfg.init_vision is not None:
+        if start is not None or teachers:
+            raise ValueError("init_vision starts a fresh model's image encoder; it cannot be combined with init_from "
+                             "or distill")
+        model.visual_encoder.load_state_dict(load_vision_init(cfg.init_vision, cfg.model.vision))
     if teachers:
         init_student_from(model, teachers, cfg.distill.init, cfg.distill.init_parts)
     model = model.to(info.device)

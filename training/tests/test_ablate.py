@@ -151,3 +151,22 @@ def test_the_mean_of_four_is_over_tr1_ir1_exact_set_and_vqa():
     assert lines[2] == ("| graded | 2.00M | 40.0 (+-3.0) | 30.0 (+-4.0) | 70.0 (+-0.0) | 60.0 (+-0.0) | 50.0 (+-1.2) | "
                         "900.0 (+-9.0) | DLIP terms: none |")
     assert lines[3].startswith("| no scenes | 2.00M | 40.0 (+-3.0) | 30.0 (+-4.0) | - | 60.0 (+-0.0) | - | 900.0")
+
+
+def test_the_v2_grid_isolates_each_family_and_each_part_of_the_dlip_terms():
+    base = train_config_from_dict(json.loads((CONFIGS / "shapes_distill_v2.json").read_text()))
+    grid = json.loads((CONFIGS / "ablation_grid_v2.json").read_text())
+    rows = {r["name"]: row_config(base, r) for r in grid}
+    tasks = {"itc", "itm", "lm", "vqa"}
+    on = lambda cfg: {k for s in cfg.stages for k, v in s.weights.items() if v > 0} - tasks  # noqa: E731
+    every = on(rows["every DLIP term (main recipe)"])
+    assert on(rows["no distillation terms (control)"]) == set()
+    families = [on(rows[n]) for n in ("representation only (hidden states)",
+                                      "attention only (self- and cross-attention maps)",
+                                      "outputs only (ITC, ITM, caption and answer logits)")]
+    assert set().union(*families) == every and sum(map(len, families)) == len(every)  # a partition of the terms
+    assert families[0] == {k for k in every if k.startswith("hidden_")}
+    assert families[2] == {k for k in every if k.startswith("out_")}
+    parts = [on(rows[f"{p} terms only"]) for p in ("image encoder", "text encoder", "fusion", "decoder")]
+    assert set().union(*parts) == every and sum(map(len, parts)) == len(every)  # and another partition, by part
+    assert all(cfg.distill.init == "select" for cfg in rows.values())

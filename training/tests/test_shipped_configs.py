@@ -8,7 +8,7 @@ from dlip.config import load_presets, model_preset, train_config_from_dict
 from dlip.model.med import BlipMED
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-TRAIN_CONFIGS = sorted(p for p in CONFIGS.glob("*.json") if p.name != "ablation_grid.json")
+TRAIN_CONFIGS = sorted(p for p in CONFIGS.glob("*.json") if not p.name.startswith("ablation_grid"))
 
 
 @pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: p.name)

@@ -1,88 +1,72 @@
 #!/usr/bin/env bash
-# Regenerates everything end to end on this machine: the Shapes data, the teacher, the DLIP student and its
-# no-distillation control, their evaluations, their ONNX bundles, the training report's tables, the ablation study
-# and the default bundle in models/. Long: up to 1.5 hours for each of the five teacher runs on 2 CPU cores (the
-# last, teacher-conv-pos-reads, is the one the student learns from), then the student, control and ablation runs;
-# steps whose output exists are skipped, so an interrupted run resumes. Data and runs go to data/ and runs/ (ignored
-# by git).
+# Regenerates the default model (models/dlip-student) and every table of training/REPORT.md on this machine, in
+# order: the Shapes data (renderer v2) and its hard split, the teacher's image-encoder pre-training on the training
+# scene graphs, the teacher (teacher-128), the DLIP student (student-128) and its no-distillation control, the smaller
+# student (student-128-small) and its control, their evaluations and ONNX bundles, the distillation, robustness,
+# caption-correctness and int8 tables, the ablation of the DLIP terms at both compressions, and the default bundle.
+# About 4 hours on 2 CPU cores (the teacher about 45 minutes of it). Steps whose output exists are skipped, so an
+# interrupted run resumes. Data and runs go to data/ and runs/ (ignored by git). The earlier recipes (renderer v1,
+# training/report/HISTORY.md): scripts/reproduce-v1.sh.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/setup-venv.sh"
 cd "$root/training"
 py=.venv/bin/python
 data="$root/data/shapes"
+hard="$root/data/shapes-hard"
 runs="$root/runs"
 bundles="$runs/bundles"
-# a run counts as evaluated once its metrics.json has sampling errors (older evaluations are made again)
-evaluated() { grep -q '"sampling_error"' "$1/metrics.json" 2>/dev/null; }
+# a run counts as evaluated once its metrics.json grades captions against the scene graphs
+evaluated() { grep -q '"caption_exact_set"' "$1/metrics.json" 2>/dev/null; }
+# 1. the Shapes benchmark drawn by renderer v2 (20,000 / 1,000 / 1,000 images) and its hard split
 [ -f "$data/annotations/caption_test.json" ] || $py -m dlip data synth --out "$data"
-# the teacher (training report, part 1)
-[ -f "$runs/teacher/checkpoints/last.pt" ] || $py -m dlip train --config configs/shapes_teacher.json --data "$data" --out "$runs/teacher"
-evaluated "$runs/teacher" || $py -m dlip eval "$runs/teacher"
-# the same recipe with the VQA answer decoder reading the image tokens too (model.vqa_decoder_reads_image)
-[ -f "$runs/teacher-reads-image/checkpoints/last.pt" ] || $py -m dlip train --config configs/shapes_teacher_reads_image.json --data "$data" --out "$runs/teacher-reads-image"
-evaluated "$runs/teacher-reads-image" || $py -m dlip eval "$runs/teacher-reads-image"
-# the same recipe with a convolutional stem in the ViT (preset teacher-conv, vision.stem "conv")
-[ -f "$runs/teacher-conv/checkpoints/last.pt" ] || $py -m dlip train --config configs/shapes_teacher_conv.json --data "$data" --out "$runs/teacher-conv"
-evaluated "$runs/teacher-conv" || $py -m dlip eval "$runs/teacher-conv"
-# ... and with the position table added to the ViT's output tokens (preset teacher-conv-pos, vision.output_pos_embed)
-[ -f "$runs/teacher-conv-pos/checkpoints/last.pt" ] || $py -m dlip train --config configs/shapes_teacher_conv_pos.json --data "$data" --out "$runs/teacher-conv-pos"
-evaluated "$runs/teacher-conv-pos" || $py -m dlip eval "$runs/teacher-conv-pos"
-# ... and the answer decoder reading those tokens, region questions drawn twice as often (preset teacher-conv-pos-reads)
-[ -f "$runs/teacher-conv-pos-reads/checkpoints/last.pt" ] || $py -m dlip train --config configs/shapes_teacher_conv_pos_reads.json --data "$data" --out "$runs/teacher-conv-pos-reads"
-evaluated "$runs/teacher-conv-pos-reads" || $py -m dlip eval "$runs/teacher-conv-pos-reads"
-$py -m dlip report --run teacher="$runs/teacher" --run "teacher, answer decoder reads the image=$runs/teacher-reads-image" \
-  --run "teacher-conv (convolutional stem)=$runs/teacher-conv" \
-  --run "teacher-conv-pos (stem + output positions)=$runs/teacher-conv-pos" \
-  --run "teacher-conv-pos-reads (+ answer decoder reads the image, region x2)=$runs/teacher-conv-pos-reads" --out REPORT.md
-# the DLIP student and the control, both from teacher-conv-pos-reads: same student, same steps, no distillation term
-teacher="$runs/teacher-conv-pos-reads"
-[ -f "$runs/student/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$teacher" --config configs/shapes_distill.json --data "$data" --out "$runs/student"
-[ -f "$runs/control/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$teacher" --config configs/shapes_distill.json --data "$data" --out "$runs/control" --no-distill --init random
-# ... and the same student from weight selection without distillation terms (what the terms add, report section 2)
-[ -f "$runs/control-select/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$teacher" --config configs/shapes_distill.json --data "$data" --out "$runs/control-select" --no-distill
-for r in student control; do evaluated "$runs/$r" || $py -m dlip eval "$runs/$r"; done
-evaluated "$runs/control-select" || $py -m dlip eval "$runs/control-select" --no-vqa-rank
-# bundles (the teacher's and the control's only for the latency columns and the robustness table), then the
-# distillation table
-[ -f "$bundles/teacher/manifest.json" ] || $py -m dlip export "$teacher" --out "$bundles/teacher" --name dlip-teacher --overwrite
-for r in student control; do
+[ -f "$hard/annotations/caption_test.json" ] || $py -m dlip data perturb --data "$data" --out "$hard"
+# 2. the teacher: its image encoder learns what covers each token's cell from the training scene graphs (the stage
+#    BLIP gets from ImageNet), then ITC + ITM + LM (each image's full enumeration) + VQA from that encoder
+teacher="$runs/teacher-128"
+[ -f "$runs/vision-128/vision.pt" ] || $py -m dlip pretrain-vision --config configs/shapes_teacher_v2.json --data "$data" --out "$runs/vision-128"
+[ -f "$teacher/checkpoints/last.pt" ] || $py -m dlip train --config configs/shapes_teacher_v2.json --data "$data" --init-vision "$runs/vision-128/vision.pt" --out "$teacher"
+evaluated "$teacher" || $py -m dlip eval "$teacher" --no-vqa-rank
+# the reference numbers are the previous teacher's (teacher-conv-pos-reads, training/report/HISTORY.md section 1)
+$py -m dlip report --run "teacher-128=$teacher" --reference-tr1 33.0 --reference-ir1 22.9 --out REPORT.md
+# 3. the two students and their controls: the same student, initialisation (weight selection), batches and steps,
+#    without the distillation terms
+for s in student-128:shapes_distill_v2 student-128-small:shapes_distill_v2_small; do
+  name=${s%%:*}; config=configs/${s##*:}.json
+  [ -f "$runs/$name/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$teacher" --config "$config" --data "$data" --out "$runs/$name"
+  [ -f "$runs/$name-control/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$teacher" --config "$config" --data "$data" --out "$runs/$name-control" --no-distill
+  for r in "$name" "$name-control"; do evaluated "$runs/$r" || $py -m dlip eval "$runs/$r" --no-vqa-rank; done
+done
+# 4. bundles (int8 graphs for the students), then the distillation table (latency measured side by side)
+[ -f "$bundles/teacher-128/manifest.json" ] || $py -m dlip export "$teacher" --out "$bundles/teacher-128" --name dlip-teacher --overwrite
+for r in student-128 student-128-control student-128-small student-128-small-control; do
   [ -f "$bundles/$r/manifest.json" ] || $py -m dlip export "$runs/$r" --out "$bundles/$r" --name "dlip-$r" --int8 --overwrite
 done
-$py -m dlip distill-report --teacher "teacher-conv-pos-reads=$teacher=$bundles/teacher" \
-  --student "DLIP student=$runs/student=$bundles/student" \
-  --control "no-distillation control=$runs/control=$bundles/control" --out REPORT.md
-# robustness: the test split re-rendered with camera and encoder perturbations, every model scored on both
-[ -f "$root/data/shapes-perturbed/annotations/caption_test.json" ] || $py -m dlip data perturb --data "$data" --out "$root/data/shapes-perturbed" --preset camera
+$py -m dlip distill-report --teacher "teacher-128=$teacher=$bundles/teacher-128" \
+  --student "DLIP student (student-128)=$runs/student-128=$bundles/student-128" \
+  --control "no-distillation control=$runs/student-128-control=$bundles/student-128-control" \
+  --student2 "smaller DLIP student (student-128-small)=$runs/student-128-small=$bundles/student-128-small" \
+  --control2 "its no-distillation control=$runs/student-128-small-control=$bundles/student-128-small-control" --out REPORT.md
+# 5. robustness: every bundle on the test split and on the hard split; caption correctness of teacher and student
 rows=()
-for r in teacher student control; do
-  for split in clean perturbed; do
-    src="$data"; [ "$split" = perturbed ] && src="$root/data/shapes-perturbed"
+for r in teacher-128 student-128 student-128-control; do
+  for split in clean hard; do
+    src="$data"; [ "$split" = hard ] && src="$hard"
     [ -f "$bundles/$r/$split.json" ] || $py -m dlip eval-bundle "$bundles/$r" --data "$src" --no-vqa-rank --out "$bundles/$r/$split.json"
   done
-  rows+=(--row "$r=$bundles/$r/clean.json=$bundles/$r/perturbed.json")
+  rows+=(--row "$r=$bundles/$r/clean.json=$bundles/$r/hard.json")
 done
 $py -m dlip robustness-report "${rows[@]}" --out REPORT.md
-# int8: the student's dynamic-quantised graphs scored on the whole test split, next to fp32
-[ -f "$bundles/student/int8.json" ] || $py -m dlip eval-bundle "$bundles/student" --data "$data" --int8 --no-vqa-rank --out "$bundles/student/int8.json"
-$py -m dlip int8-report --fp32 "$bundles/student/clean.json" --int8 "$bundles/student/int8.json" --bundle "$bundles/student" --out REPORT.md
-# the ablation study: a third of the student's schedule per row, every row scored on the whole test split
-$py -m dlip ablate --teacher "$teacher" --config configs/shapes_distill.json --grid configs/ablation_grid.json \
-  --data "$data" --out "$runs/ablation" --steps 400 --no-vqa-rank --report REPORT.md
-# the default model users get: the DLIP student with its int8 graphs; checked against PyTorch and scored as a bundle
-$py -m dlip export "$runs/student" --out "$root/models/dlip-student" --name dlip-student --int8 --overwrite
-$py -m dlip eval-bundle "$root/models/dlip-student" --data "$data" --compare-run "$runs/student"
-# what users see (report section 6): the default bundle's captions graded against the scene graphs, on the clean
-# test split, the camera split, the hard split and the test split drawn by renderer v2
-[ -f "$root/data/shapes-hard/annotations/caption_test.json" ] || $py -m dlip data perturb --data "$data" --out "$root/data/shapes-hard"
-[ -f "$root/data/shapes-v2/annotations/caption_test.json" ] || $py -m dlip data synth --out "$root/data/shapes-v2" --n 0 0 1000 --renderer v2
-mkdir -p "$bundles/shipped"
-for split in clean camera hard v2; do
-  src="$data"
-  case $split in camera) src="$root/data/shapes-perturbed";; hard) src="$root/data/shapes-hard";; v2) src="$root/data/shapes-v2";; esac
-  [ -f "$bundles/shipped/$split.json" ] || $py -m dlip eval-bundle "$root/models/dlip-student" --data "$src" --no-vqa-rank --out "$bundles/shipped/$split.json"
-done
-$py -m dlip correctness-report --row "dlip-student, test split=$bundles/shipped/clean.json" \
-  --row "dlip-student, camera split (data perturb --preset camera)=$bundles/shipped/camera.json" \
-  --row "dlip-student, hard split (data perturb)=$bundles/shipped/hard.json" \
-  --row "dlip-student, test split drawn by renderer v2=$bundles/shipped/v2.json" --out REPORT.md
+$py -m dlip correctness-report --row "teacher-128, test split=$bundles/teacher-128/clean.json" \
+  --row "teacher-128, hard split=$bundles/teacher-128/hard.json" \
+  --row "DLIP student, test split=$bundles/student-128/clean.json" \
+  --row "DLIP student, hard split=$bundles/student-128/hard.json" --out REPORT.md
+# 6. int8: the student's dynamic-quantised graphs on the whole test split, next to fp32
+[ -f "$bundles/student-128/int8.json" ] || $py -m dlip eval-bundle "$bundles/student-128" --data "$data" --int8 --no-vqa-rank --out "$bundles/student-128/int8.json"
+$py -m dlip int8-report --fp32 "$bundles/student-128/clean.json" --int8 "$bundles/student-128/int8.json" --bundle "$bundles/student-128" --out REPORT.md
+# 7. which DLIP terms help, at which compression: 400-step rows from the same teacher, each on the whole test split
+$py -m dlip ablate --teacher "$teacher" --config configs/shapes_distill_v2.json --grid configs/ablation_grid_v2.json \
+  --data "$data" --out "$runs/ablation-v2" --steps 400 --no-vqa-rank --report REPORT.md
+# 8. the default model users get: the DLIP student with its int8 graphs, checked against PyTorch
+$py -m dlip export "$runs/student-128" --out "$root/models/dlip-student" --name dlip-student --int8 --overwrite
+$py -m dlip eval-bundle "$root/models/dlip-student" --data "$data" --compare-run "$runs/student-128" --no-vqa-rank

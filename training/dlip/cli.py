@@ -26,10 +26,11 @@ def _add_data(sub) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--noise", type=float, default=3.0, help="pixel noise sigma (<= 6)")
     s.add_argument("--workers", type=int, default=2, help="rendering processes")
-    s.add_argument("--renderer", choices=("v1", "v2"), default="v1",
-                   help="v1 (default; what the shipped models were trained and scored on): flat colours, hard edges; "
-                        "v2: anti-aliasing, colour shades, background gradients and texture, slight rotation, blur, "
-                        "JPEG (dlip/data/render_v2.py)")
+    s.add_argument("--renderer", choices=("v1", "v2"), default="v2",
+                   help="v2 (default; what the shipped model was trained and scored on): anti-aliasing, colour "
+                        "shades, background gradients and texture, slight rotation, blur, JPEG "
+                        "(dlip/data/render_v2.py); v1: flat colours and hard edges (the earlier recipes of "
+                        "training/REPORT.md)")
     pt = data_sub.add_parser("perturb", help="render a Shapes split again with camera and encoder perturbations "
                                              "(anti-aliasing, blur, other sizes, noise, low-quality JPEG)")
     pt.add_argument("--data", required=True, help="Shapes image root from `data synth` (needs scenes_SPLIT.jsonl)")

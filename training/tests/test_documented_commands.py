@@ -9,7 +9,9 @@ import pytest
 from dlip.cli import build_parser
 
 TRAINING = Path(__file__).resolve().parents[1]
-SOURCES = {"scripts/reproduce.sh": TRAINING.parent / "scripts" / "reproduce.sh", "REPORT.md": TRAINING / "REPORT.md"}
+SOURCES = {"scripts/reproduce.sh": TRAINING.parent / "scripts" / "reproduce.sh", "REPORT.md": TRAINING / "REPORT.md",
+           "scripts/reproduce-v1.sh": TRAINING.parent / "scripts" / "reproduce-v1.sh",
+           "report/HISTORY.md": TRAINING / "report" / "HISTORY.md"}
 
 
 def _commands(text: str) -> list[str]:

@@ -197,10 +197,13 @@ def _add_int8_report(sub) -> None:
 
 def _add_robustness_report(sub) -> None:
     p = sub.add_parser("robustness-report", help="the robustness table: clean vs perturbed test split (`data "
-                                                 "perturb`) per model, drops, and the check against the teacher")
+                                                 "perturb`) per model, drops with standard errors, issue 23's check "
+                                                 "(exact set and VQA acc drop <= 3 points) and the check against the "
+                                                 "teacher")
     p.add_argument("--row", action="append", required=True, metavar="NAME=CLEAN_JSON=PERTURBED_JSON",
-                   help="a row: label, `eval-bundle --out` JSON on the clean and on the perturbed split (repeat; the "
-                        "first row is the teacher the others are checked against)")
+                   help="a row: label, `eval-bundle --out` JSON on the clean and on the perturbed split, each with "
+                        "the headline caption_exact_set (repeat; the first row is the teacher the others are checked "
+                        "against)")
     p.add_argument("--out", required=True, help="markdown file whose robustness block is replaced (or appended)")
 
 
@@ -538,14 +541,14 @@ def cmd_int8_report(args) -> int:
 
 def cmd_robustness_report(args) -> int:
     from .eval.report import machine, write_block
-    from .eval.robustness import read_eval_metrics, robustness_markdown
+    from .eval.robustness import read_robustness_metrics, robustness_markdown
 
     rows = {}
     for item in args.row:
         name, clean, perturbed = _three_fields(item, "NAME=CLEAN_JSON=PERTURBED_JSON", flag="--row ")
         if name in rows:
             raise ValueError(f"--row {item!r}: the label {name!r} is used twice")
-        rows[name] = (read_eval_metrics(clean), read_eval_metrics(perturbed))
+        rows[name] = (read_robustness_metrics(clean), read_robustness_metrics(perturbed))
     table = robustness_markdown(rows, machine())
     write_block(Path(args.out), "robustness", table, append=True)
     print(table)

@@ -185,48 +185,85 @@ SETTINGS = {"k": 16, "num_beams": 3, "max_caption_tokens": 20, "limit_images": N
             "batch_size": 64}
 
 
-def _metrics(path: Path, bundle: str, tr1, ir1, bleu4, cider, vqa, **settings) -> str:
+def _metrics(path: Path, bundle: str, tr1, ir1, bleu4, cider, vqa, exact=None, errors=None, **settings) -> str:
+    """An eval-bundle JSON: the headline (with caption_exact_set when ``exact`` is given), the top-level
+    sampling_error when ``errors`` is given, and the settings."""
     head = dict(retrieval_tr1=tr1, retrieval_ir1=ir1, caption_bleu4=bleu4, caption_cider=cider, vqa_acc=vqa)
-    path.write_text(json.dumps({"headline": head, "bundle": bundle, "settings": {**SETTINGS, **settings}}))
+    head.update({} if exact is None else {"caption_exact_set": exact})
+    data = {"headline": head, "bundle": bundle, "settings": {**SETTINGS, **settings}}
+    data.update({} if errors is None else {"sampling_error": errors})
+    path.write_text(json.dumps(data))
     return str(path)
 
 
 def test_robustness_report_gives_drops_and_checks_each_model_against_the_teacher(tmp_path, capsys):
-    teacher = f"teacher={_metrics(tmp_path / 'tc.json', 't', 80, 70, 40, 150, 90)}=" \
-              f"{_metrics(tmp_path / 'tp.json', 't', 75, 68, 38, 135, 85)}"
-    student = f"student={_metrics(tmp_path / 'sc.json', 's', 78, 66, 39, 200, 88)}=" \
-              f"{_metrics(tmp_path / 'sp.json', 's', 69, 63, 33, 176, 80)}"
+    teacher = f"teacher={_metrics(tmp_path / 'tc.json', 't', 80, 70, 40, 150, 90, exact=90)}=" \
+              f"{_metrics(tmp_path / 'tp.json', 't', 75, 68, 38, 135, 85, exact=88)}"
+    student = f"student={_metrics(tmp_path / 'sc.json', 's', 78, 66, 39, 200, 88, exact=86)}=" \
+              f"{_metrics(tmp_path / 'sp.json', 's', 69, 63, 33, 176, 80, exact=82)}"
     report = tmp_path / "REPORT.md"
     report.write_text("# Report\n\nother text\n")
     assert main(["robustness-report", "--row", teacher, "--row", student, "--out", str(report)]) == 0
     text = report.read_text()
     assert text.startswith("# Report\n\nother text\n\n<!-- robustness:begin -->") and text.endswith(
         "<!-- robustness:end -->\n")
-    # TR@1, IR@1, BLEU-4, CIDEr (+ % of clean), VQA: clean, perturbed, drop
+    # TR@1, IR@1, BLEU-4, CIDEr (+ % of clean), exact set, VQA: clean, perturbed, drop
     assert ("| teacher | 80.00 | 75.00 | 5.00 | 70.00 | 68.00 | 2.00 | 40.00 | 38.00 | 2.00 | 150.00 | 135.00 | 15.00 "
-            "| 10.0% | 90.00 | 85.00 | 5.00 |") in text
+            "| 10.0% | 90.00 | 88.00 | 2.00 | 90.00 | 85.00 | 5.00 |") in text
     assert ("| student | 78.00 | 69.00 | 9.00 | 66.00 | 63.00 | 3.00 | 39.00 | 33.00 | 6.00 | 200.00 | 176.00 | 24.00 "
-            "| 12.0% | 88.00 | 80.00 | 8.00 |") in text
+            "| 12.0% | 86.00 | 82.00 | 4.00 | 88.00 | 80.00 | 8.00 |") in text
+    # issue 23's absolute check, the teacher included: exact set and VQA acc drop at most 3 points
+    assert "| issue 23: drop <= 3 points | exact set drop <= 3 | VQA acc drop <= 3 |" in text
+    assert "| teacher | 2.00: met | 5.00: NOT met |" in text
+    assert "| student | 4.00: NOT met | 8.00: NOT met |" in text
     # CIDEr: 24 points is more than 15 + 3, but 12% of clean is within 10% + 3: the check uses the percentage
     assert ("| student | 9.00 (allowed 8.00): NOT met | 3.00 (allowed 5.00): met | 6.00 (allowed 5.00): NOT met | "
-            "12.00% (allowed 13.00%): met | 8.00 (allowed 8.00): met |") in text
-    assert "drops in points for TR@1, IR@1, BLEU-4 and VQA acc, and the drop as % of clean for CIDEr" in text
+            "12.00% (allowed 13.00%): met | 4.00 (allowed 5.00): met | 8.00 (allowed 8.00): met |") in text
+    assert "drops in points for TR@1, IR@1, BLEU-4, exact set and VQA acc, and the drop as % of clean for CIDEr" in text
     assert "Machine: " in text and "cores" in text
-    # run again: the block is replaced, not appended twice
+    # run again: the block is replaced, not appended twice; one row still gets issue 23's check
     assert main(["robustness-report", "--row", teacher, "--out", str(report)]) == 0
     text = report.read_text()
     assert text.count("robustness:begin") == 1 and "| student |" not in text and "allowed" not in text
+    assert "| teacher | 2.00: met | 5.00: NOT met |" in text
+    capsys.readouterr()
+
+
+def test_robustness_report_gives_standard_errors_and_the_independent_error_of_each_drop(tmp_path, capsys):
+    # exact set: 3 and 4 -> drop +-5; VQA: 1.2 and 0.5 -> +-1.3; TR@1 recorded on the clean split only -> none
+    clean = _metrics(tmp_path / "c.json", "t", 80, 70, 40, 150, 70, exact=85.5,
+                     errors={"caption_exact_set": 3.0, "vqa_acc": 1.2, "retrieval_tr1": 0.7})
+    perturbed = _metrics(tmp_path / "p.json", "t", 75, 68, 38, 135, 67, exact=82.5,
+                         errors={"caption_exact_set": 4.0, "vqa_acc": 0.5})
+    report = tmp_path / "R.md"
+    assert main(["robustness-report", "--row", f"teacher={clean}={perturbed}", "--out", str(report)]) == 0
+    text = report.read_text()
+    assert ("| teacher | 80.00 (+-0.70) | 75.00 | 5.00 | 70.00 | 68.00 | 2.00 | 40.00 | 38.00 | 2.00 | 150.00 | "
+            "135.00 | 15.00 | 10.0% | 85.50 (+-3.00) | 82.50 (+-4.00) | 3.00 (+-5.00) | 70.00 (+-1.20) | "
+            "67.00 (+-0.50) | 3.00 (+-1.30) |") in text
+    # a drop of exactly the bound meets it; the standard error is shown, not used
+    assert "| teacher | 3.00 (+-5.00): met | 3.00 (+-1.30): met |" in text
+    assert "sqrt(se_clean^2 + se_perturbed^2), which treats the clean and perturbed scores as independent" in text
+    assert "same scenes re-rendered" in text
+    # 91.2 - 88.2 is 3.0000000000000036 in floats: still a drop of 3 points, which meets the bound
+    clean = _metrics(tmp_path / "c.json", "t", 80, 70, 40, 150, 70.2, exact=91.2)
+    perturbed = _metrics(tmp_path / "p.json", "t", 75, 68, 38, 135, 67.19, exact=88.2)
+    assert main(["robustness-report", "--row", f"teacher={clean}={perturbed}", "--out", str(report)]) == 0
+    assert "| teacher | 3.00: met | 3.01: NOT met |" in report.read_text()
     capsys.readouterr()
 
 
 def test_robustness_report_refuses_rows_that_are_not_comparable(tmp_path, capsys):
-    clean = _metrics(tmp_path / "c.json", "t", 80, 70, 40, 150, 90)
-    fewer = _metrics(tmp_path / "p.json", "t", 75, 68, 38, 135, 85, limit_images=100)
-    other = _metrics(tmp_path / "o.json", "s", 75, 68, 38, 135, 85)
+    clean = _metrics(tmp_path / "c.json", "t", 80, 70, 40, 150, 90, exact=90)
+    fewer = _metrics(tmp_path / "p.json", "t", 75, 68, 38, 135, 85, exact=88, limit_images=100)
+    other = _metrics(tmp_path / "o.json", "s", 75, 68, 38, 135, 85, exact=88)
+    old = _metrics(tmp_path / "old.json", "t", 75, 68, 38, 135, 85)  # evaluated before caption exact set
     (tmp_path / "bad.json").write_text(json.dumps({"headline": {"retrieval_tr1": 1.0}}))
     out = str(tmp_path / "R.md")
     cases = [(f"t={clean}={fewer}", "different limit_images"), (f"t={clean}={other}", "different bundles"),
              (f"t={clean}={tmp_path / 'bad.json'}", "headline lacks retrieval_ir1"),
+             (f"t={clean}={old}", f"{old}: headline lacks caption_exact_set"),
+             (f"t={clean}={old}", "re-run `dlip eval-bundle"),
              (f"t={clean}", "expected NAME=CLEAN_JSON=PERTURBED_JSON"),
              (f"t={clean}={tmp_path / 'missing.json'}", "no such eval-bundle metrics")]
     for row, message in cases:

@@ -27,6 +27,13 @@ teacher="$runs/teacher-128"
 [ -f "$runs/vision-128/vision.pt" ] || $py -m dlip pretrain-vision --config configs/shapes_teacher_v2.json --data "$data" --out "$runs/vision-128"
 [ -f "$teacher/checkpoints/last.pt" ] || $py -m dlip train --config configs/shapes_teacher_v2.json --data "$data" --init-vision "$runs/vision-128/vision.pt" --out "$teacher"
 evaluated "$teacher" || $py -m dlip eval "$teacher" --no-vqa-rank
+# the early comparison of REPORT.md section 1: the same recipe stopped at step 800 of its 2,400, with the pre-trained
+# image encoder and from random weights, each scored on the first 200 test images (report/vision_pretraining_step800.md)
+[ -f "$runs/teacher-128-step800/checkpoints/last.pt" ] || $py -m dlip train --config configs/shapes_teacher_v2.json --data "$data" --init-vision "$runs/vision-128/vision.pt" --stop-after 800 --out "$runs/teacher-128-step800"
+[ -f "$runs/teacher-128-scratch-step800/checkpoints/last.pt" ] || $py -m dlip train --config configs/shapes_teacher_v2.json --data "$data" --init-vision none --stop-after 800 --out "$runs/teacher-128-scratch-step800"
+for r in teacher-128-step800 teacher-128-scratch-step800; do evaluated "$runs/$r" || $py -m dlip eval "$runs/$r" --limit-images 200 --limit-questions 1000 --no-vqa-rank; done
+$py -m dlip report --run "step 800 of 2,400, image encoder pre-trained (pretrain-vision)=$runs/teacher-128-step800" \
+  --run "step 800 of 2,400, image encoder from random weights=$runs/teacher-128-scratch-step800" --out report/vision_pretraining_step800.md
 # the reference numbers are the previous teacher's (teacher-conv-pos-reads, training/report/HISTORY.md section 1)
 $py -m dlip report --run "teacher-128=$teacher" --reference-tr1 33.0 --reference-ir1 22.9 --out REPORT.md
 # 3. the two students and their controls: the same student, initialisation (weight selection), batches and steps,

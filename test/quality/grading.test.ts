@@ -20,7 +20,6 @@ import {
   rankBar,
   readReport,
   SAMPLE_IMAGES,
-  SHIPPED_STUDENT_EXACT_SET,
   vqaBar,
   wilsonLower,
   Z,
@@ -126,12 +125,8 @@ test("readReport takes the bars' inputs from manifest metrics and names the firs
     captionExamples: ["a red circle", "two stars"],
     exactSet: { rate: 12.5, from: "its manifest's caption_exact_set" },
   });
-  // without caption_exact_set: only the shipped student (exported before captions were graded) has a fallback
+  // without caption_exact_set (a bundle exported before captions were graded): no bar, a clear error
   assert.throws(() => readReport({ name: "m", metrics }), /model 'm'.*metrics\.caption_exact_set/);
-  const shipped = { checkpoint_sha256: SHIPPED_STUDENT_EXACT_SET.checkpointSha256 };
-  assert.equal(readReport({ name: "m", metrics, source: shipped }).exactSet.rate, SHIPPED_STUDENT_EXACT_SET.rate);
-  const reexported = { ...metrics, caption_exact_set: 40 };
-  assert.equal(readReport({ name: "m", metrics: reexported, source: shipped }).exactSet.rate, 40, "its own first");
   assert.throws(() => readReport({ name: "m", metrics: {} }), /model 'm'.*metrics\.summary\.settings\.num_beams/);
   const noCount = structuredClone(metrics) as { summary: { vqa: { by_type: Record<string, number> } } };
   delete noCount.summary.vqa.by_type.count;

@@ -55,20 +55,6 @@ export interface Report {
   exactSet: { rate: number; from: string }; // `caption_exact_set` (%): beam captions naming exactly the scene's pairs
 }
 
-/**
- * The caption exact-set rate of the shipped models/dlip-student, for its manifest, which was exported before
- * `dlip eval` graded captions against the scene graphs (training/dlip/eval/caption_correctness.py) and so lacks
- * `caption_exact_set`. Measured on the whole Shapes test split (1,000 images, beam 3, onnxruntime fp32), from
- * training/: `.venv/bin/python -m dlip data synth --out ../../data/shapes` then
- * `.venv/bin/python -m dlip eval-bundle ../models/dlip-student --data ../../data/shapes --no-vqa-rank`:
- * 13.5% (+-1.1) (training/REPORT.md, section "What users see"). Used only for the bundle whose
- * `source.checkpoint_sha256` is this one; any other bundle must carry `caption_exact_set` in its manifest.
- */
-export const SHIPPED_STUDENT_EXACT_SET = {
-  checkpointSha256: "25720a5a71cc61c72757c3af21df3a39762158b69e9d527fcf0d1148f4a3eaa6",
-  rate: 13.5,
-};
-
 /** The value at a dotted path of nested objects ("summary.vqa.by_type"), or undefined. */
 function at(obj: unknown, dotted: string): unknown {
   return dotted
@@ -80,11 +66,7 @@ function at(obj: unknown, dotted: string): unknown {
 }
 
 /** Reads the report from a manifest, failing with the missing field's name. */
-export function readReport(manifest: {
-  name: string;
-  metrics?: Record<string, unknown>;
-  source?: { checkpoint_sha256?: unknown };
-}): Report {
+export function readReport(manifest: { name: string; metrics?: Record<string, unknown> }): Report {
   const get = <T>(field: string, ok: (v: unknown) => boolean): T => {
     const v = at(manifest.metrics, field);
     if (!ok(v))
@@ -96,7 +78,6 @@ export function readReport(manifest: {
   };
   const isNumber = (v: unknown) => typeof v === "number";
   const numBeams = get<number>("summary.settings.num_beams", isNumber);
-  const shipped = manifest.source?.checkpoint_sha256 === SHIPPED_STUDENT_EXACT_SET.checkpointSha256;
   const report = {
     tr1: get<number>("retrieval_tr1", isNumber),
     vqaByType: {
@@ -109,10 +90,7 @@ export function readReport(manifest: {
       (v) => Array.isArray(v) && v.length > 0 && v.every((c) => typeof c === "string"),
     ),
   };
-  const exactSet =
-    shipped && at(manifest.metrics, "caption_exact_set") === undefined
-      ? { rate: SHIPPED_STUDENT_EXACT_SET.rate, from: "eval-bundle of the shipped student, thresholds.ts" }
-      : { rate: get<number>("caption_exact_set", isNumber), from: "its manifest's caption_exact_set" };
+  const exactSet = { rate: get<number>("caption_exact_set", isNumber), from: "its manifest's caption_exact_set" };
   return { ...report, exactSet };
 }
 

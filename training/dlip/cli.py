@@ -73,7 +73,9 @@ def _add_train(sub) -> None:
                   "model size preset from dlip/presets.json")
     p.add_argument("--init-from", help="start from this run folder's weights and tokenizer (fine-tuning)")
     p.add_argument("--init-vision", help="start the image encoder from this vision.pt (dlip pretrain-vision); "
-                   "overrides the config's init_vision")
+                   "overrides the config's init_vision ('none': from random weights)")
+    p.add_argument("--stop-after", type=int, help="stop at this global step, the config's learning-rate schedule "
+                   "unchanged (a snapshot of the full run, e.g. to compare recipes early)")
 
 
 def _add_pretrain_vision(sub) -> None:
@@ -346,7 +348,7 @@ def train_config_from_args(args) -> TrainConfig:
     if getattr(args, "init_from", None):
         cfg.init_from = args.init_from
     if getattr(args, "init_vision", None):
-        cfg.init_vision = args.init_vision
+        cfg.init_vision = None if args.init_vision == "none" else args.init_vision
     if not cfg.data.image_root:
         raise ValueError("no data: pass --data IMAGE_ROOT or set data.image_root in --config")
     return cfg
@@ -403,7 +405,9 @@ def cmd_tokenizer(args) -> int:
 def cmd_train(args) -> int:
     from .train.trainer import train
 
-    path = train(train_config_from_args(args), args.out, overwrite=args.overwrite)
+    if args.stop_after is not None and args.stop_after < 1:
+        raise ValueError(f"--stop-after must be >= 1, got {args.stop_after}")
+    path = train(train_config_from_args(args), args.out, overwrite=args.overwrite, stop_after=args.stop_after)
     print(f"run folder: {path}")
     return 0
 

@@ -65,3 +65,23 @@ def test_pretrain_vision_needs_scene_graphs(tmp_path, capsys):
     (tmp_path / "cfg.json").write_text(json.dumps({"preset": "micro", "data": {"image_root": str(tmp_path)}}))
     assert main(["pretrain-vision", "--config", str(tmp_path / "cfg.json"), "--out", str(tmp_path / "v")]) != 0
     assert "scenes_train.jsonl" in capsys.readouterr().err
+
+
+def test_stop_after_keeps_the_schedule_and_init_vision_none_starts_from_random(tmp_path, shapes_dir):
+    """`train --stop-after N` is step N of the full run (same learning rates), checkpointed there; `--init-vision
+    none` overrides a config's init_vision."""
+    cfg = {"preset": "micro", "data": {"image_root": str(shapes_dir)}, "threads": 1, "log_every": 1,
+           "init_vision": str(tmp_path / "missing.pt"),
+           "stages": [{"name": "joint", "steps": 6, "batch_size": 4, "warmup_steps": 1,
+                       "weights": {"itc": 1, "itm": 1, "lm": 1}}]}
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    base = ["train", "--config", str(tmp_path / "cfg.json"), "--init-vision", "none"]
+    assert main([*base, "--out", str(tmp_path / "full")]) == 0
+    assert main([*base, "--out", str(tmp_path / "cut"), "--stop-after", "3"]) == 0
+    read = lambda run: [json.loads(x) for x in (tmp_path / run / "log.jsonl").read_text().splitlines()]  # noqa: E731
+    full, cut = read("full"), read("cut")
+    assert [r["step"] for r in cut] == [1, 2, 3]
+    assert [r["lr"] for r in cut] == [r["lr"] for r in full[:3]]  # the 6-step schedule, not a 3-step one
+    ckpt = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=False)
+    assert ckpt["step"] == 3
+    assert main([*base, "--out", str(tmp_path / "bad"), "--stop-after", "0"]) != 0

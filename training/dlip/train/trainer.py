@@ -159,7 +159,8 @@ class RunContext:
     progress: bool  # progress bars (the main process only)
 
 
-def train(cfg: TrainConfig, out: str | Path, overwrite: bool = False, progress: bool = True) -> Path:
+def train(cfg: TrainConfig, out: str | Path, overwrite: bool = False, progress: bool = True,
+          stop_after: int | None = None) -> Path:
     """Trains a model as configured; returns the run folder. With ``cfg.distill`` set, the model is a DLIP student
     of ``cfg.distill.teacher`` (whose tokenizer it shares) and the stages' distillation weights apply."""
     info = dist.setup()
@@ -176,7 +177,9 @@ def train(cfg: TrainConfig, out: str | Path, overwrite: bool = False, progress: 
         ctx = RunContext(models, info, run, MetricLogger(run) if info.is_main else None, progress and info.is_main)
         step0 = 0
         for stage in models.cfg.stages:
-            step0 = run_stage(ctx, stage, step0)
+            step0 = run_stage(ctx, stage, step0, stop_after)
+            if stop_after is not None and step0 >= stop_after:
+                break
         if info.is_main:
             plot_losses(run.log_jsonl, run.plot_path)
         return run.path
@@ -201,9 +204,10 @@ def stage_loaders(stage: StageConfig, ctx: RunContext, step0: int):
     return captions, vqa
 
 
-def run_stage(ctx: RunContext, stage: StageConfig, step0: int) -> int:
+def run_stage(ctx: RunContext, stage: StageConfig, step0: int, stop_after: int | None = None) -> int:
     """Trains ``stage.steps`` steps of the stage's step module (``Models.step``), updating its parameters that
-    require grad; checkpoints the model. Returns the global step after."""
+    require grad; checkpoints the model. Returns the global step after. ``stop_after``: stop (and checkpoint) at that
+    global step, the learning-rate schedule unchanged (a snapshot of a longer run)."""
     cfg, info, progress = ctx.models.cfg, ctx.info, ctx.progress
     step_module = ctx.models.step(stage)
     captions, vqa = stage_loaders(stage, ctx, step0)
@@ -235,8 +239,11 @@ def run_stage(ctx: RunContext, stage: StageConfig, step0: int) -> int:
             elapsed = time.time() - t0
             ctx.logger.log(step=step, stage=stage.name, lr=lr, losses={k: v.item() for k, v in losses.items()},
                            wall_time=elapsed, samples_per_sec=seen * info.world_size / max(elapsed, 1e-9))
-        if info.is_main and (step % cfg.checkpoint_every == 0 or i == stage.steps - 1):
+        last = i == stage.steps - 1 or step == stop_after
+        if info.is_main and (step % cfg.checkpoint_every == 0 or last):
             save_checkpoint(ctx.run, ctx.models.model.state_dict(), step, {"stage": stage.name})
+        if step == stop_after:
+            return step
     return step0 + stage.steps
 
 

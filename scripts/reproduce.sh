@@ -72,9 +72,9 @@ $py -m dlip correctness-report --row "teacher-128, test split=$bundles/teacher-1
 # 6. int8: the student's dynamic-quantised graphs on the whole test split, next to fp32
 [ -f "$bundles/student-128/int8.json" ] || $py -m dlip eval-bundle "$bundles/student-128" --data "$data" --int8 --no-vqa-rank --out "$bundles/student-128/int8.json"
 $py -m dlip int8-report --fp32 "$bundles/student-128/clean.json" --int8 "$bundles/student-128/int8.json" --bundle "$bundles/student-128" --out REPORT.md
-# 7. which DLIP terms help, at which compression: 300-step rows from the same teacher, each on the first 500 test images
+# 7. which DLIP terms help: 200-step rows of the student from the same teacher, each on the first 500 test images
 $py -m dlip ablate --teacher "$teacher" --config configs/shapes_distill_v2.json --grid configs/ablation_grid_v2.json \
-  --data "$data" --out "$runs/ablation-v2" --steps 300 --eval-images 500 --no-vqa-rank --report REPORT.md
+  --data "$data" --out "$runs/ablation-v2" --steps 200 --eval-images 500 --no-vqa-rank --report REPORT.md
 # 8. the default model users get: the DLIP student with its int8 graphs, checked against PyTorch
 $py -m dlip export "$runs/student-128" --out "$root/models/dlip-student" --name dlip-student --int8 --overwrite
 $py -m dlip eval-bundle "$root/models/dlip-student" --data "$data" --compare-run "$runs/student-128" --no-vqa-rank

@@ -39,10 +39,13 @@ $py -m dlip report --run "teacher-128=$teacher" --reference-tr1 33.0 --reference
 # 3. the two students and their controls: the same student, initialisation (weight selection), batches and steps,
 #    without the distillation terms
 #    (the smaller pair: 600 steps, half the schedule, for lack of time in the session that made the report)
-for s in student-128:shapes_distill_v2:1200 student-128-small:shapes_distill_v2_small:600; do
-  IFS=: read -r name config steps <<< "$s"; config=configs/$config.json
-  [ -f "$runs/$name/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$teacher" --config "$config" --data "$data" --out "$runs/$name" --steps "$steps"
-  [ -f "$runs/$name-control/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$teacher" --config "$config" --data "$data" --out "$runs/$name-control" --no-distill --steps "$steps"
+distill() {  # NAME CONFIG STEPS: the student and its control
+  [ -f "$runs/$1/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$teacher" --config "configs/$2.json" --data "$data" --out "$runs/$1" --steps "$3"
+  [ -f "$runs/$1-control/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$teacher" --config "configs/$2.json" --data "$data" --out "$runs/$1-control" --no-distill --steps "$3"
+}
+distill student-128 shapes_distill_v2 1200
+distill student-128-small shapes_distill_v2_small 600
+for name in student-128 student-128-small; do
   for r in "$name" "$name-control"; do evaluated "$runs/$r" || $py -m dlip eval "$runs/$r" --no-vqa-rank; done
 done
 # 4. bundles (int8 graphs for the students), then the distillation table (latency measured side by side)
@@ -72,9 +75,14 @@ $py -m dlip correctness-report --row "teacher-128, test split=$bundles/teacher-1
 # 6. int8: the student's dynamic-quantised graphs on the whole test split, next to fp32
 [ -f "$bundles/student-128/int8.json" ] || $py -m dlip eval-bundle "$bundles/student-128" --data "$data" --int8 --no-vqa-rank --out "$bundles/student-128/int8.json"
 $py -m dlip int8-report --fp32 "$bundles/student-128/clean.json" --int8 "$bundles/student-128/int8.json" --bundle "$bundles/student-128" --out REPORT.md
-# 7. which DLIP terms help: 200-step rows of the student from the same teacher, each on the first 500 test images
-$py -m dlip ablate --teacher "$teacher" --config configs/shapes_distill_v2.json --grid configs/ablation_grid_v2.json \
-  --data "$data" --out "$runs/ablation-v2" --steps 200 --eval-images 500 --no-vqa-rank --report REPORT.md
+# 7. which DLIP terms help: the student with one family of terms at a time (outputs; attention maps), full length
+for fam in out attn; do
+  [ -f "$runs/student-128-$fam/checkpoints/last.pt" ] || $py -m dlip distill --teacher "$teacher" --config "configs/shapes_distill_v2_$fam.json" --data "$data" --out "$runs/student-128-$fam"
+  evaluated "$runs/student-128-$fam" || $py -m dlip eval "$runs/student-128-$fam" --no-vqa-rank
+done
+$py -m dlip terms-report --run "no distillation terms (control)=$runs/student-128-control" \
+  --run "every DLIP term=$runs/student-128" --run "outputs only=$runs/student-128-out" \
+  --run "attention maps only=$runs/student-128-attn" --out REPORT.md
 # 8. the default model users get: the DLIP student with its int8 graphs, checked against PyTorch
 $py -m dlip export "$runs/student-128" --out "$root/models/dlip-student" --name dlip-student --int8 --overwrite
 $py -m dlip eval-bundle "$root/models/dlip-student" --data "$data" --compare-run "$runs/student-128" --no-vqa-rank

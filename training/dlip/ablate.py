@@ -185,3 +185,36 @@ def ablation_caption(base: TrainConfig, settings: EvalSettings, results: list[di
             f"of four: " + ", ".join(label for label, _ in FOUR) + " (CIDEr is shown, not in the mean). +-se: one "
             f"standard error over the test items (recall: binomial over the queries; exact set, CIDEr and VQA: over "
             f"the per-image / per-question scores; the mean of four: sqrt(sum of se^2) / 4). Machine: {machine()}.\n")
+
+
+def runs_results(runs: list[tuple[str, Path]]) -> list[dict]:
+    """The table rows of distillation runs already trained and evaluated (``dlip eval``), one per (name, run
+    folder): what ``ablate`` collects for its grid rows, read from each run's config.json and metrics.json."""
+    results = []
+    for name, path in runs:
+        run = RunFolder(Path(path))
+        if not run.metrics_path.is_file():
+            raise ValueError(f"{path}: no metrics.json (evaluate the run first: dlip eval {path})")
+        metrics = run.read_metrics()
+        if "sampling_error" not in metrics:
+            raise ValueError(f"{path}: metrics.json has no sampling errors (re-run dlip eval {path})")
+        config = json.loads((Path(path) / "config.json").read_text())
+        row = {"preset": config.get("preset")}
+        if config.get("distill"):
+            row["init"] = config["distill"].get("init")
+        results.append({"name": name, "row": row, "headline": metrics["headline"],
+                        "sampling_error": metrics["sampling_error"], "test_items": metrics["test_items"],
+                        "params": metrics["costs"]["params_total"], "stages": config["stages"]})
+    return results
+
+
+def runs_caption(results: list[dict]) -> str:
+    """The line under a table of full runs: each row's steps, the test items, what +-se means, the machine."""
+    steps = ", ".join(f"{r['name']}: {sum(s['steps'] for s in r['stages']):,}" for r in results)
+    items = results[0]["test_items"] if results else {}
+    counted = ", ".join(f"{n:,} {what}" for what, n in items.items())
+    return (f"Each row: one distillation run from the same teacher (training steps: {steps}), scored by `dlip eval` "
+            f"({counted}); retrieval ITC top-k + ITM, captions beam search (exact set, CIDEr); {EXACT_SET_NOTE}. The "
+            f"mean of four: " + ", ".join(label for label, _ in FOUR) + " (CIDEr is shown, not in the mean). +-se: "
+            f"one standard error over the test items (the mean of four: sqrt(sum of se^2) / 4). Machine: "
+            f"{machine()}.\n")

@@ -92,6 +92,13 @@ def _add_pretrain_vision(sub) -> None:
     p.add_argument("--threads", type=int, help="torch threads")
 
 
+def _add_terms_report(sub) -> None:
+    p = sub.add_parser("terms-report", help="the ablation table (the four headline metrics with sampling errors, "
+                       "the DLIP terms each run used) from distillation runs already trained and evaluated")
+    p.add_argument("--run", action="append", required=True, metavar="NAME=RUN", help="a row: its label and run folder")
+    p.add_argument("--out", required=True, help="markdown file whose 'terms' block is filled (e.g. REPORT.md)")
+
+
 def _add_distill(sub) -> None:
     p = sub.add_parser("distill", help="DLIP: train a compact student from a teacher (run folder or HF BLIP dirs)")
     p.add_argument("--teacher", required=True, action="append",
@@ -299,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tokenizer(sub)
     _add_train(sub)
     _add_pretrain_vision(sub)
+    _add_terms_report(sub)
     _add_distill(sub)
     _add_ablate(sub)
     _add_eval(sub)
@@ -453,6 +461,24 @@ def cmd_ablate(args) -> int:
 
         write_block(Path(args.report), "ablation", table.read_text().rstrip())  # the table and its caption
         print(f"wrote the ablation block of {args.report}")
+    return 0
+
+
+def cmd_terms_report(args) -> int:
+    from .ablate import ablation_table, runs_caption, runs_results
+    from .eval.report import write_block
+
+    runs = []
+    for spec in args.run:
+        name, sep, path = spec.rpartition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--run {spec!r}: expected NAME=RUN")
+        runs.append((name, Path(path)))
+    results = runs_results(runs)
+    table = ablation_table(results) + "\n" + runs_caption(results)
+    print(table)
+    write_block(Path(args.out), "terms", table.rstrip())
+    print(f"wrote the terms block of {args.out}")
     return 0
 
 
@@ -692,6 +718,7 @@ COMMANDS = {
     "tokenizer": cmd_tokenizer,
     "train": cmd_train,
     "pretrain-vision": cmd_pretrain_vision,
+    "terms-report": cmd_terms_report,
     "distill": cmd_distill,
     "ablate": cmd_ablate,
     "eval": cmd_eval,

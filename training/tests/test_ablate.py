@@ -153,19 +153,43 @@ def test_the_mean_of_four_is_over_tr1_ir1_exact_set_and_vqa():
     assert lines[3].startswith("| no scenes | 2.00M | 40.0 (+-3.0) | 30.0 (+-4.0) | - | 60.0 (+-0.0) | - | 900.0")
 
 
-def test_the_v2_grid_isolates_each_family_of_the_dlip_terms():
-    base = train_config_from_dict(json.loads((CONFIGS / "shapes_distill_v2.json").read_text()))
-    grid = json.loads((CONFIGS / "ablation_grid_v2.json").read_text())
-    rows = {r["name"]: row_config(base, r) for r in grid}
-    tasks = {"itc", "itm", "lm", "vqa"}
-    on = lambda cfg: {k for s in cfg.stages for k, v in s.weights.items() if v > 0} - tasks  # noqa: E731
-    every = on(rows["every DLIP term (main recipe)"])
-    assert on(rows["no distillation terms (control)"]) == set()
-    families = [on(rows[n]) for n in ("representation only (hidden states)",
-                                      "attention only (self- and cross-attention maps)",
-                                      "outputs only (ITC, ITM, caption and answer logits)")]
-    assert set().union(*families) == every and sum(map(len, families)) == len(every)  # a partition of the terms
-    assert families[0] == {k for k in every if k.startswith("hidden_")}
-    assert families[2] == {k for k in every if k.startswith("out_")}
-    assert all(cfg.distill.init == "select" for cfg in rows.values())
+def test_terms_report_tables_evaluated_runs_and_refuses_unevaluated_ones(tmp_path):
+    from dlip.cli import main
 
+    def run(name, weights, tr1, exact):
+        path = tmp_path / name
+        path.mkdir()
+        (path / "config.json").write_text(json.dumps({"preset": "student-128", "distill": {"init": "select"},
+                                                      "stages": [{"steps": 1200, "weights": weights}]}))
+        head = {"retrieval_tr1": tr1, "retrieval_ir1": 40.0, "caption_exact_set": exact, "vqa_acc": 70.0,
+                "caption_cider": 300.0}
+        (path / "metrics.json").write_text(json.dumps({
+            "headline": head, "sampling_error": {k: 1.0 for k in head},
+            "test_items": {"images": 1000}, "costs": {"params_total": 1_450_000}}))
+        return path
+
+    control = run("control", {"itc": 1, "lm": 1, "out_lm": 0}, 60.0, 70.0)
+    student = run("student", {"itc": 1, "lm": 1, "out_lm": 1}, 64.0, 74.0)
+    out = tmp_path / "R.md"
+    assert main(["terms-report", "--run", f"control={control}", "--run", f"outputs={student}", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "<!-- terms:begin -->" in text and "training steps: control: 1,200, outputs: 1,200" in text
+    assert "| control | 1.45M | 60.0 (+-1.0) | 40.0 (+-1.0) | 70.0 (+-1.0) | 70.0 (+-1.0) | 60.0 (+-0.5) |" in text
+    assert "| outputs | 1.45M | 64.0 (+-1.0) | 40.0 (+-1.0) | 74.0 (+-1.0) | 70.0 (+-1.0) | 62.0 (+-0.5) |" in text
+    assert "DLIP terms: none;" in text and "DLIP terms: out_lm;" in text
+    (student / "metrics.json").unlink()
+    assert main(["terms-report", "--run", f"s={student}", "--out", str(out)]) != 0
+
+
+def test_the_family_configs_keep_the_task_terms_and_one_family_of_dlip_terms():
+    tasks = {"itc", "itm", "lm", "vqa"}
+    full = train_config_from_dict(json.loads((CONFIGS / "shapes_distill_v2.json").read_text()))
+    every = {k for s in full.stages for k, v in s.weights.items() if v > 0} - tasks
+    families = {}
+    for name in ("out", "attn"):
+        cfg = train_config_from_dict(json.loads((CONFIGS / f"shapes_distill_v2_{name}.json").read_text()))
+        on = {k for s in cfg.stages for k, v in s.weights.items() if v > 0}
+        assert tasks <= on and cfg.stages[0].steps == full.stages[0].steps and cfg.preset == full.preset
+        families[name] = on - tasks
+    assert families["out"] == {k for k in every if k.startswith("out_")}
+    assert families["attn"] == {k for k in every if k.startswith(("attn_", "cross_"))}

@@ -1,7 +1,9 @@
 // Makes the README's playground screenshot (docs/playground.png): serves the shipped default model
 // (models/dlip-student) on 127.0.0.1, drives the page in Debian's chromium (scripts/get-chromium.sh) with Shapes test
 // images from the Python generator (training/.venv), and writes a small palette PNG.
-//   node --import tsx scripts/playground-screenshot.ts [--out docs/playground.png]
+//   node --import tsx scripts/playground-screenshot.ts [--out docs/playground.png] [--query 3]
+// --query picks which of the first four Shapes test images is the captioned and questioned one (the others are the
+// ranking candidates and the search images); the README says which one its screenshot shows.
 import { rmSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -12,7 +14,11 @@ import { ROOT } from "../test/helpers/app.js";
 import { findChromium, launchChromium, NO_CHROMIUM } from "../test/helpers/browser.js";
 import { synthShapesTest } from "../test/helpers/shapes.js";
 
-const { values } = parseArgs({ options: { out: { type: "string", default: "docs/playground.png" } } });
+const { values } = parseArgs({
+  options: { out: { type: "string", default: "docs/playground.png" }, query: { type: "string", default: "0" } },
+});
+const queryIndex = Number(values.query);
+if (!Number.isInteger(queryIndex) || queryIndex < 0 || queryIndex > 3) throw new Error("--query must be 0, 1, 2 or 3");
 const out = path.resolve(ROOT, values.out!);
 const chromium = findChromium();
 if (!chromium) throw new Error(NO_CHROMIUM);
@@ -30,7 +36,8 @@ try {
   await page.goto(`http://127.0.0.1:${port}/`);
   await page.locator("#model:not([disabled])").waitFor();
 
-  const [query, ...others] = images;
+  const query = images[queryIndex];
+  const others = images.filter((_, i) => i !== queryIndex);
   const settled = (id: string) =>
     page.waitForFunction((s) => !["", "working..."].includes(document.getElementById(s)?.textContent ?? ""), id);
   await page.setInputFiles("#image-file", query.file);

@@ -193,12 +193,10 @@ def runs_results(runs: list[tuple[str, Path]]) -> list[dict]:
     results = []
     for name, path in runs:
         run = RunFolder(Path(path))
-        if not run.metrics_path.is_file():
-            raise ValueError(f"{path}: no metrics.json (evaluate the run first: dlip eval {path})")
-        metrics = run.read_metrics()
+        metrics = run.read_metrics()  # says how to make it when it is missing
         if "sampling_error" not in metrics:
-            raise ValueError(f"{path}: metrics.json has no sampling errors (re-run dlip eval {path})")
-        config = json.loads((Path(path) / "config.json").read_text())
+            raise ValueError(f"{path}: its evaluation has no sampling errors (re-run dlip eval {path})")
+        config = run.read_config()
         row = {"preset": config.get("preset")}
         if config.get("distill"):
             row["init"] = config["distill"].get("init")

@@ -85,7 +85,7 @@ def _add_pretrain_vision(sub) -> None:
     p.add_argument("--config", required=True, help="the teacher's training config (its model's image encoder, "
                    "data.augment and seed are used)")
     p.add_argument("--data", help="image root with scenes_train.jsonl / scenes_val.jsonl (dlip data synth)")
-    p.add_argument("--out", required=True, help="folder to write vision.pt and log.jsonl into")
+    p.add_argument("--out", required=True, help="folder to write vision.pt and pretrain.jsonl into")
     p.add_argument("--steps", type=int, default=800)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=5e-4)
@@ -518,7 +518,7 @@ def cmd_report(args) -> int:
         if "retrieval_tr1" not in head or "retrieval_ir1" not in head:
             raise ValueError(f"--reference-run {args.reference_run}: its metrics.json has no headline TR@1 / IR@1")
         reference_tr1, reference_ir1 = head["retrieval_tr1"], head["retrieval_ir1"]
-        source = f"from {args.reference_run}/metrics.json"
+        source = f"from {RunFolder(args.reference_run).metrics_path}"
     write_report(runs, Path(args.out), reference_tr1, reference_ir1, source)
     print(f"wrote the results block of {args.out}")
     return 0

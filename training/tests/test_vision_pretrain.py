@@ -37,7 +37,7 @@ def test_pretrain_vision_writes_an_encoder_a_teacher_starts_from(tmp_path, shape
                  "--steps", "3", "--batch-size", "4"]) == 0
     blob = torch.load(tmp_path / "v" / "vision.pt", weights_only=True)
     assert set(blob["metrics"]) == {"shape_acc", "color_acc", "size_acc", "all_acc"}
-    log = [json.loads(line) for line in (tmp_path / "v" / "log.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (tmp_path / "v" / "pretrain.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3] and "all_acc" in log[-1]
 
     from dlip.train import distributed as dist

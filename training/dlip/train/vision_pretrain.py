@@ -132,7 +132,7 @@ def pretrain_vision(vision: VisionConfig, root: str | os.PathLike, out: str | os
                     augment: dict | None = None, seed: int = 0, threads: int = 0, eval_every: int = 200,
                     val_limit: int = 500, num_workers: int = 1, progress: bool = True) -> Path:
     """Trains ``VisionTransformer(vision)`` with cell heads on ``root``'s training scenes; writes ``out/vision.pt``
-    ({"vision": config dict, "state_dict", "metrics"}) and ``out/log.jsonl``. Returns the path of vision.pt."""
+    ({"vision": config dict, "state_dict", "metrics"}) and ``out/pretrain.jsonl``. Returns the path of vision.pt."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if threads:
@@ -151,7 +151,7 @@ def pretrain_vision(vision: VisionConfig, root: str | os.PathLike, out: str | os
     encoder, heads = VisionTransformer(vision), CellHeads(vision.hidden_size)
     params = [*encoder.parameters(), *heads.parameters()]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    log = open(out / "log.jsonl", "w")
+    log = open(out / "pretrain.jsonl", "w")
     metrics: dict[str, float] = {}
     step, it = 0, iter(train_dl)
     bar = tqdm(total=steps, desc="pretrain-vision", disable=not progress)

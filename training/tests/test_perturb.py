@@ -301,3 +301,18 @@ def test_int8_report_gives_each_metrics_difference_and_whether_it_is_within_a_po
     assert main(["int8-report", "--fp32", fp32, "--int8", fewer, "--out", str(report)]) == 2
     err = capsys.readouterr().err
     assert "expected fp32" in err and "different bundles" in err and "different limit_images" in err
+
+
+def test_int8_report_adds_exact_set_where_both_precisions_graded_captions(tmp_path):
+    from dlip.eval.int8 import int8_markdown
+
+    def pair(exact_fp32, exact_int8):
+        out = []
+        for name, exact, precision in (("f", exact_fp32, "fp32"), ("q", exact_int8, "int8")):
+            path = _metrics(tmp_path / f"{name}.json", "s", 60, 50, 40, 300, 75, exact=exact)
+            out.append({**json.loads(Path(path).read_text()), "precision": precision})
+        return out
+
+    text = int8_markdown(*pair(80.3, 78.9), "m")
+    assert "| exact set | 80.30 | 78.90 | -1.40 | NO |" in text and "within 1 point: no" in text
+    assert "exact set" not in int8_markdown(*pair(80.3, None), "m")  # not graded on one side: no row

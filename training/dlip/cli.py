@@ -30,7 +30,7 @@ def _add_data(sub) -> None:
                    help="v2 (default; what the shipped model was trained and scored on): anti-aliasing, colour "
                         "shades, background gradients and texture, slight rotation, blur, JPEG "
                         "(dlip/data/render_v2.py); v1: flat colours and hard edges (the earlier recipes of "
-                        "training/REPORT.md)")
+                        "training/report/HISTORY.md)")
     pt = data_sub.add_parser("perturb", help="render a Shapes split again with camera and encoder perturbations "
                                              "(anti-aliasing, blur, other sizes, noise, low-quality JPEG)")
     pt.add_argument("--data", required=True, help="Shapes image root from `data synth` (needs scenes_SPLIT.jsonl)")

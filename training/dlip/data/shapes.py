@@ -11,8 +11,9 @@ same loaders then read it as they read COCO-Karpathy / Flickr30K / VQAv2. Layout
 - ``scenes_{split}.jsonl``: one scene graph per line (``Scene.to_dict`` plus "image" and "image_id")
 - ``README.md``: the data card
 
-Renderer: ``renderer="v1"`` (the default, the renderer every shipped model and REPORT.md number was made with:
-flat colours, hard edges, a flat background, pixel noise) or ``"v2"`` (``dlip.data.render_v2``: anti-aliasing,
+Renderer: ``renderer="v1"`` (this function's default, so the test fixtures and the earlier recipes of
+report/HISTORY.md stay byte-identical; ``dlip data synth`` draws v2 by default: flat colours, hard edges, a flat
+background, pixel noise) or ``"v2"`` (``dlip.data.render_v2``: anti-aliasing,
 shades, background gradients and texture, slight rotation, blur, JPEG), named in the data card.
 
 Determinism: image ``i`` of a split draws from its own numpy stream ``SeedSequence([seed, split, i])`` (split-wise

@@ -2,7 +2,7 @@
 
 BLIP never trains its ViT from scratch: it starts from an ImageNet-pretrained ViT and then learns ITC, ITM and LM.
 The Shapes teachers of this repository started from random weights, and their joint objectives taught the ViT
-colours but hardly outlines: a teacher named the shape of a lone object barely above chance (training/REPORT.md,
+colours but hardly outlines: a teacher named the shape of a lone object barely above chance (training/report/HISTORY.md,
 section 1), while the same ViT asked for shapes directly learns them within a few hundred steps. This module is the
 missing first stage: the teacher's image encoder learns, per image token, what object covers the token's cell of the
 image (its shape, colour and size class, or background) from the training split's scene graphs

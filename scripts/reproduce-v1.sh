@@ -7,11 +7,7 @@
 # last, teacher-conv-pos-reads, is the one the student learns from), then the student, control and ablation runs;
 # steps whose output exists are skipped, so an interrupted run resumes. Data and runs go to data/ and runs/ (ignored
 # by git).
-set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bash "$root/scripts/setup-venv.sh"
-cd "$root/training"
-py=.venv/bin/python
+source "$(dirname "${BASH_SOURCE[0]}")/reproduce-env.sh"
 data="$root/data/shapes-v1"
 runs="$root/runs/v1"
 bundles="$runs/bundles"

@@ -7,11 +7,7 @@
 # tables, and the default bundle. About 4 hours on 2 CPU cores (the teacher about an hour of it). Steps whose output
 # exists are skipped, so an interrupted run resumes. Data and runs go to data/ and runs/ (ignored by git). The
 # earlier recipes (renderer v1, training/report/HISTORY.md): scripts/reproduce-v1.sh.
-set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bash "$root/scripts/setup-venv.sh"
-cd "$root/training"
-py=.venv/bin/python
+source "$(dirname "${BASH_SOURCE[0]}")/reproduce-env.sh"
 data="$root/data/shapes"
 hard="$root/data/shapes-hard"
 runs="$root/runs"

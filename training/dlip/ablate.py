@@ -105,13 +105,16 @@ def ablate(base: TrainConfig, grid: list[dict], out: Path, settings: EvalSetting
             loaded = load_run(run.path)
             metrics = evaluate(loaded.model, loaded.tokenizer, loaded.config, settings, progress=progress)
             run.metrics_path.write_text(json.dumps(metrics, indent=2, sort_keys=True))
-        metrics = run.read_metrics()
-        results.append({"name": row["name"], "row": row, "headline": metrics["headline"],
-                        "sampling_error": metrics["sampling_error"], "test_items": metrics["test_items"],
-                        "params": metrics["costs"]["params_total"], "stages": [to_dict(s) for s in cfg.stages]})
+        results.append(table_row(row["name"], row, run.read_metrics(), [to_dict(s) for s in cfg.stages]))
     (out / "ablation.json").write_text(json.dumps(results, indent=2))
     (out / "ablation.md").write_text(ablation_table(results) + "\n" + ablation_caption(base, settings, results))
     return out / "ablation.md"
+
+
+def table_row(name: str, row: dict, metrics: dict, stages: list[dict]) -> dict:
+    """One row of the ablation table: a run's label, settings, evaluation (metrics.json) and stages (as dicts)."""
+    return {"name": name, "row": row, "headline": metrics["headline"], "sampling_error": metrics["sampling_error"],
+            "test_items": metrics["test_items"], "params": metrics["costs"]["params_total"], "stages": stages}
 
 
 def _evaluated_with(run: RunFolder, settings: EvalSettings) -> bool:
@@ -200,9 +203,7 @@ def runs_results(runs: list[tuple[str, Path]]) -> list[dict]:
         row = {"preset": config.get("preset")}
         if config.get("distill"):
             row["init"] = config["distill"].get("init")
-        results.append({"name": name, "row": row, "headline": metrics["headline"],
-                        "sampling_error": metrics["sampling_error"], "test_items": metrics["test_items"],
-                        "params": metrics["costs"]["params_total"], "stages": config["stages"]})
+        results.append(table_row(name, row, metrics, config["stages"]))
     return results
 
 

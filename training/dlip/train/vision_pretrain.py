@@ -39,7 +39,6 @@ from .schedule import cosine_with_warmup
 
 SHAPE_NAMES, COLOR_NAMES, SIZE_NAMES = list(SHAPES), list(COLORS), list(SIZES)
 HEADS = {"shape": len(SHAPE_NAMES) + 1, "color": len(COLOR_NAMES) + 1, "size": len(SIZE_NAMES) + 1}  # + background
-BACKGROUND = -1  # stored as the last class of each head
 
 
 def cell_labels(objects: list[dict], width: int, height: int, grid: int) -> Tensor:
